@@ -1,0 +1,360 @@
+/**
+ * Demo shared-data services (cơ sở dữ liệu dùng chung giả lập) — the upstreams the gateway
+ * protects in the demo.
+ *
+ * Each upstream serves one synthetic dataset (demo/data/<dataset>.json) and trusts nothing but
+ * what the gateway vouched for: EVERY request, including unknown paths, must carry a valid
+ * `x-ztgate-assertion` (ES256 JWT signed by the gateway, audience = the dataset id). This is
+ * defence in depth — a caller that reaches the upstream directly, bypassing the gateway, gets 401.
+ *
+ * All data is DỮ LIỆU GIẢ LẬP — SYNTHETIC DEMO DATA; nothing belongs to a real person.
+ */
+import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { dirname, join, parse as parsePath } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
+import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
+
+export type DemoDatasetId = 'ho-tich' | 'dat-dai' | 'y-te';
+
+export interface DemoUpstreamOptions {
+  dataset: DemoDatasetId;
+  /** Interface to bind; default 127.0.0.1. */
+  host?: string;
+  /** Port to bind; default 0 (ephemeral). */
+  port?: number;
+  /** Expected `iss` of assertions, e.g. http://127.0.0.1:8080. */
+  gatewayIssuer: string;
+  /** The gateway's JWKS, e.g. http://127.0.0.1:8080/.well-known/jwks.json. */
+  gatewayJwksUrl: string;
+  /** Clock skew accepted when checking exp/iat/nbf; default 5 seconds. */
+  clockToleranceSeconds?: number;
+}
+
+export interface DemoUpstream {
+  url: string;
+  dataset: DemoDatasetId;
+  close(): Promise<void>;
+}
+
+export const DEMO_DATASET_IDS: readonly DemoDatasetId[] = ['ho-tich', 'dat-dai', 'y-te'];
+
+/** Header the gateway adds to every forwarded request. */
+export const ASSERTION_HEADER = 'x-ztgate-assertion';
+const ASSERTION_TYP = 'ztgate-assertion+jwt';
+const MAX_TOKEN_AGE = '120s';
+const DEFAULT_LIMIT = 20;
+const MAX_LIMIT = 100;
+const MAX_NOTE_CHARS = 500;
+/** Notes are kept in memory only; cap them so a demo left running cannot grow without bound. */
+const MAX_NOTES_IN_MEMORY = 1000;
+
+interface DemoRecord {
+  id: string;
+  [field: string]: unknown;
+}
+
+interface DatasetFile {
+  _note: string;
+  title: string;
+  records: DemoRecord[];
+}
+
+interface VerifiedAssertion {
+  sub: string;
+  agency: string;
+  roles: string[];
+  jti: string;
+  payload: JWTPayload;
+}
+
+interface DemoNote {
+  id: string;
+  recordId: string;
+  note: string;
+  author: string;
+  agency: string;
+  createdAt: string;
+}
+
+class AssertionError extends Error {}
+
+/**
+ * Find the repository root (the nearest ancestor holding package.json) starting from this
+ * module's directory. Works from the TS sources (demo/upstreams.ts under vitest/tsx) and from the
+ * compiled output (dist/demo/upstreams.js), both of which live below the repository root.
+ */
+function findRepoRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  const { root } = parsePath(dir);
+  for (;;) {
+    if (existsSync(join(dir, 'package.json'))) return dir;
+    if (dir === root) break;
+    dir = dirname(dir);
+  }
+  throw new Error(`ztgate demo: cannot locate the repository root (package.json) above ${fileURLToPath(import.meta.url)}`);
+}
+
+/** Directory holding the synthetic datasets (repo-root/demo/data). */
+export function demoDataDir(): string {
+  return join(findRepoRoot(), 'demo', 'data');
+}
+
+async function loadDataset(dataset: DemoDatasetId): Promise<DatasetFile> {
+  const file = join(demoDataDir(), `${dataset}.json`);
+  const parsed: unknown = JSON.parse(await readFile(file, 'utf8'));
+  if (
+    typeof parsed !== 'object' ||
+    parsed === null ||
+    typeof (parsed as DatasetFile).title !== 'string' ||
+    typeof (parsed as DatasetFile)._note !== 'string' ||
+    !Array.isArray((parsed as DatasetFile).records) ||
+    !(parsed as DatasetFile).records.every(
+      (r) => typeof r === 'object' && r !== null && typeof (r as DemoRecord).id === 'string',
+    )
+  ) {
+    throw new Error(`ztgate demo: ${file} is not a valid dataset file`);
+  }
+  return parsed as DatasetFile;
+}
+
+function singleHeader(value: string | string[] | undefined): string | undefined {
+  if (Array.isArray(value)) {
+    throw new AssertionError(`multiple ${ASSERTION_HEADER} headers`);
+  }
+  return value;
+}
+
+/** Parse an optional non-negative integer query parameter; returns an error message on failure. */
+function parseIntParam(
+  raw: unknown,
+  name: string,
+  fallback: number,
+  min: number,
+  max: number,
+): { value: number } | { error: string } {
+  if (raw === undefined) return { value: fallback };
+  const message = `${name} must be an integer between ${min} and ${max}`;
+  if (typeof raw !== 'string' || !/^\d{1,9}$/.test(raw)) return { error: message };
+  const value = Number(raw);
+  if (value < min || value > max) return { error: message };
+  return { value };
+}
+
+export async function startDemoUpstream(opts: DemoUpstreamOptions): Promise<DemoUpstream> {
+  const { dataset } = opts;
+  if (!DEMO_DATASET_IDS.includes(dataset)) {
+    throw new Error(`ztgate demo: unknown dataset ${String(dataset)}`);
+  }
+  const host = opts.host ?? '127.0.0.1';
+  const port = opts.port ?? 0;
+  const clockTolerance = opts.clockToleranceSeconds ?? 5;
+  const data = await loadDataset(dataset);
+  const byId = new Map<string, DemoRecord>(data.records.map((r) => [r.id, r]));
+  const notes = new Map<string, DemoNote[]>();
+  let noteCount = 0;
+
+  const jwks = createRemoteJWKSet(new URL(opts.gatewayJwksUrl));
+
+  async function verifyAssertion(token: string): Promise<VerifiedAssertion> {
+    const { payload } = await jwtVerify(token, jwks, {
+      issuer: opts.gatewayIssuer,
+      audience: dataset,
+      algorithms: ['ES256'],
+      typ: ASSERTION_TYP,
+      maxTokenAge: MAX_TOKEN_AGE,
+      clockTolerance,
+      requiredClaims: ['iss', 'aud', 'sub', 'iat', 'exp', 'jti'],
+    });
+    const { sub, agency, roles, jti } = payload as JWTPayload & { agency?: unknown; roles?: unknown };
+    if (typeof sub !== 'string' || !/^\d{12}$/.test(sub)) {
+      throw new AssertionError('"sub" must be a 12-digit personal identification number');
+    }
+    if (typeof agency !== 'string' || agency.length === 0) {
+      throw new AssertionError('"agency" claim missing');
+    }
+    if (roles !== undefined && !(Array.isArray(roles) && roles.every((r) => typeof r === 'string'))) {
+      throw new AssertionError('"roles" claim must be an array of strings');
+    }
+    if (typeof jti !== 'string' || jti.length === 0) {
+      throw new AssertionError('"jti" claim missing');
+    }
+    return { sub, agency, roles: (roles as string[] | undefined) ?? [], jti, payload };
+  }
+
+  // Per-request verified assertion, kept out of FastifyRequest's type to avoid a global augmentation.
+  const assertions = new WeakMap<FastifyRequest, VerifiedAssertion>();
+
+  function requestedBy(request: FastifyRequest): { nationalId: string; agency: string } | undefined {
+    const a = assertions.get(request);
+    return a ? { nationalId: a.sub, agency: a.agency } : undefined;
+  }
+
+  function assertionOf(request: FastifyRequest): VerifiedAssertion {
+    const a = assertions.get(request);
+    // Unreachable: the onRequest hook rejects every request without a verified assertion.
+    if (!a) throw new Error('assertion missing after verification');
+    return a;
+  }
+
+  const app = Fastify({
+    logger: false,
+    bodyLimit: 16 * 1024,
+    forceCloseConnections: true,
+  });
+
+  // Every request — every route, the 404 handler too — must carry a valid gateway assertion.
+  app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
+    reply.header('cache-control', 'no-store');
+    let token: string | undefined;
+    try {
+      token = singleHeader(request.headers[ASSERTION_HEADER]);
+      if (!token) throw new AssertionError(`missing ${ASSERTION_HEADER} header`);
+      assertions.set(request, await verifyAssertion(token));
+    } catch (err) {
+      let message: string;
+      if (err instanceof AssertionError || err instanceof joseErrors.JOSEError) {
+        message = err.message;
+      } else {
+        // e.g. the JWKS endpoint is unreachable: fail closed.
+        message = `assertion could not be verified: ${err instanceof Error ? err.message : String(err)}`;
+      }
+      return reply.code(401).send({ error: 'assertion-invalid', message });
+    }
+  });
+
+  app.setNotFoundHandler((request, reply) => {
+    return reply.code(404).send({
+      error: 'not-found',
+      message: `no route ${request.method} ${request.url.split('?')[0]}`,
+      requestedBy: requestedBy(request),
+    });
+  });
+
+  app.setErrorHandler((error, request, reply) => {
+    const status = (error as { statusCode?: number }).statusCode;
+    if (typeof status === 'number' && status >= 400 && status < 500) {
+      return reply.code(status).send({
+        error: status === 413 ? 'payload-too-large' : status === 415 ? 'unsupported-media-type' : 'bad-request',
+        message: error instanceof Error ? error.message : String(error),
+        requestedBy: requestedBy(request),
+      });
+    }
+    return reply.code(500).send({ error: 'internal', message: 'internal error', requestedBy: requestedBy(request) });
+  });
+
+  app.get('/records', async (request, reply) => {
+    const query = (request.query ?? {}) as Record<string, unknown>;
+    const limit = parseIntParam(query['limit'], 'limit', DEFAULT_LIMIT, 1, MAX_LIMIT);
+    if ('error' in limit) {
+      return reply.code(400).send({ error: 'invalid-query', message: limit.error, requestedBy: requestedBy(request) });
+    }
+    const offset = parseIntParam(query['offset'], 'offset', 0, 0, 1_000_000);
+    if ('error' in offset) {
+      return reply.code(400).send({ error: 'invalid-query', message: offset.error, requestedBy: requestedBy(request) });
+    }
+    return {
+      dataset,
+      title: data.title,
+      synthetic: true,
+      total: data.records.length,
+      limit: limit.value,
+      offset: offset.value,
+      items: data.records.slice(offset.value, offset.value + limit.value),
+      requestedBy: requestedBy(request),
+    };
+  });
+
+  app.get<{ Params: { id: string } }>('/records/:id', async (request, reply) => {
+    const record = byId.get(request.params.id);
+    if (!record) {
+      return reply.code(404).send({
+        error: 'not-found',
+        message: `record ${request.params.id} not found in ${dataset}`,
+        requestedBy: requestedBy(request),
+      });
+    }
+    return {
+      dataset,
+      title: data.title,
+      synthetic: true,
+      item: record,
+      notes: notes.get(record.id) ?? [],
+      requestedBy: requestedBy(request),
+    };
+  });
+
+  app.post<{ Params: { id: string } }>('/records/:id/notes', async (request, reply) => {
+    const record = byId.get(request.params.id);
+    if (!record) {
+      return reply.code(404).send({
+        error: 'not-found',
+        message: `record ${request.params.id} not found in ${dataset}`,
+        requestedBy: requestedBy(request),
+      });
+    }
+    const body = request.body as unknown;
+    const note =
+      typeof body === 'object' && body !== null && !Array.isArray(body)
+        ? (body as Record<string, unknown>)['note']
+        : undefined;
+    if (typeof note !== 'string' || note.trim().length === 0) {
+      return reply.code(400).send({
+        error: 'invalid-body',
+        message: 'body must be JSON {"note": string} with a non-empty note',
+        requestedBy: requestedBy(request),
+      });
+    }
+    if ([...note].length > MAX_NOTE_CHARS) {
+      return reply.code(400).send({
+        error: 'invalid-body',
+        message: `note must be at most ${MAX_NOTE_CHARS} characters`,
+        requestedBy: requestedBy(request),
+      });
+    }
+    if (noteCount >= MAX_NOTES_IN_MEMORY) {
+      return reply.code(503).send({
+        error: 'notes-full',
+        message: `this demo service keeps at most ${MAX_NOTES_IN_MEMORY} notes in memory`,
+        requestedBy: requestedBy(request),
+      });
+    }
+    const a = assertionOf(request);
+    const created: DemoNote = {
+      id: randomUUID(),
+      recordId: record.id,
+      note,
+      author: a.sub,
+      agency: a.agency,
+      createdAt: new Date().toISOString(),
+    };
+    const list = notes.get(record.id) ?? [];
+    list.push(created);
+    notes.set(record.id, list);
+    noteCount++;
+    return reply.code(201).send({
+      dataset,
+      synthetic: true,
+      note: created,
+      requestedBy: requestedBy(request),
+    });
+  });
+
+  await app.listen({ host, port });
+  const address = app.server.address() as AddressInfo;
+  const urlHost = address.family === 'IPv6' || address.address.includes(':') ? `[${address.address}]` : address.address;
+
+  let closing: Promise<void> | undefined;
+  return {
+    url: `http://${urlHost}:${address.port}`,
+    dataset,
+    close(): Promise<void> {
+      closing ??= app.close();
+      return closing;
+    },
+  };
+}

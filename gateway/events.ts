@@ -1,0 +1,79 @@
+import { pino, type DestinationStream, type Logger } from 'pino';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { RouteConfig } from './config.js';
+import type { Principal } from '../identity/principal.js';
+import type { Decision } from '../policies/engine.js';
+import type { Reason } from './reasons.js';
+
+/**
+ * The decision event: exactly one per request, allow or deny, whichever step ended it.
+ * Field names follow the Elastic Common Schema where one exists (event.*, user.*, source.*,
+ * http.*, url.*); the gateway's own fields live under ztgate.*. Never a token, cookie,
+ * header value or query string: those may carry credentials or citizens' personal data.
+ */
+
+export interface DecisionContext {
+  readonly startedAt: bigint;
+  route: RouteConfig | null;
+  principal: Principal | null;
+  decision: Decision | null;
+  /** Reason of the step that ended the request, when it was not the policy. */
+  reasons: Reason[];
+  errorCode: string | null;
+  strippedHeaders: string[];
+  emitted: boolean;
+}
+
+export function newDecisionContext(): DecisionContext {
+  return { startedAt: process.hrtime.bigint(), route: null, principal: null, decision: null, reasons: [], errorCode: null, strippedHeaders: [], emitted: false };
+}
+
+export function createDecisionLog(destination: DestinationStream): Logger {
+  return pino(
+    {
+      base: null,
+      messageKey: 'message',
+      timestamp: () => `,"@timestamp":"${new Date().toISOString()}"`,
+      formatters: { level: (label) => ({ log: { level: label } }) },
+    },
+    destination,
+  );
+}
+
+export function emitDecision(log: Logger, ctx: DecisionContext, request: FastifyRequest, reply: FastifyReply): void {
+  if (ctx.emitted) return;
+  ctx.emitted = true;
+  const status = reply.raw.headersSent || reply.sent ? reply.statusCode : 0;
+  const allowed = ctx.decision?.effect === 'allow' || ctx.reasons.includes('public-endpoint');
+  const effect = allowed ? 'allow' : 'deny';
+  const reasons = [...new Set([...(ctx.decision?.reasons ?? []), ...ctx.reasons])];
+  const pathEnd = request.url.indexOf('?');
+  log.info(
+    {
+      event: {
+        kind: 'event',
+        category: ['network', 'iam'],
+        type: [allowed ? 'allowed' : 'denied', 'access'],
+        action: 'access-decision',
+        outcome: allowed && status > 0 && status < 500 ? 'success' : 'failure',
+        id: request.id,
+        duration: Number(process.hrtime.bigint() - ctx.startedAt), // nanoseconds (ECS)
+      },
+      ztgate: {
+        decision: effect,
+        reasons,
+        rule: ctx.decision?.rule ?? null,
+        policy_version: ctx.decision?.policyVersion ?? null,
+        error_code: ctx.errorCode,
+        route: ctx.route ? { id: ctx.route.id, security_level: ctx.route.securityLevel, classification: ctx.route.classification, owner_agency: ctx.route.ownerAgency } : null,
+        stripped_headers: ctx.strippedHeaders.length > 0 ? ctx.strippedHeaders : undefined,
+      },
+      user: ctx.principal ? { id: ctx.principal.nationalId, roles: ctx.principal.roles } : undefined,
+      organization: ctx.principal?.agency ? { id: ctx.principal.agency } : undefined,
+      source: { ip: request.socket.remoteAddress ?? null, port: request.socket.remotePort ?? null },
+      http: { request: { id: request.id, method: request.method }, response: { status_code: status } },
+      url: { path: (pathEnd === -1 ? request.url : request.url.slice(0, pathEnd)).slice(0, 2048) },
+    },
+    allowed ? 'allow' : 'deny',
+  );
+}

@@ -1,0 +1,63 @@
+import type { JWTPayload } from 'jose';
+import type { IssuerConfig } from '../gateway/config.js';
+import { isNationalId } from './national-id.js';
+
+/** Who is asking, as established by authentication. Keyed by the national ID. */
+export interface Principal {
+  readonly nationalId: string;
+  readonly agency: string | null;
+  readonly roles: readonly string[];
+  /** Authentication context class (OIDC Core §2), e.g. "vneid-level-2"; null when absent. */
+  readonly acr: string | null;
+  readonly issuer: string;
+  /** Seconds since the epoch (OIDC auth_time), when the IdP said. */
+  readonly authTime: number | null;
+}
+
+export class PrincipalError extends Error {
+  constructor(
+    readonly code: 'ERR_NATIONAL_ID_MISSING' | 'ERR_NATIONAL_ID_INVALID' | 'ERR_CLAIM_INVALID',
+    readonly claim: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'PrincipalError';
+  }
+}
+
+const ROLE = /^[a-z0-9][a-z0-9_.:-]{0,63}$/;
+
+function optionalString(payload: JWTPayload, claim: string): string | null {
+  const value = payload[claim];
+  if (value === undefined || value === null) return null;
+  if (typeof value !== 'string' || value.length === 0 || value.length > 256) {
+    throw new PrincipalError('ERR_CLAIM_INVALID', claim, `claim "${claim}" must be a non-empty string`);
+  }
+  return value;
+}
+
+/** Builds the principal from verified access-token claims, using the issuer's claim names. */
+export function principalFromClaims(payload: JWTPayload, issuer: IssuerConfig): Principal {
+  const { claims } = issuer;
+  const nationalId = payload[claims.nationalId];
+  if (nationalId === undefined || nationalId === null || nationalId === '') {
+    throw new PrincipalError('ERR_NATIONAL_ID_MISSING', claims.nationalId, `claim "${claims.nationalId}" is missing`);
+  }
+  if (!isNationalId(nationalId)) {
+    throw new PrincipalError('ERR_NATIONAL_ID_INVALID', claims.nationalId, `claim "${claims.nationalId}" is not a 12-digit national ID`);
+  }
+  const rawRoles = payload[claims.roles] ?? [];
+  const roleList = typeof rawRoles === 'string' ? rawRoles.split(' ').filter(Boolean) : rawRoles;
+  if (!Array.isArray(roleList) || roleList.length > 64 || !roleList.every((r) => typeof r === 'string' && ROLE.test(r))) {
+    throw new PrincipalError('ERR_CLAIM_INVALID', claims.roles, `claim "${claims.roles}" must be a list of role names`);
+  }
+  const authTime = payload.auth_time;
+  return Object.freeze({
+    nationalId,
+    agency: optionalString(payload, claims.agency),
+    roles: Object.freeze([...new Set(roleList as string[])]),
+    acr: optionalString(payload, claims.acr),
+    issuer: issuer.issuer,
+    authTime: typeof authTime === 'number' && Number.isFinite(authTime) ? authTime : null,
+  });
+}
