@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { DestinationStream, Logger } from 'pino';
 import type { GatewayConfig } from './config.js';
 import { createAssertionSigner, type AssertionSigner } from './assertion.js';
@@ -69,7 +69,8 @@ export async function buildApp(opts: AppOptions): Promise<GatewayApp> {
 
   const app = Fastify({
     ...(opts.logger ? { loggerInstance: opts.logger } : { logger: { level: 'warn', stream: process.stderr } }),
-    disableRequestLogging: true,
+    // Decision events replace per-request access logs.
+    logController: new LogController({ disableRequestLogging: true }),
     genReqId: () => randomUUID(),
     requestIdHeader: false,
     trustProxy: false,
@@ -92,6 +93,7 @@ export async function buildApp(opts: AppOptions): Promise<GatewayApp> {
   app.decorateRequest('assertion', null);
   app.addHook('onRequest', async (request, reply) => {
     request.zt = newDecisionContext();
+    request.zt.policyVersion = engine.version;
     reply.header('x-request-id', request.id);
   });
   app.addHook('onRequest', createPipeline({ config, routes: createRouteTable(config.routes), authenticator: createAuthenticator(config.identity, opts.fetch), policy, signer }));

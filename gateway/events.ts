@@ -17,6 +17,8 @@ export interface DecisionContext {
   route: RouteConfig | null;
   principal: Principal | null;
   decision: Decision | null;
+  /** The policy version active when the request arrived, recorded even when no rule was evaluated. */
+  policyVersion: string | null;
   /** Reason of the step that ended the request, when it was not the policy. */
   reasons: Reason[];
   errorCode: string | null;
@@ -25,7 +27,7 @@ export interface DecisionContext {
 }
 
 export function newDecisionContext(): DecisionContext {
-  return { startedAt: process.hrtime.bigint(), route: null, principal: null, decision: null, reasons: [], errorCode: null, strippedHeaders: [], emitted: false };
+  return { startedAt: process.hrtime.bigint(), route: null, principal: null, decision: null, policyVersion: null, reasons: [], errorCode: null, strippedHeaders: [], emitted: false };
 }
 
 export function createDecisionLog(destination: DestinationStream): Logger {
@@ -63,7 +65,7 @@ export function emitDecision(log: Logger, ctx: DecisionContext, request: Fastify
         decision: effect,
         reasons,
         rule: ctx.decision?.rule ?? null,
-        policy_version: ctx.decision?.policyVersion ?? null,
+        policy_version: ctx.decision?.policyVersion ?? ctx.policyVersion,
         error_code: ctx.errorCode,
         route: ctx.route ? { id: ctx.route.id, security_level: ctx.route.securityLevel, classification: ctx.route.classification, owner_agency: ctx.route.ownerAgency } : null,
         stripped_headers: ctx.strippedHeaders.length > 0 ? ctx.strippedHeaders : undefined,

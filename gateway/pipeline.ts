@@ -5,7 +5,7 @@ import { GatewayError } from './errors.js';
 import type { DecisionContext } from './events.js';
 import type { PolicyEngine } from '../policies/engine.js';
 import { checkBody, checkMethod, checkPath, stripForgeableIdentityHeaders } from './steps/edge.js';
-import type { RouteTable } from './steps/route.js';
+import { requireApproved, type RouteTable } from './steps/route.js';
 import type { Authenticator } from './steps/authenticate.js';
 
 /** Gateway endpoints that answer without authentication, by design. */
@@ -33,30 +33,31 @@ export function createPipeline(deps: PipelineDeps) {
   return async function zeroTrust(request: FastifyRequest & PipelineState, _reply: FastifyReply): Promise<void> {
     const ctx = request.zt;
 
-    // 1. Edge hygiene: forged identity headers out, ambiguous paths and oversized bodies refused.
+    // Edge hygiene: forged identity headers out, ambiguous paths and oversized bodies refused.
     ctx.strippedHeaders = stripForgeableIdentityHeaders(request.headers);
     checkMethod(request.method);
     const { path } = checkPath(request.url);
     checkBody(request.headers, deps.config.limits.bodyLimitBytes);
 
-    // 2. Route: the registered, approved shared database service.
+    // Route: the registered, approved shared database service.
     if (PUBLIC_ENDPOINTS.has(path) && (request.method === 'GET' || request.method === 'HEAD')) {
       ctx.reasons.push('public-endpoint');
       return;
     }
     const { route, innerPath } = deps.routes.match(request.headers.host, path);
     ctx.route = route;
+    requireApproved(route);
 
-    // 3. Authenticate: who is asking, tied to a national ID.
+    // Authenticate: who is asking, tied to a national ID.
     const principal = await deps.authenticator.authenticate(request.headers);
     ctx.principal = principal;
 
-    // 6. Decide: deny by default, deny overrides allow.
+    // Decide: deny by default, deny overrides allow.
     const decision = deps.policy().authorize(principal, { routeId: route.id, path: innerPath }, request.method);
     ctx.decision = decision;
     if (decision.effect !== 'allow') throw new GatewayError('ZTG_ERR_FORBIDDEN', decision.reasons[0] ?? 'policy-no-match');
 
-    // 8. Forward: a short-lived signed assertion of who was allowed, and why.
+    // Forward: a short-lived signed assertion of who was allowed, and why.
     request.assertion = await deps.signer.sign({ principal, routeId: route.id, decisionId: request.id, decision });
   };
 }

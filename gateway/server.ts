@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import type { DestinationStream } from 'pino';
+import type { DestinationStream, Logger } from 'pino';
 import type { GatewayConfig } from './config.js';
 import { buildApp } from './app.js';
 
@@ -10,7 +10,7 @@ export interface RunningGateway {
   close(): Promise<void>;
 }
 
-export async function startGateway(config: GatewayConfig, opts: { decisionLog?: DestinationStream; fetch?: typeof fetch } = {}): Promise<RunningGateway> {
+export async function startGateway(config: GatewayConfig, opts: { decisionLog?: DestinationStream; logger?: Logger; fetch?: typeof fetch } = {}): Promise<RunningGateway> {
   const { app } = await buildApp({ config, ...opts });
   await app.listen({ host: config.listen.host, port: config.listen.port });
   const address = app.server.address();

@@ -387,7 +387,7 @@ describe('failing closed', () => {
     const gw = await startGateway(config, { decisionLog: sink });
     try {
       const res = await fetch(`${gw.url}/echo/x`, { headers: { authorization: `Bearer ${await h.token(ALLOWED)}` } });
-      const body = await res.json();
+      const body = (await res.json()) as any;
       expect(res.status).toBe(502);
       expect(body.error).toMatchObject({ code: 'ZTG_ERR_UPSTREAM_UNAVAILABLE', reason: 'upstream-unavailable' });
       expect(JSON.stringify(body)).not.toContain(String(dead));

@@ -40,7 +40,6 @@ export async function registerForwarders(
       httpMethods: ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS'],
       undici: { headersTimeout: route.upstreamTimeoutMs, bodyTimeout: route.upstreamTimeoutMs },
       retryMethods: [],
-      disableRequestLogging: true,
       replyOptions: {
         rewriteRequestHeaders: (request) => upstreamHeaders(request as FastifyRequest, route, assertionOf(request as FastifyRequest)),
       },

@@ -17,6 +17,10 @@ export interface RouteTable {
   match(host: string | undefined, path: string): RouteMatch;
 }
 
+export function requireApproved(route: RouteConfig): void {
+  if (route.approval.status !== 'approved') throw new GatewayError('ZTG_ERR_ROUTE_NOT_APPROVED', 'route-not-approved');
+}
+
 export function createRouteTable(routes: readonly RouteConfig[]): RouteTable {
   const ordered = [...routes].sort(
     (a, b) => b.pathPrefix.length - a.pathPrefix.length || Number(b.host !== undefined) - Number(a.host !== undefined),
@@ -27,7 +31,6 @@ export function createRouteTable(routes: readonly RouteConfig[]): RouteTable {
       for (const route of ordered) {
         if (route.host !== undefined && route.host !== hostname) continue;
         if (path !== route.pathPrefix && !path.startsWith(route.pathPrefix + '/')) continue;
-        if (route.approval.status !== 'approved') throw new GatewayError('ZTG_ERR_ROUTE_NOT_APPROVED', 'route-not-approved');
         return { route, innerPath: path.slice(route.pathPrefix.length) || '/' };
       }
       throw new GatewayError('ZTG_ERR_ROUTE_NOT_FOUND', 'route-not-found');
