@@ -8,12 +8,10 @@
  * generated at start and live only as long as the instance.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { demoFile } from './paths.js';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from 'jose';
 
 export const DEMO_CLI_CLIENT_ID = 'ztgate-cli';
@@ -82,19 +80,8 @@ export function acrForAssuranceLevel(level: AssuranceLevel): DemoAcr {
   return level === 2 ? 'vneid-level-2' : 'vneid-level-1';
 }
 
-/** Walks up from this module until a directory holding package.json: works from demo/ and dist/demo/. */
-export function findRepoRoot(from: string = dirname(fileURLToPath(import.meta.url))): string {
-  let dir = from;
-  for (;;) {
-    if (existsSync(join(dir, 'package.json'))) return dir;
-    const parent = dirname(dir);
-    if (parent === dir) throw new Error(`package.json not found above ${from}`);
-    dir = parent;
-  }
-}
-
 export function defaultOfficialsFile(): string {
-  return join(findRepoRoot(), 'demo', 'officials.json');
+  return demoFile('officials.json');
 }
 
 export async function readDemoOfficials(file: string = defaultOfficialsFile()): Promise<DemoOfficialsFile> {

@@ -1,14 +1,14 @@
-import { join } from 'node:path';
 import { loadConfigFile } from '../gateway/config.js';
 import { startGateway, type RunningGateway } from '../gateway/server.js';
-import { findRepoRoot, startDemoIdp, type DemoIdp } from './idp.js';
+import { startDemoIdp, type DemoIdp } from './idp.js';
+import { demoFile } from './paths.js';
 import { startDemoUpstream, type DemoUpstream, type DemoDatasetId } from './upstreams.js';
 
 /**
  * The embedded demo: a real OIDC provider with synthetic officials, three synthetic shared
  * data services, and the gateway in front of them, all on loopback, all in one process.
  */
-export const DEMO_CONFIG_FILE = join(findRepoRoot(), 'demo', 'ztgate.demo.yaml');
+export const DEMO_CONFIG_FILE = demoFile('ztgate.demo.yaml');
 
 export interface RunningDemo {
   readonly gateway: RunningGateway;

@@ -10,11 +10,10 @@
  * All data is DỮ LIỆU GIẢ LẬP — SYNTHETIC DEMO DATA; nothing belongs to a real person.
  */
 import { randomUUID } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
-import { dirname, join, parse as parsePath } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { demoFile } from './paths.js';
 
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
 import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
@@ -83,25 +82,9 @@ interface DemoNote {
 
 class AssertionError extends Error {}
 
-/**
- * Find the repository root (the nearest ancestor holding package.json) starting from this
- * module's directory. Works from the TS sources (demo/upstreams.ts under vitest/tsx) and from the
- * compiled output (dist/demo/upstreams.js), both of which live below the repository root.
- */
-function findRepoRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  const { root } = parsePath(dir);
-  for (;;) {
-    if (existsSync(join(dir, 'package.json'))) return dir;
-    if (dir === root) break;
-    dir = dirname(dir);
-  }
-  throw new Error(`ztgate demo: cannot locate the repository root (package.json) above ${fileURLToPath(import.meta.url)}`);
-}
-
 /** Directory holding the synthetic datasets (repo-root/demo/data). */
 export function demoDataDir(): string {
-  return join(findRepoRoot(), 'demo', 'data');
+  return demoFile('data');
 }
 
 async function loadDataset(dataset: DemoDatasetId): Promise<DatasetFile> {

@@ -1,0 +1,17 @@
+# Container image of the gateway. Build: docker build -t ztgate .
+FROM node:20-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
+COPY gateway gateway
+COPY policies policies
+COPY identity identity
+COPY demo demo
+RUN npm ci --no-audit --no-fund && npm prune --omit=dev
+
+FROM node:20-bookworm-slim
+WORKDIR /app
+ENV NODE_ENV=production
+COPY --from=build /app /app
+USER node
+ENTRYPOINT ["node", "dist/gateway/cli.js"]
+CMD ["demo"]
