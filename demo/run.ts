@@ -66,7 +66,7 @@ Cán bộ giả lập / synthetic officials:
 ${officials}
 
 Thử / try (in another terminal, from this folder):
-  TOKEN=$(node dist/gateway/cli.js token --user 056085000001)
+  TOKEN=$(npx ztgate token --user 056085000001)
   curl -s -H "Authorization: Bearer $TOKEN" ${g}/ho-tich/records?limit=2     # 200: allowed
   curl -s -H "Authorization: Bearer $TOKEN" ${g}/y-te/records                # 403: no rule allows
   curl -s ${g}/ho-tich/records                                              # 401: no token

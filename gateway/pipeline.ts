@@ -53,7 +53,12 @@ export function createPipeline(deps: PipelineDeps) {
     ctx.principal = principal;
 
     // Decide: deny by default, deny overrides allow.
-    const decision = deps.policy().authorize(principal, { routeId: route.id, path: innerPath }, request.method);
+    let decision;
+    try {
+      decision = deps.policy().authorize(principal, { routeId: route.id, path: innerPath }, request.method);
+    } catch (err) {
+      throw new GatewayError('ZTG_ERR_INTERNAL', 'policy-error', { cause: err });
+    }
     ctx.decision = decision;
     if (decision.effect !== 'allow') throw new GatewayError('ZTG_ERR_FORBIDDEN', decision.reasons[0] ?? 'policy-no-match');
 

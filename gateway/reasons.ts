@@ -24,7 +24,7 @@ export const REASONS = {
   'token-key-unknown': "No key in the issuer's JWKS matches the token.",
   'token-signature-invalid': 'The token signature does not verify.',
   'token-expired': 'The token has expired (exp), beyond the allowed clock skew.',
-  'token-not-yet-valid': 'The token is not valid yet (nbf or iat in the future), beyond the allowed clock skew.',
+  'token-not-yet-valid': 'The token is not valid yet (nbf in the future), beyond the allowed clock skew.',
   'token-audience-invalid': 'The token audience is not this gateway.',
   'token-type-invalid': 'The token type (typ) is not an accepted access token type.',
   'token-claim-invalid': 'A required claim is missing or malformed.',

@@ -28,7 +28,7 @@ function unauthenticated(reason: Reason, description?: string, cause?: unknown):
 function reasonForJoseError(err: unknown): GatewayError {
   if (err instanceof errors.JWTExpired) return unauthenticated('token-expired', 'token expired', err);
   if (err instanceof errors.JWTClaimValidationFailed) {
-    const byClaim: Record<string, Reason> = { nbf: 'token-not-yet-valid', iat: 'token-not-yet-valid', aud: 'token-audience-invalid', iss: 'token-issuer-untrusted' };
+    const byClaim: Record<string, Reason> = { nbf: 'token-not-yet-valid', aud: 'token-audience-invalid', iss: 'token-issuer-untrusted' };
     return unauthenticated(byClaim[err.claim] ?? 'token-claim-invalid', `claim ${err.claim} is invalid`, err);
   }
   if (err instanceof errors.JOSEAlgNotAllowed) return unauthenticated('token-algorithm-not-allowed', 'algorithm not allowed', err);
