@@ -1,0 +1,205 @@
+import { EventEmitter } from 'node:events';
+import { Redis } from 'ioredis';
+
+/**
+ * Shared state (sessions, locks, quotas, replay caches, registries) behind one small port.
+ * In memory for the single-process demo; Redis when several gateway instances must agree.
+ * Every operation can fail (Redis down): callers treat a failure as "cannot verify" and deny.
+ */
+export interface Store {
+  readonly kind: 'memory' | 'redis';
+  get(key: string): Promise<string | null>;
+  /** Returns false when `ifAbsent` is set and the key exists (SET NX). */
+  set(key: string, value: string, opts?: { ttlMs?: number; ifAbsent?: boolean }): Promise<boolean>;
+  del(...keys: string[]): Promise<number>;
+  /** Adds `by` and returns the new value; `ttlMs` applies when the increment created the key. */
+  incr(key: string, by?: number, ttlMs?: number): Promise<number>;
+  sadd(key: string, ...members: string[]): Promise<void>;
+  srem(key: string, ...members: string[]): Promise<void>;
+  smembers(key: string): Promise<string[]>;
+  publish(channel: string, message: string): Promise<void>;
+  /** Resolves once the subscription is active; the returned function unsubscribes. */
+  subscribe(channel: string, onMessage: (message: string) => void): Promise<() => Promise<void>>;
+  close(): Promise<void>;
+}
+
+export class StoreError extends Error {
+  readonly code = 'ERR_STORE_UNAVAILABLE';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'StoreError';
+  }
+}
+
+interface Entry {
+  value: string | Set<string>;
+  expiresAt: number;
+}
+
+export function createMemoryStore(now: () => number = Date.now): Store {
+  const data = new Map<string, Entry>();
+  const bus = new EventEmitter();
+  bus.setMaxListeners(0);
+  const live = (key: string): Entry | undefined => {
+    const e = data.get(key);
+    if (e && e.expiresAt <= now()) {
+      data.delete(key);
+      return undefined;
+    }
+    return e;
+  };
+  const sweep = setInterval(() => {
+    for (const key of data.keys()) live(key);
+  }, 60_000);
+  sweep.unref();
+  const setOf = (key: string): Set<string> | undefined => {
+    const e = live(key);
+    if (e && !(e.value instanceof Set)) throw new StoreError(`${key} is not a set`);
+    return e?.value as Set<string> | undefined;
+  };
+
+  return {
+    kind: 'memory',
+    async get(key) {
+      const e = live(key);
+      return e && typeof e.value === 'string' ? e.value : null;
+    },
+    async set(key, value, opts = {}) {
+      if (opts.ifAbsent && live(key)) return false;
+      data.set(key, { value, expiresAt: opts.ttlMs ? now() + opts.ttlMs : Infinity });
+      return true;
+    },
+    async del(...keys) {
+      return keys.filter((k) => live(k) && data.delete(k)).length;
+    },
+    async incr(key, by = 1, ttlMs) {
+      const e = live(key);
+      const next = (e ? Number(e.value) : 0) + by;
+      data.set(key, { value: String(next), expiresAt: e ? e.expiresAt : ttlMs ? now() + ttlMs : Infinity });
+      return next;
+    },
+    async sadd(key, ...members) {
+      let s = setOf(key);
+      if (!s) data.set(key, { value: (s = new Set()), expiresAt: Infinity });
+      for (const m of members) s.add(m);
+    },
+    async srem(key, ...members) {
+      const s = setOf(key);
+      if (!s) return;
+      for (const m of members) s.delete(m);
+      if (s.size === 0) data.delete(key);
+    },
+    async smembers(key) {
+      return [...(setOf(key) ?? [])];
+    },
+    async publish(channel, message) {
+      // Asynchronous like Redis: a publisher never runs subscribers inside its own call.
+      setImmediate(() => bus.emit(channel, message));
+    },
+    async subscribe(channel, onMessage) {
+      bus.on(channel, onMessage);
+      return async () => {
+        bus.off(channel, onMessage);
+      };
+    },
+    async close() {
+      clearInterval(sweep);
+      bus.removeAllListeners();
+      data.clear();
+    },
+  };
+}
+
+export interface RedisStoreOptions {
+  readonly url: string;
+  /** Namespaces every key and channel, so several deployments (or tests) can share one Redis. */
+  readonly keyPrefix: string;
+  readonly commandTimeoutMs?: number;
+}
+
+const INCR_WITH_TTL = `local v = redis.call('INCRBY', KEYS[1], ARGV[1])
+if v == tonumber(ARGV[1]) and tonumber(ARGV[2]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return v`;
+
+export async function createRedisStore(opts: RedisStoreOptions): Promise<Store> {
+  const common = {
+    // Fail fast instead of queueing: a request waiting on a dead Redis is denied, not parked.
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    commandTimeout: opts.commandTimeoutMs ?? 1000,
+    connectTimeout: 5000,
+    lazyConnect: true,
+  };
+  const client = new Redis(opts.url, { ...common, keyPrefix: opts.keyPrefix });
+  const subscriber = new Redis(opts.url, { ...common, enableOfflineQueue: true, commandTimeout: undefined });
+  // Errors surface through the commands that fail; the event only needs a listener.
+  client.on('error', () => undefined);
+  subscriber.on('error', () => undefined);
+  try {
+    await Promise.all([client.connect(), subscriber.connect()]);
+  } catch (err) {
+    client.disconnect();
+    subscriber.disconnect();
+    throw new StoreError(`Redis at ${redactUrl(opts.url)} is not reachable: ${(err as Error).message}`, { cause: err });
+  }
+  const handlers = new Map<string, Set<(message: string) => void>>();
+  subscriber.on('message', (channel: string, message: string) => {
+    for (const h of handlers.get(channel) ?? []) h(message);
+  });
+  const wrap = async <T>(op: Promise<T>): Promise<T> => {
+    try {
+      return await op;
+    } catch (err) {
+      throw new StoreError(`Redis command failed: ${(err as Error).message}`, { cause: err });
+    }
+  };
+  const ch = (channel: string) => `${opts.keyPrefix}${channel}`;
+
+  return {
+    kind: 'redis',
+    get: (key) => wrap(client.get(key)),
+    async set(key, value, o = {}) {
+      const op =
+        o.ttlMs && o.ifAbsent ? client.set(key, value, 'PX', o.ttlMs, 'NX')
+        : o.ttlMs ? client.set(key, value, 'PX', o.ttlMs)
+        : o.ifAbsent ? client.set(key, value, 'NX')
+        : client.set(key, value);
+      return (await wrap(op)) === 'OK';
+    },
+    del: (...keys) => wrap(client.del(...keys)),
+    incr: async (key, by = 1, ttlMs = 0) => Number(await wrap(client.eval(INCR_WITH_TTL, 1, key, by, ttlMs))),
+    sadd: async (key, ...members) => void (await wrap(client.sadd(key, ...members))),
+    srem: async (key, ...members) => void (await wrap(client.srem(key, ...members))),
+    smembers: (key) => wrap(client.smembers(key)),
+    publish: async (channel, message) => void (await wrap(client.publish(ch(channel), message))),
+    async subscribe(channel, onMessage) {
+      const name = ch(channel);
+      let set = handlers.get(name);
+      if (!set) {
+        handlers.set(name, (set = new Set()));
+        await wrap(subscriber.subscribe(name));
+      }
+      set.add(onMessage);
+      return async () => {
+        set.delete(onMessage);
+        if (set.size === 0) {
+          handlers.delete(name);
+          await subscriber.unsubscribe(name).catch(() => undefined);
+        }
+      };
+    },
+    async close() {
+      await Promise.allSettled([client.quit(), subscriber.quit()]);
+    },
+  };
+}
+
+function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return '(invalid URL)';
+  }
+}
