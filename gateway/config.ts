@@ -67,6 +67,8 @@ export interface GatewayConfig {
     readonly issuers: readonly IssuerConfig[];
   };
   readonly assertion: { readonly ttlSeconds: number; readonly keyFile?: string };
+  readonly admin?: { readonly listen: { readonly host: string; readonly port: number }; readonly roles: readonly string[]; readonly bodyLimitBytes: number };
+  readonly state: { readonly backend: 'memory' | 'redis'; readonly redisUrl?: string; readonly keyPrefix: string; readonly commandTimeoutMs: number };
   readonly policy: { readonly model: string; readonly policy: string };
   readonly routes: readonly RouteConfig[];
 }
@@ -142,6 +144,34 @@ const schema = {
       properties: {
         ttlSeconds: { type: 'integer', minimum: 5, maximum: 300, default: 60 },
         keyFile: nonEmpty,
+      },
+      default: {},
+    },
+    admin: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        listen: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            host: { ...nonEmpty, default: '127.0.0.1' },
+            port: { type: 'integer', minimum: 0, maximum: 65535, default: 8081 },
+          },
+          default: {},
+        },
+        roles: { type: 'array', minItems: 1, uniqueItems: true, items: id, default: ['security-admin'] },
+        bodyLimitBytes: { type: 'integer', minimum: 1024, maximum: 64 * 1024 * 1024, default: 5 * 1024 * 1024 }, // 5 MiB: roster imports
+      },
+    },
+    state: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        backend: { enum: ['memory', 'redis'], default: 'memory' },
+        redisUrl: nonEmpty,
+        keyPrefix: { type: 'string', pattern: '^[a-z0-9:_-]{1,64}$', default: 'ztgate:' },
+        commandTimeoutMs: { type: 'integer', minimum: 50, maximum: 10_000, default: 1000 },
       },
       default: {},
     },
@@ -261,6 +291,16 @@ function checkSemantics(raw: Record<string, any>): string[] {
     });
   });
 
+  if (raw.admin && raw.admin.listen.port !== 0 && raw.admin.listen.port === raw.listen.port && raw.admin.listen.host === raw.listen.host) {
+    problems.push(`admin.listen: the management listener must not share the data-plane address ${raw.listen.host}:${raw.listen.port}`);
+  }
+  if (raw.state.backend === 'redis') {
+    if (!raw.state.redisUrl) problems.push('state.redisUrl: required when state.backend is "redis"');
+    else if (!/^rediss?:\/\//.test(raw.state.redisUrl)) problems.push(`state.redisUrl: "${raw.state.redisUrl.replace(/:[^:@/]*@/, ':***@')}" must be a redis:// or rediss:// URL`);
+  } else if (raw.state.redisUrl) {
+    problems.push('state.redisUrl: set, but state.backend is "memory"; set backend: redis to use it');
+  }
+
   const ids = new Set<string>();
   const prefixes = new Map<string, string>();
   raw.routes.forEach((route: any, i: number) => {
@@ -276,7 +316,10 @@ function checkSemantics(raw: Record<string, any>): string[] {
     }
     const upstream = checkUrl(problems, `${at}.upstream`, route.upstream, { requireHttpsUnlessLoopback: false });
     const listen = raw.listen;
-    if (upstream && upstream.port === String(listen.port) && (upstream.hostname === listen.host || isLoopback(upstream.hostname) && isLoopback(listen.host))) {
+    // URL.port is '' for the scheme's default port; a wildcard listener also answers on loopback.
+    const upstreamPort = upstream && (upstream.port || (upstream.protocol === 'https:' ? '443' : '80'));
+    const listensOnLoopback = isLoopback(listen.host) || ['0.0.0.0', '::', '[::]'].includes(listen.host);
+    if (upstream && upstreamPort === String(listen.port) && (upstream.hostname === listen.host || isLoopback(upstream.hostname) && listensOnLoopback)) {
       problems.push(`${at}.upstream: points back at the gateway's own listener (${listen.host}:${listen.port})`);
     }
     if (route.approval.status === 'approved' && (!route.approval.approvedBy || !route.approval.approvedAt)) {

@@ -19,6 +19,10 @@ export interface DecisionContext {
   decision: Decision | null;
   /** The policy version active when the request arrived, recorded even when no rule was evaluated. */
   policyVersion: string | null;
+  /** Allowed without a policy decision: public endpoints, authorised admin requests. */
+  allowedWithoutPolicy: boolean;
+  /** What an admin request changed, for the audit trail (management plane only). */
+  admin: { operation: string; target?: string; detail?: Record<string, unknown> } | null;
   /** Reason of the step that ended the request, when it was not the policy. */
   reasons: Reason[];
   errorCode: string | null;
@@ -27,7 +31,7 @@ export interface DecisionContext {
 }
 
 export function newDecisionContext(): DecisionContext {
-  return { startedAt: process.hrtime.bigint(), route: null, principal: null, decision: null, policyVersion: null, reasons: [], errorCode: null, strippedHeaders: [], emitted: false };
+  return { startedAt: process.hrtime.bigint(), route: null, principal: null, decision: null, policyVersion: null, allowedWithoutPolicy: false, admin: null, reasons: [], errorCode: null, strippedHeaders: [], emitted: false };
 }
 
 export function createDecisionLog(destination: DestinationStream): Logger {
@@ -42,11 +46,14 @@ export function createDecisionLog(destination: DestinationStream): Logger {
   );
 }
 
-export function emitDecision(log: Logger, ctx: DecisionContext, request: FastifyRequest, reply: FastifyReply): void {
+/** Data-plane requests are access decisions; management requests are audited admin actions. */
+export type EventAction = 'access-decision' | 'admin-request';
+
+export function emitDecision(log: Logger, action: EventAction, ctx: DecisionContext, request: FastifyRequest, reply: FastifyReply): void {
   if (ctx.emitted) return;
   ctx.emitted = true;
   const status = reply.raw.headersSent || reply.sent ? reply.statusCode : 0;
-  const allowed = ctx.decision?.effect === 'allow' || ctx.reasons.includes('public-endpoint');
+  const allowed = ctx.decision ? ctx.decision.effect === 'allow' : ctx.allowedWithoutPolicy && ctx.errorCode === null;
   const effect = allowed ? 'allow' : 'deny';
   const reasons = [...new Set([...(ctx.decision?.reasons ?? []), ...ctx.reasons])];
   const pathEnd = request.url.indexOf('?');
@@ -56,7 +63,7 @@ export function emitDecision(log: Logger, ctx: DecisionContext, request: Fastify
         kind: 'event',
         category: ['network', 'iam'],
         type: [allowed ? 'allowed' : 'denied', 'access'],
-        action: 'access-decision',
+        action,
         outcome: allowed && status > 0 && status < 500 ? 'success' : 'failure',
         id: request.id,
         duration: Number(process.hrtime.bigint() - ctx.startedAt), // nanoseconds (ECS)
@@ -69,6 +76,7 @@ export function emitDecision(log: Logger, ctx: DecisionContext, request: Fastify
         error_code: ctx.errorCode,
         route: ctx.route ? { id: ctx.route.id, security_level: ctx.route.securityLevel, classification: ctx.route.classification, owner_agency: ctx.route.ownerAgency } : null,
         stripped_headers: ctx.strippedHeaders.length > 0 ? ctx.strippedHeaders : undefined,
+        admin: ctx.admin ?? undefined,
       },
       user: ctx.principal ? { id: ctx.principal.nationalId, roles: ctx.principal.roles } : undefined,
       organization: ctx.principal?.agency ? { id: ctx.principal.agency } : undefined,

@@ -42,6 +42,7 @@ export function createPipeline(deps: PipelineDeps) {
     // Route: the registered, approved shared database service.
     if (PUBLIC_ENDPOINTS.has(path) && (request.method === 'GET' || request.method === 'HEAD')) {
       ctx.reasons.push('public-endpoint');
+      ctx.allowedWithoutPolicy = true;
       return;
     }
     const { route, innerPath } = deps.routes.match(request.headers.host, path);

@@ -35,6 +35,7 @@ export const REASONS = {
   'policy-denied': 'A deny rule matched; deny overrides allow.',
   'policy-no-match': 'No rule allows the request (deny by default).',
   'policy-error': 'The policy engine failed; the request is refused.',
+  'admin-role-required': 'A management request from an official without a security-admin role.',
   // forward
   'upstream-unavailable': 'The request was allowed but the upstream could not be reached.',
   'upstream-timeout': 'The request was allowed but the upstream did not answer in time.',

@@ -1,20 +1,57 @@
 import type { FastifyInstance } from 'fastify';
-import type { DestinationStream, Logger } from 'pino';
+import type { Logger } from 'pino';
 import type { GatewayConfig } from './config.js';
 import { buildApp } from './app.js';
+import { buildAdminApp, type AdminModule } from './admin/app.js';
+import { createRuntime, type Runtime, type RuntimeOptions } from './runtime.js';
 
-/** Owns the listening process: starts the data-plane listener and closes it gracefully. */
+/** Owns the process side: builds the shared runtime, starts the listeners, closes them gracefully. */
 export interface RunningGateway {
+  readonly runtime: Runtime;
   readonly app: FastifyInstance;
   readonly url: string;
+  /** The management listener, when `admin` is configured. */
+  readonly admin: FastifyInstance | null;
+  readonly adminUrl: string | null;
   close(): Promise<void>;
 }
 
-export async function startGateway(config: GatewayConfig, opts: { decisionLog?: DestinationStream; logger?: Logger; fetch?: typeof fetch } = {}): Promise<RunningGateway> {
-  const { app } = await buildApp({ config, ...opts });
-  await app.listen({ host: config.listen.host, port: config.listen.port });
+function urlOf(app: FastifyInstance, host: string): string {
   const address = app.server.address();
-  const port = typeof address === 'object' && address ? address.port : config.listen.port;
-  const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
-  return { app, url: `http://${host}:${port}`, close: () => app.close() };
+  const port = typeof address === 'object' && address ? address.port : 0;
+  return `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+}
+
+/** Management API modules, in the order their routes are registered. */
+export const ADMIN_MODULES: AdminModule[] = [];
+
+export async function startGateway(config: GatewayConfig, opts: RuntimeOptions & { logger?: Logger } = {}): Promise<RunningGateway> {
+  const runtime = await createRuntime(config, opts);
+  const started: FastifyInstance[] = [];
+  const closeAll = async () => {
+    for (const app of started.reverse()) await app.close();
+    await runtime.close();
+  };
+  try {
+    const app = await buildApp(runtime, { logger: opts.logger });
+    started.push(app);
+    await app.listen({ host: config.listen.host, port: config.listen.port });
+    let admin: FastifyInstance | null = null;
+    if (config.admin) {
+      admin = await buildAdminApp(runtime, { logger: opts.logger, modules: ADMIN_MODULES });
+      started.push(admin);
+      await admin.listen({ host: config.admin.listen.host, port: config.admin.listen.port });
+    }
+    return {
+      runtime,
+      app,
+      url: urlOf(app, config.listen.host),
+      admin,
+      adminUrl: admin && config.admin ? urlOf(admin, config.admin.listen.host) : null,
+      close: closeAll,
+    };
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
 }

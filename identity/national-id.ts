@@ -10,7 +10,10 @@ export function isNationalId(value: unknown): value is string {
   return typeof value === 'string' && NATIONAL_ID.test(value);
 }
 
-/** For display where need-to-know is absent: keeps the province code and last two digits. */
+/**
+ * For display where need-to-know is absent: keeps the province code (digits 1–3) and the last
+ * two digits. Digit 4 (century and sex) is personal data and stays hidden.
+ */
 export function maskNationalId(value: string): string {
-  return isNationalId(value) ? `${value.slice(0, 4)}******${value.slice(10)}` : '************';
+  return isNationalId(value) ? `${value.slice(0, 3)}*******${value.slice(10)}` : '************';
 }

@@ -2,11 +2,22 @@ import type { JWTPayload } from 'jose';
 import type { IssuerConfig } from '../gateway/config.js';
 import { isNationalId } from './national-id.js';
 
+/** State-secret clearance, lowest first (Mật < Tối mật < Tuyệt mật). */
+export const CLEARANCES = ['none', 'mat', 'toi-mat', 'tuyet-mat'] as const;
+export type Clearance = (typeof CLEARANCES)[number];
+
+/** Identity assurance: 0 = unknown (treated as below every level), 1 and 2 = VNeID levels. */
+export type AssuranceLevel = 0 | 1 | 2;
+
 /** Who is asking, as established by authentication. Keyed by the national ID. */
 export interface Principal {
   readonly nationalId: string;
   readonly agency: string | null;
   readonly roles: readonly string[];
+  readonly clearance: Clearance;
+  readonly assuranceLevel: AssuranceLevel;
+  /** The browser session, when the request came with one. */
+  readonly sessionId: string | null;
   /** Authentication context class (OIDC Core §2), e.g. "vneid-level-2"; null when absent. */
   readonly acr: string | null;
   readonly issuer: string;
@@ -56,6 +67,9 @@ export function principalFromClaims(payload: JWTPayload, issuer: IssuerConfig): 
     nationalId,
     agency: optionalString(payload, claims.agency),
     roles: Object.freeze([...new Set(roleList as string[])]),
+    clearance: 'none',
+    assuranceLevel: 0,
+    sessionId: null,
     acr: optionalString(payload, claims.acr),
     issuer: issuer.issuer,
     authTime: typeof authTime === 'number' && Number.isFinite(authTime) ? authTime : null,

@@ -36,7 +36,14 @@ export class PolicyError extends Error {
 
 const NAME = /^(\*|[a-z0-9][a-z0-9_.:-]{0,63})$/;
 const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
-const PATH = /^\/[A-Za-z0-9._~\-/:*]*$/;
+// keyMatch2 turns a rule path into a regular expression: ":name" and "*" are only safe as whole
+// segments (":id.json" would match any segment, "/records*" would match "/record").
+const SEGMENT = '(?:[A-Za-z0-9._~-]+|:[A-Za-z0-9_]+|\\*)';
+const PATH = new RegExp(`^/(?:${SEGMENT}(?:/${SEGMENT})*/?)?$`);
+
+/** keyMatch2 does not escape the rule path: a "." would match any character. */
+const toKeyMatch2 = (path: string) => path.replaceAll('.', '\\.');
+const fromKeyMatch2 = (path: string) => path.replaceAll('\\.', '.');
 
 interface ParsedPolicy {
   readonly rules: string[][];
@@ -68,7 +75,7 @@ export function parsePolicy(text: string, file: string, knownRoutes: ReadonlySet
       if (!NAME.test(sub)) problems.push(`${at}: subject "${sub}" is not a role name, national ID or *`);
       if (!NAME.test(dom)) problems.push(`${at}: agency "${dom}" is not an agency id or *`);
       if (route !== '*' && !knownRoutes.has(route)) problems.push(`${at}: service "${route}" is not a configured route`);
-      if (!PATH.test(path)) problems.push(`${at}: path "${path}" must start with / and use only keyMatch2 patterns (:name, *)`);
+      if (!PATH.test(path)) problems.push(`${at}: path "${path}" must start with / and use only keyMatch2 patterns (:name, *) as whole segments`);
       if (act !== '*' && !act.split('|').every((m) => METHODS.has(m))) {
         problems.push(`${at}: methods "${act}" must be * or HTTP methods joined by | (e.g. GET|HEAD)`);
       }
@@ -112,10 +119,13 @@ export class PolicyEngine {
     try {
       enforcer = await newEnforcer(newModelFromString(modelText));
       await enforcer.addFunction('methodMatch', methodMatch);
-      if (parsed.rules.length > 0) await enforcer.addNamedPolicies('p', parsed.rules);
+      if (parsed.rules.length > 0) await enforcer.addNamedPolicies('p', parsed.rules.map((r) => r.map((f, i) => (i === 3 ? toKeyMatch2(f) : f))));
       if (parsed.groupings.length > 0) await enforcer.addNamedGroupingPolicies('g', parsed.groupings);
       // Evaluate once so a model that parses but cannot evaluate fails at load, not per request.
-      enforcer.enforceExSync('000000000000', '', '', '/', 'GET');
+      // The request copies the first rule: matchers short-circuit, and one that matches nothing
+      // would never reach (and so never test) its later functions.
+      const [sub, dom, route, path, act] = parsed.rules[0] ?? ['000000000000', '', '', '/', 'GET'];
+      enforcer.enforceExSync(sub, dom, route, path, act!.split('|')[0]);
     } catch (err) {
       throw new PolicyError([`${modelFile}: ${(err as Error).message}`]);
     }
@@ -142,7 +152,7 @@ export class PolicyEngine {
     return Object.freeze({
       effect,
       reasons: Object.freeze([reason]),
-      rule: rule ? `p, ${rule.join(', ')}` : null,
+      rule: rule ? `p, ${rule.map((f, i) => (i === 3 ? fromKeyMatch2(f) : f)).join(', ')}` : null,
       policyVersion: this.version,
       obligations: Object.freeze([]),
     });

@@ -149,6 +149,7 @@ export async function startHarness(): Promise<Harness> {
   const doc = {
     listen: { host: '127.0.0.1', port },
     publicUrl: gatewayUrl,
+    admin: { listen: { host: '127.0.0.1', port: 0 } },
     identity: {
       clockSkewSeconds: 30,
       jwksCooldownMs: 1000,

@@ -1,0 +1,145 @@
+/**
+ * `npm run bench`: policy decision cost by policy size, and the gateway's end-to-end
+ * overhead. Markdown on stdout, progress on stderr, JSON in bench/results/latest.json.
+ *
+ * Environment:
+ *   BENCH_FULL=1                 also 100k rules (and a 60 s decision budget per size)
+ *   BENCH_SEED=20260101          seed for policies and request streams
+ *   BENCH_DECISIONS=2000         measured authorize() calls per policy size
+ *   BENCH_DECISION_BUDGET_S=10   wall-clock cap per size (0 = always BENCH_DECISIONS)
+ *   BENCH_SECONDS=5              measured seconds per HTTP scenario
+ *   BENCH_WARMUP_SECONDS=1       warm-up seconds per HTTP scenario
+ *   BENCH_CONCURRENCY=1,16       closed-loop workers (comma-separated list)
+ *   BENCH_ONLY=policy|gateway    run one part
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { runGatewayBench, type GatewayBenchResult } from './gateway-bench.js';
+import { runPolicySize, type PolicyWorkerResult } from './policy-bench.js';
+import { renderMarkdown, type BenchReport, type Machine, type Settings } from './report.js';
+
+const ROOT = fileURLToPath(new URL('../', import.meta.url));
+const MODEL = join(ROOT, 'policies/model.conf');
+const RESULTS = join(ROOT, 'bench/results');
+
+function envNumber(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n < 0) throw new Error(`${name} must be a non-negative number, got "${raw}"`);
+  return n;
+}
+
+function git(args: string[]): string | null {
+  try {
+    return execFileSync('git', args, { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    return null;
+  }
+}
+
+function machine(): Machine {
+  const list = cpus();
+  const status = git(['status', '--porcelain']);
+  return {
+    cpuModel: list[0]?.model.trim() ?? 'unknown',
+    cpuCount: list.length,
+    availableParallelism: availableParallelism(),
+    node: process.version,
+    v8: process.versions.v8,
+    platform: `${process.platform} ${process.arch}`,
+    totalMemoryBytes: totalmem(),
+    loadAverageAtStart: loadavg(),
+    commit: git(['rev-parse', '--short', 'HEAD']),
+    dirty: status === null ? null : status.length > 0,
+  };
+}
+
+function settings(): Settings {
+  const full = process.env.BENCH_FULL === '1';
+  const only = process.env.BENCH_ONLY;
+  if (only !== undefined && only !== '' && only !== 'policy' && only !== 'gateway') throw new Error('BENCH_ONLY must be policy or gateway');
+  const concurrency = (process.env.BENCH_CONCURRENCY ?? '1,16').split(',').map((c) => Number(c.trim()));
+  if (concurrency.length === 0 || !concurrency.every((c) => Number.isInteger(c) && c > 0)) throw new Error('BENCH_CONCURRENCY must list positive integers');
+  return {
+    full,
+    seed: envNumber('BENCH_SEED', 20260101),
+    policySizes: full ? [1_000, 10_000, 100_000] : [1_000, 10_000],
+    decisions: Math.max(1, Math.round(envNumber('BENCH_DECISIONS', 2000))),
+    minDecisions: 20,
+    decisionBudgetSeconds: envNumber('BENCH_DECISION_BUDGET_S', full ? 60 : 10),
+    seconds: envNumber('BENCH_SECONDS', 5),
+    warmupSeconds: envNumber('BENCH_WARMUP_SECONDS', 1),
+    concurrency,
+    only: only === 'policy' || only === 'gateway' ? only : null,
+  };
+}
+
+const log = (line: string): void => void process.stderr.write(`[bench] ${line}\n`);
+
+async function main(): Promise<void> {
+  const started = Date.now();
+  const m = machine();
+  const s = settings();
+  log(`${m.cpuModel} × ${m.cpuCount}, Node ${m.node}`);
+  const dir = mkdtempSync(join(tmpdir(), 'ztgate-bench-'));
+  const policy: PolicyWorkerResult[] = [];
+  let gateway: GatewayBenchResult | null = null;
+  try {
+    if (s.only !== 'gateway') {
+      for (const rules of s.policySizes) {
+        log(`policy: ${rules.toLocaleString('en-US')} rules (fresh process)`);
+        const r = await runPolicySize({
+          rules,
+          seed: s.seed,
+          dir,
+          model: MODEL,
+          decisions: s.decisions,
+          minDecisions: Math.min(s.minDecisions, s.decisions),
+          budgetMs: s.decisionBudgetSeconds * 1000,
+          warmupMax: 200,
+          warmupMs: 1000,
+        });
+        log(`  load ${r.load.ms.toFixed(1)} ms, ${r.decisions.measured} decisions, p50 ${r.decisions.latencyMicros.p50.toFixed(1)} µs`);
+        policy.push(r);
+      }
+    }
+    if (s.only !== 'policy') {
+      log('gateway: upstream and gateway in their own processes');
+      gateway = await runGatewayBench({ dir, model: MODEL, seconds: s.seconds, warmupSeconds: s.warmupSeconds, concurrency: s.concurrency, log });
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+
+  const report: BenchReport = {
+    startedAt: new Date(started).toISOString(),
+    durationSeconds: (Date.now() - started) / 1000,
+    machine: m,
+    settings: s,
+    policy,
+    gateway,
+  };
+  mkdirSync(RESULTS, { recursive: true });
+  writeFileSync(join(RESULTS, 'latest.json'), JSON.stringify(report, null, 2) + '\n');
+  process.stdout.write(renderMarkdown(report));
+  log(`results written to bench/results/latest.json (${report.durationSeconds.toFixed(1)} s)`);
+
+  const failed = gateway?.scenarios.filter((x) => x.errors > 0 || Object.keys(x.unexpectedStatus).length > 0) ?? [];
+  if (failed.length > 0) {
+    log(`errors or unexpected statuses in: ${failed.map((x) => `${x.scenario}@${x.concurrency} (${x.firstError ?? JSON.stringify(x.unexpectedStatus)})`).join(', ')}`);
+    process.exitCode = 1;
+  }
+}
+
+main().then(
+  // Nothing is left running by now; exit rather than wait on idle keep-alive sockets.
+  () => process.exit(process.exitCode ?? 0),
+  (err: unknown) => {
+    process.stderr.write(`[bench] failed: ${(err as Error).stack ?? String(err)}\n`);
+    process.exit(1);
+  },
+);

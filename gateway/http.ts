@@ -1,0 +1,91 @@
+import { randomUUID } from 'node:crypto';
+import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import { ERROR_CODES, GatewayError, type ErrorCode } from './errors.js';
+import { emitDecision, newDecisionContext, type EventAction } from './events.js';
+import type { PipelineState } from './pipeline.js';
+import type { Runtime } from './runtime.js';
+
+declare module 'fastify' {
+  interface FastifyRequest extends PipelineState {}
+}
+
+/**
+ * What every listener of the gateway shares: gateway-chosen request ids, one error shape,
+ * and exactly one event per request, written when the response ends.
+ */
+
+/** Translates anything thrown into the one error shape the gateway answers with. */
+export function toGatewayError(err: unknown, log: FastifyRequest['log']): GatewayError {
+  if (err instanceof GatewayError) return err;
+  const code = (err as FastifyError | undefined)?.code ?? '';
+  if (code === 'UND_ERR_CONNECT_TIMEOUT' || (code.startsWith('FST_REPLY_FROM_') && code.includes('TIMEOUT'))) {
+    return new GatewayError('ZTG_ERR_UPSTREAM_TIMEOUT', 'upstream-timeout', { cause: err });
+  }
+  if (code.startsWith('FST_REPLY_FROM_') || code === 'ECONNRESET' || code === 'UND_ERR_SOCKET') {
+    return new GatewayError('ZTG_ERR_UPSTREAM_UNAVAILABLE', 'upstream-unavailable', { cause: err });
+  }
+  if (code === 'FST_ERR_CTP_BODY_TOO_LARGE') return new GatewayError('ZTG_ERR_BODY_TOO_LARGE', 'body-too-large', { cause: err });
+  const status = (err as FastifyError | undefined)?.statusCode;
+  if (status !== undefined && status >= 400 && status < 500) return new GatewayError('ZTG_ERR_BAD_REQUEST', 'request-malformed', { detail: (err as Error).message, cause: err });
+  log.error({ err }, 'unexpected gateway error');
+  return new GatewayError('ZTG_ERR_INTERNAL', 'gateway-error', { cause: err });
+}
+
+export function sendError(request: FastifyRequest, reply: FastifyReply, err: GatewayError): FastifyReply {
+  request.zt ??= newDecisionContext();
+  request.zt.reasons.push(err.reason);
+  request.zt.errorCode = err.code;
+  if (err.statusCode >= 500 && err.cause) request.log.warn({ err: err.cause, reason: err.reason }, 'request refused');
+  // 5xx details stay in the log; 4xx say what was wrong with the request.
+  const message = err.statusCode >= 500 ? ERROR_CODES[err.code as ErrorCode].message : err.message;
+  return reply
+    .code(err.statusCode)
+    .headers({ ...err.headers, 'x-ztgate-error': err.code, 'cache-control': 'no-store', 'x-request-id': request.id })
+    .send({ error: { code: err.code, reason: err.reason, message }, requestId: request.id });
+}
+
+export interface ListenerOptions {
+  readonly runtime: Runtime;
+  readonly action: EventAction;
+  readonly logger?: Logger;
+  readonly bodyLimitBytes: number;
+}
+
+export function createListenerApp({ runtime, action, logger, bodyLimitBytes }: ListenerOptions): FastifyInstance {
+  const app = Fastify({
+    ...(logger ? { loggerInstance: logger } : { logger: { level: 'warn', stream: process.stderr } }),
+    // Decision events replace per-request access logs.
+    logController: new LogController({ disableRequestLogging: true }),
+    genReqId: () => randomUUID(),
+    requestIdHeader: false,
+    trustProxy: false,
+    bodyLimit: bodyLimitBytes,
+    requestTimeout: runtime.config.limits.requestTimeoutMs,
+    return503OnClosing: true,
+    // Errors raised by the router before any hook runs, e.g. undecodable paths.
+    frameworkErrors: (err, request, reply) => {
+      const gatewayError =
+        err.code === 'FST_ERR_BAD_URL'
+          ? new GatewayError('ZTG_ERR_PATH_AMBIGUOUS', 'path-ambiguous', { detail: 'Đường dẫn không rõ ràng / ambiguous path: invalid percent-encoding', cause: err })
+          : new GatewayError('ZTG_ERR_BAD_REQUEST', 'request-malformed', { cause: err });
+      sendError(request, reply, gatewayError);
+      // These requests bypass the hooks, onResponse included: the event is written here.
+      reply.raw.once('close', () => emitDecision(runtime.decisionLog, action, request.zt, request, reply));
+    },
+  }) as unknown as FastifyInstance;
+
+  app.decorateRequest('zt', null as never);
+  app.decorateRequest('assertion', null);
+  app.addHook('onRequest', async (request, reply) => {
+    request.zt = newDecisionContext();
+    request.zt.policyVersion = runtime.policy().version;
+    reply.header('x-request-id', request.id);
+  });
+  app.addHook('onResponse', async (request, reply) => {
+    emitDecision(runtime.decisionLog, action, request.zt ?? newDecisionContext(), request, reply);
+  });
+  app.setErrorHandler((err, request, reply) => sendError(request, reply, toGatewayError(err, request.log)));
+  app.setNotFoundHandler((request, reply) => sendError(request, reply, new GatewayError('ZTG_ERR_ROUTE_NOT_FOUND', 'route-not-found')));
+  return app;
+}
