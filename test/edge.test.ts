@@ -52,8 +52,9 @@ describe('checkPath refuses paths that could be read two ways', () => {
     ['an encoded ".." segment', '/a/%2e%2e/b', /dot segment/],
     ['a half-encoded ".." segment', '/a/.%2E/b', /dot segment/],
     ['an encoded "." segment', '/a/%2E/b', /dot segment/],
-    ['a ".." segment with a path parameter (Tomcat)', '/a/..;/admin', /dot segment/],
-    ['a ".." segment with an encoded path parameter', '/a/..%3Bx/admin', /dot segment/],
+    ['a ".." segment with a path parameter (Tomcat)', '/a/..;/admin', /path parameter/],
+    ['a ".." segment with an encoded path parameter', '/a/..%3Bx/admin', /path parameter/],
+    ['a path parameter that servlet containers strip: /admin;x → /admin', '/admin;x', /path parameter/],
   ])('%s: %s', (_what, target, detail) => {
     let error: unknown;
     try {

@@ -26,7 +26,7 @@ export function stripForgeableIdentityHeaders(headers: IncomingHttpHeaders): str
   return stripped;
 }
 
-const DOT_SEGMENT = /^\.{1,2}(;.*)?$/;
+const DOT_SEGMENT = /^\.{1,2}$/;
 const PCT = /%([0-9A-Fa-f]{2})/g;
 
 function ambiguous(detail: string): GatewayError {
@@ -43,6 +43,8 @@ export function checkPath(rawUrl: string): { rawPath: string; path: string } {
   const rawPath = q === -1 ? rawUrl : rawUrl.slice(0, q);
   if (rawPath.includes('#')) throw ambiguous('fragment in request target');
   if (rawPath.includes('\\')) throw ambiguous('backslash');
+  // Servlet containers strip ";params" from segments (/admin;x → /admin): the policy would see another path.
+  if (/;|%3b/i.test(rawPath)) throw ambiguous('path parameter (;)');
   if (rawPath.includes('//')) throw ambiguous('empty path segment (//)');
   // Control characters and NUL, raw; the HTTP parser refuses most, not all.
   if (/[\u0000-\u001f\u007f]/.test(rawPath)) throw ambiguous('control character');
