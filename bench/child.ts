@@ -77,12 +77,22 @@ export function startChild(file: string, arg: unknown, opts: { extraExecArgv?: s
   };
 }
 
+/** Child side: never outlive the parent (its IPC channel closes when it exits, however it exits). */
+let exitsWithParent = false;
+export function exitWithParent(): void {
+  if (exitsWithParent) return;
+  exitsWithParent = true;
+  process.once('disconnect', () => process.exit(0));
+}
+
 /** Child side: the argument the parent passed, and a handler for its calls. */
 export function childArg<T>(): T {
+  exitWithParent();
   return JSON.parse(process.argv[2] ?? 'null') as T;
 }
 
 export function serveCalls(handlers: Record<string, (arg: any) => unknown>): void {
+  exitWithParent();
   process.on('message', async (msg: any) => {
     if (!msg || typeof msg.id !== 'number') return;
     try {

@@ -41,7 +41,7 @@ const config = parseConfig(
     },
     policy: { model: arg.model, policy: arg.policyFile },
     routes: [
-      { id: 'bench', name: 'Dịch vụ đo (bench)', pathPrefix: '/bench', upstream: arg.upstreamUrl, ownerAgency: 'so-bench', securityLevel: 3, classification: 'internal', approval },
+      { id: 'bench', name: 'Dịch vụ đo (bench)', pathPrefix: '/bench', upstream: arg.upstreamUrl, ownerAgency: 'so-bench', securityLevel: 2, classification: 'internal', approval },
     ],
   },
   'bench',
@@ -49,7 +49,16 @@ const config = parseConfig(
 );
 
 const gateway = await startGateway(config, { decisionLog: nullSink });
-serveCalls({ stats: () => ({ ...processStats(), decisionEvents, decisionBytes }) });
+let connections = 0;
+gateway.app.server.on('connection', () => void connections++);
+const gc = (globalThis as { gc?: () => void }).gc;
+serveCalls({
+  stats: (opts: { gc?: boolean } | undefined) => {
+    // A forced GC tells retained memory from garbage not yet collected.
+    if (opts?.gc && gc) gc();
+    return { ...processStats(), decisionEvents, decisionBytes, connections };
+  },
+});
 process.on('SIGTERM', () => {
   gateway.close().then(() => process.exit(0), () => process.exit(1));
 });

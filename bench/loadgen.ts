@@ -12,6 +12,34 @@ export interface LoadOptions {
   readonly expectStatus: number;
   readonly concurrency: number;
   readonly seconds: number;
+  /** Reuse connections across runs (warm-up, then measured); otherwise a private agent. */
+  readonly agent?: Agent;
+  /** Accumulate into these (several runs, one result); otherwise fresh ones. */
+  readonly into?: LoadAccumulator;
+}
+
+/** Raw counts and samples, summed over one or more runs. */
+export class LoadAccumulator {
+  readonly samples = new Samples();
+  responses = 0;
+  errors = 0;
+  elapsedSeconds = 0;
+  firstError: string | null = null;
+  readonly unexpectedStatus: Record<string, number> = {};
+
+  result(concurrency: number): LoadResult {
+    return {
+      concurrency,
+      requests: this.samples.length,
+      responses: this.responses,
+      errors: this.errors,
+      unexpectedStatus: { ...this.unexpectedStatus },
+      firstError: this.firstError,
+      elapsedSeconds: this.elapsedSeconds,
+      requestsPerSecond: this.samples.length / this.elapsedSeconds,
+      latencyMs: summarise(this.samples.view()),
+    };
+  }
 }
 
 export interface LoadResult {
@@ -28,6 +56,10 @@ export interface LoadResult {
   readonly latencyMs: Summary;
 }
 
+export function createAgent(concurrency: number): Agent {
+  return new Agent({ keepAlive: true, maxSockets: concurrency, maxFreeSockets: concurrency, keepAliveMsecs: 30_000 });
+}
+
 function once(agent: Agent, url: URL, headers: Readonly<Record<string, string>>): Promise<number> {
   return new Promise((resolve, reject) => {
     const req = request({ agent, hostname: url.hostname, port: url.port, path: url.pathname + url.search, method: 'GET', headers }, (res) => {
@@ -42,12 +74,8 @@ function once(agent: Agent, url: URL, headers: Readonly<Record<string, string>>)
 
 export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
   const url = new URL(opts.url);
-  const agent = new Agent({ keepAlive: true, maxSockets: opts.concurrency, maxFreeSockets: opts.concurrency, keepAliveMsecs: 30_000 });
-  const samples = new Samples();
-  const unexpected: Record<string, number> = {};
-  let errors = 0;
-  let responses = 0;
-  let firstError: string | null = null;
+  const agent = opts.agent ?? createAgent(opts.concurrency);
+  const acc = opts.into ?? new LoadAccumulator();
   const start = process.hrtime.bigint();
   const end = start + BigInt(Math.round(opts.seconds * 1e9));
 
@@ -58,28 +86,19 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
       try {
         const status = await once(agent, url, opts.headers);
         const t1 = process.hrtime.bigint();
-        responses++;
-        if (status === opts.expectStatus) samples.push(Number(t1 - t0) / 1e6);
-        else unexpected[status] = (unexpected[status] ?? 0) + 1;
+        acc.responses++;
+        if (status === opts.expectStatus) acc.samples.push(Number(t1 - t0) / 1e6);
+        else acc.unexpectedStatus[status] = (acc.unexpectedStatus[status] ?? 0) + 1;
       } catch (err) {
-        errors++;
-        firstError ??= (err as Error).message;
+        acc.errors++;
+        acc.firstError ??= (err as Error).message;
       }
     }
   }
 
   await Promise.all(Array.from({ length: opts.concurrency }, worker));
-  const elapsedSeconds = Number(process.hrtime.bigint() - start) / 1e9;
-  agent.destroy();
-  return {
-    concurrency: opts.concurrency,
-    requests: samples.length,
-    responses,
-    errors,
-    unexpectedStatus: unexpected,
-    firstError,
-    elapsedSeconds,
-    requestsPerSecond: samples.length / elapsedSeconds,
-    latencyMs: summarise(samples.view()),
-  };
+  // A run ends when its last request is answered, a little after `end`: rates use the real span.
+  acc.elapsedSeconds += Number(process.hrtime.bigint() - start) / 1e9;
+  if (!opts.agent) agent.destroy();
+  return acc.result(opts.concurrency);
 }

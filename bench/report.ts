@@ -1,5 +1,5 @@
-import type { GatewayBenchResult } from './gateway-bench.js';
-import type { PolicyWorkerResult } from './policy-bench.js';
+import type { GatewayBenchResult, ScenarioName } from './gateway-bench.js';
+import type { Agreement, PolicyWorkerResult } from './policy-bench.js';
 
 /** The Markdown report printed by `npm run bench`. */
 
@@ -24,8 +24,11 @@ export interface Settings {
   readonly minDecisions: number;
   readonly decisionBudgetSeconds: number;
   readonly seconds: number;
+  readonly rounds: number;
   readonly warmupSeconds: number;
+  readonly initialWarmupSeconds: number;
   readonly concurrency: readonly number[];
+  readonly scenarios: readonly ScenarioName[];
   readonly only: 'policy' | 'gateway' | null;
 }
 
@@ -35,7 +38,11 @@ export interface BenchReport {
   readonly machine: Machine;
   readonly settings: Settings;
   readonly policy: readonly PolicyWorkerResult[];
+  readonly agreement: readonly Agreement[];
   readonly gateway: GatewayBenchResult | null;
+  readonly gatewayError: string | null;
+  readonly policyError: string | null;
+  readonly loadAverageAtEnd: readonly number[];
 }
 
 function num(v: number, digits?: number): string {
@@ -47,6 +54,14 @@ function num(v: number, digits?: number): string {
 const mib = (bytes: number): string => num(bytes / 1024 / 1024, 1);
 const pct = (part: number, whole: number): string => `${num((100 * part) / Math.max(1, whole), 0)}%`;
 const signed = (v: number, digits = 3): string => (v >= 0 ? '+' : '−') + num(Math.abs(v), digits);
+
+function otherLoad(cores: number | null, steal: number | null): string {
+  if (cores === null) return 'n/a';
+  return `${num(cores, 2)}${cores >= 0.25 ? ' ⚠' : ''}${steal !== null && steal >= 0.05 ? ` (steal ${num(steal, 2)})` : ''}`;
+}
+
+const OTHER_LOAD_NOTE = (mark: string): string =>
+  `${mark}${mark ? ' ' : ''}Other load: average cores busy with anything but the bench (other processes, hypervisor steal) while measuring, from /proc/stat; ⚠ from 0.25 — figures measured beside other work are slower and noisier.`;
 
 function table(head: readonly string[], rows: readonly (readonly string[])[], align: readonly ('l' | 'r')[]): string {
   const sep = align.map((a) => (a === 'r' ? '---:' : ':---'));
@@ -64,48 +79,99 @@ export function renderMarkdown(r: BenchReport): string {
   out.push(
     `- Settings: seed ${s.seed}; policy sizes ${s.policySizes.join(', ')}${s.full ? ' (BENCH_FULL)' : ''}; ` +
       `${s.decisions} decisions per size, capped at ${s.decisionBudgetSeconds > 0 ? `${s.decisionBudgetSeconds} s` : 'no time limit'} (min ${s.minDecisions}); ` +
-      `HTTP ${s.seconds} s per scenario after ${s.warmupSeconds} s warm-up, concurrency ${s.concurrency.join(', ')}`,
+      `HTTP ${s.seconds} s per scenario in ${s.rounds} interleaved rounds, after ${s.warmupSeconds} s warm-up each (and ${s.initialWarmupSeconds} s of gateway traffic first), concurrency ${s.concurrency.join(', ')}`,
   );
-  out.push(`- Total run time ${num(r.durationSeconds, 1)} s`);
+  out.push(`- Total run time ${num(r.durationSeconds, 1)} s; load average at end ${r.loadAverageAtEnd.map((l) => num(l, 2)).join(' / ')} (the bench itself keeps about 2 cores busy)`);
 
   if (r.policy.length > 0) {
     out.push('');
-    out.push('## Policy decisions — `PolicyEngine.load` and `authorize` (Casbin)');
-    out.push('');
-    out.push('Each size runs in a fresh process: load time is a cold start; heap is `heapUsed` after a forced GC, and Δ is what the loaded engine added.');
+    out.push('## Policy decisions — `PolicyEngine.load` and `authorize`');
     out.push('');
     out.push(
-      table(
-        ['`p` rules', '`g` lines', 'CSV KiB', 'load ms', 'of which strict parse ms¹', 'heap after load MiB (Δ)', 'decisions measured', 'allow / deny / no match', 'p50 µs', 'p99 µs', 'max µs', 'mean µs', 'enforce calls / decision'],
-        r.policy.map((p) => [
+      'Each size and engine runs in a fresh process: load time is a cold start; heap is `heapUsed` after a forced GC, Δ is what the loaded engine added. ' +
+        'Latency: one `process.hrtime.bigint()` pair around each `authorize()` over the measured requests (distinct, seeded; about half built from a rule so they can match it), after a warm-up on others.',
+    );
+    out.push('');
+    const engineName = (p: PolicyWorkerResult): string =>
+      p.variant === 'casbin' ? 'plain Casbin, no cache' : p.engine.indexed === true ? 'default: index + cache' : p.engine.indexed === false ? 'default: Casbin' : 'default';
+    const rows: string[][] = [];
+    for (const p of r.policy) {
+      const d = p.decisions;
+      rows.push([
+        num(p.policy.rules, 0),
+        engineName(p),
+        num(p.load.ms, 1),
+        `${mib(p.load.heapUsedAfter)} (+${mib(p.load.heapDelta)})`,
+        `${num(d.measured, 0)}${d.cappedByBudget ? ` of ${num(d.target, 0)} ⏱²` : ''}`,
+        `${pct(d.mix.allow, d.measured)} / ${pct(d.mix.deny, d.measured)} / ${pct(d.mix.noMatch, d.measured)}`,
+        num(d.latencyMicros.p50),
+        num(d.latencyMicros.p99),
+        num(d.latencyMicros.max),
+        num(d.latencyMicros.mean),
+        otherLoad(d.otherLoadCores, d.stealCores),
+      ]);
+      if (p.repeated) {
+        const x = p.repeated;
+        rows.push([
           num(p.policy.rules, 0),
-          num(p.policy.groupings, 0),
-          num(p.policy.bytes / 1024, 0),
-          num(p.load.ms, 1),
-          num(p.load.parseMsWarm, 1),
-          `${mib(p.load.heapUsedAfter)} (+${mib(p.load.heapDelta)})`,
-          `${num(p.decisions.measured, 0)}${p.decisions.cappedByBudget ? ` of ${num(p.decisions.target, 0)} ⏱²` : ''}`,
-          `${pct(p.decisions.mix.allow, p.decisions.measured)} / ${pct(p.decisions.mix.deny, p.decisions.measured)} / ${pct(p.decisions.mix.noMatch, p.decisions.measured)}`,
-          num(p.decisions.latencyMicros.p50),
-          num(p.decisions.latencyMicros.p99),
-          num(p.decisions.latencyMicros.max),
-          num(p.decisions.latencyMicros.mean),
-          num(p.decisions.meanSubjectsPerRequest, 2),
-        ]),
-        ['r', 'r', 'r', 'r', 'r', 'r', 'r', 'l', 'r', 'r', 'r', 'r', 'r'],
+          `″ same requests again${x.sameDecisions ? '' : ' (DIFFERENT decisions)'}`,
+          '″',
+          '″',
+          num(x.measured, 0),
+          '″',
+          num(x.latencyMicros.p50),
+          num(x.latencyMicros.p99),
+          num(x.latencyMicros.max),
+          num(x.latencyMicros.mean),
+          otherLoad(x.otherLoadCores, null),
+        ]);
+      }
+    }
+    out.push(
+      table(
+        ['`p` rules', 'engine', 'load ms', 'heap after load MiB (Δ)', 'decisions measured', 'allow / deny / no match', 'p50 µs', 'p99 µs', 'max µs', 'mean µs', 'other load (cores)³'],
+        rows,
+        ['r', 'l', 'r', 'r', 'r', 'l', 'r', 'r', 'r', 'r', 'r'],
       ),
     );
     out.push('');
-    out.push('¹ `parsePolicy()` alone, timed separately after the load (JIT-warm), so it is not an exact share of the cold load.');
+    const first = r.policy.filter((p, i, all) => all.findIndex((q) => q.policy.rules === p.policy.rules) === i);
+    out.push(
+      `¹ Policies: ${first.map((p) => `${num(p.policy.rules, 0)} rules (${num(p.policy.denyRules, 0)} deny) + ${num(p.policy.groupings, 0)} \`g\` lines, ${num(p.policy.roles, 0)} roles, ${num(p.policy.agencies, 0)} agencies, ${num(p.policy.routes, 0)} routes, ${num(p.policy.bytes / 1024, 0)} KiB; strict CSV parse alone ${num(p.load.parseMsWarm, 1)} ms (warm)`).join('; ')}. ` +
+        `Requests carry on average ${num(first[0]?.decisions.meanSubjectsPerRequest ?? NaN, 2)} subjects (national ID + roles): one enforce per subject.`,
+    );
     if (r.policy.some((p) => p.decisions.cappedByBudget)) {
-      out.push(`² ⏱ stopped at the ${s.decisionBudgetSeconds} s budget before the target count; set \`BENCH_DECISION_BUDGET_S=0\` to always measure ${s.decisions}. With fewer than 100 samples p99 is close to the maximum.`);
+      out.push(`² ⏱ stopped at the ${s.decisionBudgetSeconds} s budget before the target count; \`BENCH_DECISION_BUDGET_S=0\` always measures ${s.decisions}. Below 100 samples p99 is close to the maximum.`);
     }
-    out.push('');
-    const perRule = r.policy.map((p) => `${num(p.policy.rules, 0)}: ${num((p.decisions.latencyMicros.mean * 1000) / (p.decisions.meanSubjectsPerRequest * p.policy.rules), 0)} ns`);
-    out.push(`Mean cost per (rule × enforce call): ${perRule.join('; ')}. Decision digests (first decisions, for checking that an optimised engine decides the same): ${r.policy.map((p) => `${num(p.policy.rules, 0)} → effects \`${p.decisions.digestEffects}\`, effects+rules \`${p.decisions.digestEffectsAndRules}\` (n=${p.decisions.digestOver})`).join('; ')}.`);
+    out.push(OTHER_LOAD_NOTE('³'));
+    if (r.agreement.length > 0) {
+      out.push('');
+      out.push(
+        `Default engine vs plain Casbin, same requests in the same order (effect, reason and explaining rule): ${r.agreement
+          .map((a) => `${num(a.rules, 0)} rules: ${num(a.identical, 0)} of ${num(a.compared, 0)} identical${a.firstDifference ? ` — first difference at #${a.firstDifference.index}: default \`${a.firstDifference.default}\` vs Casbin \`${a.firstDifference.casbin}\`` : ''}`)
+          .join('; ')}.`,
+      );
+    }
+    out.push(`Decision digests (first ${r.policy[0]?.decisions.digestOver ?? 0} decisions; equal across runs and engines when the decisions are): ${r.policy.map((p) => `${num(p.policy.rules, 0)}/${p.variant} \`${p.decisions.digest}\``).join(', ')}.`);
   }
 
+  if (r.policyError) {
+    out.push('');
+    out.push('## Policy decisions — FAILED (the child process printed the details on stderr)');
+    out.push('');
+    out.push('```');
+    out.push(r.policyError);
+    out.push('```');
+  }
   const g = r.gateway;
+  if (r.gatewayError) {
+    out.push('');
+    out.push('## Gateway end to end — FAILED (the child process printed the details on stderr)');
+    out.push('');
+    out.push('```');
+    out.push(r.gatewayError);
+    out.push('```');
+  }
   if (g) {
     out.push('');
     out.push('## Gateway end to end — closed loop, keep-alive, `GET` of a small JSON');
@@ -114,7 +180,7 @@ export function renderMarkdown(r: BenchReport): string {
     out.push('');
     out.push(
       table(
-        ['scenario', 'concurrency', 'status', 'requests', 'req/s', 'p50 ms', 'p99 ms', 'max ms', 'errors', 'gateway CPU µs/req', 'upstream CPU µs/req', 'load-gen CPU µs/req'],
+        ['scenario', 'concurrency', 'status', 'requests', 'req/s', 'p50 ms', 'p99 ms', 'max ms', 'errors', 'new conns gw / up', 'gateway CPU µs/req', 'upstream CPU µs/req', 'load-gen CPU µs/req', 'other load (cores)'],
         g.scenarios.map((x) => [
           x.scenario === 'direct' ? '(a) direct to upstream' : x.scenario === 'gateway-allowed' ? '(b) gateway, allowed' : '(c) gateway, denied (no token)',
           String(x.concurrency),
@@ -125,13 +191,17 @@ export function renderMarkdown(r: BenchReport): string {
           num(x.latencyMs.p99, 3),
           num(x.latencyMs.max, 2),
           String(x.errors + Object.values(x.unexpectedStatus).reduce((a, b) => a + b, 0)),
+          `${x.connectionsOpened.gateway} / ${x.connectionsOpened.upstream}`,
           num(x.cpuMicrosPerRequest.gateway, 0),
           num(x.cpuMicrosPerRequest.upstream, 0),
           num(x.cpuMicrosPerRequest.loadgen, 0),
+          otherLoad(x.machine.otherCores, x.machine.stealCores),
         ]),
-        ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
+        ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
       ),
     );
+    out.push('');
+    out.push('CPU µs/req is user + system time of each whole process (all its threads, libuv pool included) over the measured window, divided by responses. ' + OTHER_LOAD_NOTE(''));
     out.push('');
     out.push(
       table(
@@ -147,8 +217,9 @@ export function renderMarkdown(r: BenchReport): string {
       table(
         ['gateway process', 'RSS MiB', 'heap used MiB', 'peak RSS MiB'],
         [
-          ['before load (started, idle)', mib(g.gatewayProcess.before.rss), mib(g.gatewayProcess.before.heapUsed), mib(g.gatewayProcess.before.maxRss)],
+          ['before load (started, idle, after a forced GC)', mib(g.gatewayProcess.before.rss), mib(g.gatewayProcess.before.heapUsed), mib(g.gatewayProcess.before.maxRss)],
           ['after all scenarios', mib(g.gatewayProcess.after.rss), mib(g.gatewayProcess.after.heapUsed), mib(g.gatewayProcess.after.maxRss)],
+          ['″ then after a forced GC', mib(g.gatewayProcess.afterGc.rss), mib(g.gatewayProcess.afterGc.heapUsed), mib(g.gatewayProcess.afterGc.maxRss)],
         ],
         ['l', 'r', 'r', 'r'],
       ),

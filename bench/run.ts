@@ -6,19 +6,22 @@
  *   BENCH_FULL=1                 also 100k rules (and a 60 s decision budget per size)
  *   BENCH_SEED=20260101          seed for policies and request streams
  *   BENCH_DECISIONS=2000         measured authorize() calls per policy size
- *   BENCH_DECISION_BUDGET_S=10   wall-clock cap per size (0 = always BENCH_DECISIONS)
+ *   BENCH_DECISION_BUDGET_S=4    wall-clock cap per size and engine (0 = always BENCH_DECISIONS)
  *   BENCH_SECONDS=5              measured seconds per HTTP scenario
- *   BENCH_WARMUP_SECONDS=1       warm-up seconds per HTTP scenario
- *   BENCH_CONCURRENCY=1,16       closed-loop workers (comma-separated list)
+ *   BENCH_ROUNDS=5               ... split into this many rounds, scenarios interleaved
+ *   BENCH_WARMUP_SECONDS=0.5     warm-up seconds per HTTP scenario (plus 2 s once, of gateway traffic)
+ *   BENCH_CONCURRENCY=1,8        closed-loop workers (comma-separated list)
+ *   BENCH_SCENARIOS=direct,gateway-allowed,gateway-denied   which HTTP scenarios
  *   BENCH_ONLY=policy|gateway    run one part
+ *   BENCH_CPU_PROF=1             gateway child writes a .cpuprofile to bench/results/profiles/
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { runGatewayBench, type GatewayBenchResult } from './gateway-bench.js';
-import { runPolicySize, type PolicyWorkerResult } from './policy-bench.js';
+import { runGatewayBench, SCENARIOS, type GatewayBenchResult, type ScenarioName } from './gateway-bench.js';
+import { compareDecisions, runPolicyVariant, type Agreement, type EngineVariant, type PolicyWorkerResult } from './policy-bench.js';
 import { renderMarkdown, type BenchReport, type Machine, type Settings } from './report.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
@@ -62,23 +65,29 @@ function settings(): Settings {
   const full = process.env.BENCH_FULL === '1';
   const only = process.env.BENCH_ONLY;
   if (only !== undefined && only !== '' && only !== 'policy' && only !== 'gateway') throw new Error('BENCH_ONLY must be policy or gateway');
-  const concurrency = (process.env.BENCH_CONCURRENCY ?? '1,16').split(',').map((c) => Number(c.trim()));
+  const scenarios = (process.env.BENCH_SCENARIOS || SCENARIOS.join(',')).split(',').map((x) => x.trim());
+  if (!scenarios.every((x): x is ScenarioName => (SCENARIOS as readonly string[]).includes(x))) throw new Error(`BENCH_SCENARIOS: choose from ${SCENARIOS.join(', ')}`);
+  const concurrency = (process.env.BENCH_CONCURRENCY || '1,8').split(',').map((c) => Number(c.trim()));
   if (concurrency.length === 0 || !concurrency.every((c) => Number.isInteger(c) && c > 0)) throw new Error('BENCH_CONCURRENCY must list positive integers');
   return {
     full,
     seed: envNumber('BENCH_SEED', 20260101),
     policySizes: full ? [1_000, 10_000, 100_000] : [1_000, 10_000],
     decisions: Math.max(1, Math.round(envNumber('BENCH_DECISIONS', 2000))),
-    minDecisions: 20,
-    decisionBudgetSeconds: envNumber('BENCH_DECISION_BUDGET_S', full ? 60 : 10),
+    minDecisions: 50,
+    decisionBudgetSeconds: envNumber('BENCH_DECISION_BUDGET_S', full ? 60 : 4),
     seconds: envNumber('BENCH_SECONDS', 5),
-    warmupSeconds: envNumber('BENCH_WARMUP_SECONDS', 1),
+    rounds: Math.max(1, Math.round(envNumber('BENCH_ROUNDS', 5))),
+    warmupSeconds: envNumber('BENCH_WARMUP_SECONDS', 0.5),
+    initialWarmupSeconds: 2,
     concurrency,
+    scenarios,
     only: only === 'policy' || only === 'gateway' ? only : null,
   };
 }
 
-const log = (line: string): void => void process.stderr.write(`[bench] ${line}\n`);
+const t0 = Date.now();
+const log = (line: string): void => void process.stderr.write(`[bench ${((Date.now() - t0) / 1000).toFixed(1).padStart(5)}s] ${line}\n`);
 
 async function main(): Promise<void> {
   const started = Date.now();
@@ -87,29 +96,64 @@ async function main(): Promise<void> {
   log(`${m.cpuModel} × ${m.cpuCount}, Node ${m.node}`);
   const dir = mkdtempSync(join(tmpdir(), 'ztgate-bench-'));
   const policy: PolicyWorkerResult[] = [];
+  const agreement: Agreement[] = [];
   let gateway: GatewayBenchResult | null = null;
+  let gatewayError: string | null = null;
+  let policyError: string | null = null;
   try {
     if (s.only !== 'gateway') {
       for (const rules of s.policySizes) {
-        log(`policy: ${rules.toLocaleString('en-US')} rules (fresh process)`);
-        const r = await runPolicySize({
-          rules,
-          seed: s.seed,
-          dir,
-          model: MODEL,
-          decisions: s.decisions,
-          minDecisions: Math.min(s.minDecisions, s.decisions),
-          budgetMs: s.decisionBudgetSeconds * 1000,
-          warmupMax: 200,
-          warmupMs: 1000,
-        });
-        log(`  load ${r.load.ms.toFixed(1)} ms, ${r.decisions.measured} decisions, p50 ${r.decisions.latencyMicros.p50.toFixed(1)} µs`);
-        policy.push(r);
+        const run = async (variant: EngineVariant): Promise<PolicyWorkerResult> => {
+          log(`policy: ${rules.toLocaleString('en-US')} rules, ${variant} engine (fresh process)`);
+          const r = await runPolicyVariant({
+            variant,
+            rules,
+            seed: s.seed,
+            dir,
+            model: MODEL,
+            decisions: s.decisions,
+            minDecisions: Math.min(s.minDecisions, s.decisions),
+            budgetMs: s.decisionBudgetSeconds * 1000,
+            warmupMax: 200,
+            warmupMs: 1000,
+          });
+          log(`  load ${r.load.ms.toFixed(1)} ms, ${r.decisions.measured} decisions, p50 ${r.decisions.latencyMicros.p50.toFixed(1)} µs`);
+          policy.push(r);
+          return r;
+        };
+        try {
+          const def = await run('default');
+          // When the engine has its own index, also measure plain Casbin: the baseline, and the reference.
+          if (def.engine.indexed === true) agreement.push(compareDecisions(rules, def, await run('casbin')));
+        } catch (err) {
+          policyError = `${rules} rules: ${(err as Error).message}`;
+          log(`policy bench failed: ${(err as Error).stack ?? policyError}`);
+          break;
+        }
       }
     }
     if (s.only !== 'policy') {
       log('gateway: upstream and gateway in their own processes');
-      gateway = await runGatewayBench({ dir, model: MODEL, seconds: s.seconds, warmupSeconds: s.warmupSeconds, concurrency: s.concurrency, log });
+      const cpuProfileDir = process.env.BENCH_CPU_PROF === '1' ? join(RESULTS, 'profiles') : null;
+      try {
+        gateway = await runGatewayBench({
+          dir,
+          model: MODEL,
+          seconds: s.seconds,
+          rounds: s.rounds,
+          warmupSeconds: s.warmupSeconds,
+          initialWarmupSeconds: s.initialWarmupSeconds,
+          concurrency: s.concurrency,
+          scenarios: s.scenarios,
+          cpuProfileDir,
+          log,
+        });
+        if (cpuProfileDir) log(`gateway CPU profile written to ${cpuProfileDir}`);
+      } catch (err) {
+        // Keep the policy figures: report the failure, exit non-zero.
+        gatewayError = (err as Error).message;
+        log(`gateway bench failed: ${(err as Error).stack ?? gatewayError}`);
+      }
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -120,8 +164,13 @@ async function main(): Promise<void> {
     durationSeconds: (Date.now() - started) / 1000,
     machine: m,
     settings: s,
-    policy,
+    // Decision logs are for the comparison only.
+    policy: policy.map(({ decisionLog: _log, ...rest }) => rest),
+    agreement,
     gateway,
+    gatewayError,
+    policyError,
+    loadAverageAtEnd: loadavg(),
   };
   mkdirSync(RESULTS, { recursive: true });
   writeFileSync(join(RESULTS, 'latest.json'), JSON.stringify(report, null, 2) + '\n');
@@ -129,6 +178,12 @@ async function main(): Promise<void> {
   log(`results written to bench/results/latest.json (${report.durationSeconds.toFixed(1)} s)`);
 
   const failed = gateway?.scenarios.filter((x) => x.errors > 0 || Object.keys(x.unexpectedStatus).length > 0) ?? [];
+  if (gatewayError || policyError) process.exitCode = 1;
+  const disagree = agreement.filter((a) => a.identical !== a.compared);
+  if (disagree.length > 0) {
+    log(`the default engine and plain Casbin decided differently: ${JSON.stringify(disagree.map((a) => a.firstDifference))}`);
+    process.exitCode = 1;
+  }
   if (failed.length > 0) {
     log(`errors or unexpected statuses in: ${failed.map((x) => `${x.scenario}@${x.concurrency} (${x.firstError ?? JSON.stringify(x.unexpectedStatus)})`).join(', ')}`);
     process.exitCode = 1;

@@ -14,6 +14,8 @@ const server = createServer((req, res) => {
     res.end(body);
   });
 });
+let connections = 0;
+server.on('connection', () => void connections++);
 // Longer than any pause between scenarios, so pooled connections are never closed under a client.
 server.keepAliveTimeout = 120_000;
 server.headersTimeout = 121_000;
@@ -21,7 +23,7 @@ server.listen(0, '127.0.0.1', () => {
   const { port } = server.address() as AddressInfo;
   process.send!({ type: 'ready', url: `http://127.0.0.1:${port}` });
 });
-serveCalls({ stats: () => ({ ...processStats(), requests }) });
+serveCalls({ stats: () => ({ ...processStats(), requests, connections }) });
 process.on('SIGTERM', () => {
   server.closeAllConnections();
   server.close(() => process.exit(0));

@@ -65,6 +65,8 @@ export interface DemoIdpOptions {
   postLogoutRedirectUris?: string[]; // default [], for ztgate-gateway
   /** OpenID Connect Back-Channel Logout 1.0 endpoint of ztgate-gateway. */
   gatewayBackchannelLogoutUri?: string;
+  /** Issue opaque access tokens (checked by RFC 7662 introspection) instead of JWTs. */
+  opaqueAccessTokens?: boolean; // default false
 }
 
 export interface DemoIdp {
@@ -306,6 +308,8 @@ export async function startDemoIdp(opts: DemoIdpOptions = {}): Promise<DemoIdp> 
       features: {
         devInteractions: { enabled: false },
         revocation: { enabled: true },
+        // RFC 7662, for the gateway to check opaque access tokens.
+        introspection: { enabled: true },
         backchannelLogout: { enabled: true },
         rpInitiatedLogout: {
           enabled: true,
@@ -328,12 +332,21 @@ export async function startDemoIdp(opts: DemoIdpOptions = {}): Promise<DemoIdp> 
             return {
               scope: 'openid data',
               audience,
-              accessTokenFormat: 'jwt',
+              accessTokenFormat: opts.opaqueAccessTokens ? 'opaque' : 'jwt',
               accessTokenTTL,
               jwt: { sign: { alg: 'ES256' } },
             };
           },
         },
+      },
+      // The gateway's browser sessions refresh their tokens without offline_access: such refresh
+      // tokens end with the IdP session. Rotated on every use, so a replayed one is caught.
+      async issueRefreshToken(_ctx: unknown, client: { clientId: string; grantTypeAllowed(type: string): boolean }, code: { scopes: Set<string> }) {
+        return client.grantTypeAllowed('refresh_token') && (code.scopes.has('offline_access') || client.clientId === DEMO_GATEWAY_CLIENT_ID);
+      },
+      rotateRefreshToken(ctx: { oidc: { entities: { Client?: { clientId: string; clientAuthMethod: string }; RefreshToken?: { ttlPercentagePassed(): number } } } }) {
+        const { Client: client, RefreshToken: refreshToken } = ctx.oidc.entities;
+        return client?.clientId === DEMO_GATEWAY_CLIENT_ID || client?.clientAuthMethod === 'none' || (refreshToken?.ttlPercentagePassed() ?? 0) >= 70;
       },
       pkce: { required: () => true },
       responseTypes: ['code'], // code flow only: no implicit or hybrid tokens in the front channel
@@ -347,6 +360,14 @@ export async function startDemoIdp(opts: DemoIdpOptions = {}): Promise<DemoIdp> 
         Grant: 8 * 60 * 60, // 8 h
         RefreshToken: 8 * 60 * 60, // 8 h
       },
+      // oidc-provider refuses outgoing requests to special-use addresses (SSRF guard), loopback included;
+      // the demo's gateway (back-channel logout) lives on loopback, so only loopback targets skip the guard.
+      fetch: (url: string | URL, options: RequestInit & { dispatcher?: unknown }) => {
+        const { hostname } = new URL(url);
+        if (hostname !== '127.0.0.1' && hostname !== 'localhost' && hostname !== '[::1]') return globalThis.fetch(url, options);
+        const { dispatcher: _guard, ...rest } = options;
+        return globalThis.fetch(url, rest);
+      },
       clientBasedCORS: () => false,
       renderError: async (ctx: OidcContext, out: Record<string, unknown>) => {
         ctx.type = 'html';
@@ -358,6 +379,10 @@ export async function startDemoIdp(opts: DemoIdpOptions = {}): Promise<DemoIdp> 
       },
     });
 
+    // A back-channel logout the gateway refused would otherwise go unnoticed.
+    (provider as unknown as { on(event: string, fn: (...args: unknown[]) => void): void }).on('backchannel.error', (_ctx, err) => {
+      console.error(`demo idp: back-channel logout failed: ${(err as Error).message}`, (err as Error).cause);
+    });
     const providerCallback = provider.callback();
     const interactions = createInteractionHandler({
       provider,

@@ -3,6 +3,7 @@ import { startGateway, type RunningGateway } from '../gateway/server.js';
 import { startDemoIdp, type DemoIdp } from './idp.js';
 import { demoFile } from './paths.js';
 import { startDemoUpstream, type DemoUpstream, type DemoDatasetId } from './upstreams.js';
+import { DEMO_POSTURE_ISSUER, startDemoPostureSigner } from './device-cli.js';
 
 /**
  * The embedded demo: a real OIDC provider with synthetic officials, three synthetic shared
@@ -25,7 +26,15 @@ export async function startDemo(configFile = DEMO_CONFIG_FILE): Promise<RunningD
     for (const s of started.reverse()) await s.close().catch(() => undefined);
   };
   try {
-    const idp = await startDemoIdp({ host: issuer.hostname, port: Number(issuer.port), audience: config.identity.issuers[0]!.audience[0]! });
+    // Browser sign-in: the gateway is the IdP's confidential client ztgate-gateway (gateway/auth-routes.ts).
+    const browser = config.identity.browser
+      ? {
+          gatewayRedirectUris: [`${config.publicUrl}/.ztgate/auth/callback`, ...(config.admin?.publicUrl ? [`${config.admin.publicUrl}/.ztgate/auth/callback`] : [])],
+          postLogoutRedirectUris: [`${config.publicUrl}/.ztgate/auth/signed-out`, ...(config.admin?.publicUrl ? [`${config.admin.publicUrl}/.ztgate/auth/signed-out`] : [])],
+          gatewayBackchannelLogoutUri: `${config.publicUrl}/.ztgate/auth/backchannel-logout`,
+        }
+      : {};
+    const idp = await startDemoIdp({ host: issuer.hostname, port: Number(issuer.port), audience: config.identity.issuers[0]!.audience[0]!, ...browser });
     started.push(idp);
     const upstreams: DemoUpstream[] = [];
     for (const route of config.routes.filter((r) => r.approval.status === 'approved')) {
@@ -39,6 +48,12 @@ export async function startDemo(configFile = DEMO_CONFIG_FILE): Promise<RunningD
       });
       started.push(upstream);
       upstreams.push(upstream);
+    }
+    // The DEMO endpoint-management signer whose posture reports `ztgate device posture` signs.
+    const postureSigner = config.devices.postureSigners.find((s) => s.issuer === DEMO_POSTURE_ISSUER && s.jwksUri);
+    if (postureSigner) {
+      const jwks = new URL(postureSigner.jwksUri!);
+      started.push(await startDemoPostureSigner({ host: jwks.hostname, port: Number(jwks.port) }));
     }
     const gateway = await startGateway(config);
     started.push(gateway);
@@ -69,8 +84,21 @@ ${officials}
 Thử / try (in another terminal, from this folder):
   TOKEN=$(npx ztgate token --user 056085000001)
   curl -s -H "Authorization: Bearer $TOKEN" ${g}/ho-tich/records?limit=2     # 200: allowed
-  curl -s -H "Authorization: Bearer $TOKEN" ${g}/y-te/records                # 403: no rule allows
+  curl -s -H "Authorization: Bearer $TOKEN" ${g}/dat-dai/records             # 403: no rule allows
   curl -s ${g}/ho-tich/records                                              # 401: no token
+
+Trình duyệt / browser: mở / open ${g}/ho-tich/records → đăng nhập / sign in (056085000001, demo)
+  → JSON của dịch vụ / the service's JSON;  ${g}/.ztgate/auth/logout để đăng xuất / to sign out.
+  (cookie "ztgate-session": http trên loopback không dùng được tiền tố __Host- / no __Host- prefix over plain http)
+
+Thiết bị / device trust (Y tế, cấp độ 4, cần thiết bị tuân thủ / needs a compliant device):
+  ID=$(npx ztgate device init --name "Máy trạm Sở Y tế")
+  npx ztgate device enrol --device $ID --user 056190000002                  # 201: pending
+  npx ztgate device approve --device $ID --admin 056179000006               # 200: approved
+  npx ztgate device posture --device $ID                                    # compliant report (demo signer)
+  npx ztgate device curl --device $ID --user 056190000002 ${g}/y-te/records # 200: allowed
+  npx ztgate device posture --device $ID --non-compliant
+  npx ztgate device curl --device $ID --user 056190000002 ${g}/y-te/records # 403: device-tier-insufficient
 
 Quyết định truy cập (JSON, một dòng mỗi yêu cầu) in ra stdout / decision events are printed to stdout.
 Ctrl+C để dừng / to stop.

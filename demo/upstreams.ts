@@ -51,6 +51,12 @@ const MAX_LIMIT = 100;
 const MAX_NOTE_CHARS = 500;
 /** Notes are kept in memory only; cap them so a demo left running cannot grow without bound. */
 const MAX_NOTES_IN_MEMORY = 1000;
+/**
+ * The record field naming the commune (xã, phường) a record belongs to. When the gateway's
+ * assertion carries `scope: { commune }` (the policy's commune-scope obligation), the service
+ * filters on it: a commune official sees only their commune's records.
+ */
+const COMMUNE_FIELD: Record<DemoDatasetId, string> = { 'ho-tich': 'noiDangKy', 'y-te': 'xaPhuong', 'dat-dai': 'xaPhuong' };
 
 interface DemoRecord {
   id: string;
@@ -68,6 +74,8 @@ interface VerifiedAssertion {
   agency: string;
   roles: string[];
   jti: string;
+  /** The commune the request is scoped to, when the assertion says so. */
+  commune: string | null;
   payload: JWTPayload;
 }
 
@@ -166,7 +174,12 @@ export async function startDemoUpstream(opts: DemoUpstreamOptions): Promise<Demo
     if (typeof jti !== 'string' || jti.length === 0) {
       throw new AssertionError('"jti" claim missing');
     }
-    return { sub, agency, roles: (roles as string[] | undefined) ?? [], jti, payload };
+    const scope = (payload as { scope?: unknown }).scope;
+    const commune = scope && typeof scope === 'object' ? (scope as { commune?: unknown }).commune : undefined;
+    if (scope !== undefined && (typeof commune !== 'string' || commune.length === 0)) {
+      throw new AssertionError('"scope.commune" must be a commune id');
+    }
+    return { sub, agency, roles: (roles as string[] | undefined) ?? [], jti, commune: (commune as string | undefined) ?? null, payload };
   }
 
   // Per-request verified assertion, kept out of FastifyRequest's type to avoid a global augmentation.
@@ -240,20 +253,26 @@ export async function startDemoUpstream(opts: DemoUpstreamOptions): Promise<Demo
     if ('error' in offset) {
       return reply.code(400).send({ error: 'invalid-query', message: offset.error, requestedBy: requestedBy(request) });
     }
+    const commune = assertionOf(request).commune;
+    const visible = commune ? data.records.filter((r) => r[COMMUNE_FIELD[dataset]] === commune) : data.records;
     return {
       dataset,
       title: data.title,
       synthetic: true,
-      total: data.records.length,
+      total: visible.length,
       limit: limit.value,
       offset: offset.value,
-      items: data.records.slice(offset.value, offset.value + limit.value),
+      ...(commune ? { scope: { commune } } : {}),
+      items: visible.slice(offset.value, offset.value + limit.value),
       requestedBy: requestedBy(request),
     };
   });
 
   app.get<{ Params: { id: string } }>('/records/:id', async (request, reply) => {
-    const record = byId.get(request.params.id);
+    const commune = assertionOf(request).commune;
+    const found = byId.get(request.params.id);
+    // Outside the scope, a record does not exist for this caller.
+    const record = found && (!commune || found[COMMUNE_FIELD[dataset]] === commune) ? found : undefined;
     if (!record) {
       return reply.code(404).send({
         error: 'not-found',

@@ -5,22 +5,31 @@ import { createListenerApp } from './http.js';
 import { createPipeline } from './pipeline.js';
 import type { Runtime } from './runtime.js';
 import { registerForwarders } from './steps/forward.js';
+import { responseObligations } from './steps/obligations.js';
 import { createRouteTable } from './steps/route.js';
+import { createDeviceAssessor } from './steps/device.js';
+import { registerDeviceRoutes } from './device-routes.js';
+import { DeviceRegistry } from '../identity/devices.js';
+import { registerAuthRoutes } from './auth-routes.js';
 
 /** The data plane: the Zero Trust pipeline in front of every shared database service. */
 export async function buildApp(runtime: Runtime, opts: { logger?: Logger } = {}): Promise<FastifyInstance> {
   const { config, signer } = runtime;
   const app = createListenerApp({ runtime, action: 'access-decision', logger: opts.logger, bodyLimitBytes: config.limits.bodyLimitBytes });
 
-  app.addHook('onRequest', createPipeline({ config, routes: createRouteTable(config.routes), authenticator: runtime.authenticator, policy: runtime.policy, signer }));
+  const deviceRegistry = new DeviceRegistry(runtime.store);
+  const devices = createDeviceAssessor(config, runtime.store, { registry: deviceRegistry });
+  app.addHook('onRequest', createPipeline({ devices, locks: runtime.locks, decisionLog: runtime.decisionLog, config, routes: runtime.services.table(createRouteTable(config.routes)), authenticator: runtime.authenticator, policy: runtime.policy, signer, store: runtime.store, recentDecisions: runtime.policies.recent }));
 
   app.get('/.well-known/jwks.json', async (_request, reply) => reply.header('cache-control', 'public, max-age=300').send(signer.jwks));
+  registerDeviceRoutes(app, deviceRegistry, devices);
   app.get('/healthz', async () => ({ status: 'ok', policyVersion: runtime.policy().version }));
+  await registerAuthRoutes(app, runtime);
 
   await registerForwarders(app, config.routes, (request) => {
     // Unreachable unless the pipeline allowed: the proxy handler only runs after it.
     if (!request.assertion) throw new GatewayError('ZTG_ERR_INTERNAL', 'gateway-error');
     return request.assertion;
-  });
+  }, responseObligations(runtime));
   return app;
 }

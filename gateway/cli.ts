@@ -10,9 +10,19 @@ const USAGE = `ztgate — cổng truy cập Zero Trust cho cơ sở dữ liệu 
 Cách dùng / usage:
   ztgate start --config FILE      chạy cổng với tệp cấu hình / run the gateway
   ztgate check --config FILE      kiểm tra cấu hình và chính sách / validate config and policy, then exit
+  ztgate policy lint --config FILE
+                                  rà soát chính sách: lỗi cú pháp, vai trò lạ, luật bị che / lint the policy
+  ztgate policy test --config FILE [--cases FILE]
+                                  chạy bảng quyết định mong đợi / run the expected-decision table
   ztgate demo                     chạy bản trình diễn nhúng / run the embedded demo
   ztgate token --user NATIONAL_ID [--issuer URL] [--password PASSWORD]
                                   lấy access token từ IdP demo (luồng OAuth chuẩn) / get a demo access token
+  ztgate device init|enrol|approve|quarantine|posture|curl …
+                                  thiết bị giả lập: khóa, đăng ký, báo cáo tình trạng, DPoP / demo device
+  ztgate audit verify FILE… | --config FILE | --bundle DIR [--keys JWKS]
+                                  kiểm tra nhật ký chuỗi băm / verify the tamper-evident log (exit 1: altered)
+  ztgate audit export --from ISO --to ISO --out DIR --config FILE
+                                  xuất gói chứng cứ / write an evidence bundle
 `;
 
 type Handler = (args: string[]) => Promise<number>;
@@ -45,9 +55,19 @@ const commands: Record<string, Handler> = {
     const { config: file } = options(args, { config: { type: 'string' } });
     if (!file) throw new UsageError('check needs --config FILE');
     const config = loadConfigFile(file);
-    const engine = await PolicyEngine.load(config.policy.model, config.policy.policy, new Set(config.routes.map((r) => r.id)));
+    const engine = await PolicyEngine.load(config.policy.model, config.policy.policy, new Set(config.routes.map((r) => r.id)), { conditionsFile: config.policy.conditions });
     process.stdout.write(`${file}: OK — ${config.routes.length} routes, policy ${engine.version}\n`);
     return 0;
+  },
+  async policy(args) {
+    const [sub, ...rest] = args;
+    const { config, cases } = options(rest, { config: { type: 'string' }, cases: { type: 'string' } });
+    const { policyCommand, UsageError: PolicyUsageError } = await import('../policies/cli.js');
+    try {
+      return await policyCommand(sub, { config, cases }, process.stdout, process.stderr);
+    } catch (err) {
+      throw err instanceof PolicyUsageError ? new UsageError(err.message) : err;
+    }
   },
   async demo(args) {
     options(args, {});
@@ -64,6 +84,22 @@ const commands: Record<string, Handler> = {
     const tokens = await obtainDemoToken({ issuer: issuer ?? 'http://127.0.0.1:8090', nationalId: user, ...(password ? { password } : {}) });
     process.stdout.write(`${tokens.access_token}\n`);
     return 0;
+  },
+  async audit(args) {
+    const { runAuditCommand, AuditUsageError } = await import('./audit/cli.js');
+    try {
+      return await runAuditCommand(args);
+    } catch (err) {
+      throw err instanceof AuditUsageError ? new UsageError(err.message) : err;
+    }
+  },
+  async device(args) {
+    const { runDeviceCommand, CliUsageError } = await import('../demo/device-cli.js');
+    try {
+      return await runDeviceCommand(args);
+    } catch (err) {
+      throw err instanceof CliUsageError ? new UsageError(err.message) : err;
+    }
   },
 };
 

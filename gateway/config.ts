@@ -3,6 +3,8 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { ConfigError } from './errors.js';
+import { CLAIMS_PRESETS, CLAIMS_PRESET_NAMES, type ClaimsPresetName } from '../identity/claim-presets.js';
+import { AUDIT_SCHEMA, DETECTION_SCHEMA, checkAuditSemantics, resolveAuditPaths, type AuditConfig, type DetectionConfig } from './audit/config.js';
 
 /**
  * The gateway configuration: one YAML or JSON file, validated by one strict schema
@@ -27,6 +29,38 @@ export type ApprovalStatus = (typeof APPROVAL_STATUSES)[number];
 /** Only asymmetric algorithms: a JWKS is public, so HS* would let anyone with the key sign. */
 export const ALLOWED_TOKEN_ALGORITHMS = ['ES256', 'ES384', 'ES512', 'PS256', 'PS384', 'PS512', 'RS256', 'RS384', 'RS512', 'EdDSA'] as const;
 
+/** Device trust tiers, lowest first (README "Device trust"). */
+export const DEVICE_TIERS = ['unknown', 'registered', 'compliant', 'high-assurance'] as const;
+export type DeviceTier = (typeof DEVICE_TIERS)[number];
+
+/** Algorithms a device key may sign DPoP proofs with: no RSA keys on devices, no symmetric keys. */
+export const ALLOWED_DEVICE_PROOF_ALGORITHMS = ['ES256', 'EdDSA'] as const;
+
+export interface PostureSignerConfig {
+  /** Exact `iss` of the posture reports this endpoint-management / EDR signer issues. */
+  readonly issuer: string;
+  readonly jwks?: { readonly keys: readonly Record<string, unknown>[] };
+  readonly jwksUri?: string;
+  readonly algorithms: readonly string[];
+}
+
+export interface DevicesConfig {
+  readonly proofAlgorithms: readonly string[];
+  readonly proofMaxAgeSeconds: number;
+  readonly clockSkewSeconds: number;
+  readonly postureMaxAgeSeconds: number;
+  readonly postureSigners: readonly PostureSignerConfig[];
+  readonly compliance: {
+    readonly maxPatchAgeDays: number;
+    readonly maxScanAgeDays: number;
+    readonly maxRiskScore: number;
+    readonly requireDiskEncryption: boolean;
+    readonly requireScreenLock: boolean;
+    readonly requireEdrRunning: boolean;
+  };
+  readonly defaultMinTierBySecurityLevel: Readonly<Record<'1' | '2' | '3' | '4' | '5', DeviceTier>>;
+}
+
 export interface RouteConfig {
   readonly id: string;
   readonly name: string;
@@ -44,6 +78,14 @@ export interface RouteConfig {
   };
   readonly forwardRequestHeaders: readonly string[];
   readonly upstreamTimeoutMs: number;
+  /** Least device trust tier; when absent, devices.defaultMinTierBySecurityLevel of its level. */
+  readonly minDeviceTier?: DeviceTier;
+  /** Refused (503 audit-unavailable) when its events cannot be written locally; default: securityLevel >= 4 when audit.chain is set. */
+  readonly auditRequired?: boolean;
+  /** Least identity assurance level (0 = any); below it: 401 insufficient_user_authentication (RFC 9470), or step-up sign-in for a browser. */
+  readonly minAssuranceLevel: 0 | 1 | 2;
+  /** Longest time since the official last authenticated (auth_time); absent: no limit. */
+  readonly maxAuthAgeSeconds?: number;
 }
 
 export interface IssuerConfig {
@@ -52,7 +94,36 @@ export interface IssuerConfig {
   readonly algorithms: readonly string[];
   readonly jwksUri?: string;
   readonly tokenTypes: readonly string[];
-  readonly claims: { readonly nationalId: string; readonly agency: string; readonly roles: string; readonly acr: string };
+  readonly claims: { readonly nationalId: string; readonly agency: string; readonly roles: string; readonly acr: string; readonly assuranceLevel?: string };
+  /** Claim-name preset (identity/claim-presets.ts); `claims` keys override it. Always set by parseConfig. */
+  readonly claimsPreset?: ClaimsPresetName;
+  /** acr / amr / level-claim values → assurance level 0–2; unknown values are 0. Always set by parseConfig. */
+  readonly assurance?: Readonly<Record<string, 0 | 1 | 2>>;
+  /** RFC 7662 introspection for opaque (non-JWT) access tokens. */
+  readonly introspection?: { readonly endpoint: string; readonly clientId: string; readonly clientSecret: string; readonly cacheMaxAgeSeconds: number };
+}
+
+/** Browser sign-in (OIDC authorization code flow with PKCE); the redirect URI is `<publicUrl>/.ztgate/auth/callback`. */
+export interface BrowserSignInConfig {
+  readonly issuer: string;
+  readonly clientId: string;
+  readonly clientSecret: string;
+  readonly scopes: readonly string[];
+  readonly resource?: string;
+  readonly loginTimeoutSeconds: number;
+  /** The one algorithm accepted on ID tokens and logout tokens. */
+  readonly idTokenSigningAlgorithm: string;
+}
+
+export interface SessionConfig {
+  readonly absoluteLifetimeSeconds: number;
+  readonly idleTimeoutSeconds: number;
+  readonly refreshLockTtlMs: number;
+}
+
+export interface RosterConfig {
+  readonly source: 'none' | 'file' | 'store';
+  readonly file?: string;
 }
 
 export interface GatewayConfig {
@@ -65,12 +136,29 @@ export interface GatewayConfig {
     readonly jwksCooldownMs: number;
     readonly jwksTimeoutMs: number;
     readonly issuers: readonly IssuerConfig[];
+    readonly browser?: BrowserSignInConfig;
+    readonly session: SessionConfig;
+    readonly roster: RosterConfig;
   };
-  readonly assertion: { readonly ttlSeconds: number; readonly keyFile?: string };
-  readonly admin?: { readonly listen: { readonly host: string; readonly port: number }; readonly roles: readonly string[]; readonly bodyLimitBytes: number };
+  readonly assertion: { readonly ttlSeconds: number; readonly keyFile?: string; readonly rotationIntervalSeconds: number };
+  readonly admin?: { readonly listen: { readonly host: string; readonly port: number }; readonly roles: readonly string[]; readonly bodyLimitBytes: number; readonly socRoles: readonly string[]; readonly publicUrl?: string };
   readonly state: { readonly backend: 'memory' | 'redis'; readonly redisUrl?: string; readonly keyPrefix: string; readonly commandTimeoutMs: number };
-  readonly policy: { readonly model: string; readonly policy: string };
+  readonly policy: {
+    readonly model: string;
+    readonly policy: string;
+    /** Attribute conditions and obligations (policies/conditions.ts), versioned with the policy. */
+    readonly conditions?: string;
+    /** Folder for policy versions when state is in memory (the demo); with Redis they live there. */
+    readonly versionsDir?: string;
+    readonly syncIntervalMs: number;
+    readonly whatIfRecentDecisions: number;
+    readonly decisionCacheEntries: number;
+    readonly responseBufferLimitBytes: number;
+  };
   readonly routes: readonly RouteConfig[];
+  readonly devices: DevicesConfig;
+  readonly audit: AuditConfig;
+  readonly detection: DetectionConfig;
 }
 
 const id = { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,62}$' };
@@ -122,19 +210,71 @@ const schema = {
               algorithms: { type: 'array', minItems: 1, uniqueItems: true, items: { type: 'string' }, default: ['ES256', 'RS256'] },
               jwksUri: nonEmpty,
               tokenTypes: { type: 'array', minItems: 1, uniqueItems: true, items: nonEmpty, default: ['at+jwt'] },
+              claimsPreset: { enum: CLAIMS_PRESET_NAMES, default: 'ztgate-demo' },
+              // No defaults here: what is not set comes from the preset (parseConfig).
               claims: {
                 type: 'object',
                 additionalProperties: false,
                 properties: {
-                  nationalId: { ...nonEmpty, default: 'national_id' },
-                  agency: { ...nonEmpty, default: 'agency' },
-                  roles: { ...nonEmpty, default: 'roles' },
-                  acr: { ...nonEmpty, default: 'acr' },
+                  nationalId: nonEmpty,
+                  agency: nonEmpty,
+                  roles: nonEmpty,
+                  acr: nonEmpty,
+                  assuranceLevel: { type: 'string', maxLength: 256 }, // '' = the issuer has no level claim
                 },
                 default: {},
               },
+              assurance: {
+                type: 'object',
+                propertyNames: { minLength: 1, maxLength: 256 },
+                additionalProperties: { enum: [0, 1, 2] },
+              },
+              introspection: {
+                type: 'object',
+                additionalProperties: false,
+                required: ['endpoint', 'clientId', 'clientSecret'],
+                properties: {
+                  endpoint: nonEmpty,
+                  clientId: nonEmpty,
+                  clientSecret: nonEmpty,
+                  cacheMaxAgeSeconds: { type: 'integer', minimum: 0, maximum: 3600, default: 60 },
+                },
+              },
             },
           },
+        },
+        browser: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['issuer', 'clientId', 'clientSecret'],
+          properties: {
+            issuer: nonEmpty,
+            clientId: nonEmpty,
+            clientSecret: nonEmpty,
+            scopes: { type: 'array', minItems: 1, uniqueItems: true, items: { type: 'string', pattern: '^[A-Za-z0-9_.:/-]{1,128}$' }, default: ['openid', 'profile'] },
+            resource: nonEmpty,
+            loginTimeoutSeconds: { type: 'integer', minimum: 60, maximum: 3600, default: 600 }, // 10 min to complete sign-in
+            idTokenSigningAlgorithm: { enum: ALLOWED_TOKEN_ALGORITHMS, default: 'RS256' }, // the OIDC default
+          },
+        },
+        session: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            absoluteLifetimeSeconds: { type: 'integer', minimum: 300, maximum: 7 * 86_400, default: 8 * 3600 }, // one working day
+            idleTimeoutSeconds: { type: 'integer', minimum: 60, maximum: 86_400, default: 30 * 60 },
+            refreshLockTtlMs: { type: 'integer', minimum: 1000, maximum: 60_000, default: 10_000 },
+          },
+          default: {},
+        },
+        roster: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            source: { enum: ['none', 'file', 'store'], default: 'none' },
+            file: nonEmpty,
+          },
+          default: {},
         },
       },
     },
@@ -143,6 +283,7 @@ const schema = {
       additionalProperties: false,
       properties: {
         ttlSeconds: { type: 'integer', minimum: 5, maximum: 300, default: 60 },
+        rotationIntervalSeconds: { type: 'integer', minimum: 0, maximum: 90 * 86_400, default: 0 }, // 0: never rotate on a timer
         keyFile: nonEmpty,
       },
       default: {},
@@ -161,7 +302,11 @@ const schema = {
           default: {},
         },
         roles: { type: 'array', minItems: 1, uniqueItems: true, items: id, default: ['security-admin'] },
+        // Roles allowed on the lock endpoints only (the SOC orders locks; README "For the SOC").
+        socRoles: { type: 'array', uniqueItems: true, items: id, default: ['soc-analyst'] },
         bodyLimitBytes: { type: 'integer', minimum: 1024, maximum: 64 * 1024 * 1024, default: 5 * 1024 * 1024 }, // 5 MiB: roster imports
+        // How browsers reach the admin UI; with identity.browser, admins sign in at <publicUrl>/.ztgate/auth/callback.
+        publicUrl: nonEmpty,
       },
     },
     state: {
@@ -179,8 +324,75 @@ const schema = {
       type: 'object',
       additionalProperties: false,
       required: ['model', 'policy'],
-      properties: { model: nonEmpty, policy: nonEmpty },
+      properties: {
+        model: nonEmpty,
+        policy: nonEmpty,
+        conditions: nonEmpty,
+        versionsDir: nonEmpty,
+        syncIntervalMs: { type: 'integer', minimum: 100, maximum: 60_000, default: 1000 },
+        whatIfRecentDecisions: { type: 'integer', minimum: 1, maximum: 100_000, default: 1000 },
+        decisionCacheEntries: { type: 'integer', minimum: 0, maximum: 10_000_000, default: 10_000 },
+        responseBufferLimitBytes: { type: 'integer', minimum: 1024, maximum: 256 * 1024 * 1024, default: 8 * 1024 * 1024 }, // 8 MiB
+      },
     },
+    devices: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        proofAlgorithms: { type: 'array', minItems: 1, uniqueItems: true, items: { enum: ALLOWED_DEVICE_PROOF_ALGORITHMS }, default: [...ALLOWED_DEVICE_PROOF_ALGORITHMS] },
+        proofMaxAgeSeconds: { type: 'integer', minimum: 5, maximum: 600, default: 60 },
+        clockSkewSeconds: { type: 'integer', minimum: 0, maximum: 300, default: 10 },
+        postureMaxAgeSeconds: { type: 'integer', minimum: 60, maximum: 7 * 86_400, default: 4 * 3600 },
+        postureSigners: {
+          type: 'array',
+          default: [],
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['issuer'],
+            properties: {
+              issuer: nonEmpty,
+              jwks: {
+                type: 'object',
+                additionalProperties: false,
+                required: ['keys'],
+                properties: { keys: { type: 'array', minItems: 1, items: { type: 'object', required: ['kty'], properties: { kty: { type: 'string' } } } } },
+              },
+              jwksUri: nonEmpty,
+              algorithms: { type: 'array', minItems: 1, uniqueItems: true, items: { type: 'string' }, default: ['ES256'] },
+            },
+          },
+        },
+        compliance: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            maxPatchAgeDays: { type: 'integer', minimum: 0, maximum: 365, default: 30 },
+            maxScanAgeDays: { type: 'integer', minimum: 0, maximum: 365, default: 7 },
+            maxRiskScore: { type: 'integer', minimum: 0, maximum: 100, default: 40 },
+            requireDiskEncryption: { type: 'boolean', default: true },
+            requireScreenLock: { type: 'boolean', default: true },
+            requireEdrRunning: { type: 'boolean', default: true },
+          },
+          default: {},
+        },
+        defaultMinTierBySecurityLevel: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            '1': { enum: DEVICE_TIERS, default: 'unknown' },
+            '2': { enum: DEVICE_TIERS, default: 'unknown' },
+            '3': { enum: DEVICE_TIERS, default: 'registered' },
+            '4': { enum: DEVICE_TIERS, default: 'compliant' },
+            '5': { enum: DEVICE_TIERS, default: 'compliant' },
+          },
+          default: {},
+        },
+      },
+      default: {},
+    },
+    audit: AUDIT_SCHEMA,
+    detection: DETECTION_SCHEMA,
     routes: {
       type: 'array',
       items: {
@@ -203,7 +415,7 @@ const schema = {
             properties: {
               status: { enum: APPROVAL_STATUSES },
               approvedBy: nonEmpty,
-              approvedAt: { type: 'string', pattern: '^\\d{4}-\\d{2}-\\d{2}' },
+              approvedAt: { type: 'string', pattern: '^\\d{4}-\\d{2}-\\d{2}(T\\d{2}:\\d{2}(:\\d{2}(\\.\\d+)?)?(Z|[+-]\\d{2}:\\d{2}))?$' },
               reason: { type: 'string', maxLength: 1000 },
             },
           },
@@ -214,6 +426,10 @@ const schema = {
             default: [],
           },
           upstreamTimeoutMs: { type: 'integer', minimum: 100, maximum: 600_000, default: 15_000 },
+          minDeviceTier: { enum: DEVICE_TIERS },
+          auditRequired: { type: 'boolean' },
+          minAssuranceLevel: { enum: [0, 1, 2], default: 0 },
+          maxAuthAgeSeconds: { type: 'integer', minimum: 60, maximum: 30 * 86_400 },
         },
       },
     },
@@ -226,6 +442,9 @@ const isValid = (doc: unknown): boolean => validate(doc);
 
 /** Headers that carry identity or credentials: never forwarded, whatever a route says. */
 export const PROTECTED_HEADERS = ['authorization', 'cookie', 'proxy-authorization', 'x-ztgate-assertion', 'x-request-id', 'forwarded', 'x-forwarded-for', 'x-forwarded-user', 'x-forwarded-email', 'x-remote-user', 'remote-user', 'x-national-id'];
+
+/** Connection-specific or framing headers: the proxy owns them (RFC 9110 §7.6.1, RFC 9112 §6). */
+const HOP_BY_HOP_HEADERS = ['host', 'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade'];
 
 function keyPath(instancePath: string): string {
   const parts = instancePath.split('/').slice(1);
@@ -272,10 +491,65 @@ function checkUrl(problems: string[], at: string, value: string, opts: { require
   return url;
 }
 
+function checkDevices(problems: string[], devices: Record<string, any>): void {
+  const signers = new Set<string>();
+  devices.postureSigners.forEach((signer: any, i: number) => {
+    const at = `devices.postureSigners[${i}]`;
+    if (signers.has(signer.issuer)) problems.push(`${at}.issuer: "${signer.issuer}" is configured twice`);
+    signers.add(signer.issuer);
+    if (!signer.jwks === !signer.jwksUri) problems.push(`${at}: set exactly one of jwks (the keys) or jwksUri (where to fetch them)`);
+    if (signer.jwksUri) checkUrl(problems, `${at}.jwksUri`, signer.jwksUri, { requireHttpsUnlessLoopback: true });
+    signer.jwks?.keys.forEach((key: any, j: number) => {
+      if (key.d !== undefined || key.k !== undefined) problems.push(`${at}.jwks.keys[${j}]: is a private or symmetric key; configure the signer's public keys only`);
+    });
+    signer.algorithms.forEach((alg: string, j: number) => {
+      if (!(ALLOWED_TOKEN_ALGORITHMS as readonly string[]).includes(alg)) {
+        problems.push(`${at}.algorithms[${j}]: "${alg}" is not allowed; use asymmetric algorithms only (${ALLOWED_TOKEN_ALGORITHMS.join(', ')})`);
+      }
+    });
+  });
+}
+
+function checkIdentity(problems: string[], raw: Record<string, any>): void {
+  const identity = raw.identity;
+  const introspecting = identity.issuers.filter((iss: any) => iss.introspection);
+  // An opaque token names no issuer: with two introspecting issuers it would be sent to both.
+  if (introspecting.length > 1) problems.push('identity.issuers: at most one issuer may have introspection (an opaque token cannot say which issuer it is from)');
+  identity.issuers.forEach((iss: any, i: number) => {
+    if (iss.introspection) checkUrl(problems, `identity.issuers[${i}].introspection.endpoint`, iss.introspection.endpoint, { requireHttpsUnlessLoopback: true });
+  });
+  const browser = identity.browser;
+  if (browser) {
+    if (!identity.issuers.some((iss: any) => iss.issuer === browser.issuer)) {
+      problems.push(`identity.browser.issuer: "${browser.issuer}" must also be listed in identity.issuers (its access tokens are verified like any other)`);
+    }
+    if (!browser.scopes.includes('openid')) problems.push('identity.browser.scopes: must include "openid"');
+    let publicUrl: URL | undefined;
+    try {
+      publicUrl = new URL(raw.publicUrl);
+    } catch {}
+    if (publicUrl && publicUrl.protocol === 'http:' && !isLoopback(publicUrl.hostname)) {
+      problems.push('identity.browser: needs an https publicUrl (session cookies are Secure); plain http is accepted only on a loopback address');
+    }
+  }
+  const session = identity.session;
+  if (session.idleTimeoutSeconds > session.absoluteLifetimeSeconds) {
+    problems.push('identity.session.idleTimeoutSeconds: must not exceed absoluteLifetimeSeconds');
+  }
+  const roster = identity.roster;
+  if (roster.source === 'file' && !roster.file) problems.push('identity.roster.file: required when identity.roster.source is "file"');
+  if (roster.source !== 'file' && roster.file) problems.push(`identity.roster.file: set, but identity.roster.source is "${roster.source}"; set source: file to use it`);
+  if (roster.file && !/\.(csv|json)$/i.test(roster.file)) problems.push('identity.roster.file: must be a .csv or .json file');
+  const rotation = raw.assertion.rotationIntervalSeconds;
+  if (rotation > 0 && raw.assertion.keyFile) problems.push('assertion.rotationIntervalSeconds: a key from assertion.keyFile is not rotated on a timer; replace the file instead');
+  if (rotation > 0 && rotation < 300) problems.push('assertion.rotationIntervalSeconds: must be 0 (never) or at least 300');
+}
+
 /** Cross-field rules: what the schema cannot say. */
 function checkSemantics(raw: Record<string, any>): string[] {
   const problems: string[] = [];
   checkUrl(problems, 'publicUrl', raw.publicUrl, { requireHttpsUnlessLoopback: false });
+  if (raw.admin?.publicUrl) checkUrl(problems, 'admin.publicUrl', raw.admin.publicUrl, { requireHttpsUnlessLoopback: true });
 
   const issuers = new Set<string>();
   raw.identity.issuers.forEach((iss: any, i: number) => {
@@ -294,11 +568,16 @@ function checkSemantics(raw: Record<string, any>): string[] {
   if (raw.admin && raw.admin.listen.port !== 0 && raw.admin.listen.port === raw.listen.port && raw.admin.listen.host === raw.listen.host) {
     problems.push(`admin.listen: the management listener must not share the data-plane address ${raw.listen.host}:${raw.listen.port}`);
   }
+  checkDevices(problems, raw.devices);
+  checkIdentity(problems, raw);
   if (raw.state.backend === 'redis') {
     if (!raw.state.redisUrl) problems.push('state.redisUrl: required when state.backend is "redis"');
     else if (!/^rediss?:\/\//.test(raw.state.redisUrl)) problems.push(`state.redisUrl: "${raw.state.redisUrl.replace(/:[^:@/]*@/, ':***@')}" must be a redis:// or rediss:// URL`);
   } else if (raw.state.redisUrl) {
     problems.push('state.redisUrl: set, but state.backend is "memory"; set backend: redis to use it');
+  }
+  if (raw.state.backend === 'redis' && raw.policy.versionsDir) {
+    problems.push('policy.versionsDir: with state.backend "redis" policy versions live in Redis, shared by every instance; remove versionsDir');
   }
 
   const ids = new Set<string>();
@@ -311,23 +590,27 @@ function checkSemantics(raw: Record<string, any>): string[] {
     const other = prefixes.get(key);
     if (other) problems.push(`${at}.pathPrefix: "${route.pathPrefix}" is already served by route "${other}"`);
     prefixes.set(key, route.id);
-    if (route.pathPrefix.split('/').some((s: string) => s === '.' || s === '..')) {
-      problems.push(`${at}.pathPrefix: must not contain dot segments`);
-    }
     const upstream = checkUrl(problems, `${at}.upstream`, route.upstream, { requireHttpsUnlessLoopback: false });
-    const listen = raw.listen;
     // URL.port is '' for the scheme's default port; a wildcard listener also answers on loopback.
     const upstreamPort = upstream && (upstream.port || (upstream.protocol === 'https:' ? '443' : '80'));
-    const listensOnLoopback = isLoopback(listen.host) || ['0.0.0.0', '::', '[::]'].includes(listen.host);
-    if (upstream && upstreamPort === String(listen.port) && (upstream.hostname === listen.host || isLoopback(upstream.hostname) && listensOnLoopback)) {
-      problems.push(`${at}.upstream: points back at the gateway's own listener (${listen.host}:${listen.port})`);
+    for (const [name, listen] of [['gateway', raw.listen], ['management', raw.admin?.listen]] as const) {
+      if (!upstream || !listen) continue;
+      const listensOnLoopback = isLoopback(listen.host) || ['0.0.0.0', '::', '[::]'].includes(listen.host);
+      if (upstreamPort === String(listen.port) && (upstream.hostname === listen.host || (isLoopback(upstream.hostname) && listensOnLoopback))) {
+        problems.push(`${at}.upstream: points back at the ${name} listener (${listen.host}:${listen.port})`);
+      }
     }
     if (route.approval.status === 'approved' && (!route.approval.approvedBy || !route.approval.approvedAt)) {
       problems.push(`${at}.approval: an approved service must record approvedBy and approvedAt (who approved it, and when)`);
     }
+    if (route.approval.approvedAt && Number.isNaN(Date.parse(route.approval.approvedAt))) {
+      problems.push(`${at}.approval.approvedAt: "${route.approval.approvedAt}" is not a real date (YYYY-MM-DD or an ISO 8601 time)`);
+    }
     route.forwardRequestHeaders.forEach((h: string, j: number) => {
       if (PROTECTED_HEADERS.includes(h) || h.startsWith('x-ztgate-')) {
         problems.push(`${at}.forwardRequestHeaders[${j}]: "${h}" carries identity or credentials and is never forwarded`);
+      } else if (HOP_BY_HOP_HEADERS.includes(h)) {
+        problems.push(`${at}.forwardRequestHeaders[${j}]: "${h}" is a hop-by-hop or framing header (RFC 9110 §7.6.1); the proxy sets it itself`);
       }
     });
   });
@@ -351,17 +634,25 @@ export function parseConfig(doc: unknown, source: string, baseDir: string): Gate
   if (!isValid(raw)) {
     throw new ConfigError(source, (validate.errors ?? []).map(describeSchemaError));
   }
-  const problems = checkSemantics(raw);
+  const problems = [...checkSemantics(raw), ...checkAuditSemantics(raw)];
   if (problems.length > 0) throw new ConfigError(source, problems);
 
   for (const iss of raw.identity.issuers) {
     if (typeof iss.audience === 'string') iss.audience = [iss.audience];
+    const preset = CLAIMS_PRESETS[iss.claimsPreset as ClaimsPresetName];
+    iss.claims = { ...preset.claims, ...iss.claims };
+    iss.assurance ??= { ...preset.assurance };
   }
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
   raw.policy.model = abs(raw.policy.model);
   raw.policy.policy = abs(raw.policy.policy);
+  if (raw.policy.conditions) raw.policy.conditions = abs(raw.policy.conditions);
+  if (raw.policy.versionsDir) raw.policy.versionsDir = abs(raw.policy.versionsDir);
   if (raw.assertion.keyFile) raw.assertion.keyFile = abs(raw.assertion.keyFile);
+  if (raw.identity.roster.file) raw.identity.roster.file = abs(raw.identity.roster.file);
+  resolveAuditPaths(raw, abs);
   raw.publicUrl = raw.publicUrl.replace(/\/+$/, '');
+  if (raw.admin?.publicUrl) raw.admin.publicUrl = raw.admin.publicUrl.replace(/\/+$/, '');
   return deepFreeze(raw as GatewayConfig);
 }
 

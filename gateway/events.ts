@@ -1,9 +1,13 @@
-import { pino, type DestinationStream, type Logger } from 'pino';
+import { createHash } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { RouteConfig } from './config.js';
 import type { Principal } from '../identity/principal.js';
 import type { Decision } from '../policies/engine.js';
 import type { Reason } from './reasons.js';
+import type { DeviceTrust } from './steps/device.js';
+import type { AuditEvent, DecisionLog } from './audit/log.js';
+
+export { createDecisionLog, type DecisionLog } from './audit/log.js';
 
 /**
  * The decision event: exactly one per request, allow or deny, whichever step ended it.
@@ -27,63 +31,75 @@ export interface DecisionContext {
   reasons: Reason[];
   errorCode: string | null;
   strippedHeaders: string[];
+  /** The device and its trust tier (step 4), once assessed; what policies can require. */
+  device: DeviceTrust | null;
   emitted: boolean;
 }
 
 export function newDecisionContext(): DecisionContext {
-  return { startedAt: process.hrtime.bigint(), route: null, principal: null, decision: null, policyVersion: null, allowedWithoutPolicy: false, admin: null, reasons: [], errorCode: null, strippedHeaders: [], emitted: false };
-}
-
-export function createDecisionLog(destination: DestinationStream): Logger {
-  return pino(
-    {
-      base: null,
-      messageKey: 'message',
-      timestamp: () => `,"@timestamp":"${new Date().toISOString()}"`,
-      formatters: { level: (label) => ({ log: { level: label } }) },
-    },
-    destination,
-  );
+  return { startedAt: process.hrtime.bigint(), route: null, principal: null, decision: null, policyVersion: null, allowedWithoutPolicy: false, admin: null, reasons: [], errorCode: null, strippedHeaders: [], device: null, emitted: false };
 }
 
 /** Data-plane requests are access decisions; management requests are audited admin actions. */
 export type EventAction = 'access-decision' | 'admin-request';
 
-export function emitDecision(log: Logger, action: EventAction, ctx: DecisionContext, request: FastifyRequest, reply: FastifyReply): void {
+const REFUSED_AFTER_POLICY = new Set(['ZTG_ERR_AUDIT_UNAVAILABLE', 'ZTG_ERR_QUOTA_EXCEEDED', 'ZTG_ERR_QUOTA_UNAVAILABLE', 'ZTG_ERR_OBLIGATION_FAILED']);
+
+/** Fields other steps add to the context when they know them; read if present. */
+type Extras = Partial<{ purpose: string | { code: string; caseRef: string } | null; records: number | null }>;
+
+/** Session ids are bearer secrets: events and locks carry a digest, never the id itself. */
+export function sessionDigest(sessionId: string): string {
+  return createHash('sha256').update(sessionId).digest('hex').slice(0, 32);
+}
+
+export function emitDecision(log: DecisionLog, action: EventAction, ctx: DecisionContext, request: FastifyRequest, reply: FastifyReply): void {
   if (ctx.emitted) return;
   ctx.emitted = true;
   const status = reply.raw.headersSent || reply.sent ? reply.statusCode : 0;
-  const allowed = ctx.decision ? ctx.decision.effect === 'allow' : ctx.allowedWithoutPolicy && ctx.errorCode === null;
+  // Refusals after the policy allowed (nothing forwarded) are denials; upstream faults stay allows that failed.
+  const refusedAfterPolicy = ctx.errorCode !== null && REFUSED_AFTER_POLICY.has(ctx.errorCode);
+  const allowed = ctx.decision ? ctx.decision.effect === 'allow' && !refusedAfterPolicy : ctx.allowedWithoutPolicy && ctx.errorCode === null;
   const effect = allowed ? 'allow' : 'deny';
   const reasons = [...new Set([...(ctx.decision?.reasons ?? []), ...ctx.reasons])];
   const pathEnd = request.url.indexOf('?');
-  log.info(
-    {
-      event: {
-        kind: 'event',
-        category: ['network', 'iam'],
-        type: [allowed ? 'allowed' : 'denied', 'access'],
-        action,
-        outcome: allowed && status > 0 && status < 500 ? 'success' : 'failure',
-        id: request.id,
-        duration: Number(process.hrtime.bigint() - ctx.startedAt), // nanoseconds (ECS)
-      },
-      ztgate: {
-        decision: effect,
-        reasons,
-        rule: ctx.decision?.rule ?? null,
-        policy_version: ctx.decision?.policyVersion ?? ctx.policyVersion,
-        error_code: ctx.errorCode,
-        route: ctx.route ? { id: ctx.route.id, security_level: ctx.route.securityLevel, classification: ctx.route.classification, owner_agency: ctx.route.ownerAgency } : null,
-        stripped_headers: ctx.strippedHeaders.length > 0 ? ctx.strippedHeaders : undefined,
-        admin: ctx.admin ?? undefined,
-      },
-      user: ctx.principal ? { id: ctx.principal.nationalId, roles: ctx.principal.roles } : undefined,
-      organization: ctx.principal?.agency ? { id: ctx.principal.agency } : undefined,
-      source: { ip: request.socket.remoteAddress ?? null, port: request.socket.remotePort ?? null },
-      http: { request: { id: request.id, method: request.method }, response: { status_code: status } },
-      url: { path: (pathEnd === -1 ? request.url : request.url.slice(0, pathEnd)).slice(0, 2048) },
+  const extras = ctx as DecisionContext & Extras;
+  const principal = ctx.principal;
+  const event: AuditEvent = {
+    '@timestamp': new Date().toISOString(),
+    log: { level: 'info' },
+    event: {
+      kind: 'event',
+      category: ['network', 'iam'],
+      type: [allowed ? 'allowed' : 'denied', 'access'],
+      action,
+      outcome: allowed && status > 0 && status < 500 ? 'success' : 'failure',
+      id: request.id,
+      duration: Number(process.hrtime.bigint() - ctx.startedAt), // nanoseconds (ECS)
     },
-    allowed ? 'allow' : 'deny',
-  );
+    ztgate: {
+      decision: effect,
+      reasons,
+      rule: ctx.decision?.rule ?? null,
+      policy_version: ctx.decision?.policyVersion ?? ctx.policyVersion,
+      error_code: ctx.errorCode,
+      route: ctx.route ? { id: ctx.route.id, security_level: ctx.route.securityLevel, classification: ctx.route.classification, owner_agency: ctx.route.ownerAgency } : null,
+      stripped_headers: ctx.strippedHeaders.length > 0 ? ctx.strippedHeaders : undefined,
+      admin: ctx.admin ?? undefined,
+      assurance: principal ? { level: principal.assuranceLevel, acr: principal.acr } : undefined,
+      session: principal?.sessionId ? { id_digest: sessionDigest(principal.sessionId) } : undefined,
+      purpose: typeof extras.purpose === 'string' ? extras.purpose : extras.purpose ? { code: extras.purpose.code, case_ref: extras.purpose.caseRef } : undefined,
+      records: typeof extras.records === 'number' ? extras.records : undefined,
+      device: ctx.device ? { id: ctx.device.id, tier: ctx.device.tier, status: ctx.device.status, posture_failures: ctx.device.postureFailures ?? undefined } : undefined,
+    },
+    user: ctx.principal ? { id: ctx.principal.nationalId, roles: ctx.principal.roles } : undefined,
+    organization: ctx.principal?.agency ? { id: ctx.principal.agency } : undefined,
+    host: ctx.device?.id ? { id: ctx.device.id } : undefined, // the official's device (ECS host.id)
+    source: { ip: request.socket.remoteAddress ?? null, port: request.socket.remotePort ?? null },
+    http: { request: { id: request.id, method: request.method }, response: { status_code: status } },
+    url: { path: (pathEnd === -1 ? request.url : request.url.slice(0, pathEnd)).slice(0, 2048) },
+    rule: ctx.decision?.rule ? { name: ctx.decision.rule, ruleset: 'policy', version: ctx.decision.policyVersion } : undefined,
+    message: effect,
+  };
+  log.write(event);
 }

@@ -2,11 +2,22 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { GatewayConfig } from './config.js';
 import type { AssertionSigner } from './assertion.js';
 import { GatewayError } from './errors.js';
+import type { Reason } from './reasons.js';
 import type { DecisionContext } from './events.js';
 import type { PolicyEngine } from '../policies/engine.js';
 import { checkBody, checkMethod, checkPath, stripForgeableIdentityHeaders } from './steps/edge.js';
 import { requireApproved, type RouteTable } from './steps/route.js';
-import type { Authenticator } from './steps/authenticate.js';
+import { AUTH_PATH_PREFIX, type Authenticator } from './steps/authenticate.js';
+import { requireRouteAssurance } from './steps/assurance.js';
+import { checkLocks, requireAuditWritable } from './steps/locks.js';
+import type { Locks } from './locks.js';
+import type { DecisionLog } from './audit/log.js';
+import { requireDeviceTier, type DeviceAssessor } from './steps/device.js';
+import { OFFICIAL_ENDPOINTS } from './device-routes.js';
+import { decide, readPurpose } from './steps/decide.js';
+import { checkDailyQuota } from './steps/obligations.js';
+import type { Store } from './store.js';
+import type { RecentDecisions } from '../policies/what-if.js';
 
 /** Gateway endpoints that answer without authentication, by design. */
 export const PUBLIC_ENDPOINTS = new Set(['/.well-known/jwks.json', '/healthz']);
@@ -17,6 +28,13 @@ export interface PipelineDeps {
   readonly authenticator: Authenticator;
   readonly policy: () => PolicyEngine;
   readonly signer: AssertionSigner;
+  readonly devices: DeviceAssessor;
+  readonly locks: Locks;
+  readonly decisionLog: DecisionLog;
+  /** Record quotas (obligations); a decision that needs it without a store is refused. */
+  readonly store?: Store;
+  /** Decision inputs kept for what-if evaluation of policy drafts. */
+  readonly recentDecisions?: RecentDecisions;
 }
 
 export interface PipelineState {
@@ -32,6 +50,8 @@ export interface PipelineState {
 export function createPipeline(deps: PipelineDeps) {
   return async function zeroTrust(request: FastifyRequest & PipelineState, _reply: FastifyReply): Promise<void> {
     const ctx = request.zt;
+    // The policy version in force when the request arrived decides it, even if another is activated meanwhile.
+    const policy = deps.policy();
 
     // Edge hygiene: forged identity headers out, ambiguous paths and oversized bodies refused.
     ctx.strippedHeaders = stripForgeableIdentityHeaders(request.headers);
@@ -45,23 +65,45 @@ export function createPipeline(deps: PipelineDeps) {
       ctx.allowedWithoutPolicy = true;
       return;
     }
+    if (path.startsWith(AUTH_PATH_PREFIX)) {
+      // Browser sign-in, sign-out and back-channel logout (gateway/auth-routes.ts): no service, no policy.
+      ctx.allowedWithoutPolicy = true;
+      return;
+    }
+    if (OFFICIAL_ENDPOINTS.has(path)) {
+      // Gateway endpoints for any authenticated official (device enrolment): no service, no policy.
+      ctx.principal = await deps.authenticator.authenticate(request.headers);
+      ctx.allowedWithoutPolicy = true;
+      return;
+    }
     const { route, innerPath } = deps.routes.match(request.headers.host, path);
     ctx.route = route;
     requireApproved(route);
 
-    // Authenticate: who is asking, tied to a national ID.
-    const principal = await deps.authenticator.authenticate(request.headers);
+    // Authenticate: who is asking, tied to a national ID (bearer token or browser session), on the roster.
+    const requestInfo = { method: request.method, url: request.url, note: (reason: Reason) => ctx.reasons.push(reason) };
+    const principal = await deps.authenticator.authenticate(request.headers, requestInfo);
     ctx.principal = principal;
+    // How recently and how strongly the official authenticated, as the service demands (step-up).
+    requireRouteAssurance(principal, route, { identity: deps.config.identity, browser: principal.sessionId !== null && deps.authenticator.isBrowserNavigation(request.headers, requestInfo), returnTo: request.url });
 
-    // Decide: deny by default, deny overrides allow.
-    let decision;
-    try {
-      decision = deps.policy().authorize(principal, { routeId: route.id, path: innerPath }, request.method);
-    } catch (err) {
-      throw new GatewayError('ZTG_ERR_INTERNAL', 'policy-error', { cause: err });
-    }
-    ctx.decision = decision;
-    if (decision.effect !== 'allow') throw new GatewayError('ZTG_ERR_FORBIDDEN', decision.reasons[0] ?? 'policy-no-match');
+    // Device: proof of possession of a registered device key and its posture → trust tier.
+    ctx.device = await deps.devices.assess(request, principal);
+    requireDeviceTier(ctx.device, route, deps.config.devices);
+
+    // Locks: an official, device, session or address locked by the SOC, an admin or a detection rule.
+    await checkLocks(deps.locks, { nationalId: principal.nationalId, deviceId: ctx.device?.id, sessionId: principal.sessionId, address: request.socket.remoteAddress });
+
+    // Decide: Casbin rules, then attribute conditions (clearance, network, time, purpose…); deny by default, deny overrides allow.
+    const purpose = policy.usesPurpose ? readPurpose(request.headers) : null;
+    (ctx as typeof ctx & { purpose?: typeof purpose }).purpose = purpose;
+    const decision = decide(policy, { route, path: innerPath, method: request.method, principal, deviceTier: ctx.device?.tier ?? null, purpose, sourceIp: request.socket.remoteAddress ?? null }, (d) => (ctx.decision = d), deps.recentDecisions);
+
+    // Quotas: records this official already received today, against the decision's obligations.
+    await checkDailyQuota(deps.store, decision, principal.nationalId);
+
+    // Audit: an audit-required route is not served when its event cannot be written locally.
+    requireAuditWritable(route, deps.config.audit, deps.decisionLog);
 
     // Forward: a short-lived signed assertion of who was allowed, and why.
     request.assertion = await deps.signer.sign({ principal, routeId: route.id, decisionId: request.id, decision });

@@ -1,10 +1,16 @@
-import type { DestinationStream, Logger } from 'pino';
+import { pino, type DestinationStream, type Logger } from 'pino';
 import type { GatewayConfig } from './config.js';
 import { createAssertionSigner, type AssertionSigner } from './assertion.js';
-import { createDecisionLog } from './events.js';
-import { createAuthenticator, type Authenticator } from './steps/authenticate.js';
+import { createDecisionLog, type DecisionLog } from './events.js';
+import { createLocks, type Locks } from './locks.js';
+import { createDetector } from './detect/engine.js';
+import type { Authenticator } from './steps/authenticate.js';
+import { createIdentityServices, type IdentityServices } from '../identity/services.js';
 import { createMemoryStore, createRedisStore, type Store } from './store.js';
-import { PolicyEngine } from '../policies/engine.js';
+import type { PolicyEngine } from '../policies/engine.js';
+import { createPolicyService, type PolicyService } from '../policies/service.js';
+import { createServiceRegistry, type ServiceRegistry } from './services.js';
+import { createDecisionFeed, teeToFeed, type DecisionFeed } from './admin/live.js';
 
 /**
  * The parts both planes share — the data-plane pipeline and the management API read the same
@@ -13,11 +19,22 @@ import { PolicyEngine } from '../policies/engine.js';
 export interface Runtime {
   readonly config: GatewayConfig;
   readonly store: Store;
-  readonly decisionLog: Logger;
+  /** Every event: local hash chain, stdout, SOC sinks (gateway/audit/log.ts). */
+  readonly decisionLog: DecisionLog;
+  /** Locks by the SOC, admins and detection rules (gateway/locks.ts). */
+  readonly locks: Locks;
   readonly signer: AssertionSigner;
   /** The policy engine in force; a function because the active version can change at run time. */
   readonly policy: () => PolicyEngine;
+  /** Policy versions, the instance-wide switch and what-if (policies/service.ts). */
+  readonly policies: PolicyService;
   readonly authenticator: Authenticator;
+  /** Roster, browser sessions and the OIDC relying party (identity/services.ts). */
+  readonly identity: IdentityServices;
+  /** Shared database services with their run-time attributes (gateway/services.ts). */
+  readonly services: ServiceRegistry;
+  /** Recent decisions and per-agency counts for the admin screens (gateway/admin/live.ts). */
+  readonly decisionFeed: DecisionFeed;
   close(): Promise<void>;
 }
 
@@ -27,21 +44,54 @@ export interface RuntimeOptions {
   readonly fetch?: typeof fetch;
   /** Shared state; by default built from `config.state` and closed with the runtime. */
   readonly store?: Store;
+  /** Operational log (stderr): audit sink outages, detection failures. */
+  readonly logger?: Logger;
 }
 
 export async function createRuntime(config: GatewayConfig, opts: RuntimeOptions = {}): Promise<Runtime> {
-  const decisionLog = createDecisionLog(opts.decisionLog ?? process.stdout);
-  const signer = await createAssertionSigner({ issuer: config.publicUrl, ttlSeconds: config.assertion.ttlSeconds, keyFile: config.assertion.keyFile });
-  const engine = await PolicyEngine.load(config.policy.model, config.policy.policy, new Set(config.routes.map((r) => r.id)));
+  const decisionFeed = createDecisionFeed();
+  const opLog = opts.logger ?? pino({ level: 'warn' }, process.stderr);
+  const decisionLog = createDecisionLog(teeToFeed(opts.decisionLog ?? process.stdout, decisionFeed), {
+    audit: config.audit,
+    stateRedisUrl: config.state.redisUrl,
+    assertionKeyFile: config.assertion.keyFile,
+    maxSecurityLevel: Math.max(1, ...config.routes.map((r) => r.securityLevel)),
+    log: opLog,
+  });
+  const signer = await createAssertionSigner({ issuer: config.publicUrl, ttlSeconds: config.assertion.ttlSeconds, keyFile: config.assertion.keyFile, rotationIntervalSeconds: config.assertion.rotationIntervalSeconds });
   const store = opts.store ?? (await openStore(config.state));
+  let policies: PolicyService;
+  try {
+    policies = await createPolicyService(config, store, opLog);
+  } catch (err) {
+    if (!opts.store) await store.close();
+    throw err;
+  }
+  decisionFeed.attachStore(store);
+  const services = await createServiceRegistry(config.routes, store);
+  const identity = await createIdentityServices(config, store, opts.fetch);
+  const locks = createLocks(store);
+  const detector = createDetector({ config: config.detection, store, locks, log: decisionLog, opLog });
+  decisionLog.start();
   return {
     config,
     store,
     decisionLog,
+    locks,
     signer,
-    policy: () => engine,
-    authenticator: createAuthenticator(config.identity, opts.fetch),
+    policy: policies.current,
+    policies,
+    authenticator: identity.authenticator,
+    identity,
+    services,
+    decisionFeed,
     async close() {
+      signer.close();
+      await services.close();
+      await detector.close();
+      await decisionLog.close();
+      await decisionFeed.close().catch(() => undefined);
+      await policies.close();
       if (!opts.store) await store.close();
     },
   };

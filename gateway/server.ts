@@ -3,7 +3,14 @@ import type { Logger } from 'pino';
 import type { GatewayConfig } from './config.js';
 import { buildApp } from './app.js';
 import { buildAdminApp, type AdminModule } from './admin/app.js';
+import { locksModule } from './admin/locks.js';
 import { createRuntime, type Runtime, type RuntimeOptions } from './runtime.js';
+import { servicesModule } from './admin/services.js';
+import { liveModule } from './admin/live.js';
+import { uiModule } from './admin/ui.js';
+import { deviceAdmin } from './admin/devices.js';
+import { identityModule } from './admin/identity.js';
+import { policiesModule } from './admin/policies.js';
 
 /** Owns the process side: builds the shared runtime, starts the listeners, closes them gracefully. */
 export interface RunningGateway {
@@ -23,7 +30,15 @@ function urlOf(app: FastifyInstance, host: string): string {
 }
 
 /** Management API modules, in the order their routes are registered. */
-export const ADMIN_MODULES: AdminModule[] = [];
+export const ADMIN_MODULES: AdminModule[] = [
+  servicesModule,
+  liveModule,
+  uiModule(),
+  deviceAdmin,
+  locksModule,
+  identityModule,
+  policiesModule,
+];
 
 export async function startGateway(config: GatewayConfig, opts: RuntimeOptions & { logger?: Logger } = {}): Promise<RunningGateway> {
   const runtime = await createRuntime(config, opts);

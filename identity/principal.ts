@@ -13,6 +13,8 @@ export type AssuranceLevel = 0 | 1 | 2;
 export interface Principal {
   readonly nationalId: string;
   readonly agency: string | null;
+  /** Unit inside the agency (phòng, or the commune), from the official roster when one is configured. */
+  readonly unit?: string | null;
   readonly roles: readonly string[];
   readonly clearance: Clearance;
   readonly assuranceLevel: AssuranceLevel;
@@ -36,7 +38,8 @@ export class PrincipalError extends Error {
   }
 }
 
-const ROLE = /^[a-z0-9][a-z0-9_.:-]{0,63}$/;
+// A role starts with a letter, so no role can pass for a national ID in a policy rule.
+const ROLE = /^[a-z][a-z0-9_.:-]{0,63}$/;
 
 function optionalString(payload: JWTPayload, claim: string): string | null {
   const value = payload[claim];

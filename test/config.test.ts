@@ -74,9 +74,14 @@ describe('a valid configuration', () => {
       audience: ['urn:ztgate:data'],
       algorithms: ['ES256', 'RS256'],
       tokenTypes: ['at+jwt'],
-      claims: { nationalId: 'national_id', agency: 'agency', roles: 'roles', acr: 'acr' },
+      claimsPreset: 'ztgate-demo',
+      claims: { nationalId: 'national_id', agency: 'agency', roles: 'roles', acr: 'acr', assuranceLevel: '' },
+      assurance: { 'vneid-level-1': 1, 'vneid-level-2': 2 },
     });
-    expect(config.assertion).toEqual({ ttlSeconds: 60 });
+    expect(config.identity.session).toEqual({ absoluteLifetimeSeconds: 28_800, idleTimeoutSeconds: 1800, refreshLockTtlMs: 10_000 });
+    expect(config.identity.roster).toEqual({ source: 'none' });
+    expect(config.identity.browser).toBeUndefined();
+    expect(config.assertion).toEqual({ ttlSeconds: 60, rotationIntervalSeconds: 0 });
     expect(config.routes[0]).toMatchObject({ forwardRequestHeaders: [], upstreamTimeoutMs: 15_000 });
   });
 
@@ -86,7 +91,7 @@ describe('a valid configuration', () => {
     doc.identity.issuers[0].claims = { nationalId: 'so_dinh_danh' };
     const config = parse(doc);
     expect(config.listen).toEqual({ host: '127.0.0.1', port: 9000 });
-    expect(config.identity.issuers[0]!.claims).toEqual({ nationalId: 'so_dinh_danh', agency: 'agency', roles: 'roles', acr: 'acr' });
+    expect(config.identity.issuers[0]!.claims).toEqual({ nationalId: 'so_dinh_danh', agency: 'agency', roles: 'roles', acr: 'acr', assuranceLevel: '' });
   });
 
   it('drops a trailing slash from publicUrl', () => {
@@ -177,16 +182,20 @@ const badDocuments: Case[] = [
   ['forwarding the authorization header', (d) => (d.routes[0].forwardRequestHeaders = ['x-purpose', 'authorization']), 'routes[0].forwardRequestHeaders[1]', /"authorization" carries identity or credentials/],
   ['forwarding an x-ztgate- header', (d) => (d.routes[0].forwardRequestHeaders = ['x-ztgate-foo']), 'routes[0].forwardRequestHeaders[0]', /"x-ztgate-foo" carries identity or credentials/],
   ['forwarding a header in upper case', (d) => (d.routes[0].forwardRequestHeaders = ['X-Purpose']), 'routes[0].forwardRequestHeaders[0]', /must match/],
-  ['an upstream that is the gateway itself', (d) => (d.routes[0].upstream = 'http://127.0.0.1:8080/api'), 'routes[0].upstream', /points back at the gateway's own listener \(127\.0\.0\.1:8080\)/],
-  ['an upstream that is the gateway itself, by another loopback name', (d) => (d.routes[0].upstream = 'http://localhost:8080'), 'routes[0].upstream', /points back at the gateway's own listener/],
+  ['an upstream that is the management listener', (d) => { d.admin = { listen: { host: '127.0.0.1', port: 8081 } }; d.routes[0].upstream = 'http://127.0.0.1:8081'; }, 'routes[0].upstream', /points back at the management listener/],
+  ['a hop-by-hop header in forwardRequestHeaders', (d) => (d.routes[0].forwardRequestHeaders = ['transfer-encoding']), 'routes[0].forwardRequestHeaders[0]', /hop-by-hop/],
+  ['an approval date that is not a date', (d) => (d.routes[0].approval.approvedAt = '2026-13-99'), 'routes[0].approval.approvedAt', /not a real date/],
+  ['an approval date with trailing text', (d) => (d.routes[0].approval.approvedAt = '2026-01-15xyz'), 'routes[0].approval.approvedAt', /must match/],
+  ['an upstream that is the gateway itself', (d) => (d.routes[0].upstream = 'http://127.0.0.1:8080/api'), 'routes[0].upstream', /points back at the gateway listener \(127\.0\.0\.1:8080\)/],
+  ['an upstream that is the gateway itself, by another loopback name', (d) => (d.routes[0].upstream = 'http://localhost:8080'), 'routes[0].upstream', /points back at the gateway listener/],
   ['an upstream that is the gateway itself, on the default port', (d) => {
     d.listen = { port: 80 };
     d.routes[0].upstream = 'http://127.0.0.1/api';
-  }, 'routes[0].upstream', /points back at the gateway's own listener/],
+  }, 'routes[0].upstream', /points back at the gateway listener/],
   ['an upstream on loopback while the gateway listens on every address', (d) => {
     d.listen = { host: '0.0.0.0', port: 8080 };
     d.routes[0].upstream = 'http://127.0.0.1:8080';
-  }, 'routes[0].upstream', /points back at the gateway's own listener/],
+  }, 'routes[0].upstream', /points back at the gateway listener/],
   ['a duplicate issuer', (d) => d.identity.issuers.push({ issuer: 'https://idp.khanhhoa.gov.vn', audience: 'other' }), 'identity.issuers[1].issuer', /is configured twice/],
   ['an empty issuer list', (d) => (d.identity.issuers = []), 'identity.issuers', /must NOT have fewer than 1 items/],
   ['a publicUrl that is not a URL', (d) => (d.publicUrl = 'gw.khanhhoa.gov.vn'), 'publicUrl', /is not an absolute URL/],

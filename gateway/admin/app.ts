@@ -4,6 +4,10 @@ import { GatewayError } from '../errors.js';
 import { createListenerApp } from '../http.js';
 import type { Runtime } from '../runtime.js';
 import { checkPath, stripForgeableIdentityHeaders } from '../steps/edge.js';
+import { registerOpenApi } from './openapi.js';
+import { createCsrfGuard, registerCsrfRoute } from './csrf.js';
+import { registerAdminSignIn } from './signin.js';
+import { AUTH_PATH_PREFIX } from '../steps/authenticate.js';
 
 /**
  * The management plane: a separate listener for security admins, behind the same Zero Trust
@@ -19,24 +23,44 @@ export const ADMIN_API_PREFIX = '/api/v1';
 export async function buildAdminApp(runtime: Runtime, opts: { logger?: Logger; modules?: readonly AdminModule[] } = {}): Promise<FastifyInstance> {
   const admin = runtime.config.admin!;
   const app = createListenerApp({ runtime, action: 'admin-request', logger: opts.logger, bodyLimitBytes: admin.bodyLimitBytes });
+  // Before any route: the OpenAPI document is built from every route registered after this.
+  registerOpenApi(app);
+  const csrf = createCsrfGuard(runtime.store);
 
   app.addHook('onRequest', async (request) => {
     const ctx = request.zt;
     ctx.strippedHeaders = stripForgeableIdentityHeaders(request.headers);
-    checkPath(request.url);
-    const principal = await runtime.authenticator.authenticate(request.headers);
+    const { path } = checkPath(request.url);
+    if (path.startsWith(AUTH_PATH_PREFIX)) {
+      // Admin browser sign-in itself (gateway/admin/signin.ts): there is nobody to check yet.
+      ctx.allowedWithoutPolicy = true;
+      return;
+    }
+    // A browser without a session is sent to sign in; an API call gets 401.
+    const principal = await runtime.authenticator.authenticate(request.headers, { method: request.method, url: request.url, note: (reason) => ctx.reasons.push(reason) });
     ctx.principal = principal;
-    if (!principal.roles.some((role) => admin.roles.includes(role))) {
+    // Routes marked `config: { socAllowed: true }` (the lock endpoints) also admit admin.socRoles.
+    const socAllowed = (request.routeOptions.config as { socAllowed?: boolean } | undefined)?.socAllowed === true;
+    if (!principal.roles.some((role) => admin.roles.includes(role) || (socAllowed && (admin.socRoles ?? []).includes(role)))) {
       throw new GatewayError('ZTG_ERR_FORBIDDEN', 'admin-role-required');
     }
+    await csrf.check(request);
     ctx.allowedWithoutPolicy = true;
   });
 
-  app.get(`${ADMIN_API_PREFIX}/whoami`, async (request) => {
+  app.get(`${ADMIN_API_PREFIX}/whoami`, {
+    schema: {
+      summary: 'Ai đang đăng nhập / Who is calling',
+      tags: ['session'],
+      response: { 200: { type: 'object', properties: { nationalId: { type: 'string' }, agency: { type: ['string', 'null'] }, roles: { type: 'array', items: { type: 'string' } }, assuranceLevel: { type: 'integer' } } } },
+    },
+  }, async (request) => {
     const p = request.zt.principal!;
     return { nationalId: p.nationalId, agency: p.agency, roles: p.roles, assuranceLevel: p.assuranceLevel };
   });
 
+  registerCsrfRoute(app, csrf);
+  await registerAdminSignIn(app, runtime);
   for (const register of opts.modules ?? []) await app.register(async (scope) => register(scope, runtime));
   return app;
 }

@@ -1,5 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import httpProxy from '@fastify/http-proxy';
 import type { RouteConfig } from '../config.js';
 import { ASSERTION_HEADER } from '../assertion.js';
@@ -25,10 +25,17 @@ export function upstreamHeaders(request: FastifyRequest, route: RouteConfig, ass
   return out;
 }
 
+export interface ResponseObligations {
+  requestHeaders(request: FastifyRequest, headers: IncomingHttpHeaders): IncomingHttpHeaders;
+  onResponse(request: FastifyRequest, reply: FastifyReply, res: { statusCode: number; headers: IncomingHttpHeaders; stream: import('node:stream').Readable }): void;
+}
+
 export async function registerForwarders(
   app: FastifyInstance,
   routes: readonly RouteConfig[],
   assertionOf: (request: FastifyRequest) => string,
+  /** Step 9, response obligations (gateway/steps/obligations.ts); without it responses stream through. */
+  obligations?: ResponseObligations,
 ): Promise<void> {
   for (const route of routes) {
     const upstream = new URL(route.upstream);
@@ -41,7 +48,11 @@ export async function registerForwarders(
       undici: { headersTimeout: route.upstreamTimeoutMs, bodyTimeout: route.upstreamTimeoutMs },
       retryMethods: [],
       replyOptions: {
-        rewriteRequestHeaders: (request) => upstreamHeaders(request as FastifyRequest, route, assertionOf(request as FastifyRequest)),
+        rewriteRequestHeaders: (request) => {
+          const headers = upstreamHeaders(request as FastifyRequest, route, assertionOf(request as FastifyRequest));
+          return obligations ? obligations.requestHeaders(request as FastifyRequest, headers) : headers;
+        },
+        ...(obligations ? { onResponse: (request, reply, res) => obligations.onResponse(request as FastifyRequest, reply as FastifyReply, res as never) } : {}),
       },
       ...(route.host ? { constraints: { host: route.host } } : {}),
     });

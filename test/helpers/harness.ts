@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { createRemoteJWKSet, exportJWK, generateKeyPair, jwtVerify, SignJWT, type CryptoKey, type JWK, type JWTPayload, type JWTVerifyResult } from 'jose';
 import { parseConfig, type GatewayConfig } from '../../gateway/config.js';
 import { startGateway, type RunningGateway } from '../../gateway/server.js';
-import { startDemoIdp, type DemoIdp } from '../../demo/idp.js';
+import { startDemoIdp, type DemoIdp, type DemoIdpOptions } from '../../demo/idp.js';
 import { obtainDemoToken } from '../../demo/token.js';
 import { startDemoUpstream, type DemoUpstream } from '../../demo/upstreams.js';
 
@@ -138,8 +138,15 @@ export interface Harness {
  * The whole demo topology on free ports: the real OIDC provider, a test issuer, a demo data
  * service that verifies assertions, a recording upstream, and the gateway between them.
  */
-export async function startHarness(): Promise<Harness> {
-  const idp = await startDemoIdp({ port: 0, audience: TEST_AUDIENCE });
+export interface HarnessOptions {
+  /** Adjusts the configuration document before it is parsed (e.g. state, devices). */
+  readonly configure?: (doc: Record<string, any>) => void;
+  /** Extra options for the demo IdP, e.g. the redirect URIs of browser sign-in. */
+  readonly idp?: Partial<DemoIdpOptions>;
+}
+
+export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> {
+  const idp = await startDemoIdp({ port: 0, audience: TEST_AUDIENCE, ...opts.idp });
   const testIssuer = await startTestIssuer();
   const port = await freePort();
   const gatewayUrl = `http://127.0.0.1:${port}`;
@@ -159,12 +166,15 @@ export async function startHarness(): Promise<Harness> {
       ],
     },
     policy: { model: 'policies/model.conf', policy: 'test/fixtures/gateway-policy.csv' },
+    // The suites of the other steps send no device proofs; test/device-*.test.ts cover device trust.
+    devices: { defaultMinTierBySecurityLevel: { '3': 'unknown' } },
     routes: [
       { id: 'ho-tich', name: 'Hộ tịch', pathPrefix: '/ho-tich', upstream: hoTich.url, ownerAgency: 'so-tu-phap', securityLevel: 3, classification: 'personal-data', approval },
       { id: 'echo', name: 'Dịch vụ ghi nhận (kiểm thử)', pathPrefix: '/echo', upstream: `${recording.url}/api`, ownerAgency: 'so-tu-phap', securityLevel: 3, classification: 'internal', approval, forwardRequestHeaders: ['x-purpose'] },
       { id: 'cong-thuong', name: 'Công thương', pathPrefix: '/cong-thuong', upstream: recording.url, ownerAgency: 'so-cong-thuong', securityLevel: 3, classification: 'internal', approval: { status: 'pending' } },
     ],
   };
+  opts.configure?.(doc);
   const config = parseConfig(doc, 'test-harness', ROOT);
   const sink = new EventSink();
   const gateway = await startGateway(config, { decisionLog: sink });

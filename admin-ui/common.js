@@ -1,0 +1,92 @@
+// @ts-check
+import { h } from './dom.js';
+import { ApiError } from './api.js';
+import { t } from './i18n.js';
+
+/**
+ * What a screen shows when a call fails: the API missing on this gateway, a refused CSRF token,
+ * a missing role, an ended session, or the gateway's own message (which names what is wrong).
+ * @param {unknown} err
+ */
+export function errorBox(err) {
+  if (err instanceof ApiError) {
+    if (err.unavailable) return h('p', { class: 'notice unavailable', role: 'status' }, t('common.unavailable'));
+    if (err.reason === 'csrf-token-invalid') return h('p', { class: 'notice error', role: 'alert' }, t('common.csrf'));
+    if (err.reason === 'admin-role-required') return h('p', { class: 'notice error', role: 'alert' }, t('common.forbidden'));
+    if (err.status === 401) return h('p', { class: 'notice error', role: 'alert' }, t('common.signin'), ' ', h('a', { href: '/' }, '↻'));
+    return h('p', { class: 'notice error', role: 'alert' }, `${t('common.error')} ${err.status} (${err.reason}): ${err.message}`);
+  }
+  return h('p', { class: 'notice error', role: 'alert' }, `${t('common.error')}: ${String(/** @type {any} */ (err)?.message ?? err)}`);
+}
+
+/**
+ * @param {string} caption
+ * @param {string[]} headers
+ * @param {(string | number | Node | null)[][]} rows
+ * @param {string} [testId]
+ */
+export function table(caption, headers, rows, testId) {
+  return h(
+    'div',
+    { class: 'table-wrap' },
+    h(
+      'table',
+      { 'data-testid': testId },
+      h('caption', {}, caption),
+      h('thead', {}, h('tr', {}, headers.map((x) => h('th', { scope: 'col' }, x)))),
+      h('tbody', {}, rows.length === 0 ? h('tr', {}, h('td', { colspan: headers.length }, t('common.none'))) : rows.map((r) => h('tr', {}, r.map((c) => h('td', {}, c))))),
+    ),
+  );
+}
+
+/** @param {'allow' | 'deny' | string} decision */
+export function decisionBadge(decision) {
+  return h('span', { class: `badge ${decision === 'allow' ? 'ok' : 'bad'}` }, decision === 'allow' ? t('live.allow') : t('live.deny'));
+}
+
+/**
+ * A small form shown in a modal <dialog>: focus moves into it, Escape closes it, and focus
+ * returns to the control that opened it.
+ * @param {string} title
+ * @param {(form: HTMLFormElement) => HTMLElement[]} fields
+ * @param {(data: FormData) => Promise<void>} onSubmit
+ */
+export function openDialog(title, fields, onSubmit) {
+  const opener = /** @type {HTMLElement | null} */ (document.activeElement);
+  const status = h('div', { 'aria-live': 'polite' });
+  const form = /** @type {HTMLFormElement} */ (h('form', { method: 'dialog', novalidate: true }));
+  const dialog = /** @type {HTMLDialogElement} */ (h('dialog', { 'aria-labelledby': 'dialog-title' }, h('h2', { id: 'dialog-title' }, title), form));
+  const close = () => {
+    dialog.close();
+    dialog.remove();
+    opener?.focus();
+  };
+  form.append(
+    ...fields(form),
+    status,
+    h('div', { class: 'buttons' },
+      h('button', { type: 'submit', class: 'primary' }, t('common.save')),
+      h('button', { type: 'button', onclick: close }, t('common.cancel'))),
+  );
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    if (!form.checkValidity()) {
+      form.reportValidity();
+      return;
+    }
+    status.replaceChildren(h('p', {}, t('common.loading')));
+    try {
+      await onSubmit(new FormData(form));
+      close();
+    } catch (err) {
+      status.replaceChildren(errorBox(err));
+    }
+  });
+  dialog.addEventListener('cancel', (ev) => {
+    ev.preventDefault();
+    close();
+  });
+  document.body.append(dialog);
+  dialog.showModal();
+  return dialog;
+}

@@ -1,0 +1,115 @@
+// @ts-check
+import { field, formatTime, h, replace, select } from './dom.js';
+import { api, get } from './api.js';
+import { t } from './i18n.js';
+import { errorBox, openDialog, table } from './common.js';
+
+/**
+ * Devices (approve, quarantine, retire), sessions (revoke) and locks (set, lift), each change
+ * with a reason. Each part loads on its own, so a gateway without one of the APIs still shows
+ * the others, and says which one is missing.
+ */
+
+/** What gateway/locks.ts locks. */
+const LOCK_KINDS = ['user', 'device', 'session', 'address'];
+
+/** @param {any} action */
+const who = (action) => (action ? `${action.by ?? action.actor ?? '—'} · ${formatTime(action.at)}${action.reason ? ` · ${action.reason}` : ''}` : '—');
+
+/**
+ * @param {string} title
+ * @param {(data: FormData) => Promise<void>} run
+ * @param {HTMLElement[]} [extra]
+ */
+function withReason(title, run, extra = []) {
+  openDialog(title, () => [...extra, field(t('common.reason'), h('textarea', { name: 'reason', rows: 2, required: true, maxlength: 1000 }), t('services.reasonHint'))], run);
+}
+
+/** @param {HTMLElement} main */
+export async function devicesScreen(main) {
+  const devicesBox = h('section', { 'aria-labelledby': 'h-devices' });
+  const sessionsBox = h('section', { 'aria-labelledby': 'h-sessions' });
+  const locksBox = h('section', { 'aria-labelledby': 'h-locks' });
+  replace(main, h('h1', {}, t('devices.title')),
+    h('h2', { id: 'h-devices' }, t('devices.devices')), devicesBox,
+    h('h2', { id: 'h-sessions' }, t('devices.sessions')), sessionsBox,
+    h('h2', { id: 'h-locks' }, t('devices.locks')), locksBox);
+
+  async function loadDevices() {
+    try {
+      const { devices } = await get('/api/v1/devices');
+      replace(devicesBox, table(t('devices.devices'), [t('services.name'), t('devices.owner'), t('common.status'), t('common.by'), t('common.actions')],
+        devices.map((/** @type {any} */ d) => [
+          h('div', {}, d.name, h('div', {}, h('small', { class: 'mono' }, d.id.slice(0, 16) + '…'))),
+          d.ownerNationalId,
+          h('span', { class: `badge ${d.status === 'approved' ? 'ok' : d.status === 'pending' ? 'warn' : 'bad'}` }, d.status),
+          h('small', {}, who(d.quarantined ?? d.retired ?? d.approved ?? d.enrolled)),
+          h('div', { class: 'buttons' },
+            d.status !== 'approved' && d.status !== 'retired' ? h('button', { type: 'button', onclick: () => withReason(`${t('devices.approve')}: ${d.name}`, async (f) => {
+              await api('POST', `/api/v1/devices/${encodeURIComponent(d.id)}/approve`, { body: { reason: f.get('reason'), hardwareKey: f.get('hardwareKey') === 'on' } });
+              await loadDevices();
+            }, [field('Khóa phần cứng / hardware key (TPM)', h('input', { type: 'checkbox', name: 'hardwareKey' }))]) }, t('devices.approve')) : null,
+            d.status !== 'quarantined' && d.status !== 'retired' ? h('button', { type: 'button', class: 'danger', onclick: () => withReason(`${t('devices.quarantine')}: ${d.name}`, async (f) => {
+              await api('POST', `/api/v1/devices/${encodeURIComponent(d.id)}/quarantine`, { body: { reason: f.get('reason') } });
+              await loadDevices();
+            }) }, t('devices.quarantine')) : null,
+            d.status !== 'retired' ? h('button', { type: 'button', class: 'danger', onclick: () => withReason(`${t('devices.retire')}: ${d.name}`, async (f) => {
+              await api('POST', `/api/v1/devices/${encodeURIComponent(d.id)}/retire`, { body: { reason: f.get('reason') } });
+              await loadDevices();
+            }) }, t('devices.retire')) : null),
+        ]), 'devices-table'));
+    } catch (err) {
+      replace(devicesBox, errorBox(err));
+    }
+  }
+
+  async function loadSessions() {
+    const form = /** @type {HTMLFormElement} */ (h('form', { class: 'filters' },
+      field(t('officials.nationalId'), h('input', { name: 'nationalId', required: true, inputmode: 'numeric', pattern: '\\d{12}', size: 14 })),
+      h('div', { class: 'buttons' }, h('button', { type: 'submit', class: 'danger' }, t('devices.revoke')))));
+    const out = h('div', { 'aria-live': 'polite' });
+    form.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      if (!form.reportValidity()) return;
+      const nationalId = String(new FormData(form).get('nationalId'));
+      try {
+        const r = await api('DELETE', `/api/v1/officials/${nationalId}/sessions`);
+        replace(out, h('p', { class: 'notice ok', role: 'status' }, `${t('devices.sessionsEnded')}: ${r.sessionsEnded}`));
+      } catch (err) {
+        replace(out, errorBox(err));
+      }
+    });
+    replace(sessionsBox, form, out);
+  }
+
+  async function loadLocks() {
+    try {
+      const body = await get('/api/v1/locks');
+      const locks = body.items ?? [];
+      const setForm = /** @type {HTMLFormElement} */ (h('form', { class: 'filters' },
+        select(t('devices.lockKind'), LOCK_KINDS.map((k) => ({ value: k, label: k })), LOCK_KINDS[0], { name: 'kind' }),
+        field(t('devices.lockSubject'), h('input', { name: 'value', required: true, size: 20, maxlength: 200 })),
+        field(t('devices.lockHours'), h('input', { name: 'hours', type: 'number', required: true, min: 1, max: 720, value: 8, size: 5 })),
+        h('div', { class: 'buttons' }, h('button', { type: 'submit', class: 'danger' }, t('devices.setLock')))));
+      setForm.addEventListener('submit', (ev) => {
+        ev.preventDefault();
+        if (!setForm.reportValidity()) return;
+        const f0 = new FormData(setForm);
+        withReason(`${t('devices.setLock')}: ${f0.get('kind')} ${f0.get('value')}`, async (f) => {
+          await api('POST', '/api/v1/locks', { body: { kind: f0.get('kind'), value: f0.get('value'), reason: f.get('reason'), expiresInSeconds: Number(f0.get('hours')) * 3600 } });
+          await loadLocks();
+        });
+      });
+      replace(locksBox, setForm, table(t('devices.locks'), [t('devices.lockKind'), t('devices.lockSubject'), t('common.reason'), t('common.by'), t('devices.expires'), t('common.actions')],
+        locks.map((/** @type {any} */ l) => [l.kind, h('code', {}, l.value), l.reason ?? '—', `${l.lockedBy ?? '—'} · ${formatTime(l.lockedAt)}`, formatTime(l.expiresAt),
+          h('button', { type: 'button', onclick: () => withReason(`${t('devices.lift')}: ${l.kind} ${l.value}`, async (f) => {
+            await api('DELETE', `/api/v1/locks/${encodeURIComponent(l.kind)}/${encodeURIComponent(l.value)}`, { body: { reason: f.get('reason') } });
+            await loadLocks();
+          }) }, t('devices.lift'))]), 'locks-table'));
+    } catch (err) {
+      replace(locksBox, errorBox(err));
+    }
+  }
+
+  await Promise.all([loadDevices(), loadSessions(), loadLocks()]);
+}

@@ -1,0 +1,70 @@
+// @ts-check
+import { field, formatTime, h, replace, select } from './dom.js';
+import { api, get } from './api.js';
+import { t } from './i18n.js';
+import { openDialog, table } from './common.js';
+
+const CLASSIFICATIONS = ['public', 'internal', 'personal-data', 'sensitive-personal-data', 'mat', 'toi-mat', 'tuyet-mat'];
+const STATUSES = ['approved', 'pending', 'rejected', 'suspended'];
+
+/** @param {string} status */
+function approvalBadge(status) {
+  const cls = status === 'approved' ? 'ok' : status === 'pending' ? 'warn' : 'bad';
+  // @ts-ignore -- keys are built from the closed list of statuses
+  return h('span', { class: `badge ${cls}` }, t(`approval.${status}`));
+}
+
+/** @param {HTMLElement} main */
+export async function servicesScreen(main) {
+  const list = h('div', { 'aria-live': 'polite' });
+  replace(main, h('h1', {}, t('services.title')), h('p', {}, t('services.intro')), list);
+
+  async function load() {
+    const { items } = await get('/api/v1/services');
+    replace(list, table(t('services.title'), [t('services.id'), t('services.name'), t('services.prefix'), t('services.level'), t('services.classification'), t('services.owner'), t('services.approval'), t('services.changedBy'), t('common.actions')],
+      items.map((/** @type {any} */ s) => [
+        h('code', {}, s.id),
+        s.name,
+        h('code', {}, s.pathPrefix),
+        String(s.securityLevel),
+        // @ts-ignore -- closed list
+        t(`class.${s.classification}`),
+        s.ownerAgency,
+        h('div', {}, approvalBadge(s.approval.status), s.approval.reason ? h('div', {}, h('small', {}, s.approval.reason)) : null,
+          s.approval.approvedBy ? h('div', {}, h('small', {}, `${s.approval.approvedBy} · ${formatTime(s.approval.approvedAt)}`)) : null),
+        s.updatedBy ? h('small', {}, `${s.updatedBy} · ${formatTime(s.updatedAt)}`) : '—',
+        h('button', { type: 'button', 'data-testid': `edit-${s.id}`, 'aria-label': `${t('common.edit')} ${s.name}`, onclick: () => edit(s) }, t('common.edit')),
+      ]), 'services-table'));
+  }
+
+  /** @param {any} s */
+  function edit(s) {
+    openDialog(`${t('services.editTitle')}: ${s.name}`, () => {
+      const reason = /** @type {HTMLTextAreaElement} */ (h('textarea', { name: 'reason', rows: 2, maxlength: 1000 }));
+      const status = select(t('services.approval'), STATUSES.map((v) => ({ value: v, label: t(/** @type {any} */ (`approval.${v}`)) })), s.approval.status, { name: 'status' });
+      // A change of approval status needs a reason (the gateway refuses it otherwise, too).
+      status.querySelector('select')?.addEventListener('change', (ev) => {
+        reason.required = /** @type {HTMLSelectElement} */ (ev.target).value !== s.approval.status;
+      });
+      return [
+        select(t('services.level'), [1, 2, 3, 4, 5].map((n) => ({ value: String(n), label: String(n) })), String(s.securityLevel), { name: 'securityLevel' }),
+        select(t('services.classification'), CLASSIFICATIONS.map((c) => ({ value: c, label: t(/** @type {any} */ (`class.${c}`)) })), s.classification, { name: 'classification' }),
+        field(t('services.owner'), h('input', { name: 'ownerAgency', value: s.ownerAgency, required: true, pattern: '[a-z0-9][a-z0-9\\-]{0,62}' })),
+        status,
+        field(t('common.reason'), reason, t('services.reasonHint')),
+      ];
+    }, async (data) => {
+      /** @type {Record<string, unknown>} */
+      const patch = {};
+      if (Number(data.get('securityLevel')) !== s.securityLevel) patch.securityLevel = Number(data.get('securityLevel'));
+      if (data.get('classification') !== s.classification) patch.classification = data.get('classification');
+      if (data.get('ownerAgency') !== s.ownerAgency) patch.ownerAgency = data.get('ownerAgency');
+      if (data.get('status') !== s.approval.status) patch.approval = { status: data.get('status'), reason: String(data.get('reason') ?? '') };
+      if (Object.keys(patch).length === 0) return;
+      await api('PATCH', `/api/v1/services/${encodeURIComponent(s.id)}`, { body: patch });
+      await load();
+    });
+  }
+
+  await load();
+}

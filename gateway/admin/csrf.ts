@@ -1,0 +1,90 @@
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { GatewayError } from '../errors.js';
+import type { Store } from '../store.js';
+import { ADMIN_API_PREFIX } from './app.js';
+
+/**
+ * CSRF protection of the management plane (OWASP CSRF Prevention Cheat Sheet): a browser
+ * holding an admin session cookie would send it with a forged cross-site request too, so
+ * every state-changing request made with a session must also carry
+ *  - a synchronizer token bound to that session, in the X-CSRF-Token header (a cross-site page
+ *    can neither read it nor set a custom header without a CORS preflight we never grant), and
+ *  - a same-origin Origin (and Sec-Fetch-Site, when the browser sends it).
+ * The token is HMAC(key, session id); the key lives in the shared Store, so every instance
+ * accepts the token any instance handed out, and it dies with the session.
+ * Scripted calls with a bearer token carry no ambient credential and need no token.
+ */
+
+export const CSRF_HEADER = 'x-csrf-token';
+const KEY = 'admin:csrf-key';
+const UNSAFE = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+
+export interface CsrfGuard {
+  tokenFor(sessionId: string): Promise<string>;
+  /** Throws 403 csrf-token-invalid when a session request that changes state is not proven same-origin. */
+  check(request: FastifyRequest): Promise<void>;
+}
+
+export function createCsrfGuard(store: Store): CsrfGuard {
+  let key: Promise<Buffer> | null = null;
+  const loadKey = () => {
+    key ??= (async () => {
+      await store.set(KEY, randomBytes(32).toString('base64url'), { ifAbsent: true });
+      const value = await store.get(KEY);
+      if (!value) throw new Error('CSRF key missing from the store');
+      return Buffer.from(value, 'base64url');
+    })().catch((err) => {
+      key = null;
+      throw err;
+    });
+    return key;
+  };
+  const tokenFor = async (sessionId: string) => createHmac('sha256', await loadKey()).update(`csrf:${sessionId}`).digest('base64url');
+  const refuse = (detail: string) => new GatewayError('ZTG_ERR_FORBIDDEN', 'csrf-token-invalid', { detail: `Yêu cầu thay đổi thiếu mã chống giả mạo hợp lệ / ${detail}` });
+
+  return {
+    tokenFor,
+    async check(request) {
+      const sessionId = request.zt.principal?.sessionId;
+      if (!sessionId || !UNSAFE.has(request.method)) return;
+      const origin = request.headers.origin;
+      let originHost: string | null = null;
+      try {
+        originHost = origin ? new URL(origin).host : null;
+      } catch {
+        originHost = null;
+      }
+      if (!originHost || originHost !== request.headers.host) throw refuse('cross-origin or missing Origin');
+      const site = request.headers['sec-fetch-site'];
+      if (site !== undefined && site !== 'same-origin') throw refuse(`Sec-Fetch-Site is ${String(site)}`);
+      const sent = request.headers[CSRF_HEADER];
+      if (typeof sent !== 'string' || sent === '') throw refuse('missing X-CSRF-Token');
+      let expected: string;
+      try {
+        expected = await tokenFor(sessionId);
+      } catch (err) {
+        // Cannot verify: refuse, never let the change through.
+        throw new GatewayError('ZTG_ERR_FORBIDDEN', 'csrf-token-invalid', { cause: err });
+      }
+      const a = Buffer.from(sent);
+      const b = Buffer.from(expected);
+      if (a.length !== b.length || !timingSafeEqual(a, b)) throw refuse('wrong X-CSRF-Token');
+    },
+  };
+}
+
+export function registerCsrfRoute(app: FastifyInstance, guard: CsrfGuard): void {
+  app.get(`${ADMIN_API_PREFIX}/csrf`, {
+    schema: {
+      summary: 'Mã chống giả mạo yêu cầu / CSRF token for this session',
+      description: 'The token to send as X-CSRF-Token with every change made with the session cookie; null for bearer-token callers, who need none.',
+      tags: ['session'],
+      response: { 200: { type: 'object', properties: { token: { type: ['string', 'null'] }, header: { type: 'string' } } } },
+    },
+  }, async (request, reply) => {
+    const sessionId = request.zt.principal?.sessionId;
+    reply.header('cache-control', 'no-store');
+    return { token: sessionId ? await guard.tokenFor(sessionId) : null, header: 'X-CSRF-Token' };
+  });
+}

@@ -1,0 +1,150 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { GatewayError } from '../errors.js';
+import type { Runtime } from '../runtime.js';
+import { StoreError } from '../store.js';
+import { CLEARANCES } from '../../identity/principal.js';
+import { isNationalId } from '../../identity/national-id.js';
+import { OFFICIAL_STATUSES, parseRoster, RosterError, RosterUnavailableError, type OfficialStatus } from '../../identity/roster.js';
+import { ADMIN_API_PREFIX, type AdminModule } from './app.js';
+import { useStrictValidation } from './openapi.js';
+
+/**
+ * Identity administration: the official roster (list, import from CSV or JSON, change an
+ * official's status), ending every session of an official, and rotating the assertion key.
+ * Every change is audited through request.zt.admin.
+ */
+
+const officialSchema = {
+  type: 'object',
+  properties: {
+    nationalId: { type: 'string' },
+    name: { type: 'string' },
+    agency: { type: 'string' },
+    unit: { type: 'string' },
+    position: { type: 'string' },
+    roles: { type: 'array', items: { type: 'string' } },
+    clearance: { enum: CLEARANCES },
+    status: { enum: OFFICIAL_STATUSES },
+  },
+} as const;
+
+const nationalIdParams = { type: 'object', required: ['nationalId'], properties: { nationalId: { type: 'string', pattern: '^\\d{12}$' } } } as const;
+
+function unavailable(err: unknown): never {
+  if (err instanceof RosterUnavailableError || err instanceof StoreError) throw new GatewayError('ZTG_ERR_IDP_UNAVAILABLE', 'roster-unavailable', { cause: err });
+  throw err;
+}
+
+function notFound(nationalId: string): GatewayError {
+  return new GatewayError('ZTG_ERR_OFFICIAL_NOT_FOUND', 'official-not-found', { detail: `Không có cán bộ ${nationalId} trong danh sách / ${nationalId} is not on the roster` });
+}
+
+export const identityModule: AdminModule = (app: FastifyInstance, runtime: Runtime) => {
+  const { roster, sessions } = runtime.identity;
+  useStrictValidation(app);
+
+  if (roster) {
+    // A roster file as HR exports it: the import endpoint takes CSV as well as JSON.
+    app.addContentTypeParser('text/csv', { parseAs: 'string' }, (_request, body, done) => done(null, body));
+
+    app.get(`${ADMIN_API_PREFIX}/roster`, {
+      schema: {
+        summary: 'Danh sách cán bộ / List the official roster',
+        tags: ['identity'],
+        response: { 200: { type: 'object', properties: { count: { type: 'integer' }, items: { type: 'array', items: officialSchema } } } },
+      },
+    }, async () => {
+      const items = await roster.list().catch(unavailable);
+      return { count: items.length, items };
+    });
+
+    app.put(`${ADMIN_API_PREFIX}/roster`, {
+      schema: {
+        summary: 'Nạp lại toàn bộ danh sách cán bộ / Replace the roster (CSV or JSON)',
+        description:
+          'Body: text/csv with the header nationalId,name,agency,unit,position,roles,clearance,status (roles separated by |), ' +
+          'or application/json {"officials":[...]}. Every row is checked first; any problem refuses the whole import (400, each problem named by row and column) and nothing changes.',
+        tags: ['identity'],
+        response: { 200: { type: 'object', properties: { count: { type: 'integer' }, version: { type: 'string' } } } },
+      },
+    }, async (request: FastifyRequest<{ Body: unknown }>) => {
+      const type = String(request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+      let entries;
+      try {
+        if (type === 'text/csv') entries = parseRoster(String(request.body ?? ''), 'csv', 'roster import');
+        else if (type === 'application/json') entries = parseRoster(JSON.stringify(request.body ?? null), 'json', 'roster import');
+        else throw new RosterError('roster import', ['Content-Type must be text/csv or application/json']);
+      } catch (err) {
+        if (err instanceof RosterError) throw new GatewayError('ZTG_ERR_ROSTER_INVALID', 'roster-invalid', { detail: err.message, cause: err });
+        throw err;
+      }
+      const result = await roster.replace(entries).catch(unavailable);
+      request.zt.admin = { operation: 'roster.import', detail: { count: result.count, version: result.version, format: type } };
+      return result;
+    });
+
+    app.get(`${ADMIN_API_PREFIX}/roster/:nationalId`, {
+      schema: { summary: 'Một cán bộ / One official', tags: ['identity'], params: nationalIdParams, response: { 200: officialSchema } },
+    }, async (request: FastifyRequest<{ Params: { nationalId: string } }>) => {
+      const entry = await roster.lookup(request.params.nationalId).catch(unavailable);
+      if (!entry) throw notFound(request.params.nationalId);
+      return entry;
+    });
+
+    app.patch(`${ADMIN_API_PREFIX}/roster/:nationalId`, {
+      schema: {
+        summary: 'Đổi trạng thái cán bộ / Change an official\'s status',
+        description: 'Suspending or retiring an official refuses their tokens at once on every instance and ends all their browser sessions.',
+        tags: ['identity'],
+        params: nationalIdParams,
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['status', 'reason'],
+          properties: { status: { enum: OFFICIAL_STATUSES }, reason: { type: 'string', minLength: 1, maxLength: 1000 } },
+        },
+        response: { 200: { type: 'object', properties: { official: officialSchema, sessionsEnded: { type: 'integer' } } } },
+      },
+    }, async (request: FastifyRequest<{ Params: { nationalId: string }; Body: { status: OfficialStatus; reason: string } }>) => {
+      const { nationalId } = request.params;
+      const before = await roster.lookup(nationalId).catch(unavailable);
+      if (!before) throw notFound(nationalId);
+      const official = await roster.setStatus(nationalId, request.body.status).catch(unavailable);
+      if (!official) throw notFound(nationalId);
+      const sessionsEnded = request.body.status !== 'active' && sessions ? await sessions.endAllOf(nationalId).catch(unavailable) : 0;
+      request.zt.admin = { operation: 'roster.status', target: nationalId, detail: { before: before.status, after: official.status, reason: request.body.reason, sessionsEnded } };
+      return { official, sessionsEnded };
+    });
+  }
+
+  if (sessions) {
+    app.delete(`${ADMIN_API_PREFIX}/officials/:nationalId/sessions`, {
+      schema: {
+        summary: 'Kết thúc mọi phiên đăng nhập của cán bộ / End every session of an official',
+        description: 'Every browser session of the official ends on every gateway instance at once; their next request must sign in again.',
+        tags: ['identity'],
+        params: nationalIdParams,
+        response: { 200: { type: 'object', properties: { sessionsEnded: { type: 'integer' } } } },
+      },
+    }, async (request: FastifyRequest<{ Params: { nationalId: string } }>) => {
+      const { nationalId } = request.params;
+      if (!isNationalId(nationalId)) throw new GatewayError('ZTG_ERR_BAD_REQUEST', 'request-malformed');
+      const sessionsEnded = await sessions.endAllOf(nationalId).catch(unavailable);
+      request.zt.admin = { operation: 'sessions.revoke', target: nationalId, detail: { sessionsEnded } };
+      return { sessionsEnded };
+    });
+  }
+
+  app.post(`${ADMIN_API_PREFIX}/assertion-keys/rotate`, {
+    schema: {
+      summary: 'Đổi khóa ký assertion / Rotate the assertion signing key',
+      description: 'Signs with the key already published as next; the old key stays in the JWKS until the assertions it signed have expired. Applies to the instance that answers.',
+      tags: ['identity'],
+      response: { 200: { type: 'object', properties: { kid: { type: 'string' }, retiredKid: { type: 'string' } } } },
+    },
+  }, async (request) => {
+    const result = await runtime.signer.rotate();
+    request.zt.admin = { operation: 'assertion-keys.rotate', target: result.kid, detail: { retiredKid: result.retiredKid } };
+    return result;
+  });
+};

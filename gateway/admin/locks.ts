@@ -1,0 +1,98 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { GatewayError } from '../errors.js';
+import { checkLockValue, LOCK_KINDS, LockInputError, MAX_LOCK_SECONDS, type Lock, type LockKind } from '../locks.js';
+import type { Runtime } from '../runtime.js';
+import { normalizeAddress } from '../steps/locks.js';
+import { ADMIN_API_PREFIX, type AdminModule } from './app.js';
+
+/**
+ * Locks for security admins and SOC analysts (admin.socRoles, `soc-analyst` by default): list,
+ * set with a reason and an expiry, lift with a reason. A lock holds on every instance from the
+ * next request (gateway/locks.ts). Each call is audited with what it changed.
+ */
+
+const lockSchema = {
+  type: 'object',
+  properties: {
+    kind: { enum: LOCK_KINDS },
+    value: { type: 'string' },
+    reason: { type: 'string' },
+    lockedBy: { type: 'string' },
+    lockedAt: { type: 'string' },
+    expiresAt: { type: 'string' },
+  },
+} as const;
+
+const setBody = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['kind', 'value', 'reason', 'expiresInSeconds'],
+  properties: {
+    kind: { enum: LOCK_KINDS },
+    value: { type: 'string', minLength: 1, maxLength: 200, description: 'national ID, device id, session digest (ztgate.session.id_digest) or IP address' },
+    reason: { type: 'string', minLength: 3, maxLength: 500, description: 'Lý do / why: required' },
+    expiresInSeconds: { type: 'integer', minimum: 1, maximum: MAX_LOCK_SECONDS },
+  },
+} as const;
+
+const liftBody = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['reason'],
+  properties: { reason: { type: 'string', minLength: 3, maxLength: 500, description: 'Lý do gỡ khóa / why the lock is lifted' } },
+} as const;
+
+const params = { type: 'object', required: ['kind', 'value'], properties: { kind: { enum: LOCK_KINDS }, value: { type: 'string', minLength: 1, maxLength: 200 } } } as const;
+
+const soc = { socAllowed: true };
+
+function badInput(err: unknown): never {
+  if (err instanceof LockInputError) throw new GatewayError('ZTG_ERR_BAD_REQUEST', 'request-malformed', { detail: `${err.field}: ${err.message}`, cause: err });
+  throw err;
+}
+
+export const locksModule: AdminModule = (app: FastifyInstance, runtime: Runtime) => {
+  const { locks } = runtime;
+
+  app.get(`${ADMIN_API_PREFIX}/locks`, {
+    config: soc,
+    schema: { summary: 'Danh sách khóa đang hiệu lực / Active locks', tags: ['locks'], response: { 200: { type: 'object', properties: { items: { type: 'array', items: lockSchema } } } } },
+  }, async (request) => {
+    request.zt.admin = { operation: 'locks.list' };
+    return { items: await locks.list() };
+  });
+
+  app.post(`${ADMIN_API_PREFIX}/locks`, {
+    config: soc,
+    schema: { summary: 'Đặt khóa / Set a lock', description: 'Locks an official, device, session or source address on every instance, until it expires or is lifted.', tags: ['locks'], body: setBody, response: { 201: lockSchema } },
+  }, async (request: FastifyRequest<{ Body: { kind: LockKind; value: string; reason: string; expiresInSeconds: number } }>, reply) => {
+    const { kind, reason, expiresInSeconds } = request.body;
+    const value = kind === 'address' ? normalizeAddress(request.body.value)! : request.body.value;
+    let lock: Lock;
+    try {
+      checkLockValue(kind, value);
+      lock = await locks.set({ kind, value, reason, seconds: expiresInSeconds, lockedBy: request.zt.principal!.nationalId });
+    } catch (err) {
+      badInput(err);
+    }
+    request.zt.admin = { operation: 'locks.set', target: `${kind}:${value}`, detail: { reason: lock.reason, expiresAt: lock.expiresAt } };
+    return reply.code(201).send(lock);
+  });
+
+  app.delete(`${ADMIN_API_PREFIX}/locks/:kind/:value`, {
+    config: soc,
+    schema: { summary: 'Gỡ khóa / Lift a lock', tags: ['locks'], params, body: liftBody, response: { 200: lockSchema } },
+  }, async (request: FastifyRequest<{ Params: { kind: LockKind; value: string }; Body: { reason: string } }>) => {
+    const { kind } = request.params;
+    const value = kind === 'address' ? normalizeAddress(request.params.value)! : request.params.value;
+    try {
+      checkLockValue(kind, value);
+    } catch (err) {
+      badInput(err);
+    }
+    const lifted = await locks.lift(kind, value);
+    if (!lifted) throw new GatewayError('ZTG_ERR_LOCK_NOT_FOUND', 'lock-not-found');
+    request.zt.admin = { operation: 'locks.lift', target: `${kind}:${value}`, detail: { reason: request.body.reason, lockedBy: lifted.lockedBy, lockReason: lifted.reason } };
+    return lifted;
+  });
+};

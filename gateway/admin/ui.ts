@@ -1,0 +1,77 @@
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { GatewayError } from '../errors.js';
+import type { AdminModule } from './app.js';
+
+/**
+ * The admin web UI: plain HTML, CSS and browser ES modules from admin-ui/, served by the
+ * management listener behind the same checks as the admin API (signed-in security admin).
+ * No framework, no CDN, no external font: it works inside a provincial data centre with no
+ * Internet. The files are read once at start and served from memory.
+ */
+
+const TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.svg': 'image/svg+xml',
+};
+const FILE = /^[a-z][a-z0-9-]*\.(html|js|css|svg)$/;
+
+/**
+ * Only our own files: no inline script or style, nothing from elsewhere, no framing
+ * (clickjacking of admin actions), no <base> or form posts to other origins.
+ */
+const SECURITY_HEADERS = {
+  'content-security-policy':
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+  'x-content-type-options': 'nosniff',
+  'x-frame-options': 'DENY',
+  'referrer-policy': 'no-referrer',
+  'cross-origin-opener-policy': 'same-origin',
+  'cross-origin-resource-policy': 'same-origin',
+  // Revalidate every time: an admin must never run yesterday's script against today's API.
+  'cache-control': 'no-cache',
+};
+
+export function findAdminUiDir(from: string = dirname(fileURLToPath(import.meta.url))): string {
+  // gateway/admin/ui.ts in development, dist/gateway/admin/ui.js when built: admin-ui/ is at the root.
+  for (let dir = from; ; dir = dirname(dir)) {
+    if (existsSync(join(dir, 'admin-ui', 'index.html'))) return join(dir, 'admin-ui');
+    if (dirname(dir) === dir) throw new Error(`ztgate: admin-ui/ not found above ${from}`);
+  }
+}
+
+interface Asset {
+  readonly body: Buffer;
+  readonly type: string;
+  readonly etag: string;
+}
+
+export function loadAssets(dir: string): Map<string, Asset> {
+  const assets = new Map<string, Asset>();
+  for (const name of readdirSync(dir)) {
+    if (!FILE.test(name)) continue;
+    const body = readFileSync(join(dir, name));
+    assets.set(name, { body, type: TYPES[name.slice(name.lastIndexOf('.'))]!, etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 22)}"` });
+  }
+  return assets;
+}
+
+export function uiModule(dir?: string): AdminModule {
+  return (app) => {
+    const assets = loadAssets(dir ?? findAdminUiDir());
+    const send = (request: FastifyRequest, reply: FastifyReply, name: string) => {
+      const asset = assets.get(name);
+      if (!asset) throw new GatewayError('ZTG_ERR_ROUTE_NOT_FOUND', 'route-not-found');
+      reply.headers({ ...SECURITY_HEADERS, etag: asset.etag, 'content-type': asset.type });
+      if (request.headers['if-none-match'] === asset.etag) return reply.code(304).send();
+      return reply.send(asset.body);
+    };
+    app.get('/', (request, reply) => send(request, reply, 'index.html'));
+    app.get('/ui/:file', (request: FastifyRequest<{ Params: { file: string } }>, reply) => send(request, reply, request.params.file));
+  };
+}

@@ -1,0 +1,348 @@
+import { closeSync, createReadStream, createWriteStream, existsSync, fdatasyncSync, fstatSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { basename, dirname, extname, join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { createGzip, gunzipSync } from 'node:zlib';
+import type { Logger } from 'pino';
+import { GENESIS_HASH, recordHash } from './canonical.js';
+import type { CheckpointSigner } from './keys.js';
+
+/**
+ * The local, append-only, hash-chained decision log (README "For the SOC").
+ *
+ * One JSON record per line: `{seq, type, prev_hash, event | checkpoint, hash}`, where `hash` is
+ * SHA-256 over the canonical form of the record without `hash`, so each record commits to every
+ * record before it. Every `checkpointEvery` records (and every `checkpointIntervalSeconds`, and at
+ * open, rotation, retention and close) a checkpoint record carries a JWS signed with the gateway
+ * key over the head of the chain: rewriting the chain after it needs that key.
+ *
+ * Writes are synchronous, on purpose: the local write is what an audit-required route waits for
+ * (a request is refused rather than served unaudited), it keeps the order of records the order
+ * of the chain without a lock, and a local append of one line costs microseconds. Nothing remote
+ * is ever awaited here.
+ */
+
+export type CheckpointReason = 'open' | 'periodic' | 'rotate' | 'retention' | 'close';
+
+export interface ChainRecord {
+  seq: number;
+  type: 'event' | 'checkpoint';
+  prev_hash: string;
+  event?: Record<string, unknown>;
+  checkpoint?: CheckpointBody;
+  hash: string;
+}
+
+export interface CheckpointBody {
+  reason: CheckpointReason;
+  at: string;
+  head_seq: number;
+  head_hash: string;
+  kid: string;
+  jws: string;
+  /** On `open`: the public key and the promise of how often checkpoints come. */
+  public_jwk?: Record<string, unknown>;
+  checkpoint_every?: number;
+  truncated_bytes?: number;
+  /** On `retention`: the files deleted and the last hash each ended with. */
+  deleted?: { file: string; last_seq: number; last_hash: string }[];
+}
+
+export interface ChainWriterOptions {
+  readonly file: string;
+  readonly signer: CheckpointSigner;
+  readonly checkpointEvery: number;
+  readonly checkpointIntervalSeconds: number;
+  readonly rotation: 'daily' | 'none';
+  readonly compressRotated: boolean;
+  readonly timeZone: string;
+  /** Rotated files older than this many months are deleted (0: never). */
+  readonly retentionMonths: number;
+  readonly log?: Pick<Logger, 'error' | 'warn' | 'info'>;
+  readonly now?: () => Date;
+}
+
+export function dayIn(timeZone: string, date: Date): string {
+  return new Intl.DateTimeFormat('en-CA', { timeZone, year: 'numeric', month: '2-digit', day: '2-digit' }).format(date);
+}
+
+function monthsBefore(day: string, months: number): string {
+  const [y, m, d] = day.split('-').map(Number) as [number, number, number];
+  const total = y * 12 + (m - 1) - months;
+  const yy = Math.floor(total / 12);
+  const mm = (total % 12) + 1;
+  const lastDay = new Date(Date.UTC(yy, mm, 0)).getUTCDate();
+  return `${String(yy).padStart(4, '0')}-${String(mm).padStart(2, '0')}-${String(Math.min(d, lastDay)).padStart(2, '0')}`;
+}
+
+/** Rotated siblings of the chain file, oldest first: `<base>-YYYY-MM-DD[.n].log[.gz]`. */
+export function rotatedFiles(file: string): { path: string; day: string }[] {
+  const dir = dirname(file);
+  const ext = extname(file);
+  const stem = basename(file, ext);
+  const pattern = new RegExp(`^${stem.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}-(\\d{4}-\\d{2}-\\d{2})(\\.\\d+)?${ext.replace('.', '\\.')}(\\.gz)?$`);
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir)
+    .map((name) => ({ name, m: pattern.exec(name) }))
+    .filter((x) => x.m)
+    .map((x) => ({ path: join(dir, x.name), day: x.m![1]!, n: Number((x.m![2] ?? '.0').slice(1)) }))
+    .sort((a, b) => (a.day === b.day ? a.n - b.n : a.day < b.day ? -1 : 1))
+    .map(({ path, day }) => ({ path, day }));
+}
+
+export function readChainText(path: string): string {
+  const buf = readFileSync(path);
+  return (path.endsWith('.gz') ? gunzipSync(buf) : buf).toString('utf8');
+}
+
+function lastRecordOf(path: string): ChainRecord | null {
+  const lines = readChainText(path).split('\n').filter((l) => l.trim());
+  for (let i = lines.length - 1; i >= 0; i--) {
+    try {
+      return JSON.parse(lines[i]!) as ChainRecord;
+    } catch {
+      // a torn last line; the one before it is the head
+    }
+  }
+  return null;
+}
+
+export class ChainWriter {
+  private fd = -1;
+  private size = 0;
+  private seq = 0;
+  private head = GENESIS_HASH;
+  private day = '';
+  private sinceCheckpoint = 0;
+  private failed: Error | null = null;
+  private lastFailureLog = 0;
+  private timer: NodeJS.Timeout | null = null;
+  private readonly now: () => Date;
+  readonly pending = new Set<Promise<void>>();
+
+  constructor(private readonly opts: ChainWriterOptions) {
+    this.now = opts.now ?? (() => new Date());
+  }
+
+  /** Opens (or continues) the chain. A failure leaves the writer unhealthy rather than throwing. */
+  open(): this {
+    try {
+      this.openFile();
+    } catch (err) {
+      this.fail(err as Error);
+    }
+    this.timer = setInterval(() => {
+      if (this.sinceCheckpoint > 0) this.checkpoint('periodic');
+      this.maybeRotate();
+    }, this.opts.checkpointIntervalSeconds * 1000);
+    this.timer.unref();
+    return this;
+  }
+
+  private openFile(): void {
+    const { file } = this.opts;
+    mkdirSync(dirname(file), { recursive: true });
+    let truncated = 0;
+    const isRegular = existsSync(file) && statSync(file).isFile();
+    if (isRegular && statSync(file).size > 0) {
+      const { record, validBytes, totalBytes } = tailOf(file);
+      if (record) {
+        this.seq = record.seq;
+        this.head = record.hash;
+      }
+      if (validBytes < totalBytes) {
+        // A record torn by a crash mid-write: cut it, and say so in the signed open checkpoint.
+        const fd = openSync(file, 'r+');
+        ftruncateSync(fd, validBytes);
+        closeSync(fd);
+        truncated = totalBytes - validBytes;
+      }
+      this.day = dayIn(this.opts.timeZone, statSync(file).mtime);
+    } else {
+      const previous = rotatedFiles(file).at(-1);
+      const record = previous ? lastRecordOf(previous.path) : null;
+      if (record) {
+        this.seq = record.seq;
+        this.head = record.hash;
+      }
+      this.day = dayIn(this.opts.timeZone, this.now());
+    }
+    this.fd = openSync(file, 'a');
+    this.size = isRegular ? fstatSync(this.fd).size : 0;
+    this.failed = null;
+    this.checkpoint('open', { truncated_bytes: truncated || undefined, public_jwk: { ...this.opts.signer.publicJwk }, checkpoint_every: this.opts.checkpointEvery });
+  }
+
+  healthy(): boolean {
+    return this.failed === null && this.fd >= 0;
+  }
+
+  get headSeq(): number {
+    return this.seq;
+  }
+
+  append(event: Record<string, unknown>): boolean {
+    this.maybeRotate();
+    if (!this.ensureOpen()) return false;
+    const ok = this.write({ seq: this.seq + 1, type: 'event', prev_hash: this.head, event });
+    if (ok && ++this.sinceCheckpoint >= this.opts.checkpointEvery) this.checkpoint('periodic');
+    return ok;
+  }
+
+  checkpoint(reason: CheckpointReason, extra: Partial<CheckpointBody> = {}): boolean {
+    if (!this.ensureOpen()) return false;
+    const at = this.now().toISOString();
+    const jws = this.opts.signer.sign({ iss: 'ztgate', reason, at, head_seq: this.seq, head_hash: this.head, ...(extra.deleted ? { deleted: extra.deleted } : {}) });
+    const checkpoint: CheckpointBody = { reason, at, head_seq: this.seq, head_hash: this.head, kid: this.opts.signer.kid, jws, ...extra };
+    const ok = this.write({ seq: this.seq + 1, type: 'checkpoint', prev_hash: this.head, checkpoint });
+    if (ok) {
+      this.sinceCheckpoint = 0;
+      try {
+        fdatasyncSync(this.fd);
+      } catch {
+        // reported by the next write, if the disk is really gone
+      }
+    }
+    return ok;
+  }
+
+  /** Reopens after a failed open or rotation; the open checkpoint comes before anything else. */
+  private ensureOpen(): boolean {
+    if (this.fd >= 0) return true;
+    try {
+      this.openFile();
+    } catch (err) {
+      this.fail(err as Error);
+    }
+    return this.fd >= 0;
+  }
+
+  private write(partial: Omit<ChainRecord, 'hash'>): boolean {
+    const record = { ...partial, hash: '' } as ChainRecord;
+    record.hash = recordHash(record);
+    const line = Buffer.from(`${JSON.stringify(record)}\n`);
+    try {
+      const written = writeSync(this.fd, line);
+      if (written !== line.length) throw Object.assign(new Error(`short write (${written} of ${line.length} bytes)`), { code: 'EIO' });
+    } catch (err) {
+      try {
+        ftruncateSync(this.fd, this.size);
+      } catch {
+        // nothing more to do; the next open cuts a torn line
+      }
+      this.fail(err as Error);
+      return false;
+    }
+    this.size += line.length;
+    this.seq = record.seq;
+    this.head = record.hash;
+    this.failed = null;
+    return true;
+  }
+
+  private fail(err: Error): void {
+    this.failed = err;
+    const t = Date.now();
+    if (t - this.lastFailureLog > 10_000) {
+      this.lastFailureLog = t;
+      this.opts.log?.error({ err, file: this.opts.file }, 'audit chain write failed; audit-required routes are refused');
+    }
+  }
+
+  private maybeRotate(): void {
+    if (this.opts.rotation !== 'daily' || this.fd < 0) return;
+    const today = dayIn(this.opts.timeZone, this.now());
+    if (today === this.day) return;
+    try {
+      this.rotate(today);
+    } catch (err) {
+      this.fail(err as Error);
+    }
+  }
+
+  /** Closes the day's file with a checkpoint, renames it, continues the chain in a new file. */
+  private rotate(today: string): void {
+    const { file } = this.opts;
+    this.checkpoint('rotate');
+    closeSync(this.fd);
+    this.fd = -1;
+    const ext = extname(file);
+    const stem = join(dirname(file), basename(file, ext));
+    let target = `${stem}-${this.day}${ext}`;
+    for (let n = 1; existsSync(target) || existsSync(`${target}.gz`); n++) target = `${stem}-${this.day}.${n}${ext}`;
+    renameSync(file, target);
+    if (this.opts.compressRotated) this.track(gzipFile(target));
+    this.day = today;
+    this.size = 0;
+    this.fd = openSync(file, 'a');
+    this.checkpoint('open', { public_jwk: { ...this.opts.signer.publicJwk }, checkpoint_every: this.opts.checkpointEvery });
+    this.applyRetention(today, target);
+  }
+
+  /** Deletes rotated files past retention, recording what each ended with in a signed checkpoint. */
+  applyRetention(today: string = dayIn(this.opts.timeZone, this.now()), justRotated?: string): string[] {
+    if (this.opts.retentionMonths <= 0) return [];
+    const cutoff = monthsBefore(today, this.opts.retentionMonths);
+    const expired = rotatedFiles(this.opts.file).filter((f) => f.day < cutoff && f.path !== justRotated && `${f.path}` !== `${justRotated}.gz`);
+    if (expired.length === 0) return [];
+    const deleted: NonNullable<CheckpointBody['deleted']> = [];
+    for (const f of expired) {
+      const last = lastRecordOf(f.path);
+      deleted.push({ file: basename(f.path), last_seq: last?.seq ?? 0, last_hash: last?.hash ?? GENESIS_HASH });
+    }
+    // The record of what is deleted goes first: no window where files are gone unexplained.
+    if (!this.checkpoint('retention', { deleted })) return [];
+    for (const f of expired) unlinkSync(f.path);
+    this.opts.log?.info({ deleted: deleted.map((d) => d.file) }, 'audit files past retention deleted');
+    return expired.map((f) => f.path);
+  }
+
+  private track(p: Promise<void>): void {
+    const tracked = p.catch((err) => this.opts.log?.error({ err }, 'compressing a rotated audit file failed')).finally(() => this.pending.delete(tracked));
+    this.pending.add(tracked);
+  }
+
+  async close(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    if (this.fd >= 0) {
+      this.checkpoint('close');
+      closeSync(this.fd);
+      this.fd = -1;
+    }
+    await Promise.all([...this.pending]);
+  }
+}
+
+async function gzipFile(path: string): Promise<void> {
+  await pipeline(createReadStream(path), createGzip(), createWriteStream(`${path}.gz`, { flags: 'wx' }));
+  unlinkSync(path);
+}
+
+/** The last complete record of a file, and how many bytes of it are whole lines. */
+function tailOf(file: string): { record: ChainRecord | null; validBytes: number; totalBytes: number } {
+  const fd = openSync(file, 'r');
+  try {
+    const total = fstatSync(fd).size;
+    let span = Math.min(total, 64 * 1024);
+    for (;;) {
+      const buf = Buffer.alloc(span);
+      readSync(fd, buf, 0, span, total - span);
+      const text = buf.toString('utf8');
+      const lastNl = text.lastIndexOf('\n');
+      const validBytes = lastNl === -1 ? total - span : total - span + Buffer.byteLength(text.slice(0, lastNl + 1));
+      const lines = text.slice(0, lastNl + 1).split('\n').filter((l) => l.trim());
+      // The first line of a partial window may be cut; only trust it when the window is the whole file.
+      const candidates = span === total ? lines : lines.slice(1);
+      for (let i = candidates.length - 1; i >= 0; i--) {
+        try {
+          return { record: JSON.parse(candidates[i]!) as ChainRecord, validBytes, totalBytes: total };
+        } catch {
+          // not a whole record
+        }
+      }
+      if (span === total) return { record: null, validBytes, totalBytes: total };
+      span = Math.min(total, span * 4);
+    }
+  } finally {
+    closeSync(fd);
+  }
+}

@@ -1,0 +1,77 @@
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { loadConfigFile } from '../config.js';
+import { chainFiles, exportBundle, verifyBundle } from './export.js';
+import type { PublicJwk } from './keys.js';
+import { readFilesForVerify, verifyChain, type VerifyResult } from './verify.js';
+
+/**
+ * `ztgate audit verify` and `ztgate audit export`: evidence work on the local hash-chained log.
+ * Exit status: 0 verified / exported, 1 the log does not verify, 2 usage error.
+ */
+
+export const AUDIT_USAGE = `  ztgate audit verify FILE… [--keys JWKS]     kiểm tra chuỗi băm nhật ký / verify hash-chained log files (oldest first)
+  ztgate audit verify --config FILE [--keys JWKS]   kiểm tra mọi tệp nhật ký của cấu hình / every chain file of a config
+  ztgate audit verify --bundle DIR [--keys JWKS]    kiểm tra gói chứng cứ / verify an evidence bundle
+  ztgate audit export --from ISO --to ISO --out DIR (--config FILE | --chain FILE) [--keys JWKS]
+                                  xuất gói chứng cứ / write an evidence bundle
+`;
+
+export class AuditUsageError extends Error {}
+
+function readKeys(path: string | undefined): PublicJwk[] | undefined {
+  if (!path) return undefined;
+  const doc = JSON.parse(readFileSync(path, 'utf8'));
+  const keys = Array.isArray(doc.keys) ? doc.keys : [doc];
+  return keys as PublicJwk[];
+}
+
+function report(result: VerifyResult, out: NodeJS.WritableStream, extra: string[] = []): number {
+  for (const w of result.warnings) out.write(`cảnh báo / warning: ${w}\n`);
+  if (result.ok && extra.length === 0) {
+    out.write(`OK: ${result.records} bản ghi / records (${result.events} events, ${result.checkpoints} signed checkpoints), seq ${result.firstSeq ?? '-'}…${result.lastSeq ?? '-'}, keys ${result.keysUsed.join(', ') || '-'}\n`);
+    return 0;
+  }
+  if (result.problem) out.write(`KHÔNG HỢP LỆ / TAMPERED [${result.problem.kind}] ${result.problem.message}\n`);
+  for (const p of extra) out.write(`KHÔNG HỢP LỆ / INVALID ${p}\n`);
+  return 1;
+}
+
+export async function runAuditCommand(args: string[], out: NodeJS.WritableStream = process.stdout): Promise<number> {
+  const [sub, ...rest] = args;
+  const { values, positionals } = parseArgs({
+    args: rest,
+    strict: true,
+    allowPositionals: sub === 'verify',
+    options: { keys: { type: 'string' }, bundle: { type: 'string' }, config: { type: 'string' }, chain: { type: 'string' }, from: { type: 'string' }, to: { type: 'string' }, out: { type: 'string' } },
+  });
+  const keys = readKeys(values.keys);
+  const configuredFiles = () => {
+    if (values.chain) return chainFiles(values.chain);
+    if (!values.config) return null;
+    const chain = loadConfigFile(values.config).audit.chain;
+    if (!chain) throw new AuditUsageError(`${values.config}: audit.chain is not configured`);
+    return chainFiles(chain.file);
+  };
+  if (sub === 'verify') {
+    if (values.bundle) {
+      const result = verifyBundle(values.bundle, keys ? { keys } : {});
+      return report(result, out, result.manifestProblems);
+    }
+    const files = positionals.length > 0 ? positionals : configuredFiles();
+    if (!files || files.length === 0) throw new AuditUsageError('audit verify needs FILE…, --config FILE or --bundle DIR');
+    return report(verifyChain(readFilesForVerify(files), keys ? { keys } : {}), out);
+  }
+  if (sub === 'export') {
+    const from = new Date(values.from ?? '');
+    const to = new Date(values.to ?? '');
+    if (Number.isNaN(from.getTime()) || Number.isNaN(to.getTime())) throw new AuditUsageError('audit export needs --from and --to as ISO 8601 times');
+    if (!values.out) throw new AuditUsageError('audit export needs --out DIR');
+    const files = configuredFiles();
+    if (!files || files.length === 0) throw new AuditUsageError('audit export needs --config FILE or --chain FILE');
+    const r = exportBundle({ files, from, to, out: values.out, ...(keys ? { keys } : {}) });
+    out.write(`${r.dir}: ${r.events} sự kiện / events, chain seq ${r.firstSeq}…${r.lastSeq}${r.signedEnd ? '' : ' (cuối chưa có điểm kiểm tra ký / end not yet signed)'}\n`);
+    return 0;
+  }
+  throw new AuditUsageError(`audit: unknown subcommand "${sub ?? ''}" (verify, export)`);
+}

@@ -1,0 +1,162 @@
+import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
+import type { DestinationStream, Logger } from 'pino';
+import type { AuditConfig, RemoteSinkConfig } from './config.js';
+import { ChainWriter } from './chain.js';
+import { createCheckpointSigner } from './keys.js';
+import { redisStreamTransport } from './redis-stream.js';
+import { RemoteSink, type SinkStatus } from './sinks.js';
+import { Spool } from './spool.js';
+import { syslogTransport } from './syslog.js';
+
+/**
+ * Where every event goes (README "For the SOC"): synchronously to the local hash-chained file and
+ * to standard output, and into the durable spool of each remote sink (syslog, Redis Streams),
+ * from which their own loops deliver. Nothing here waits on the network.
+ */
+
+export type AuditEvent = Record<string, unknown> & { event: Record<string, unknown> & { id: string; kind: string; action: string } };
+
+export interface AuditStatus {
+  readonly chain: { readonly file: string; readonly healthy: boolean; readonly headSeq: number } | null;
+  readonly sinks: readonly SinkStatus[];
+}
+
+export interface DecisionLog {
+  /** Writes one event everywhere it goes; returns false when the local chain refused it. */
+  write(event: AuditEvent): boolean;
+  /** The local chain accepts writes: audit-required routes may be served. */
+  healthy(): boolean;
+  /** Every event written, after it was written (detection rules, live views). */
+  subscribe(listener: (event: AuditEvent) => void): () => void;
+  status(): AuditStatus;
+  /** Starts delivery to remote sinks. */
+  start(): void;
+  close(): Promise<void>;
+}
+
+export interface DecisionLogOptions {
+  readonly audit?: AuditConfig;
+  /** For redis-stream sinks without a redisUrl of their own. */
+  readonly stateRedisUrl?: string;
+  /** Fallback checkpoint signing key (the assertion key). */
+  readonly assertionKeyFile?: string;
+  /** Highest security level among the routes: picks the retention period. */
+  readonly maxSecurityLevel?: number;
+  readonly log?: Pick<Logger, 'error' | 'warn' | 'info'>;
+  readonly now?: () => Date;
+}
+
+export function createDecisionLog(destination: DestinationStream, opts: DecisionLogOptions = {}): DecisionLog {
+  const audit = opts.audit;
+  const toStdout = !audit || audit.sinks.some((s) => s.type === 'stdout');
+  const listeners = new Set<(event: AuditEvent) => void>();
+
+  let chain: ChainWriter | null = null;
+  if (audit?.chain) {
+    const c = audit.chain;
+    const keyFile = c.signingKeyFile ?? opts.assertionKeyFile;
+    const signer = createCheckpointSigner({ alg: c.algorithm, keyFile, keyFileSetting: c.signingKeyFile ? 'audit.chain.signingKeyFile' : 'assertion.keyFile' });
+    if (signer.ephemeral) opts.log?.warn({ kid: signer.kid }, 'audit.chain.signingKeyFile not set: checkpoints are signed with a key generated at start; its public key is only in the log');
+    const level = String(audit.retention.securityLevel ?? opts.maxSecurityLevel ?? 3) as '1' | '2' | '3' | '4' | '5';
+    chain = new ChainWriter({
+      file: c.file,
+      signer,
+      checkpointEvery: c.checkpointEvery,
+      checkpointIntervalSeconds: c.checkpointIntervalSeconds,
+      rotation: c.rotation,
+      compressRotated: c.compressRotated,
+      timeZone: c.timeZone,
+      retentionMonths: audit.retention.byLevelMonths[level] ?? 3,
+      log: opts.log,
+      now: opts.now,
+    }).open();
+  }
+
+  const remotes: RemoteSink[] = [];
+  for (const sink of audit?.sinks ?? []) {
+    if (sink.type === 'stdout') continue;
+    const cfg = sink as RemoteSinkConfig;
+    const spool = new Spool(join(audit!.spoolDir!, cfg.name), { maxBytes: audit!.spoolMaxBytes, segmentBytes: audit!.spoolSegmentBytes }).open();
+    const transport = cfg.type === 'syslog' ? syslogTransport(cfg) : redisStreamTransport(cfg, cfg.redisUrl ?? opts.stateRedisUrl!);
+    remotes.push(new RemoteSink(cfg, spool, transport, opts.log));
+  }
+  const alertArmed = new Map<string, boolean>();
+  let inAlert = false;
+
+  function spoolAlert(sink: RemoteSink, state: 'near-full' | 'full'): void {
+    if (inAlert) return;
+    inAlert = true;
+    try {
+      api.write(
+        auditAlert(`audit-spool-${state}`, state === 'full' ? `Hàng đợi gửi SOC "${sink.cfg.name}" đã đầy: sự kiện mới chỉ còn trong nhật ký cục bộ / spool of SOC sink "${sink.cfg.name}" is full: new events are kept in the local log only` : `Hàng đợi gửi SOC "${sink.cfg.name}" sắp đầy / spool of SOC sink "${sink.cfg.name}" is nearly full`, {
+          sink: sink.cfg.name,
+          spool_bytes: sink.spool.bytes,
+          spool_max_bytes: sink.spool.maxBytes,
+          dropped: sink.spool.dropped,
+        }),
+      );
+    } finally {
+      inAlert = false;
+    }
+  }
+
+  const api: DecisionLog = {
+    write(event) {
+      const ok = chain ? chain.append(event) : true;
+      const line = JSON.stringify(event);
+      if (toStdout) destination.write(`${line}\n`);
+      for (const sink of remotes) {
+        const result = sink.spool.append(line);
+        sink.notify();
+        const ratio = sink.spool.bytes / sink.spool.maxBytes;
+        const key = sink.cfg.name;
+        if (result === 'full' && alertArmed.get(`${key}:full`) !== false) {
+          alertArmed.set(`${key}:full`, false);
+          spoolAlert(sink, 'full');
+        } else if (result === 'ok' && ratio >= audit!.spoolAlertRatio && alertArmed.get(`${key}:near`) !== false) {
+          alertArmed.set(`${key}:near`, false);
+          spoolAlert(sink, 'near-full');
+        } else if (ratio < audit!.spoolAlertRatio * 0.9) {
+          // Re-armed once the spool drained well below the mark: one alert per episode.
+          alertArmed.delete(`${key}:near`);
+          alertArmed.delete(`${key}:full`);
+        }
+      }
+      for (const listener of listeners) {
+        try {
+          listener(event);
+        } catch (err) {
+          opts.log?.error({ err }, 'audit listener failed');
+        }
+      }
+      return ok;
+    },
+    healthy: () => (chain ? chain.healthy() : true),
+    subscribe(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+    status: () => ({ chain: chain && audit?.chain ? { file: audit.chain.file, healthy: chain.healthy(), headSeq: chain.headSeq } : null, sinks: remotes.map((r) => r.status()) }),
+    start() {
+      for (const r of remotes) r.start();
+    },
+    async close() {
+      await Promise.all(remotes.map((r) => r.close()));
+      await chain?.close();
+    },
+  };
+  return api;
+}
+
+/** An alert event about the audit pipeline itself (event.kind alert, rule.id = what happened). */
+export function auditAlert(ruleId: string, message: string, detail: Record<string, unknown>): AuditEvent {
+  return {
+    '@timestamp': new Date().toISOString(),
+    log: { level: 'warn' },
+    event: { kind: 'alert', category: ['configuration'], type: ['info'], action: 'audit-alert', outcome: 'unknown', id: randomUUID(), severity: 7 },
+    rule: { id: ruleId, name: ruleId, ruleset: 'ztgate-audit' },
+    ztgate: { alert: { rule: ruleId, action: 'alert', reasons: [ruleId], detail } },
+    message,
+  };
+}

@@ -1,0 +1,164 @@
+import type { Logger } from 'pino';
+import type { RemoteSinkConfig } from './config.js';
+import type { Spool, SpoolPosition } from './spool.js';
+
+/**
+ * Delivery from a spool to one remote sink, in its own loop: in order, at-least-once, never on
+ * the request path. A sink that is down or slow only makes its spool grow.
+ *
+ * Where the transport's answer is an acknowledgement (Redis XADD), the cursor moves on the
+ * answer. Plain syslog over TCP/TLS has none: a write is counted as delivered once the connection
+ * stayed up, with nothing left unsent, for `confirmAfterMs` after it; a connection that breaks
+ * first sends everything unconfirmed again. Receivers de-duplicate on event.id.
+ */
+export interface Transport {
+  /** True when send() resolving means the receiver has the records. */
+  readonly deliveryIsAck: boolean;
+  connect(): Promise<void>;
+  send(lines: string[]): Promise<void>;
+  /** Connected and nothing queued locally. */
+  alive(): boolean;
+  broken(): boolean;
+  /** Resolves true when a graceful close proved everything sent was received. */
+  close(graceful: boolean): Promise<boolean>;
+}
+
+export interface SinkStatus {
+  readonly name: string;
+  readonly type: string;
+  readonly connected: boolean;
+  readonly spoolBytes: number;
+  readonly backlogBytes: number;
+  readonly dropped: number;
+  readonly delivered: number;
+  readonly lastError: string | null;
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
+
+export class RemoteSink {
+  private connected = false;
+  private closing = false;
+  private loop: Promise<void> | null = null;
+  private wake: (() => void) | null = null;
+  private pending: { pos: SpoolPosition; at: number }[] = [];
+  private delivered = 0;
+  private lastError: string | null = null;
+  private backoffMs = 100;
+
+  constructor(
+    readonly cfg: RemoteSinkConfig,
+    readonly spool: Spool,
+    private readonly transport: Transport,
+    private readonly log?: Pick<Logger, 'warn' | 'info'>,
+  ) {}
+
+  start(): void {
+    this.loop ??= this.run();
+  }
+
+  /** New records are in the spool. */
+  notify(): void {
+    this.wake?.();
+  }
+
+  status(): SinkStatus {
+    return { name: this.cfg.name, type: this.cfg.type, connected: this.connected, spoolBytes: this.spool.bytes, backlogBytes: this.spool.backlogBytes, dropped: this.spool.dropped, delivered: this.delivered, lastError: this.lastError };
+  }
+
+  private confirmAfterMs(): number {
+    return this.cfg.type === 'syslog' ? this.cfg.confirmAfterMs : 0;
+  }
+
+  private confirm(): void {
+    if (this.pending.length === 0 || !this.transport.alive()) return;
+    const cutoff = Date.now() - this.confirmAfterMs();
+    let last: SpoolPosition | null = null;
+    while (this.pending.length > 0 && this.pending[0]!.at <= cutoff) last = this.pending.shift()!.pos;
+    if (last) this.spool.commit(last);
+  }
+
+  private async down(err: unknown): Promise<void> {
+    if (this.connected) this.log?.warn({ sink: this.cfg.name, err: String((err as Error)?.message ?? err) }, 'SOC sink unreachable; events wait in the spool');
+    this.lastError = String((err as Error)?.message ?? err);
+    this.connected = false;
+    this.pending = [];
+    this.spool.rewind();
+    await this.transport.close(false).catch(() => false);
+  }
+
+  private async run(): Promise<void> {
+    while (!this.closing) {
+      if (!this.connected) {
+        try {
+          await this.transport.connect();
+          this.connected = true;
+          this.backoffMs = 100;
+          this.log?.info({ sink: this.cfg.name }, 'SOC sink connected');
+        } catch (err) {
+          await this.down(err);
+          await this.idle(this.backoffMs);
+          this.backoffMs = Math.min(this.backoffMs * 2, this.cfg.reconnectMaxMs);
+          continue;
+        }
+      }
+      if (this.transport.broken()) {
+        await this.down(new Error('connection closed by the receiver'));
+        continue;
+      }
+      this.confirm();
+      let batch;
+      try {
+        batch = await this.spool.next(500);
+      } catch (err) {
+        this.lastError = String(err);
+        await this.idle(1000);
+        continue;
+      }
+      if (!batch) {
+        await this.idle(this.pending.length > 0 ? Math.max(20, this.confirmAfterMs() / 4) : 1000);
+        continue;
+      }
+      try {
+        await this.transport.send(batch.lines);
+      } catch (err) {
+        await this.down(err);
+        continue;
+      }
+      this.spool.advance(batch.end);
+      this.delivered += batch.lines.length;
+      if (this.transport.deliveryIsAck) this.spool.commit(batch.end);
+      else this.pending.push({ pos: batch.end, at: Date.now() });
+    }
+  }
+
+  private idle(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(done, ms);
+      timer.unref();
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.wake = () => {
+        this.wake = null;
+        done();
+      };
+    });
+  }
+
+  /** Stops the loop; what was sent and provably received is committed, the rest waits for the next start. */
+  async close(): Promise<void> {
+    this.closing = true;
+    this.wake?.();
+    await this.loop;
+    if (this.connected) {
+      const clean = await this.transport.close(true).catch(() => false);
+      if (clean && this.pending.length > 0) this.spool.commit(this.pending.at(-1)!.pos);
+    }
+    this.pending = [];
+    this.spool.close();
+  }
+}
+
+export { sleep };

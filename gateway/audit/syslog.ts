@@ -1,0 +1,171 @@
+import { hostname } from 'node:os';
+import { connect as netConnect, type Socket } from 'node:net';
+import { readFileSync } from 'node:fs';
+import { connect as tlsConnect } from 'node:tls';
+import type { SyslogSinkConfig } from './config.js';
+import type { Transport } from './sinks.js';
+
+/**
+ * Syslog for SIEMs: RFC 5424 messages, framed by octet counting (RFC 6587 §3.4.1) over TCP or
+ * TLS (RFC 5425). The message is the event as JSON, or a CEF line (ArcSight Common Event Format,
+ * read by QRadar, ArcSight and most SIEMs).
+ */
+
+const VERSION = process.env.npm_package_version ?? '0.1.0';
+const HOST = hostname().replace(/[^\x21-\x7e]/g, '').slice(0, 255) || '-';
+
+type Ev = Record<string, any>;
+
+/** RFC 5424 severity: informational for allows, warning for denials, alert for SOC alerts. */
+function syslogSeverity(e: Ev): number {
+  if (e.event?.kind === 'alert') return 1;
+  return e.ztgate?.decision === 'allow' ? 6 : 4;
+}
+
+/** CEF severity 0–10. */
+function cefSeverity(e: Ev): number {
+  if (e.event?.kind === 'alert') return String(e.ztgate?.alert?.action ?? '').startsWith('lock') ? 9 : 7;
+  return e.ztgate?.decision === 'allow' ? 1 : 5;
+}
+
+/** CEF header fields: backslash and pipe escaped. */
+const cefHeader = (v: unknown) => String(v ?? '').replace(/\\/g, '\\\\').replace(/\|/g, '\\|').replace(/[\r\n]+/g, ' ');
+/** CEF extension values: backslash, equals sign and line breaks escaped. */
+const cefValue = (v: unknown) => String(v).replace(/\\/g, '\\\\').replace(/=/g, '\\=').replace(/\r?\n|\r/g, '\\n');
+
+export function toCef(e: Ev): string {
+  const alert = e.event?.kind === 'alert';
+  const signature = alert ? (e.rule?.id ?? e.event?.action) : (e.ztgate?.reasons?.[0] ?? e.event?.action);
+  const name = alert ? (e.rule?.name ?? e.message) : `${e.event?.action} ${e.ztgate?.decision}`;
+  const ext: [string, unknown][] = [
+    ['rt', Date.parse(e['@timestamp'])],
+    ['externalId', e.event?.id],
+    ['cat', e.event?.action],
+    ['act', alert ? e.ztgate?.alert?.action : e.ztgate?.decision],
+    ['outcome', e.event?.outcome],
+    ['reason', (alert ? e.ztgate?.alert?.reasons : e.ztgate?.reasons)?.join(',')],
+    ['suser', e.user?.id],
+    ['src', e.source?.ip],
+    ['spt', e.source?.port],
+    ['requestMethod', e.http?.request?.method],
+    ['request', e.url?.path],
+    ['cn1Label', e.http?.response ? 'httpStatus' : undefined],
+    ['cn1', e.http?.response?.status_code],
+    ['cs1Label', e.ztgate?.policy_version ? 'policyVersion' : undefined],
+    ['cs1', e.ztgate?.policy_version],
+    ['cs2Label', e.ztgate?.rule ? 'policyRule' : undefined],
+    ['cs2', e.ztgate?.rule],
+    ['cs3Label', e.ztgate?.route ? 'service' : undefined],
+    ['cs3', e.ztgate?.route?.id],
+    ['cn2Label', e.ztgate?.route ? 'securityLevel' : undefined],
+    ['cn2', e.ztgate?.route?.security_level],
+    ['cs4Label', e.organization?.id ? 'agency' : undefined],
+    ['cs4', e.organization?.id],
+    ['cs5Label', e.ztgate?.device?.id ? 'deviceId' : undefined],
+    ['cs5', e.ztgate?.device?.id],
+    ['cs6Label', e.ztgate?.device?.tier ? 'deviceTier' : undefined],
+    ['cs6', e.ztgate?.device?.tier],
+    ['cn3Label', typeof e.ztgate?.records === 'number' ? 'records' : undefined],
+    ['cn3', e.ztgate?.records],
+    ['dvchost', HOST],
+  ];
+  const extension = ext
+    .filter(([, v]) => v !== undefined && v !== null && v !== '' && !(typeof v === 'number' && Number.isNaN(v)))
+    .map(([k, v]) => `${k}=${cefValue(v)}`)
+    .join(' ');
+  return `CEF:0|ztgate|ztgate|${cefHeader(VERSION)}|${cefHeader(signature)}|${cefHeader(name)}|${cefSeverity(e)}|${extension}`;
+}
+
+/** One RFC 5424 message: `<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID - MSG`. */
+export function toSyslog(e: Ev, opts: { facility: number; format: 'cef' | 'json' }): string {
+  const pri = opts.facility * 8 + syslogSeverity(e);
+  const msgid = String(e.event?.action ?? '-').replace(/[^\x21-\x7e]/g, '').slice(0, 32) || '-';
+  const msg = opts.format === 'cef' ? toCef(e) : JSON.stringify(e);
+  return `<${pri}>1 ${e['@timestamp']} ${HOST} ztgate ${process.pid} ${msgid} - ${msg}`;
+}
+
+/** RFC 6587 §3.4.1 octet counting: `MSG-LEN SP SYSLOG-MSG`, the length in bytes. */
+export function frame(message: string): Buffer {
+  const body = Buffer.from(message, 'utf8');
+  return Buffer.concat([Buffer.from(`${body.length} `), body]);
+}
+
+export function syslogTransport(cfg: SyslogSinkConfig): Transport {
+  let socket: Socket | null = null;
+  let broken = false;
+  const tlsOptions = () => ({
+    host: cfg.host,
+    port: cfg.port,
+    servername: cfg.servername ?? (/^[\d.:]+$/.test(cfg.host) ? undefined : cfg.host),
+    ca: cfg.caFile ? readFileSync(cfg.caFile) : undefined,
+    cert: cfg.certFile ? readFileSync(cfg.certFile) : undefined,
+    key: cfg.keyFile ? readFileSync(cfg.keyFile) : undefined,
+    rejectUnauthorized: true,
+    minVersion: 'TLSv1.2' as const,
+  });
+  return {
+    deliveryIsAck: false,
+    async connect() {
+      broken = false;
+      socket = await new Promise<Socket>((resolve, reject) => {
+        const s = cfg.transport === 'tls' ? tlsConnect(tlsOptions()) : netConnect({ host: cfg.host, port: cfg.port });
+        const timer = setTimeout(() => {
+          s.destroy();
+          reject(new Error(`connect timeout after ${cfg.connectTimeoutMs} ms`));
+        }, cfg.connectTimeoutMs);
+        s.once(cfg.transport === 'tls' ? 'secureConnect' : 'connect', () => {
+          clearTimeout(timer);
+          resolve(s);
+        });
+        s.once('error', (err) => {
+          clearTimeout(timer);
+          reject(err);
+        });
+      });
+      socket.setKeepAlive(true, 10_000);
+      socket.setNoDelay(true);
+      const down = () => {
+        broken = true;
+      };
+      socket.on('error', down);
+      socket.on('close', down);
+      // The receiver closing its side means it is going away: what it has not read is lost.
+      socket.on('end', down);
+      socket.resume();
+    },
+    alive: () => socket !== null && !broken && !socket.destroyed && socket.writableLength === 0,
+    broken: () => broken || socket === null,
+    async send(lines) {
+      const s = socket;
+      if (!s || broken) throw new Error('not connected');
+      const data = Buffer.concat(lines.map((l) => frame(toSyslog(JSON.parse(l), cfg))));
+      await new Promise<void>((resolve, reject) => {
+        s.write(data, (err) => (err ? reject(err) : resolve()));
+      });
+      if (broken) throw new Error('connection lost');
+    },
+    async close(graceful) {
+      const s = socket;
+      socket = null;
+      if (!s) return false;
+      if (!graceful || broken) {
+        s.destroy();
+        return false;
+      }
+      // A clean close after everything was flushed: the receiver has read all of it.
+      return new Promise<boolean>((resolve) => {
+        let clean = true;
+        const timer = setTimeout(() => {
+          s.destroy();
+          resolve(false);
+        }, 2000);
+        s.once('error', () => (clean = false));
+        s.once('close', (hadError) => {
+          clearTimeout(timer);
+          resolve(clean && !hadError);
+        });
+        s.end();
+      });
+    },
+  };
+}

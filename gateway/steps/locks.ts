@@ -1,0 +1,50 @@
+import { GatewayError } from '../errors.js';
+import { sessionDigest } from '../events.js';
+import type { Reason } from '../reasons.js';
+import type { LockKind, Locks } from '../locks.js';
+import { isAuditRequired, type AuditConfig } from '../audit/config.js';
+import type { RouteConfig } from '../config.js';
+import type { DecisionLog } from '../audit/log.js';
+
+const LOCKED: Record<LockKind, Reason> = { user: 'locked-user', device: 'locked-device', session: 'locked-session', address: 'locked-address' };
+
+/** `::ffff:10.0.0.1` and `10.0.0.1` are one address: locks hold whichever way the socket reports it. */
+export function normalizeAddress(address: string | undefined | null): string | null {
+  if (!address) return null;
+  return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
+}
+
+/**
+ * Step 5, locks: an official, device, session or address locked by the SOC, an admin or a
+ * detection rule is refused now. Read from the shared Store on every request (no cache), so a lock
+ * set on any instance holds on the next request everywhere; a Store that cannot answer denies.
+ */
+export async function checkLocks(
+  locks: Locks,
+  subject: { nationalId: string | null; deviceId: string | null | undefined; sessionId: string | null | undefined; address: string | null | undefined },
+): Promise<void> {
+  let lock;
+  try {
+    lock = await locks.firstActive([
+      { kind: 'user', value: subject.nationalId },
+      { kind: 'device', value: subject.deviceId },
+      { kind: 'session', value: subject.sessionId ? sessionDigest(subject.sessionId) : null },
+      { kind: 'address', value: normalizeAddress(subject.address) },
+    ]);
+  } catch (err) {
+    throw new GatewayError('ZTG_ERR_LOCK_CHECK_UNAVAILABLE', 'lock-state-unavailable', { cause: err });
+  }
+  if (lock) {
+    throw new GatewayError('ZTG_ERR_LOCKED', LOCKED[lock.kind], {
+      detail: `Bị khóa đến ${lock.expiresAt} / locked until ${lock.expiresAt}`,
+    });
+  }
+}
+
+/**
+ * Before forwarding: an audit-required route is refused (503) when the local audit log cannot be
+ * written — better no service than service without a record of it.
+ */
+export function requireAuditWritable(route: RouteConfig & { auditRequired?: boolean }, audit: AuditConfig, log: DecisionLog): void {
+  if (isAuditRequired(route, audit) && !log.healthy()) throw new GatewayError('ZTG_ERR_AUDIT_UNAVAILABLE', 'audit-unavailable');
+}

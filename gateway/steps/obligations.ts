@@ -1,0 +1,201 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Readable } from 'node:stream';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { GatewayError } from '../errors.js';
+import { sendError } from '../http.js';
+import type { Store } from '../store.js';
+import type { Runtime } from '../runtime.js';
+import type { ResponseObligations } from './forward.js';
+import { maskNationalId } from '../../identity/national-id.js';
+import type { Obligation } from '../../policies/access.js';
+import { HO_CHI_MINH_OFFSET_MS } from '../../policies/conditions.js';
+import type { Decision } from '../../policies/engine.js';
+
+/**
+ * Steps 7 and 9: the obligations a policy attached to an allow.
+ *
+ * Before forwarding (quotas): an official who already received their daily record quota is
+ * refused without asking the upstream. After (response obligations): the upstream's JSON is
+ * buffered up to a bound, its records counted (the `items` array, or one `item`, or a top-level
+ * array), checked against the commune scope, the per-response cap and the daily quota (counted
+ * in the shared store), and the named fields masked. Whatever cannot be done — a body that is
+ * not JSON, too large, compressed, a record of another commune, the store down — withholds the
+ * body: fail closed, never forward what the policy said must not be seen.
+ */
+
+type Of<T extends Obligation['type']> = Extract<Obligation, { type: T }>;
+const find = <T extends Obligation['type']>(d: Decision, type: T) => d.obligations.find((o) => o.type === type) as Of<T> | undefined;
+
+/** Obligations that need the response body. */
+export function needsResponseBody(decision: Decision | null | undefined): boolean {
+  return !!decision && decision.effect === 'allow' && decision.obligations.length > 0;
+}
+
+const DAY_MS = 86_400_000;
+
+/** Per official per day, the day as Vietnam counts it. */
+export function dailyQuotaKey(nationalId: string, timeMs: number): string {
+  const day = new Date(timeMs + HO_CHI_MINH_OFFSET_MS).toISOString().slice(0, 10);
+  return `quota:records:${nationalId}:${day}`;
+}
+
+function quotaUnavailable(cause: unknown): GatewayError {
+  return new GatewayError('ZTG_ERR_QUOTA_UNAVAILABLE', 'quota-unavailable', { cause });
+}
+
+/** Step 7: refuses before forwarding when today's quota is already used up. */
+export async function checkDailyQuota(store: Store | undefined, decision: Decision, nationalId: string): Promise<void> {
+  const quota = find(decision, 'max-records-per-day');
+  if (!quota) return;
+  if (!store) throw quotaUnavailable(new Error('no store'));
+  let used: number;
+  try {
+    used = Number((await store.get(dailyQuotaKey(nationalId, Date.now()))) ?? 0);
+  } catch (err) {
+    throw quotaUnavailable(err);
+  }
+  if (used >= quota.max) throw new GatewayError('ZTG_ERR_QUOTA_EXCEEDED', 'quota-exceeded', { detail: `Đã khai thác ${used}/${quota.max} bản ghi hôm nay / ${used} of ${quota.max} records today` });
+}
+
+/** Headers to the upstream when the body must be inspected: plain, whole representations only. */
+export function adjustUpstreamHeaders(decision: Decision | null | undefined, headers: IncomingHttpHeaders): IncomingHttpHeaders {
+  if (!needsResponseBody(decision)) return headers;
+  const { range: _range, 'if-range': _ifRange, ...rest } = headers;
+  return { ...rest, 'accept-encoding': 'identity' };
+}
+
+/** How a masked value looks: national IDs keep the province code, digits keep their ends, addresses their area. */
+export function maskValue(value: unknown): unknown {
+  if (typeof value === 'string') {
+    const text: string = value;
+    if (/^\d{12}$/.test(text)) return maskNationalId(text);
+    if (/^\+?\d{8,15}$/.test(text)) return `${text.slice(0, 3)}${'*'.repeat(text.length - 5)}${text.slice(-2)}`;
+    const comma = text.indexOf(',');
+    return comma > 0 ? `***${text.slice(comma)}` : '***';
+  }
+  return value === null || value === undefined ? value : '***';
+}
+
+function maskFields(node: unknown, fields: ReadonlySet<string>): unknown {
+  if (Array.isArray(node)) return node.map((n) => maskFields(n, fields));
+  if (node && typeof node === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(node)) out[k] = fields.has(k) ? maskValue(v) : maskFields(v, fields);
+    return out;
+  }
+  return node;
+}
+
+/** The records of a response: `items`, one `item`, or a top-level array. */
+export function recordsOf(body: unknown): unknown[] {
+  if (Array.isArray(body)) return body;
+  if (body && typeof body === 'object') {
+    const o = body as Record<string, unknown>;
+    if (Array.isArray(o.items)) return o.items;
+    if (o.item && typeof o.item === 'object') return [o.item];
+  }
+  return [];
+}
+
+async function readBounded(stream: Readable, limit: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of stream) {
+    size += (chunk as Buffer).length;
+    if (size > limit) {
+      stream.destroy();
+      throw new GatewayError('ZTG_ERR_OBLIGATION_FAILED', 'obligation-failed', { cause: new Error(`response larger than ${limit} bytes`) });
+    }
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
+}
+
+const failed = (why: string) => new GatewayError('ZTG_ERR_OBLIGATION_FAILED', 'obligation-failed', { cause: new Error(why) });
+
+export interface UpstreamResponse {
+  readonly statusCode: number;
+  readonly headers: IncomingHttpHeaders;
+  readonly stream: Readable;
+}
+
+/** Applies a decision's obligations to a buffered upstream response; returns the body to send. */
+export async function applyObligations(decision: Decision, res: { statusCode: number; headers: IncomingHttpHeaders; body: Buffer }, ctx: { nationalId: string; store: Store | undefined; noteRecords: (n: number) => void }): Promise<Buffer> {
+  if (res.body.length === 0) return res.body;
+  const encoding = res.headers['content-encoding'];
+  if (encoding && encoding !== 'identity') throw failed(`compressed response (${encoding})`);
+  if (!/^application\/([a-z.+-]*\+)?json\b/i.test(String(res.headers['content-type'] ?? ''))) throw failed('response is not JSON');
+  let body: unknown;
+  try {
+    body = JSON.parse(res.body.toString('utf8'));
+  } catch (err) {
+    throw failed(`unparseable JSON: ${(err as Error).message}`);
+  }
+  if (res.statusCode >= 200 && res.statusCode < 300) {
+    const records = recordsOf(body);
+    ctx.noteRecords(records.length);
+    const scope = find(decision, 'commune-scope');
+    if (scope && records.some((r) => !r || typeof r !== 'object' || (r as Record<string, unknown>)[scope.recordField] !== scope.commune)) {
+      // The upstream ignored the scope it was given: nothing of it reaches the official.
+      throw failed(`record outside commune ${scope.commune}`);
+    }
+    const cap = find(decision, 'max-records-per-response');
+    if (cap && records.length > cap.max) {
+      throw new GatewayError('ZTG_ERR_QUOTA_EXCEEDED', 'records-per-response-exceeded', { detail: `Phản hồi có ${records.length} bản ghi, tối đa ${cap.max} / ${records.length} records, at most ${cap.max} per response` });
+    }
+    const quota = find(decision, 'max-records-per-day');
+    if (quota && records.length > 0) {
+      if (!ctx.store) throw quotaUnavailable(new Error('no store'));
+      const key = dailyQuotaKey(ctx.nationalId, Date.now());
+      let total: number;
+      try {
+        total = await ctx.store.incr(key, records.length, 2 * DAY_MS);
+      } catch (err) {
+        throw quotaUnavailable(err);
+      }
+      if (total > quota.max) {
+        // Not delivered, so not counted.
+        await ctx.store.incr(key, -records.length).catch(() => undefined);
+        throw new GatewayError('ZTG_ERR_QUOTA_EXCEEDED', 'quota-exceeded', { detail: `Vượt hạn mức ${quota.max} bản ghi mỗi ngày / over the quota of ${quota.max} records per day` });
+      }
+    }
+  }
+  const mask = find(decision, 'mask-fields');
+  return Buffer.from(JSON.stringify(mask ? maskFields(body, new Set(mask.fields)) : body));
+}
+
+const HEADERS_OF_THE_ORIGINAL_BODY = ['content-length', 'content-encoding', 'etag', 'content-md5', 'digest', 'content-range', 'accept-ranges', 'transfer-encoding'];
+
+/** The reply-from onResponse hook: stream through untouched, or buffer and apply the obligations. */
+export function createResponseObligations(opts: { store: Store | undefined; bufferLimitBytes: number }) {
+  return function onResponse(request: FastifyRequest, reply: FastifyReply, res: UpstreamResponse): void {
+    const decision = request.zt?.decision;
+    if (!needsResponseBody(decision) || request.method === 'HEAD') {
+      reply.send(res.stream);
+      return;
+    }
+    const ctx = request.zt as typeof request.zt & { records?: number | null };
+    void (async () => {
+      let out: Buffer;
+      try {
+        const body = await readBounded(res.stream, opts.bufferLimitBytes);
+        out = await applyObligations(decision!, { statusCode: res.statusCode, headers: res.headers, body }, { nationalId: ctx.principal!.nationalId, store: opts.store, noteRecords: (n) => (ctx.records = n) });
+      } catch (err) {
+        for (const h of HEADERS_OF_THE_ORIGINAL_BODY) reply.removeHeader(h);
+        const e = err instanceof GatewayError ? err : failed((err as Error).message);
+        sendError(request, reply, e);
+        return;
+      }
+      for (const h of HEADERS_OF_THE_ORIGINAL_BODY) reply.removeHeader(h);
+      reply.header('content-type', 'application/json; charset=utf-8').send(out);
+    })();
+  };
+}
+
+/** The response step as the forwarders take it. */
+export function responseObligations(runtime: Runtime): ResponseObligations {
+  return {
+    requestHeaders: (request, headers) => adjustUpstreamHeaders(request.zt?.decision, headers),
+    onResponse: createResponseObligations({ store: runtime.store, bufferLimitBytes: runtime.config.policy.responseBufferLimitBytes }),
+  };
+}

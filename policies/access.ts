@@ -1,0 +1,43 @@
+import type { Classification } from '../gateway/config.js';
+import type { Principal } from '../identity/principal.js';
+
+/**
+ * Everything the policy decision point needs about one request, in one typed value: who
+ * (principal), what (route with its security level and classification, path, method), from
+ * which device, why (purpose of access), from where and when. Built by gateway/steps/decide.ts;
+ * the same value is kept (without any token) for what-if evaluation of drafts.
+ */
+
+/** Device trust tiers, lowest first; an absent or unverified device is `unknown`. */
+export const DEVICE_TIERS = ['unknown', 'registered', 'compliant', 'high-assurance'] as const;
+export type DeviceTier = (typeof DEVICE_TIERS)[number];
+
+/** Purpose of access (mục đích khai thác) as the client declared it: X-Purpose and X-Case-Ref. */
+export interface Purpose {
+  readonly code: string;
+  readonly caseRef: string;
+}
+
+export interface AccessRequest {
+  readonly principal: Principal;
+  readonly route: { readonly id: string; readonly securityLevel: number; readonly classification: Classification };
+  /** Path inside the service, without its prefix and query. */
+  readonly path: string;
+  readonly method: string;
+  readonly device: { readonly tier: DeviceTier } | null;
+  /** null when the client sent none; an invalid one is refused before the engine sees it. */
+  readonly purpose: Purpose | null;
+  readonly sourceIp: string | null;
+  /** Milliseconds since the epoch; time windows read it in Asia/Ho_Chi_Minh. */
+  readonly timeMs: number;
+}
+
+export type Obligation =
+  /** Replace these JSON fields in the response, wherever they occur (national IDs keep the province code). */
+  | { readonly type: 'mask-fields'; readonly fields: readonly string[] }
+  /** Refuse a response carrying more records than this. */
+  | { readonly type: 'max-records-per-response'; readonly max: number }
+  /** Records delivered to one official per day (Asia/Ho_Chi_Minh), counted in the shared store. */
+  | { readonly type: 'max-records-per-day'; readonly max: number }
+  /** Only records of the official's commune: told to the upstream in the assertion, checked in the response. */
+  | { readonly type: 'commune-scope'; readonly commune: string; readonly recordField: string };

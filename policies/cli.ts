@@ -1,0 +1,45 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { loadConfigFile } from '../gateway/config.js';
+import { PolicyEngine } from './engine.js';
+import { lintPolicy } from './lint.js';
+import { readPolicySources } from './service.js';
+import { CasesError, runPolicyCases } from './test-runner.js';
+
+/**
+ * `ztgate policy lint --config FILE` and `ztgate policy test --config FILE [--cases FILE]`.
+ * Both exit 0 when all is well and 1 when not (78 for a configuration that does not load), so
+ * CI can gate a policy change on them.
+ */
+export async function policyCommand(sub: string | undefined, opts: { config?: string; cases?: string }, out: NodeJS.WritableStream, err: NodeJS.WritableStream): Promise<number> {
+  if (sub !== 'lint' && sub !== 'test') throw new UsageError('policy needs "lint" or "test"');
+  if (!opts.config) throw new UsageError(`policy ${sub} needs --config FILE`);
+  const config = loadConfigFile(opts.config);
+  const names = { model: config.policy.model, policy: config.policy.policy, conditions: config.policy.conditions ?? 'conditions' };
+  const sources = readPolicySources(config.policy);
+  if (sub === 'lint') {
+    const findings = await lintPolicy(config, sources, names);
+    for (const f of findings) err.write(`${f.at}: ${f.level === 'error' ? 'lỗi / error' : 'cảnh báo / warning'}: ${f.message}\n`);
+    const errors = findings.filter((f) => f.level === 'error').length;
+    out.write(`${opts.config}: ${errors === 0 ? 'OK' : 'FAILED'} — ${errors} lỗi / errors, ${findings.length - errors} cảnh báo / warnings\n`);
+    return errors === 0 ? 0 : 1;
+  }
+  const casesFile = opts.cases ?? config.policy.policy.replace(/\.csv$/, '.test.yaml');
+  if (!existsSync(casesFile)) throw new UsageError(`no test table: ${casesFile} (use --cases FILE)`);
+  const engine = await PolicyEngine.fromSources(sources, names, new Set(config.routes.map((r) => r.id)), { cacheEntries: 0 });
+  let results;
+  try {
+    results = runPolicyCases(engine, config, readFileSync(casesFile, 'utf8'), casesFile);
+  } catch (e) {
+    if (e instanceof CasesError) {
+      err.write(`ztgate: ${e.message}\n`);
+      return 1;
+    }
+    throw e;
+  }
+  for (const r of results) out.write(r.ok ? `  ✓ ${r.name}\n` : `  ✗ ${r.name}: ${r.problem}\n`);
+  const failed = results.filter((r) => !r.ok).length;
+  out.write(`${casesFile}: ${results.length - failed}/${results.length} đạt / passed, policy ${engine.version}\n`);
+  return failed === 0 ? 0 : 1;
+}
+
+export class UsageError extends Error {}

@@ -1,0 +1,100 @@
+import { parse as parseYaml } from 'yaml';
+import type { GatewayConfig } from '../gateway/config.js';
+import { CLEARANCES, type Clearance, type Principal } from '../identity/principal.js';
+import { DEVICE_TIERS, type AccessRequest, type DeviceTier } from './access.js';
+import type { PolicyEngine } from './engine.js';
+
+/**
+ * `ztgate policy test`: a table of expected decisions run against the policy (CI runs it for
+ * the demo policy through test/policy-cli.test.ts). A case names an official, a request and the
+ * expected decision — effect, reason, optionally the rule, the condition and obligation types.
+ *
+ *   officials:
+ *     an: { nationalId: "056085000001", agency: so-tu-phap, roles: [ho-tich-reader], assurance: 2 }
+ *   defaults: { time: "2026-03-02T09:00:00+07:00", ip: 10.56.1.10 }
+ *   cases:
+ *     - name: Sở Tư pháp đọc Hộ tịch
+ *       who: an
+ *       request: { route: ho-tich, path: /records, method: GET }
+ *       expect: { decision: allow, reason: policy-allowed, obligations: [mask-fields] }
+ */
+
+export interface CaseResult {
+  readonly name: string;
+  readonly ok: boolean;
+  readonly problem?: string;
+}
+
+export class CasesError extends Error {
+  constructor(readonly problems: readonly string[]) {
+    super(`bảng kiểm thử chính sách không hợp lệ / invalid policy test table\n  - ${problems.join('\n  - ')}`);
+    this.name = 'CasesError';
+  }
+}
+
+export function runPolicyCases(engine: PolicyEngine, config: GatewayConfig, text: string, file: string): CaseResult[] {
+  let doc: any;
+  try {
+    doc = parseYaml(text, { strict: true, uniqueKeys: true });
+  } catch (err) {
+    throw new CasesError([`${file}: ${(err as Error).message.split('\n')[0]}`]);
+  }
+  const problems: string[] = [];
+  if (!doc || typeof doc !== 'object' || !Array.isArray(doc.cases)) throw new CasesError([`${file}: needs a "cases" list`]);
+  const officials: Record<string, any> = doc.officials ?? {};
+  const defaults = doc.defaults ?? {};
+  const routes = new Map(config.routes.map((r) => [r.id, r]));
+  const results: CaseResult[] = [];
+  doc.cases.forEach((c: any, i: number) => {
+    const name = typeof c?.name === 'string' ? c.name : `cases[${i}]`;
+    const o = typeof c?.who === 'string' ? officials[c.who] : c?.who;
+    const r = c?.request ?? {};
+    const route = routes.get(r.route);
+    const expected = c?.expect ?? {};
+    if (!o || typeof o.nationalId !== 'string') problems.push(`${file}: ${name}: "who" must name an entry of officials or be an official`);
+    if (!route) problems.push(`${file}: ${name}: request.route "${r.route}" is not a configured route`);
+    if (typeof r.path !== 'string' || typeof r.method !== 'string') problems.push(`${file}: ${name}: request needs path and method`);
+    if (expected.decision !== 'allow' && expected.decision !== 'deny') problems.push(`${file}: ${name}: expect.decision must be allow or deny`);
+    const tier = r.device ?? null;
+    if (tier !== null && !DEVICE_TIERS.includes(tier)) problems.push(`${file}: ${name}: request.device must be one of ${DEVICE_TIERS.join(', ')}`);
+    const clearance = o?.clearance ?? 'none';
+    if (!CLEARANCES.includes(clearance)) problems.push(`${file}: ${name}: clearance must be one of ${CLEARANCES.join(', ')}`);
+    const time = Date.parse(r.time ?? defaults.time ?? '');
+    if (Number.isNaN(time)) problems.push(`${file}: ${name}: request.time (or defaults.time) must be an ISO 8601 time`);
+    if (problems.length > 0) return;
+    const principal: Principal = Object.freeze({
+      nationalId: o.nationalId,
+      agency: o.agency ?? null,
+      roles: Object.freeze([...(o.roles ?? [])]),
+      clearance: clearance as Clearance,
+      assuranceLevel: (o.assurance ?? 0) as 0 | 1 | 2,
+      sessionId: null,
+      acr: null,
+      issuer: 'urn:ztgate:policy-test',
+      authTime: o.authAgeSeconds !== undefined ? Math.floor(time / 1000) - o.authAgeSeconds : Math.floor(time / 1000),
+    } as Principal);
+    const request: AccessRequest = {
+      principal,
+      route: { id: route!.id, securityLevel: route!.securityLevel, classification: route!.classification },
+      path: r.path,
+      method: r.method,
+      device: tier ? { tier: tier as DeviceTier } : null,
+      purpose: r.purpose ? { code: String(r.purpose.code), caseRef: String(r.purpose.caseRef) } : null,
+      sourceIp: r.ip ?? defaults.ip ?? null,
+      timeMs: time,
+    };
+    const d = engine.decide(request);
+    const got = { decision: d.effect, reason: d.reasons[0], rule: d.rule, condition: d.condition ?? null, obligations: d.obligations.map((x) => x.type) };
+    const mismatch: string[] = [];
+    if (got.decision !== expected.decision) mismatch.push(`decision ${got.decision}, expected ${expected.decision}`);
+    if (expected.reason !== undefined && got.reason !== expected.reason) mismatch.push(`reason ${got.reason}, expected ${expected.reason}`);
+    if (expected.rule !== undefined && got.rule !== expected.rule) mismatch.push(`rule "${got.rule}", expected "${expected.rule}"`);
+    if (expected.condition !== undefined && got.condition !== expected.condition) mismatch.push(`condition ${got.condition}, expected ${expected.condition}`);
+    if (expected.obligations !== undefined && JSON.stringify([...got.obligations].sort()) !== JSON.stringify([...expected.obligations].sort())) {
+      mismatch.push(`obligations [${got.obligations.join(', ')}], expected [${expected.obligations.join(', ')}]`);
+    }
+    results.push(mismatch.length === 0 ? { name, ok: true } : { name, ok: false, problem: mismatch.join('; ') });
+  });
+  if (problems.length > 0) throw new CasesError(problems);
+  return results;
+}

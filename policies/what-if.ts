@@ -1,0 +1,80 @@
+import type { Store } from '../gateway/store.js';
+import type { AccessRequest } from './access.js';
+import type { Decision, PolicyEngine } from './engine.js';
+
+/**
+ * What-if: the last N decision inputs, kept in a bounded ring in the shared store (so every
+ * instance's traffic counts), and a draft evaluated against them before anyone approves it.
+ * What is kept is the AccessRequest the engine saw — national ID, agency, roles, route, path,
+ * method, device tier, purpose, address, time — never a token, cookie, session id or query.
+ */
+
+export interface RecordedDecision {
+  readonly request: AccessRequest;
+  readonly decision: { readonly effect: Decision['effect']; readonly reason: string; readonly rule: string | null; readonly policyVersion: string };
+}
+
+export interface Flip {
+  readonly at: string;
+  readonly nationalId: string;
+  readonly agency: string | null;
+  readonly roles: readonly string[];
+  readonly route: string;
+  readonly path: string;
+  readonly method: string;
+  readonly before: RecordedDecision['decision'];
+  readonly after: { readonly effect: Decision['effect']; readonly reason: string; readonly rule: string | null };
+}
+
+export interface RecentDecisions {
+  /** Fire and forget: a store failure loses a sample, never delays or fails the request. */
+  record(request: AccessRequest, decision: Decision): void;
+  list(limit?: number): Promise<RecordedDecision[]>;
+}
+
+const SEQ = 'policy:recent:seq';
+const slot = (n: number) => `policy:recent:${n}`;
+
+export function createRecentDecisions(store: Store, capacity: number, retentionMs = 7 * 86_400_000): RecentDecisions {
+  return {
+    record(request, decision) {
+      const { sessionId: _secret, ...principal } = request.principal;
+      const entry: RecordedDecision = {
+        request: { ...request, principal: { ...principal, sessionId: null } },
+        decision: { effect: decision.effect, reason: decision.reasons[0] ?? 'policy-no-match', rule: decision.rule, policyVersion: decision.policyVersion },
+      };
+      void store
+        .incr(SEQ)
+        .then((n) => store.set(slot(n % capacity), JSON.stringify(entry), { ttlMs: retentionMs }))
+        .catch(() => undefined);
+    },
+    async list(limit = capacity) {
+      const n = Math.min(limit, capacity);
+      const values = await Promise.all(Array.from({ length: capacity }, (_, i) => store.get(slot(i))));
+      const entries = values.filter((v): v is string => v !== null).map((v) => JSON.parse(v) as RecordedDecision);
+      entries.sort((a, b) => b.request.timeMs - a.request.timeMs);
+      return entries.slice(0, n);
+    },
+  };
+}
+
+/** The recorded requests whose decision the draft would change (effect, or the rule that decides). */
+export function whatIf(draft: PolicyEngine, recorded: readonly RecordedDecision[]): { evaluated: number; flips: Flip[] } {
+  const flips: Flip[] = [];
+  for (const { request, decision: before } of recorded) {
+    const after = draft.decide(request);
+    if (after.effect === before.effect) continue;
+    flips.push({
+      at: new Date(request.timeMs).toISOString(),
+      nationalId: request.principal.nationalId,
+      agency: request.principal.agency,
+      roles: request.principal.roles,
+      route: request.route.id,
+      path: request.path,
+      method: request.method,
+      before,
+      after: { effect: after.effect, reason: after.reasons[0] ?? 'policy-no-match', rule: after.rule },
+    });
+  }
+  return { evaluated: recorded.length, flips };
+}
