@@ -225,7 +225,7 @@ export function parseConditions(text: string, file: string, knownRoutes: Readonl
   const problems: string[] = [];
   const lineOf = (node: YamlNode | null | undefined): number => (node?.range ? lineCounter.linePos(node.range[0]).line : 1);
   if (doc.errors.length > 0) {
-    for (const err of doc.errors) problems.push(`${file}:${err.linePos?.[0]?.line ?? 1}: ${err.message.split('\n')[0]}`);
+    for (const err of doc.errors) problems.push(`${file}:${lineCounter.linePos(err.pos[0]).line}: ${err.message.split('\n')[0]}`);
     return { conditions: EMPTY_CONDITIONS, problems };
   }
   const raw = (doc.toJS() ?? {}) as Record<string, any>;

@@ -149,21 +149,28 @@ function isCanonicalModel(text: string): boolean {
   return defs.size === Object.keys(CANONICAL_MODEL).length && Object.entries(CANONICAL_MODEL).every(([k, v]) => defs.get(k) === v);
 }
 
-/** A small LRU: Map keeps insertion order, so the first key is the least recently used. */
+/**
+ * An approximate LRU in two generations: hits in the old generation move to the new one; when
+ * the new one is full it becomes the old one and the oldest entries go all at once. No per-entry
+ * bookkeeping, so a miss (most of a random stream) costs one lookup and one insert.
+ */
 class Lru<V> {
-  private readonly map = new Map<string, V>();
+  private young = new Map<string, V>();
+  private old = new Map<string, V>();
   constructor(private readonly max: number) {}
   get(key: string): V | undefined {
-    const v = this.map.get(key);
-    if (v !== undefined) {
-      this.map.delete(key);
-      this.map.set(key, v);
-    }
-    return v;
+    const v = this.young.get(key);
+    if (v !== undefined) return v;
+    const o = this.old.get(key);
+    if (o !== undefined) this.set(key, o);
+    return o;
   }
   set(key: string, value: V): void {
-    this.map.set(key, value);
-    if (this.map.size > this.max) this.map.delete(this.map.keys().next().value!);
+    if (this.young.size >= Math.ceil(this.max / 2)) {
+      this.old = this.young;
+      this.young = new Map();
+    }
+    this.young.set(key, value);
   }
 }
 
@@ -277,7 +284,9 @@ export class PolicyEngine {
 
   private combine(principal: Principal, resource: Resource, action: string, enforce: (s: string, d: string, r: string, p: string, a: string) => EnforceResult): Decision {
     let allowRule: StoredRuleLike | null = null;
-    for (const subject of [principal.nationalId, ...principal.roles]) {
+    const roles = principal.roles;
+    for (let i = -1; i < roles.length; i++) {
+      const subject = i < 0 ? principal.nationalId : roles[i]!;
       const [allowed, rule] = enforce(subject, principal.agency ?? '', resource.routeId, resource.path, action);
       if (!allowed && rule.length > 0) return this.decision('deny', 'policy-denied', rule);
       if (allowed && allowRule === null) allowRule = rule;
@@ -307,7 +316,23 @@ export class PolicyEngine {
     return Object.freeze({ ...base, obligations: Object.freeze(outcome.obligations) });
   }
 
+  /**
+   * Casbin decisions depend only on (effect, reason, rule): one frozen value each, made once, so
+   * a decision allocates nothing (garbage collection pauses are what a tail latency is made of).
+   */
+  private readonly decisions = new Map<string, WeakMap<StoredRuleLike, Decision>>();
+  private noMatch: Decision | null = null;
+
   private decision(effect: Effect, reason: DecisionReason, rule: StoredRuleLike | null): Decision {
+    if (rule === null) return (this.noMatch ??= this.makeDecision(effect, reason, null));
+    let byRule = this.decisions.get(reason);
+    if (!byRule) this.decisions.set(reason, (byRule = new WeakMap()));
+    let d = byRule.get(rule);
+    if (!d) byRule.set(rule, (d = this.makeDecision(effect, reason, rule)));
+    return d;
+  }
+
+  private makeDecision(effect: Effect, reason: DecisionReason, rule: StoredRuleLike | null): Decision {
     return Object.freeze({
       effect,
       reasons: Object.freeze([reason]),

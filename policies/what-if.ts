@@ -58,7 +58,7 @@ export function createRecentDecisions(store: Store, capacity: number, retentionM
   };
 }
 
-/** The recorded requests whose decision the draft would change (effect, or the rule that decides). */
+/** The recorded requests whose effect (allow or deny) the draft would change. */
 export function whatIf(draft: PolicyEngine, recorded: readonly RecordedDecision[]): { evaluated: number; flips: Flip[] } {
   const flips: Flip[] = [];
   for (const { request, decision: before } of recorded) {

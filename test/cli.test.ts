@@ -123,7 +123,7 @@ describe('ztgate check', () => {
   it('a valid config exits 0 and prints OK with the policy version', async () => {
     const run = await runs.checkDemo!;
     const config = loadConfigFile(join(ROOT, 'demo/ztgate.demo.yaml'));
-    const { version } = await PolicyEngine.load(config.policy.model, config.policy.policy, new Set(config.routes.map((r) => r.id)));
+    const { version } = await PolicyEngine.load(config.policy.model, config.policy.policy, new Set(config.routes.map((r) => r.id)), { conditionsFile: config.policy.conditions });
     expect(run.stderr).toBe('');
     expect(run.code).toBe(0);
     expect(run.stdout).toBe(`demo/ztgate.demo.yaml: OK — ${config.routes.length} routes, policy ${version}\n`);

@@ -181,7 +181,8 @@ export function createResponseObligations(opts: { store: Store | undefined; buff
         const body = await readBounded(res.stream, opts.bufferLimitBytes);
         out = await applyObligations(decision!, { statusCode: res.statusCode, headers: res.headers, body }, { nationalId: ctx.principal!.nationalId, store: opts.store, noteRecords: (n) => (ctx.records = n) });
       } catch (err) {
-        for (const h of HEADERS_OF_THE_ORIGINAL_BODY) reply.removeHeader(h);
+        // The refusal is the gateway's own JSON answer: nothing of the upstream's representation stays.
+        for (const h of [...HEADERS_OF_THE_ORIGINAL_BODY, 'content-type']) reply.removeHeader(h);
         const e = err instanceof GatewayError ? err : failed((err as Error).message);
         sendError(request, reply, e);
         return;
