@@ -3,6 +3,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { RouteConfig } from './config.js';
 import type { Principal } from '../identity/principal.js';
 import type { Decision } from '../policies/engine.js';
+import type { Purpose } from '../policies/access.js';
 import type { Reason } from './reasons.js';
 import type { DeviceTrust } from './steps/device.js';
 import type { AuditEvent, DecisionLog } from './audit/log.js';
@@ -33,20 +34,21 @@ export interface DecisionContext {
   strippedHeaders: string[];
   /** The device and its trust tier (step 4), once assessed; what policies can require. */
   device: DeviceTrust | null;
+  /** Purpose of access the official declared (X-Purpose, X-Case-Ref), when the policy reads it. */
+  purpose: Purpose | null;
+  /** Records the upstream returned, when the response was counted. */
+  records: number | null;
   emitted: boolean;
 }
 
 export function newDecisionContext(): DecisionContext {
-  return { startedAt: process.hrtime.bigint(), route: null, principal: null, decision: null, policyVersion: null, allowedWithoutPolicy: false, admin: null, reasons: [], errorCode: null, strippedHeaders: [], device: null, emitted: false };
+  return { startedAt: process.hrtime.bigint(), route: null, principal: null, decision: null, policyVersion: null, allowedWithoutPolicy: false, admin: null, reasons: [], errorCode: null, strippedHeaders: [], device: null, purpose: null, records: null, emitted: false };
 }
 
 /** Data-plane requests are access decisions; management requests are audited admin actions. */
 export type EventAction = 'access-decision' | 'admin-request';
 
 const REFUSED_AFTER_POLICY = new Set(['ZTG_ERR_AUDIT_UNAVAILABLE', 'ZTG_ERR_QUOTA_EXCEEDED', 'ZTG_ERR_QUOTA_UNAVAILABLE', 'ZTG_ERR_OBLIGATION_FAILED']);
-
-/** Fields other steps add to the context when they know them; read if present. */
-type Extras = Partial<{ purpose: string | { code: string; caseRef: string } | null; records: number | null }>;
 
 /** Session ids are bearer secrets: events and locks carry a digest, never the id itself. */
 export function sessionDigest(sessionId: string): string {
@@ -63,7 +65,6 @@ export function emitDecision(log: DecisionLog, action: EventAction, ctx: Decisio
   const effect = allowed ? 'allow' : 'deny';
   const reasons = [...new Set([...(ctx.decision?.reasons ?? []), ...ctx.reasons])];
   const pathEnd = request.url.indexOf('?');
-  const extras = ctx as DecisionContext & Extras;
   const principal = ctx.principal;
   const event: AuditEvent = {
     '@timestamp': new Date().toISOString(),
@@ -88,9 +89,9 @@ export function emitDecision(log: DecisionLog, action: EventAction, ctx: Decisio
       admin: ctx.admin ?? undefined,
       assurance: principal ? { level: principal.assuranceLevel, acr: principal.acr } : undefined,
       session: principal?.sessionId ? { id_digest: sessionDigest(principal.sessionId) } : undefined,
-      purpose: typeof extras.purpose === 'string' ? extras.purpose : extras.purpose ? { code: extras.purpose.code, case_ref: extras.purpose.caseRef } : undefined,
-      records: typeof extras.records === 'number' ? extras.records : undefined,
-      device: ctx.device ? { id: ctx.device.id, tier: ctx.device.tier, status: ctx.device.status, posture_failures: ctx.device.postureFailures ?? undefined } : undefined,
+      purpose: ctx.purpose ? { code: ctx.purpose.code, case_ref: ctx.purpose.caseRef } : undefined,
+      records: ctx.records ?? undefined,
+      device: ctx.device ? { id: ctx.device.id, tier: ctx.device.tier, status: ctx.device.status, via: ctx.device.via ?? undefined, posture_failures: ctx.device.postureFailures ?? undefined } : undefined,
     },
     user: ctx.principal ? { id: ctx.principal.nationalId, roles: ctx.principal.roles } : undefined,
     organization: ctx.principal?.agency ? { id: ctx.principal.agency } : undefined,

@@ -96,7 +96,7 @@ export function createPipeline(deps: PipelineDeps) {
 
     // Decide: Casbin rules, then attribute conditions (clearance, network, time, purpose…); deny by default, deny overrides allow.
     const purpose = policy.usesPurpose ? readPurpose(request.headers) : null;
-    (ctx as typeof ctx & { purpose?: typeof purpose }).purpose = purpose;
+    ctx.purpose = purpose;
     const decision = decide(policy, { route, path: innerPath, method: request.method, principal, deviceTier: ctx.device?.tier ?? null, purpose, sourceIp: request.socket.remoteAddress ?? null }, (d) => (ctx.decision = d), deps.recentDecisions);
 
     // Quotas: records this official already received today, against the decision's obligations.

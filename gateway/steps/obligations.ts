@@ -174,7 +174,7 @@ export function createResponseObligations(opts: { store: Store | undefined; buff
       reply.send(res.stream);
       return;
     }
-    const ctx = request.zt as typeof request.zt & { records?: number | null };
+    const ctx = request.zt;
     void (async () => {
       let out: Buffer;
       try {

@@ -1,4 +1,6 @@
+import { readFileSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import { Ajv2020 } from 'ajv/dist/2020.js';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
@@ -17,6 +19,17 @@ export async function freePort(): Promise<number> {
   const { port } = server.address() as AddressInfo;
   await new Promise((resolve) => server.close(resolve));
   return port;
+}
+
+const validateEvent = new Ajv2020({ allErrors: true, strict: false }).compile(
+  JSON.parse(readFileSync(new URL('../../gateway/audit/decision-event.schema.json', import.meta.url), 'utf8')),
+);
+
+/** Every event a test looks at must match the published schema (gateway/audit/decision-event.schema.json). */
+export function assertEventMatchesSchema(event: Record<string, unknown>): void {
+  if (!validateEvent(event)) {
+    throw new Error(`decision event does not match its schema: ${JSON.stringify(validateEvent.errors)}\n${JSON.stringify(event)}`);
+  }
 }
 
 /** Collects decision events (one JSON line each) as the gateway writes them. */
@@ -41,6 +54,7 @@ export class EventSink extends Writable {
         await new Promise((r) => setTimeout(r, 20));
         const all = this.events.filter((e) => e.http?.request?.id === requestId);
         if (all.length !== 1) throw new Error(`expected one decision event for ${requestId}, got ${all.length}`);
+        assertEventMatchesSchema(all[0]!);
         return all[0]!;
       }
       if (Date.now() > deadline) throw new Error(`no decision event for ${requestId}`);
