@@ -14,7 +14,10 @@ export function errorBox(err) {
     if (err.reason === 'csrf-token-invalid') return h('p', { class: 'notice error', role: 'alert' }, t('common.csrf'));
     if (err.reason === 'admin-role-required') return h('p', { class: 'notice error', role: 'alert' }, t('common.forbidden'));
     if (err.status === 401) return h('p', { class: 'notice error', role: 'alert' }, t('common.signin'), ' ', h('a', { href: '/' }, '↻'));
-    return h('p', { class: 'notice error', role: 'alert' }, `${t('common.error')} ${err.status} (${err.reason}): ${err.message}`);
+    // The gateway lists problems one per line ("\n  - row 2, column clearance: …"): one item each.
+    const [first, ...problems] = err.message.split('\n').map((l) => l.replace(/^\s*-\s*/, '')).filter((l) => l.trim());
+    return h('div', { class: 'notice error', role: 'alert' }, `${t('common.error')} ${err.status} (${err.reason}): ${first ?? ''}`,
+      problems.length ? h('ul', {}, problems.map((p) => h('li', {}, p))) : null);
   }
   return h('p', { class: 'notice error', role: 'alert' }, `${t('common.error')}: ${String(/** @type {any} */ (err)?.message ?? err)}`);
 }
@@ -50,8 +53,9 @@ export function decisionBadge(decision) {
  * @param {string} title
  * @param {(form: HTMLFormElement) => HTMLElement[]} fields
  * @param {(data: FormData) => Promise<void>} onSubmit
+ * @param {(err: unknown) => HTMLElement} [renderError] how a refusal is said (errorBox by default)
  */
-export function openDialog(title, fields, onSubmit) {
+export function openDialog(title, fields, onSubmit, renderError = errorBox) {
   const opener = /** @type {HTMLElement | null} */ (document.activeElement);
   const status = h('div', { 'aria-live': 'polite' });
   const form = /** @type {HTMLFormElement} */ (h('form', { method: 'dialog', novalidate: true }));
@@ -79,7 +83,7 @@ export function openDialog(title, fields, onSubmit) {
       await onSubmit(new FormData(form));
       close();
     } catch (err) {
-      status.replaceChildren(errorBox(err));
+      status.replaceChildren(renderError(err));
     }
   });
   dialog.addEventListener('cancel', (ev) => {

@@ -68,16 +68,15 @@ export async function devicesScreen(main) {
       field(t('officials.nationalId'), h('input', { name: 'nationalId', required: true, inputmode: 'numeric', pattern: '\\d{12}', size: 14 })),
       h('div', { class: 'buttons' }, h('button', { type: 'submit', class: 'danger' }, t('devices.revoke')))));
     const out = h('div', { 'aria-live': 'polite' });
-    form.addEventListener('submit', async (ev) => {
+    form.addEventListener('submit', (ev) => {
       ev.preventDefault();
       if (!form.reportValidity()) return;
       const nationalId = String(new FormData(form).get('nationalId'));
-      try {
-        const r = await api('DELETE', `/api/v1/officials/${nationalId}/sessions`);
-        replace(out, h('p', { class: 'notice ok', role: 'status' }, `${t('devices.sessionsEnded')}: ${r.sessionsEnded}`));
-      } catch (err) {
-        replace(out, errorBox(err));
-      }
+      // The revocation says why (audited); a refusal shows in the dialog, the count below the form.
+      withReason(`${t('devices.revoke')}: ${nationalId}`, async (f) => {
+        const r = await api('DELETE', `/api/v1/officials/${nationalId}/sessions`, { body: { reason: f.get('reason') } });
+        replace(out, h('p', { class: 'notice ok', role: 'status', 'data-testid': 'sessions-ended' }, `${t('devices.sessionsEnded')}: ${r.sessionsEnded}`));
+      });
     });
     replace(sessionsBox, form, out);
   }

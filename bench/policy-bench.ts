@@ -1,4 +1,5 @@
 import { benchFile, startChild } from './child.js';
+import type { MixOptions } from './policy-gen.js';
 import type { Summary } from './stats.js';
 
 /**
@@ -23,6 +24,15 @@ export interface PolicyWorkerArg {
   readonly budgetMs: number;
   readonly warmupMax: number;
   readonly warmupMs: number;
+  /** The gateway-like stream (bench/policy-gen.ts mixRequests). */
+  readonly mix: MixOptions;
+}
+
+/** Collector pauses whose start fell inside a pass (PerformanceObserver 'gc' entries). */
+export interface GcPauses {
+  readonly count: number;
+  readonly totalMs: number;
+  readonly maxMs: number;
 }
 
 export interface PolicyWorkerResult {
@@ -51,6 +61,10 @@ export interface PolicyWorkerResult {
     readonly heapDelta: number;
     readonly rssAfter: number;
   };
+  readonly timer: string;
+  /** The first calls after load (JIT compilation, first use), timed and reported apart. */
+  readonly warmup: { readonly calls: number; readonly latencyMicros: Summary; readonly measureMs: number; readonly gc: GcPauses };
+  /** Every request new: each one misses the decision cache. */
   readonly decisions: {
     readonly warmupCalls: number;
     readonly measured: number;
@@ -67,13 +81,27 @@ export interface PolicyWorkerResult {
     /** Cores busy with other work (other processes, hypervisor steal) while measuring; null off Linux. */
     readonly otherLoadCores: number | null;
     readonly stealCores: number | null;
+    readonly gc: GcPauses;
   };
+  /** Gateway-like: recent requests recur (cache hits), new ones arrive (misses). Default engine only. */
+  readonly mixed: {
+    readonly measured: number;
+    readonly repeatRatio: number;
+    readonly window: number;
+    readonly cappedByBudget: boolean;
+    readonly latencyMicros: Summary;
+    readonly mix: { readonly allow: number; readonly deny: number; readonly noMatch: number };
+    readonly otherLoadCores: number | null;
+    readonly stealCores: number | null;
+    readonly gc: GcPauses;
+  } | null;
   /** The measured requests a second time (decision-cache hits, if the engine caches). */
   readonly repeated: {
     readonly measured: number;
     readonly latencyMicros: Summary;
     readonly sameDecisions: boolean;
     readonly otherLoadCores: number | null;
+    readonly gc: GcPauses;
   } | null;
   /** Every measured decision, in order (compared across variants; not written to the results file). */
   readonly decisionLog?: readonly string[];

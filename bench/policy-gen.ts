@@ -238,3 +238,31 @@ export function generateRequests(policy: GeneratedPolicy, count: number, opts: R
   }
   return out;
 }
+
+export interface MixOptions {
+  /** Share of requests that repeat one of the last `window` requests of the stream. */
+  readonly repeatRatio: number;
+  readonly window: number;
+}
+
+/** 70% repeats of the last 2,000 requests: officials page through and poll the same resources. */
+export const DEFAULT_MIX: MixOptions = { repeatRatio: 0.7, window: 2000 };
+
+/**
+ * A gateway-like request stream of `count` requests: each one, with probability repeatRatio,
+ * repeats a request drawn uniformly from the last `window` of the stream (a decision cache
+ * can answer it), and otherwise is the next request of `fresh` (it cannot). Deterministic.
+ */
+export function mixRequests(fresh: readonly SyntheticRequest[], count: number, opts: MixOptions, seed: number): SyntheticRequest[] {
+  const rng = createPrng(seed);
+  const out: SyntheticRequest[] = [];
+  let next = 0;
+  while (out.length < count) {
+    if (out.length > 0 && (next >= fresh.length || rng.chance(opts.repeatRatio))) {
+      const span = Math.min(opts.window, out.length);
+      out.push(out[out.length - span + rng.int(0, span - 1)]!);
+    } else if (next < fresh.length) out.push(fresh[next++]!);
+    else break;
+  }
+  return out;
+}

@@ -89,7 +89,7 @@ export function renderMarkdown(r: BenchReport): string {
     out.push('');
     out.push(
       'Each size and engine runs in a fresh process: load time is a cold start; heap is `heapUsed` after a forced GC, Δ is what the loaded engine added. ' +
-        'Latency: one `process.hrtime.bigint()` pair around each `authorize()` over the measured requests (distinct, seeded; about half built from a rule so they can match it), after a warm-up on others.',
+        'Latency: one timer pair around each `authorize()` over the measured requests (distinct, seeded; about half built from a rule so they can match it), after a warm-up on others.',
     );
     out.push('');
     const engineName = (p: PolicyWorkerResult): string =>
@@ -110,11 +110,27 @@ export function renderMarkdown(r: BenchReport): string {
         num(d.latencyMicros.mean),
         otherLoad(d.otherLoadCores, d.stealCores),
       ]);
+      if (p.mixed) {
+        const x = p.mixed;
+        rows.push([
+          num(p.policy.rules, 0),
+          `″ gateway mix⁴: ${pct(x.repeatRatio, 1)} repeats`,
+          '″',
+          '″',
+          `${num(x.measured, 0)}${x.cappedByBudget ? ' ⏱²' : ''}`,
+          `${pct(x.mix.allow, x.measured)} / ${pct(x.mix.deny, x.measured)} / ${pct(x.mix.noMatch, x.measured)}`,
+          num(x.latencyMicros.p50),
+          num(x.latencyMicros.p99),
+          num(x.latencyMicros.max),
+          num(x.latencyMicros.mean),
+          otherLoad(x.otherLoadCores, x.stealCores),
+        ]);
+      }
       if (p.repeated) {
         const x = p.repeated;
         rows.push([
           num(p.policy.rules, 0),
-          `″ same requests again${x.sameDecisions ? '' : ' (DIFFERENT decisions)'}`,
+          `″ last ${num(x.measured, 0)} again (cache hits)${x.sameDecisions ? '' : ' (DIFFERENT decisions)'}`,
           '″',
           '″',
           num(x.measured, 0),
@@ -144,6 +160,27 @@ export function renderMarkdown(r: BenchReport): string {
       out.push(`² ⏱ stopped at the ${s.decisionBudgetSeconds} s budget before the target count; \`BENCH_DECISION_BUDGET_S=0\` always measures ${s.decisions}. Below 100 samples p99 is close to the maximum.`);
     }
     out.push(OTHER_LOAD_NOTE('³'));
+    const mixed = r.policy.find((p) => p.mixed)?.mixed;
+    if (mixed) {
+      out.push(
+        `⁴ Gateway mix: each request repeats, with probability ${pct(mixed.repeatRatio, 1)}, one drawn uniformly from the last ${num(mixed.window, 0)} of the stream (a cache can answer it), else it is new; the first row of each size is every request new (no cache hits), the last repeats the end of the first (cache hits).`,
+      );
+    }
+    if (r.policy.some((p) => p.warmup)) {
+      const gcText = (g: { count: number; totalMs: number; maxMs: number } | undefined): string => (g ? `${g.count} GC, max ${num(g.maxMs, 1)} ms` : '');
+      out.push('');
+      out.push(
+        `Timer: ${r.policy[0]?.timer ?? 'process.hrtime.bigint() pair per call'}. Collector pauses are included in every latency, not excluded; each run did a forced full GC after load (for the heap figure). ` +
+          `Warm-up (first calls after load, not in the rows above): ${r.policy
+            .filter((p) => p.warmup)
+            .map((p) => `${num(p.policy.rules, 0)}/${p.variant} ${num(p.warmup.calls, 0)} calls p50 ${num(p.warmup.latencyMicros.p50)} p99 ${num(p.warmup.latencyMicros.p99)} max ${num(p.warmup.latencyMicros.max)} µs`)
+            .join('; ')}. ` +
+          `GC pauses inside the measured passes (new / mix / again): ${r.policy
+            .filter((p) => p.decisions.gc)
+            .map((p) => `${num(p.policy.rules, 0)}/${p.variant} ${[gcText(p.decisions.gc), gcText(p.mixed?.gc), gcText(p.repeated?.gc)].filter(Boolean).join(' / ')}`)
+            .join('; ')}.`,
+      );
+    }
     if (r.agreement.length > 0) {
       out.push('');
       out.push(

@@ -5,7 +5,7 @@
  * Environment:
  *   BENCH_FULL=1                 also 100k rules (and a 60 s decision budget per size)
  *   BENCH_SEED=20260101          seed for policies and request streams
- *   BENCH_DECISIONS=2000         measured authorize() calls per policy size
+ *   BENCH_DECISIONS=20000        measured authorize() calls per policy size and stream
  *   BENCH_DECISION_BUDGET_S=4    wall-clock cap per size and engine (0 = always BENCH_DECISIONS)
  *   BENCH_SECONDS=5              measured seconds per HTTP scenario
  *   BENCH_ROUNDS=5               ... split into this many rounds, scenarios interleaved
@@ -22,6 +22,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runGatewayBench, SCENARIOS, type GatewayBenchResult, type ScenarioName } from './gateway-bench.js';
 import { compareDecisions, runPolicyVariant, type Agreement, type EngineVariant, type PolicyWorkerResult } from './policy-bench.js';
+import { DEFAULT_MIX } from './policy-gen.js';
 import { renderMarkdown, type BenchReport, type Machine, type Settings } from './report.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
@@ -73,7 +74,7 @@ function settings(): Settings {
     full,
     seed: envNumber('BENCH_SEED', 20260101),
     policySizes: full ? [1_000, 10_000, 100_000] : [1_000, 10_000],
-    decisions: Math.max(1, Math.round(envNumber('BENCH_DECISIONS', 2000))),
+    decisions: Math.max(1, Math.round(envNumber('BENCH_DECISIONS', 20_000))),
     minDecisions: 50,
     decisionBudgetSeconds: envNumber('BENCH_DECISION_BUDGET_S', full ? 60 : 4),
     seconds: envNumber('BENCH_SECONDS', 5),
@@ -116,6 +117,7 @@ async function main(): Promise<void> {
             budgetMs: s.decisionBudgetSeconds * 1000,
             warmupMax: 200,
             warmupMs: 1000,
+            mix: DEFAULT_MIX,
           });
           log(`  load ${r.load.ms.toFixed(1)} ms, ${r.decisions.measured} decisions, p50 ${r.decisions.latencyMicros.p50.toFixed(1)} µs`);
           policy.push(r);

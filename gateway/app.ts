@@ -11,18 +11,19 @@ import { createDeviceAssessor } from './steps/device.js';
 import { registerDeviceRoutes } from './device-routes.js';
 import { DeviceRegistry } from '../identity/devices.js';
 import { registerAuthRoutes } from './auth-routes.js';
+import { httpsServerOptions } from './tls.js';
 
 /** The data plane: the Zero Trust pipeline in front of every shared database service. */
 export async function buildApp(runtime: Runtime, opts: { logger?: Logger } = {}): Promise<FastifyInstance> {
   const { config, signer } = runtime;
-  const app = createListenerApp({ runtime, action: 'access-decision', logger: opts.logger, bodyLimitBytes: config.limits.bodyLimitBytes });
+  const app = createListenerApp({ runtime, action: 'access-decision', logger: opts.logger, bodyLimitBytes: config.limits.bodyLimitBytes, https: config.listen.tls ? httpsServerOptions(config.listen.tls) : undefined });
 
   const deviceRegistry = new DeviceRegistry(runtime.store);
   const devices = createDeviceAssessor(config, runtime.store, { registry: deviceRegistry });
   app.addHook('onRequest', createPipeline({ devices, locks: runtime.locks, decisionLog: runtime.decisionLog, config, routes: runtime.services.table(createRouteTable(config.routes)), authenticator: runtime.authenticator, policy: runtime.policy, signer, store: runtime.store, recentDecisions: runtime.policies.recent }));
 
   app.get('/.well-known/jwks.json', async (_request, reply) => reply.header('cache-control', 'public, max-age=300').send(signer.jwks));
-  registerDeviceRoutes(app, deviceRegistry, devices);
+  registerDeviceRoutes(app, deviceRegistry, devices, runtime.locks);
   app.get('/healthz', async () => ({ status: 'ok', policyVersion: runtime.policy().version }));
   await registerAuthRoutes(app, runtime);
 

@@ -29,9 +29,9 @@ export type ApprovalStatus = (typeof APPROVAL_STATUSES)[number];
 /** Only asymmetric algorithms: a JWKS is public, so HS* would let anyone with the key sign. */
 export const ALLOWED_TOKEN_ALGORITHMS = ['ES256', 'ES384', 'ES512', 'PS256', 'PS384', 'PS512', 'RS256', 'RS384', 'RS512', 'EdDSA'] as const;
 
-/** Device trust tiers, lowest first (README "Device trust"). */
-export const DEVICE_TIERS = ['unknown', 'registered', 'compliant', 'high-assurance'] as const;
-export type DeviceTier = (typeof DEVICE_TIERS)[number];
+import { DEVICE_TIERS, type DeviceTier } from '../identity/device-tiers.js';
+import { checkListenerTls, TLS_SCHEMA, type ListenerTlsConfig } from './tls.js';
+export { DEVICE_TIERS, type DeviceTier };
 
 /** Algorithms a device key may sign DPoP proofs with: no RSA keys on devices, no symmetric keys. */
 export const ALLOWED_DEVICE_PROOF_ALGORITHMS = ['ES256', 'EdDSA'] as const;
@@ -127,7 +127,7 @@ export interface RosterConfig {
 }
 
 export interface GatewayConfig {
-  readonly listen: { readonly host: string; readonly port: number };
+  readonly listen: { readonly host: string; readonly port: number; readonly tls?: ListenerTlsConfig };
   readonly publicUrl: string;
   readonly limits: { readonly bodyLimitBytes: number; readonly requestTimeoutMs: number };
   readonly identity: {
@@ -141,7 +141,7 @@ export interface GatewayConfig {
     readonly roster: RosterConfig;
   };
   readonly assertion: { readonly ttlSeconds: number; readonly keyFile?: string; readonly rotationIntervalSeconds: number };
-  readonly admin?: { readonly listen: { readonly host: string; readonly port: number }; readonly roles: readonly string[]; readonly bodyLimitBytes: number; readonly socRoles: readonly string[]; readonly publicUrl?: string };
+  readonly admin?: { readonly listen: { readonly host: string; readonly port: number; readonly tls?: ListenerTlsConfig }; readonly minDeviceTier: DeviceTier; readonly roles: readonly string[]; readonly bodyLimitBytes: number; readonly socRoles: readonly string[]; readonly publicUrl?: string };
   readonly state: { readonly backend: 'memory' | 'redis'; readonly redisUrl?: string; readonly keyPrefix: string; readonly commandTimeoutMs: number };
   readonly policy: {
     readonly model: string;
@@ -175,6 +175,8 @@ const schema = {
       properties: {
         host: { ...nonEmpty, default: '127.0.0.1' },
         port: { type: 'integer', minimum: 0, maximum: 65535, default: 8080 },
+        // HTTPS, and client certificates as a device credential (gateway/tls.ts).
+        tls: TLS_SCHEMA,
       },
       default: {},
     },
@@ -298,9 +300,12 @@ const schema = {
           properties: {
             host: { ...nonEmpty, default: '127.0.0.1' },
             port: { type: 'integer', minimum: 0, maximum: 65535, default: 8081 },
+            tls: TLS_SCHEMA,
           },
           default: {},
         },
+        // The device every management request must come from (DPoP proof or mTLS client certificate).
+        minDeviceTier: { enum: DEVICE_TIERS, default: 'registered' },
         roles: { type: 'array', minItems: 1, uniqueItems: true, items: id, default: ['security-admin'] },
         // Roles allowed on the lock endpoints only (the SOC orders locks; README "For the SOC").
         socRoles: { type: 'array', uniqueItems: true, items: id, default: ['soc-analyst'] },
@@ -634,7 +639,7 @@ export function parseConfig(doc: unknown, source: string, baseDir: string): Gate
   if (!isValid(raw)) {
     throw new ConfigError(source, (validate.errors ?? []).map(describeSchemaError));
   }
-  const problems = [...checkSemantics(raw), ...checkAuditSemantics(raw)];
+  const problems = [...checkSemantics(raw), ...checkAuditSemantics(raw), ...checkListenerTls(raw, baseDir)];
   if (problems.length > 0) throw new ConfigError(source, problems);
 
   for (const iss of raw.identity.issuers) {

@@ -2,13 +2,17 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { GatewayError } from './errors.js';
 import { StoreError } from './store.js';
 import { deviceError, type DeviceAssessor } from './steps/device.js';
+import { checkLocks } from './steps/locks.js';
+import type { Locks } from './locks.js';
 import { DeviceRegistry, DeviceRegistryError, devicePublicKey, type DeviceRecord } from '../identity/devices.js';
 
 /**
  * Device enrolment on the data plane: an authenticated official submits the device they are
- * using. The key enrolled is the key that signed the request's DPoP proof, so nobody can enrol
- * (and so squat, one device per key) a public key they do not hold. The device stays pending
- * until a security admin approves it on the management API (gateway/admin/devices.ts).
+ * using. The key enrolled is the key that signed the request's DPoP proof, or the key of the
+ * client certificate the TLS handshake verified, so nobody can enrol (and so squat, one device
+ * per key) a public key they do not hold. The device stays pending until a security admin
+ * approves it on the management API (gateway/admin/devices.ts). A locked official, session,
+ * address (pipeline) or device key (here) enrols nothing.
  */
 
 export const ENROLMENT_PATH = '/.ztgate/devices';
@@ -41,28 +45,29 @@ export function bodyObject(request: FastifyRequest): Record<string, unknown> {
   return body as Record<string, unknown>;
 }
 
-export function registerDeviceRoutes(app: FastifyInstance, registry: DeviceRegistry, assessor: DeviceAssessor): void {
+export function registerDeviceRoutes(app: FastifyInstance, registry: DeviceRegistry, assessor: DeviceAssessor, locks: Locks): void {
   app.post(ENROLMENT_PATH, async (request, reply) => {
     const principal = request.zt.principal!;
     const body = bodyObject(request);
-    const proof = await assessor.verifyProof(request);
-    if (!proof) throw deviceError('device-proof-missing', 'Đăng ký thiết bị cần bằng chứng DPoP ký bằng khóa của thiết bị / enrolment needs a DPoP proof signed by the device key');
+    const proof = await assessor.identify(request);
+    if (!proof) throw deviceError('device-proof-missing', 'Đăng ký thiết bị cần bằng chứng DPoP ký bằng khóa của thiết bị hoặc chứng thư máy khách (mTLS) / enrolment needs a DPoP proof signed by the device key, or a client certificate (mTLS)');
+    request.zt.device = { id: proof.deviceId, tier: 'unknown', status: null, via: proof.via, postureFailures: null, refusal: null, shortfall: null };
+    await checkLocks(locks, { nationalId: null, deviceId: proof.deviceId, sessionId: null, address: null });
     if (body.jwk !== undefined) {
       const sent = await devicePublicKey(body.jwk).catch((err: unknown) => {
         throw registryFailure(err);
       });
       if (sent.id !== proof.deviceId) {
-        throw new GatewayError('ZTG_ERR_BAD_REQUEST', 'request-malformed', { detail: 'jwk: không phải khóa đã ký bằng chứng DPoP / jwk is not the key that signed the DPoP proof' });
+        throw new GatewayError('ZTG_ERR_BAD_REQUEST', 'request-malformed', { detail: 'jwk: không phải khóa của thiết bị đã chứng minh / jwk is not the key the DPoP proof or client certificate proved' });
       }
     }
     let record: DeviceRecord;
     try {
       record = await registry.enrol({ jwk: proof.jwk, name: body.name, ownerNationalId: principal.nationalId });
     } catch (err) {
-      request.zt.device = { id: proof.deviceId, tier: 'unknown', status: null, via: 'dpop', postureFailures: null, refusal: null, shortfall: null };
       throw registryFailure(err);
     }
-    request.zt.device = { id: record.id, tier: 'unknown', status: record.status, via: 'dpop', postureFailures: null, refusal: null, shortfall: 'device-pending' };
+    request.zt.device = { id: record.id, tier: 'unknown', status: record.status, via: proof.via, postureFailures: null, refusal: null, shortfall: 'device-pending' };
     request.zt.reasons.push('device-enrolment');
     return reply.code(201).header('cache-control', 'no-store').send({ device: record });
   });

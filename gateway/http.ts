@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { ServerOptions as HttpsServerOptions } from 'node:https';
 import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { ERROR_CODES, GatewayError, type ErrorCode } from './errors.js';
@@ -50,10 +51,13 @@ export interface ListenerOptions {
   readonly action: EventAction;
   readonly logger?: Logger;
   readonly bodyLimitBytes: number;
+  /** TLS (and client certificates) of the listener, from gateway/tls.ts; plain http without. */
+  readonly https?: HttpsServerOptions;
 }
 
-export function createListenerApp({ runtime, action, logger, bodyLimitBytes }: ListenerOptions): FastifyInstance {
+export function createListenerApp({ runtime, action, logger, bodyLimitBytes, https }: ListenerOptions): FastifyInstance {
   const app = Fastify({
+    ...(https ? { https } : {}),
     ...(logger ? { loggerInstance: logger } : { logger: { level: 'warn', stream: process.stderr } }),
     // Decision events replace per-request access logs.
     logController: new LogController({ disableRequestLogging: true }),

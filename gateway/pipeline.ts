@@ -73,6 +73,8 @@ export function createPipeline(deps: PipelineDeps) {
     if (OFFICIAL_ENDPOINTS.has(path)) {
       // Gateway endpoints for any authenticated official (device enrolment): no service, no policy.
       ctx.principal = await deps.authenticator.authenticate(request.headers);
+      // A locked official, session or address enrols nothing; the device's own lock is checked once its key is known.
+      await checkLocks(deps.locks, { nationalId: ctx.principal.nationalId, deviceId: null, sessionId: ctx.principal.sessionId, address: request.socket.remoteAddress });
       ctx.allowedWithoutPolicy = true;
       return;
     }

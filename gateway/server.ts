@@ -23,10 +23,10 @@ export interface RunningGateway {
   close(): Promise<void>;
 }
 
-function urlOf(app: FastifyInstance, host: string): string {
+function urlOf(app: FastifyInstance, host: string, tls = false): string {
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : 0;
-  return `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  return `${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`;
 }
 
 /** Management API modules, in the order their routes are registered. */
@@ -60,9 +60,9 @@ export async function startGateway(config: GatewayConfig, opts: RuntimeOptions &
     return {
       runtime,
       app,
-      url: urlOf(app, config.listen.host),
+      url: urlOf(app, config.listen.host, config.listen.tls !== undefined),
       admin,
-      adminUrl: admin && config.admin ? urlOf(admin, config.admin.listen.host) : null,
+      adminUrl: admin && config.admin ? urlOf(admin, config.admin.listen.host, config.admin.listen.tls !== undefined) : null,
       close: closeAll,
     };
   } catch (err) {

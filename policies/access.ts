@@ -8,9 +8,8 @@ import type { Principal } from '../identity/principal.js';
  * the same value is kept (without any token) for what-if evaluation of drafts.
  */
 
-/** Device trust tiers, lowest first; an absent or unverified device is `unknown`. */
-export const DEVICE_TIERS = ['unknown', 'registered', 'compliant', 'high-assurance'] as const;
-export type DeviceTier = (typeof DEVICE_TIERS)[number];
+import { DEVICE_TIERS, type DeviceTier } from '../identity/device-tiers.js';
+export { DEVICE_TIERS, type DeviceTier };
 
 /** Purpose of access (mục đích khai thác) as the client declared it: X-Purpose and X-Case-Ref. */
 export interface Purpose {

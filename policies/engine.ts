@@ -4,7 +4,7 @@ import { newEnforcer, newModelFromString, type Enforcer } from 'casbin';
 import type { Principal } from '../identity/principal.js';
 import type { AccessRequest, Obligation } from './access.js';
 import { EMPTY_CONDITIONS, evaluateConditions, parseConditions, purposeProblem, type ConditionReason, type Conditions } from './conditions.js';
-import { CANONICAL_MATCHER, RuleIndex, type EnforceResult } from './fast-match.js';
+import { CANONICAL_MATCHER, NO_RULE, RuleIndex, type EnforceResult } from './fast-match.js';
 
 /**
  * The policy decision point: Casbin owns the semantics (policies/model.conf), this module
@@ -122,7 +122,7 @@ export interface PolicySourceNames {
 }
 
 export interface PolicyEngineOptions {
-  /** Entries of the decision cache (full decision input → Casbin result); 0 disables it. */
+  /** Entries of the decision cache (full decision input → decision), rounded up to a power of two; 0 disables it. */
   readonly cacheEntries?: number;
   /** Evaluate with plain Casbin even when the fast index applies (for comparison). */
   readonly plainCasbin?: boolean;
@@ -150,27 +150,70 @@ function isCanonicalModel(text: string): boolean {
 }
 
 /**
- * An approximate LRU in two generations: hits in the old generation move to the new one; when
- * the new one is full it becomes the old one and the oldest entries go all at once. No per-entry
- * bookkeeping, so a miss (most of a random stream) costs one lookup and one insert.
+ * The decision cache: direct-mapped, keyed by a 32-bit hash of the full decision input and
+ * checked field by field, so a hit allocates nothing (no key string is built) and a miss
+ * overwrites its slot in place (no map to grow, no generation to drop). A colliding request
+ * evicts the older one; the slot count is cacheEntries rounded up to a power of two.
  */
-class Lru<V> {
-  private young = new Map<string, V>();
-  private old = new Map<string, V>();
-  constructor(private readonly max: number) {}
-  get(key: string): V | undefined {
-    const v = this.young.get(key);
-    if (v !== undefined) return v;
-    const o = this.old.get(key);
-    if (o !== undefined) this.set(key, o);
-    return o;
+interface CacheSlot {
+  hash: number;
+  nationalId: string;
+  agency: string;
+  routeId: string;
+  action: string;
+  path: string;
+  roles: readonly string[];
+  decision: Decision;
+}
+
+/** FNV-1a over the string's UTF-16 units, then a separator so ("ab","c") ≠ ("a","bc"). */
+function fnv(h: number, s: string): number {
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
+  return Math.imul(h ^ 0x10000, 16777619);
+}
+
+class DecisionCache {
+  private readonly slots: (CacheSlot | null)[];
+  private readonly mask: number;
+  constructor(entries: number) {
+    let size = 1;
+    while (size < entries) size *= 2;
+    this.slots = new Array<CacheSlot | null>(size).fill(null);
+    this.mask = size - 1;
   }
-  set(key: string, value: V): void {
-    if (this.young.size >= Math.ceil(this.max / 2)) {
-      this.old = this.young;
-      this.young = new Map();
+
+  static hash(nationalId: string, agency: string, routeId: string, action: string, path: string, roles: readonly string[]): number {
+    let h = fnv(fnv(fnv(fnv(fnv(0x811c9dc5, nationalId), agency), routeId), action), path);
+    for (let i = 0; i < roles.length; i++) h = fnv(h, roles[i]!);
+    return h >>> 0;
+  }
+
+  get(hash: number, nationalId: string, agency: string, routeId: string, action: string, path: string, roles: readonly string[]): Decision | undefined {
+    const s = this.slots[hash & this.mask];
+    if (s === null || s === undefined || s.hash !== hash || s.path !== path || s.nationalId !== nationalId || s.agency !== agency || s.routeId !== routeId || s.action !== action) return undefined;
+    const r = s.roles;
+    if (r !== roles) {
+      if (r.length !== roles.length) return undefined;
+      for (let i = 0; i < r.length; i++) if (r[i] !== roles[i]) return undefined;
     }
-    this.young.set(key, value);
+    return s.decision;
+  }
+
+  set(hash: number, nationalId: string, agency: string, routeId: string, action: string, path: string, roles: readonly string[], decision: Decision): void {
+    const at = hash & this.mask;
+    const s = this.slots[at];
+    if (s === null || s === undefined) {
+      this.slots[at] = { hash, nationalId, agency, routeId, action, path, roles, decision };
+      return;
+    }
+    s.hash = hash;
+    s.nationalId = nationalId;
+    s.agency = agency;
+    s.routeId = routeId;
+    s.action = action;
+    s.path = path;
+    s.roles = roles;
+    s.decision = decision;
   }
 }
 
@@ -181,7 +224,7 @@ export function policyVersionOf(sources: PolicySources): string {
 }
 
 export class PolicyEngine {
-  private readonly cache: Lru<Decision> | null;
+  private readonly cache: DecisionCache | null;
 
   private constructor(
     private readonly enforcer: Enforcer,
@@ -193,7 +236,10 @@ export class PolicyEngine {
     readonly parsed: ParsedPolicy,
     cacheEntries: number,
   ) {
-    this.cache = cacheEntries > 0 ? new Lru(cacheEntries) : null;
+    this.cache = cacheEntries > 0 ? new DecisionCache(cacheEntries) : null;
+    // Dense from the start (a sparse array would turn into a slow dictionary); each decision is
+    // made on its rule's first match: making all of them at load costs ~30 MiB at 100k rules.
+    this.byPosition = new Array<Decision | undefined>(index ? index.size : 0).fill(undefined);
   }
 
   /** True when decisions come from the index (the model is policies/model.conf); false: plain Casbin. */
@@ -267,13 +313,18 @@ export class PolicyEngine {
    * national ID and each role): one matched deny rule denies, whatever another role allows.
    */
   authorize(principal: Principal, resource: Resource, action: string): Decision {
-    const key = this.cache && resource.path.length <= 1024 ? `${principal.nationalId}\u0001${principal.agency ?? ''}\u0001${resource.routeId}\u0001${action}\u0001${resource.path}\u0001${principal.roles.join('\u0002')}` : null;
-    if (key !== null) {
-      const hit = this.cache!.get(key);
-      if (hit) return hit;
+    const { nationalId, roles } = principal;
+    const agency = principal.agency ?? '';
+    const { routeId, path } = resource;
+    const cache = this.cache !== null && path.length <= 1024 ? this.cache : null;
+    let hash = 0;
+    if (cache !== null) {
+      hash = DecisionCache.hash(nationalId, agency, routeId, action, path, roles);
+      const hit = cache.get(hash, nationalId, agency, routeId, action, path, roles);
+      if (hit !== undefined) return hit;
     }
-    const decision = this.combine(principal, resource, action, (s, d, r, p, a) => this.enforceEx(s, d, r, p, a));
-    if (key !== null) this.cache!.set(key, decision);
+    const decision = this.index !== null ? this.indexDecision(this.index.authorize(nationalId, roles, agency, routeId, path, action)) : this.combine(principal, resource, action, (s, d, r, p, a) => this.enforceEx(s, d, r, p, a));
+    if (cache !== null) cache.set(hash, nationalId, agency, routeId, action, path, roles, decision);
     return decision;
   }
 
@@ -323,6 +374,20 @@ export class PolicyEngine {
   private readonly decisions = new Map<string, WeakMap<StoredRuleLike, Decision>>();
   private noMatch: Decision | null = null;
 
+  /** The decision each rule makes, by position, for RuleIndex.authorize() codes. */
+  private readonly byPosition: (Decision | undefined)[];
+
+  private indexDecision(code: number): Decision {
+    if (code === NO_RULE) return this.decision('deny', 'policy-no-match', null);
+    const position = code >= 0 ? code : -code - 2;
+    let d = this.byPosition[position];
+    if (d === undefined) {
+      const rule = this.index!.ruleAt(position);
+      this.byPosition[position] = d = code >= 0 ? this.makeDecision('allow', 'policy-allowed', rule) : this.makeDecision('deny', 'policy-denied', rule);
+    }
+    return d;
+  }
+
   private decision(effect: Effect, reason: DecisionReason, rule: StoredRuleLike | null): Decision {
     if (rule === null) return (this.noMatch ??= this.makeDecision(effect, reason, null));
     let byRule = this.decisions.get(reason);
@@ -335,12 +400,16 @@ export class PolicyEngine {
   private makeDecision(effect: Effect, reason: DecisionReason, rule: StoredRuleLike | null): Decision {
     return Object.freeze({
       effect,
-      reasons: Object.freeze([reason]),
+      reasons: (REASONS[reason] ??= Object.freeze([reason])),
       rule: rule ? `p, ${rule.map((f, i) => (i === 3 ? fromKeyMatch2(f) : f)).join(', ')}` : null,
       policyVersion: this.version,
-      obligations: Object.freeze([]),
+      obligations: NO_OBLIGATIONS,
     });
   }
 }
 
 type StoredRuleLike = readonly string[];
+
+// Frozen and shared by every decision that has them (one pair per decision would be ~10 MiB at 100k rules).
+const REASONS: Partial<Record<DecisionReason, readonly DecisionReason[]>> = {};
+const NO_OBLIGATIONS: readonly Obligation[] = Object.freeze([]);

@@ -27,7 +27,7 @@ beforeAll(async () => {
   h = await startHarness({
     idp: { gatewayRedirectUris: [`http://127.0.0.1:${adminPort}/.ztgate/auth/callback`] },
     configure(d) {
-      d.admin = { listen: { host: '127.0.0.1', port: adminPort }, publicUrl: `http://127.0.0.1:${adminPort}` };
+      d.admin = { ...d.admin, listen: { host: '127.0.0.1', port: adminPort }, publicUrl: `http://127.0.0.1:${adminPort}` };
       d.identity.browser = { issuer: d.identity.issuers[0].issuer, clientId: DEMO_GATEWAY_CLIENT_ID, clientSecret: DEMO_GATEWAY_CLIENT_SECRET };
       d.identity.roster = { source: 'file', file: rosterFile };
     },

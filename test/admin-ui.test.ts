@@ -17,6 +17,8 @@ import { chromiumAvailable, launchChromium } from './helpers/chromium.js';
  */
 
 const ADMIN_A = '056179000006'; // Vũ Thị Giang, security-admin
+const ADMIN_B = '056083000007'; // Đặng Văn Hùng, security-admin
+const VAN_THU = '056080000005'; // Hoàng Văn Em, van-thu: no rule lets the role read the echo service
 const OFFICIAL = '056085000001'; // Nguyễn Văn An, ho-tich-reader
 
 const SHOTS = join(ROOT, 'test-artifacts', 'screenshots');
@@ -40,7 +42,7 @@ beforeAll(async () => {
   h = await startHarness({
     idp: { gatewayRedirectUris: [`${adminUrl}/.ztgate/auth/callback`] },
     configure(doc) {
-      doc.admin = { listen: { host: '127.0.0.1', port: adminPort }, publicUrl: adminUrl };
+      doc.admin = { ...doc.admin, listen: { host: '127.0.0.1', port: adminPort }, publicUrl: adminUrl };
       doc.identity.roster = { source: 'file', file: rosterFile };
       doc.identity.browser = { issuer: doc.identity.issuers[0].issuer, clientId: DEMO_GATEWAY_CLIENT_ID, clientSecret: DEMO_GATEWAY_CLIENT_SECRET };
     },
@@ -57,7 +59,8 @@ afterAll(async () => {
 
 async function shot(page: Page, name: string) {
   const file = join(SHOTS, `${name}.png`);
-  await page.screenshot({ path: file, fullPage: true });
+  // The viewport (1280x800), not the full page: the pictures stay small for the README.
+  await page.screenshot({ path: file });
   if (FOR_README.has(name)) copyFileSync(file, join(DOC_SHOTS, `${name}.png`));
 }
 
@@ -120,6 +123,91 @@ describe('admin UI in a browser', () => {
     expect(await page.locator(`[data-testid=live-rows] tr[data-id="${id}"]`).textContent()).toContain(OFFICIAL);
     await page.getByTestId('counts-table').getByText('so-tu-phap').first().waitFor();
     await shot(page, 'live');
+  });
+
+  it('four-eyes policy change: A drafts and submits, cannot approve, B approves, the data plane follows', async () => {
+    const { page } = a;
+    const read = async () => {
+      const res = await fetch(`${h.gateway.url}/echo/records`, { headers: { authorization: `Bearer ${await h.token(VAN_THU)}` } });
+      return h.sink.forRequest(res.headers.get('x-request-id'));
+    };
+    const before = await read();
+    expect(before.ztgate).toMatchObject({ decision: 'deny', reasons: ['policy-no-match'] });
+
+    await page.getByTestId('nav-policies').click();
+    await page.getByTestId('active-rules').waitFor();
+    const activeBefore = await page.getByTestId('active-version').textContent();
+    const editor = page.getByTestId('draft-editor');
+    const original = await editor.inputValue();
+    // Validation as you type: a broken rule is named by its line, before anything is saved.
+    await editor.fill(`${original}p, van-thu, *, echo, /records\n`);
+    await page.getByTestId('draft-invalid').waitFor();
+    expect(await page.getByTestId('draft-status').textContent()).toMatch(/policy\.csv:\d+/);
+    await editor.fill(`${original}p, van-thu, *, echo, /records, GET, allow\n`);
+    await page.getByTestId('draft-valid').waitFor();
+    await page.getByTestId('draft-comment').fill('Cho văn thư đọc dịch vụ ghi nhận (kiểm thử)');
+    await page.getByTestId('draft-save').click();
+    const draft = page.locator('[data-testid^=version-v]', { has: page.getByTestId('submit') });
+    await draft.waitFor();
+    const id = (await draft.getAttribute('data-testid'))!.replace('version-', '');
+    expect(await draft.getByTestId('policy-diff').textContent()).toContain('+ p, van-thu, *, echo, /records, GET, allow');
+    await draft.getByTestId('submit').click();
+    const pending = page.getByTestId(`version-${id}`);
+    await pending.getByTestId('approve').waitFor();
+
+    // A approves their own draft: the UI says why it cannot be, and the API refused it.
+    await pending.getByTestId('approve').click();
+    const dialog = page.locator('dialog');
+    await dialog.locator('textarea[name=comment]').fill('tự duyệt');
+    await dialog.locator('button[type=submit]').click();
+    await dialog.getByTestId('four-eyes-refusal').waitFor();
+    await shot(page, 'policies-four-eyes');
+    const refused = h.sink.events.find((e) => e.ztgate?.admin?.operation === 'policy.approve-refused' && e.ztgate.admin.target === id);
+    expect(refused).toMatchObject({ user: { id: ADMIN_A }, http: { response: { status_code: 403 } }, ztgate: { decision: 'deny', reasons: ['policy-same-approver'] } });
+    await dialog.getByRole('button', { name: 'Hủy' }).click();
+    expect(await page.getByTestId('active-version').textContent()).toBe(activeBefore);
+    await shot(page, 'policies');
+
+    // What-if on the submitted draft: the single decision, then the recent traffic it flips.
+    await page.getByTestId('nav-whatif').click();
+    const form = page.getByTestId('whatif-form');
+    await form.waitFor();
+    await page.getByTestId('whatif-version').selectOption(id);
+    await form.locator('input[name=nationalId]').fill(VAN_THU);
+    await form.locator('select[name=routeId]').selectOption('echo');
+    await form.locator('button[type=submit]').click();
+    await page.getByTestId('whatif-rule').getByText('p, van-thu, *, echo, /records, GET, allow').waitFor();
+    expect(await page.getByTestId('whatif-reasons').textContent()).toBe('policy-allowed');
+    await page.getByTestId('whatif-replay').click();
+    await page.getByTestId('flips-table').getByText(VAN_THU).first().waitFor();
+    await shot(page, 'whatif');
+
+    // B, another security admin, approves it with a comment.
+    const b = await signIn(ADMIN_B);
+    try {
+      await b.page.getByTestId('nav-policies').click();
+      await b.page.getByTestId(`version-${id}`).getByTestId('approve').click();
+      const bDialog = b.page.locator('dialog');
+      await bDialog.locator('textarea[name=comment]').fill('Đã rà soát, đồng ý (kiểm thử)');
+      await bDialog.locator('button[type=submit]').click();
+      await bDialog.waitFor({ state: 'detached' });
+      await b.page.getByTestId('active-version').getByText(id).waitFor();
+      const approved = h.sink.events.find((e) => e.ztgate?.admin?.operation === 'policy.approve' && e.ztgate.admin.target === id);
+      expect(approved).toMatchObject({ user: { id: ADMIN_B }, ztgate: { decision: 'allow', admin: { detail: { author: ADMIN_A, comment: 'Đã rà soát, đồng ý (kiểm thử)' } } } });
+
+      // The request denied before is allowed now, under the new version; the live feed shows it.
+      await b.page.getByTestId('nav-live').click();
+      await b.page.getByTestId('live-status').getByText('Đang nhận trực tiếp').waitFor();
+      const after = await read();
+      expect(after.ztgate).toMatchObject({ decision: 'allow', reasons: ['policy-allowed'], rule: 'p, van-thu, *, echo, /records, GET, allow' });
+      expect(after.ztgate.policy_version).not.toBe(before.ztgate.policy_version);
+      expect(after.ztgate.policy_version).toBe(approved!.ztgate.admin.detail.hash);
+      const row = b.page.locator(`[data-testid=live-rows] tr[data-id="${after.http.request.id}"]`);
+      await row.waitFor();
+      expect(await row.textContent()).toContain(VAN_THU);
+    } finally {
+      await b.context.close();
+    }
   });
 
   it('attack: a change without the CSRF token is refused (403 csrf-token-invalid), even with the session cookie', async () => {
@@ -190,12 +278,9 @@ describe('admin UI in a browser', () => {
     expect(await page.evaluate(() => (globalThis as any).document.activeElement?.id)).toBe('main');
   });
 
-  it('shows the other screens, each saying plainly when its API is not available', async () => {
+  it('shows the devices and roster screens without an error', async () => {
     const { page } = a;
     const expected: Record<string, string> = {
-      // Until the policy API (issue 5) is registered these two say "not available".
-      policies: '[data-testid=active-rules], .notice.unavailable',
-      whatif: '[data-testid=whatif-form]',
       devices: '[data-testid=devices-table]',
       officials: '[data-testid=roster-table]',
     };
@@ -207,6 +292,73 @@ describe('admin UI in a browser', () => {
       await shot(page, screen);
     }
     expect(await page.getByTestId('roster-table').textContent()).toContain('056083000007');
+  });
+
+  it('ends sessions and sets and lifts locks with a reason; the data plane follows the lock', async () => {
+    const { page } = a;
+    await page.getByTestId('nav-devices').click();
+    const dialog = page.locator('dialog');
+
+    // Sessions: the revocation asks why, and the audit event keeps it.
+    await page.locator('section[aria-labelledby=h-sessions] input[name=nationalId]').fill(VAN_THU);
+    await page.locator('section[aria-labelledby=h-sessions] button[type=submit]').click();
+    await dialog.locator('textarea[name=reason]').fill('Nghi lộ mật khẩu (kiểm thử)');
+    await dialog.locator('button[type=submit]').click();
+    await page.getByTestId('sessions-ended').waitFor();
+    const revoked = h.sink.events.find((e) => e.ztgate?.admin?.operation === 'sessions.revoke' && e.ztgate.admin.target === VAN_THU);
+    expect(revoked).toMatchObject({ user: { id: ADMIN_A }, ztgate: { decision: 'allow', admin: { detail: { reason: 'Nghi lộ mật khẩu (kiểm thử)' } } } });
+
+    // Locks: who, when and why are shown; the official is refused while it holds.
+    const locks = page.locator('section[aria-labelledby=h-locks]');
+    await locks.locator('select[name=kind]').selectOption('user');
+    await locks.locator('input[name=value]').fill(VAN_THU);
+    await locks.locator('button[type=submit]').click();
+    await dialog.locator('textarea[name=reason]').fill('Truy cập bất thường (kiểm thử)');
+    await dialog.locator('button[type=submit]').click();
+    const row = page.getByTestId('locks-table').locator('tr', { hasText: VAN_THU });
+    await row.waitFor();
+    expect(await row.textContent()).toContain('Truy cập bất thường (kiểm thử)');
+    expect(await row.textContent()).toContain(ADMIN_A);
+    const locked = await fetch(`${h.gateway.url}/echo/records`, { headers: { authorization: `Bearer ${await h.token(VAN_THU)}` } });
+    expect((await h.sink.forRequest(locked.headers.get('x-request-id'))).ztgate).toMatchObject({ decision: 'deny', reasons: ['locked-user'] });
+    await shot(page, 'devices');
+
+    await row.getByRole('button').click();
+    await dialog.locator('textarea[name=reason]').fill('Đã xác minh (kiểm thử)');
+    await dialog.locator('button[type=submit]').click();
+    await row.waitFor({ state: 'detached' });
+    const lifted = h.sink.events.find((e) => e.ztgate?.admin?.operation === 'locks.lift' && e.ztgate.admin.target === `user:${VAN_THU}`);
+    expect(lifted?.ztgate.admin.detail).toMatchObject({ reason: 'Đã xác minh (kiểm thử)', lockedBy: ADMIN_A });
+  });
+
+  it('imports a roster CSV: a bad row is named and nothing changes; a status change takes a reason', async () => {
+    const { page } = a;
+    await page.getByTestId('nav-officials').click();
+    await page.getByTestId('roster-table').waitFor();
+    const header = 'nationalId,name,agency,unit,position,roles,clearance,status';
+    await page.getByTestId('roster-file').setInputFiles({
+      name: 'roster.csv',
+      mimeType: 'text/csv',
+      buffer: Buffer.from(`${header}\n056085000001,Nguyễn Văn An (giả lập),so-tu-phap,,,ho-tich-reader,bi-mat,active\n`),
+    });
+    await page.locator('main form button[type=submit]').first().click();
+    const refusal = page.locator('main [role=alert]');
+    await refusal.waitFor();
+    expect(await refusal.locator('li', { hasText: 'row 2, column clearance' }).count()).toBe(1);
+    expect(await refusal.textContent()).toMatch(/roster-invalid/);
+    expect(await page.getByTestId('roster-table').textContent()).toContain('056083000007');
+
+    const KHOA = '056094000008';
+    await page.getByTestId('roster-table').locator('tr', { hasText: KHOA }).getByRole('button').click();
+    const dialog = page.locator('dialog');
+    await dialog.locator('select[name=status]').selectOption('suspended');
+    await dialog.locator('textarea[name=reason]').fill('Tạm đình chỉ công tác (kiểm thử)');
+    await dialog.locator('button[type=submit]').click();
+    await dialog.waitFor({ state: 'detached' });
+    await page.getByTestId('roster-table').locator('tr', { hasText: KHOA }).getByText('suspended').waitFor();
+    const changed = h.sink.events.find((e) => e.ztgate?.admin?.operation === 'roster.status' && e.ztgate.admin.target === KHOA);
+    expect(changed?.ztgate.admin.detail).toMatchObject({ before: 'active', after: 'suspended', reason: 'Tạm đình chỉ công tác (kiểm thử)' });
+    await shot(page, 'officials');
   });
 
   it('refuses an official without the security-admin role', async () => {

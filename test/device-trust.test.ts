@@ -137,7 +137,7 @@ describe('a registered device', () => {
     expect(res.status).toBe(200);
     expect(body.synthetic).toBe(true);
     expect(event.ztgate.decision).toBe('allow');
-    expect(event.ztgate.device).toEqual({ id: device.id, tier: 'registered', status: 'approved' });
+    expect(event.ztgate.device).toEqual({ id: device.id, tier: 'registered', status: 'approved', via: 'dpop' });
     expect(event.host).toEqual({ id: device.id });
   });
 
@@ -337,7 +337,7 @@ describe('posture reports', () => {
     const { res, event } = await call('/echo/things', { token: await h.token(OWNER), device, posture: await posture(device) });
     expect(res.status).toBe(200);
     expect(event.ztgate.decision).toBe('allow');
-    expect(event.ztgate.device).toEqual({ id: device.id, tier: 'compliant', status: 'approved', posture_failures: [] });
+    expect(event.ztgate.device).toEqual({ id: device.id, tier: 'compliant', status: 'approved', via: 'dpop', posture_failures: [] });
   });
 
   it('the same report may be presented again by its own device until it expires', async () => {

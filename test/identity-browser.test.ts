@@ -316,11 +316,16 @@ describe('session lifetime', () => {
     const b1 = await signedIn();
     const b2 = await signedIn();
     const adminToken = (await obtainDemoToken({ issuer: h.idp.issuer, nationalId: ADMIN, resource: TEST_AUDIENCE })).access_token;
-    const res = await fetch(`${h.gateways[1]!.adminUrl}/api/v1/officials/${AN}/sessions`, { method: 'DELETE', headers: { authorization: `Bearer ${adminToken}` } });
+    const url = `${h.gateways[1]!.adminUrl}/api/v1/officials/${AN}/sessions`;
+    // Without a reason nothing ends: the revocation must say why.
+    const noReason = await fetch(url, { method: 'DELETE', headers: { authorization: `Bearer ${adminToken}` } });
+    expect(noReason.status).toBe(400);
+    expect((await event(noReason.headers.get('x-request-id'))).ztgate.reasons).toEqual(['request-malformed']);
+    const res = await fetch(url, { method: 'DELETE', headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' }, body: JSON.stringify({ reason: 'Nghi lộ mật khẩu (giả lập)' }) });
     expect(res.status).toBe(200);
     expect(((await res.json()) as any).sessionsEnded).toBeGreaterThanOrEqual(2);
     const audit = await event(res.headers.get('x-request-id'));
-    expect(audit.ztgate.admin).toMatchObject({ operation: 'sessions.revoke', target: AN });
+    expect(audit.ztgate.admin).toMatchObject({ operation: 'sessions.revoke', target: AN, detail: { reason: 'Nghi lộ mật khẩu (giả lập)' } });
     for (const b of [b1, b2]) {
       const r = await fetch(`${g0}/echo/x`, { headers: { cookie: `${SESSION_COOKIE}=${b.cookie('127.0.0.1', SESSION_COOKIE)}` } });
       expect(r.status).toBe(401);

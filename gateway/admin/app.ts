@@ -8,10 +8,14 @@ import { registerOpenApi } from './openapi.js';
 import { createCsrfGuard, registerCsrfRoute } from './csrf.js';
 import { registerAdminSignIn } from './signin.js';
 import { AUTH_PATH_PREFIX } from '../steps/authenticate.js';
+import { createDeviceAssessor, requireAdminDeviceTier } from '../steps/device.js';
+import { checkLocks } from '../steps/locks.js';
+import { httpsServerOptions } from '../tls.js';
 
 /**
  * The management plane: a separate listener for security admins, behind the same Zero Trust
- * checks as the data plane — authenticated official, security-admin role — and audited:
+ * checks as the data plane — authenticated official, trusted device (admin.minDeviceTier: DPoP
+ * proof or mTLS client certificate), no lock, security-admin role — and audited:
  * every request is one event with what it changed (request.zt.admin).
  *
  * Feature modules add their routes under /api/v1 through an AdminModule.
@@ -22,10 +26,13 @@ export const ADMIN_API_PREFIX = '/api/v1';
 
 export async function buildAdminApp(runtime: Runtime, opts: { logger?: Logger; modules?: readonly AdminModule[] } = {}): Promise<FastifyInstance> {
   const admin = runtime.config.admin!;
-  const app = createListenerApp({ runtime, action: 'admin-request', logger: opts.logger, bodyLimitBytes: admin.bodyLimitBytes });
+  const app = createListenerApp({ runtime, action: 'admin-request', logger: opts.logger, bodyLimitBytes: admin.bodyLimitBytes, https: admin.listen.tls ? httpsServerOptions(admin.listen.tls) : undefined });
   // Before any route: the OpenAPI document is built from every route registered after this.
   registerOpenApi(app);
   const csrf = createCsrfGuard(runtime.store);
+  // DPoP proofs to this listener name its own URL (htu), not the data plane's.
+  const scheme = admin.listen.tls ? 'https' : 'http';
+  const devices = createDeviceAssessor(runtime.config, runtime.store, { publicUrl: (request) => admin.publicUrl ?? `${scheme}://${String(request.headers.host)}` });
 
   app.addHook('onRequest', async (request) => {
     const ctx = request.zt;
@@ -39,6 +46,10 @@ export async function buildAdminApp(runtime: Runtime, opts: { logger?: Logger; m
     // A browser without a session is sent to sign in; an API call gets 401.
     const principal = await runtime.authenticator.authenticate(request.headers, { method: request.method, url: request.url, note: (reason) => ctx.reasons.push(reason) });
     ctx.principal = principal;
+    // Device, then locks: the same steps, in the same order, as on the data plane.
+    ctx.device = await devices.assess(request, principal);
+    requireAdminDeviceTier(ctx.device, admin.minDeviceTier);
+    await checkLocks(runtime.locks, { nationalId: principal.nationalId, deviceId: ctx.device.id, sessionId: principal.sessionId, address: request.socket.remoteAddress });
     // Routes marked `config: { socAllowed: true }` (the lock endpoints) also admit admin.socRoles.
     const socAllowed = (request.routeOptions.config as { socAllowed?: boolean } | undefined)?.socAllowed === true;
     if (!principal.roles.some((role) => admin.roles.includes(role) || (socAllowed && (admin.socRoles ?? []).includes(role)))) {

@@ -5,6 +5,32 @@ import { ADMIN_API_PREFIX, type AdminModule } from './app.js';
 import { DEVICE_STATUSES, DeviceRegistry, type DeviceRecord, type DeviceStatus } from '../../identity/devices.js';
 import { isNationalId } from '../../identity/national-id.js';
 
+const actionSchema = {
+  type: 'object',
+  properties: { by: { type: 'string' }, at: { type: 'string' }, reason: { type: 'string' } },
+} as const;
+
+/** A device as the registry keeps it: the public key only, never a private part. */
+const deviceSchema = {
+  type: 'object',
+  properties: {
+    id: { type: 'string', description: 'RFC 7638 SHA-256 thumbprint of the device key, base64url' },
+    publicJwk: { type: 'object', additionalProperties: true, description: 'public members only (RFC 7638 §3.2)' },
+    ownerNationalId: { type: 'string' },
+    name: { type: 'string' },
+    status: { enum: DEVICE_STATUSES },
+    hardwareKey: { type: 'boolean', description: 'the approving admin attested a hardware-bound key (TPM, secure enclave)' },
+    enrolled: actionSchema,
+    approved: actionSchema,
+    quarantined: actionSchema,
+    retired: actionSchema,
+  },
+} as const;
+
+const idParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', minLength: 1, maxLength: 128, description: 'device id (key thumbprint)' } } } as const;
+const oneDevice = { 200: { type: 'object', properties: { device: deviceSchema } } } as const;
+const reasonProperty = { type: 'string', minLength: 1, maxLength: 1000, description: 'Lý do / why' } as const;
+
 /**
  * Device registry operations for security admins: list, approve, quarantine, retire.
  * Every change is written to the shared registry, which every gateway instance reads on every
@@ -27,7 +53,17 @@ export const deviceAdmin: AdminModule = (app, runtime) => {
     request.zt.admin = { operation, target: record.id, detail: { owner: record.ownerNationalId, status: record.status, ...detail } };
   };
 
-  app.get(base, async (request) => {
+  app.get(base, {
+    schema: {
+      summary: 'Danh sách thiết bị / List devices',
+      tags: ['devices'],
+      querystring: {
+        type: 'object',
+        properties: { status: { enum: DEVICE_STATUSES }, owner: { type: 'string', pattern: '^\\d{12}$', description: 'owner national ID' } },
+      },
+      response: { 200: { type: 'object', properties: { devices: { type: 'array', items: deviceSchema } } } },
+    },
+  }, async (request) => {
     const query = request.query as Record<string, unknown>;
     const status = query.status;
     const owner = query.owner;
@@ -42,7 +78,9 @@ export const deviceAdmin: AdminModule = (app, runtime) => {
     return { devices };
   });
 
-  app.get(`${base}/:id`, async (request) => {
+  app.get(`${base}/:id`, {
+    schema: { summary: 'Một thiết bị / One device', tags: ['devices'], params: idParams, response: oneDevice },
+  }, async (request) => {
     const { id } = request.params as { id: string };
     const device = await run(() => registry.get(id));
     if (!device) throw new GatewayError('ZTG_ERR_DEVICE_NOT_FOUND', 'device-not-found');
@@ -50,7 +88,16 @@ export const deviceAdmin: AdminModule = (app, runtime) => {
     return { device };
   });
 
-  app.post(`${base}/:id/approve`, async (request) => {
+  app.post(`${base}/:id/approve`, {
+    schema: {
+      summary: 'Phê duyệt thiết bị / Approve a device',
+      description: 'pending or quarantined → approved. A hardware-bound key (attested by the approving admin) is one of the two ways to the high-assurance tier.',
+      tags: ['devices'],
+      params: idParams,
+      body: { type: 'object', properties: { reason: reasonProperty, hardwareKey: { type: 'boolean', default: false } } },
+      response: oneDevice,
+    },
+  }, async (request) => {
     const { id } = request.params as { id: string };
     const body = bodyObject(request);
     const device = await run(() => registry.approve(id, adminId(request), { reason: body.reason, hardwareKey: body.hardwareKey }));
@@ -58,7 +105,16 @@ export const deviceAdmin: AdminModule = (app, runtime) => {
     return { device };
   });
 
-  app.post(`${base}/:id/quarantine`, async (request) => {
+  app.post(`${base}/:id/quarantine`, {
+    schema: {
+      summary: 'Cách ly thiết bị / Quarantine a device',
+      description: 'Refuses the device\'s next request on every instance. A reason is required: it is what the SOC and the owner read.',
+      tags: ['devices'],
+      params: idParams,
+      body: { type: 'object', required: ['reason'], properties: { reason: reasonProperty } },
+      response: oneDevice,
+    },
+  }, async (request) => {
     const { id } = request.params as { id: string };
     const body = bodyObject(request);
     const device = await run(() => registry.quarantine(id, adminId(request), body.reason));
@@ -66,7 +122,16 @@ export const deviceAdmin: AdminModule = (app, runtime) => {
     return { device };
   });
 
-  app.post(`${base}/:id/retire`, async (request) => {
+  app.post(`${base}/:id/retire`, {
+    schema: {
+      summary: 'Thu hồi thiết bị / Retire a device',
+      description: 'Final: a retired device is never accepted again; its owner enrols a new key.',
+      tags: ['devices'],
+      params: idParams,
+      body: { type: 'object', properties: { reason: reasonProperty } },
+      response: oneDevice,
+    },
+  }, async (request) => {
     const { id } = request.params as { id: string };
     const body = bodyObject(request);
     const device = await run(() => registry.retire(id, adminId(request), body.reason));

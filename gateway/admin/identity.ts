@@ -121,16 +121,24 @@ export const identityModule: AdminModule = (app: FastifyInstance, runtime: Runti
     app.delete(`${ADMIN_API_PREFIX}/officials/:nationalId/sessions`, {
       schema: {
         summary: 'Kết thúc mọi phiên đăng nhập của cán bộ / End every session of an official',
-        description: 'Every browser session of the official ends on every gateway instance at once; their next request must sign in again.',
+        description: 'Every browser session of the official ends on every gateway instance at once; their next request must sign in again. Body: {"reason": "…"} (required, audited).',
         tags: ['identity'],
         params: nationalIdParams,
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['reason'],
+          properties: { reason: { type: 'string', minLength: 1, maxLength: 1000, description: 'Lý do / why: required' } },
+        },
         response: { 200: { type: 'object', properties: { sessionsEnded: { type: 'integer' } } } },
       },
-    }, async (request: FastifyRequest<{ Params: { nationalId: string } }>) => {
+    }, async (request: FastifyRequest<{ Params: { nationalId: string }; Body: { reason: string } }>) => {
       const { nationalId } = request.params;
       if (!isNationalId(nationalId)) throw new GatewayError('ZTG_ERR_BAD_REQUEST', 'request-malformed');
+      const reason = request.body.reason.trim();
+      if (!reason) throw new GatewayError('ZTG_ERR_BAD_REQUEST', 'request-malformed', { detail: 'reason: bắt buộc nêu lý do / a reason is required' });
       const sessionsEnded = await sessions.endAllOf(nationalId).catch(unavailable);
-      request.zt.admin = { operation: 'sessions.revoke', target: nationalId, detail: { sessionsEnded } };
+      request.zt.admin = { operation: 'sessions.revoke', target: nationalId, detail: { reason, sessionsEnded } };
       return { sessionsEnded };
     });
   }

@@ -4,12 +4,40 @@ import { checkLockValue, LOCK_KINDS, LockInputError, MAX_LOCK_SECONDS, type Lock
 import type { Runtime } from '../runtime.js';
 import { normalizeAddress } from '../steps/locks.js';
 import { ADMIN_API_PREFIX, type AdminModule } from './app.js';
+import { sessionDigest } from '../events.js';
+import { registryFailure } from '../device-routes.js';
+import { DeviceRegistry } from '../../identity/devices.js';
 
 /**
  * Locks for security admins and SOC analysts (admin.socRoles, `soc-analyst` by default): list,
  * set with a reason and an expiry, lift with a reason. A lock holds on every instance from the
  * next request (gateway/locks.ts). Each call is audited with what it changed.
+ *
+ * Locks hold on this plane too (gateway/admin/app.ts): a locked admin cannot reach it. Nobody
+ * lifts a lock on themselves — their national ID, a device they own, their own session or the
+ * address they call from — even from another device: another admin or SOC analyst must (four-eyes).
  */
+
+/** Whether a lock names the caller, so that lifting it is for someone else. */
+async function targetsCaller(request: FastifyRequest, registry: DeviceRegistry, kind: LockKind, value: string): Promise<boolean> {
+  const p = request.zt.principal!;
+  switch (kind) {
+    case 'user':
+      return value === p.nationalId;
+    case 'session':
+      return p.sessionId !== null && value === sessionDigest(p.sessionId);
+    case 'address':
+      return value === normalizeAddress(request.socket.remoteAddress);
+    case 'device': {
+      if (value === request.zt.device?.id) return true;
+      try {
+        return (await registry.get(value))?.ownerNationalId === p.nationalId;
+      } catch (err) {
+        throw registryFailure(err);
+      }
+    }
+  }
+}
 
 const lockSchema = {
   type: 'object',
@@ -53,6 +81,7 @@ function badInput(err: unknown): never {
 
 export const locksModule: AdminModule = (app: FastifyInstance, runtime: Runtime) => {
   const { locks } = runtime;
+  const registry = new DeviceRegistry(runtime.store);
 
   app.get(`${ADMIN_API_PREFIX}/locks`, {
     config: soc,
@@ -89,6 +118,10 @@ export const locksModule: AdminModule = (app: FastifyInstance, runtime: Runtime)
       checkLockValue(kind, value);
     } catch (err) {
       badInput(err);
+    }
+    if (await targetsCaller(request, registry, kind, value)) {
+      request.zt.admin = { operation: 'locks.lift', target: `${kind}:${value}`, detail: { refused: 'self' } };
+      throw new GatewayError('ZTG_ERR_LOCK_SELF_LIFT', 'lock-self-lift');
     }
     const lifted = await locks.lift(kind, value);
     if (!lifted) throw new GatewayError('ZTG_ERR_LOCK_NOT_FOUND', 'lock-not-found');

@@ -4,6 +4,9 @@ import type { Runtime } from '../runtime.js';
 import { PolicyError, type PolicySources } from '../../policies/engine.js';
 import { diffSources, PolicyVersionError, type PolicyVersion } from '../../policies/versions.js';
 import { whatIf } from '../../policies/what-if.js';
+import { DEVICE_TIERS, type AccessRequest, type DeviceTier } from '../../policies/access.js';
+import { withRosterEntry } from '../../identity/roster.js';
+import type { Principal } from '../../identity/principal.js';
 import { ADMIN_API_PREFIX, type AdminModule } from './app.js';
 
 /**
@@ -74,6 +77,45 @@ function translate(err: unknown): never {
 const summary = ({ sources: _s, diff: _d, ...rest }: PolicyVersion) => rest;
 
 type WithId = FastifyRequest<{ Params: { id: string } }>;
+
+const textsBody = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    policy: draftBody.properties.policy,
+    conditions: draftBody.properties.conditions,
+    model: draftBody.properties.model,
+  },
+} as const;
+
+const decideBody = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['nationalId', 'routeId', 'method', 'path'],
+  properties: {
+    nationalId: { type: 'string', pattern: '^\\d{12}$', description: 'Số định danh cán bộ / the official' },
+    roles: { type: 'array', maxItems: 32, items: { type: 'string', pattern: '^[a-z][a-z0-9_.:-]{0,63}$' }, description: 'omitted: the roles the roster gives the official' },
+    agency: { type: 'string', pattern: '^[a-z0-9][a-z0-9_.:-]{0,63}$', description: 'omitted: the agency the roster gives the official' },
+    deviceTier: { enum: DEVICE_TIERS, default: 'unknown' },
+    routeId: { type: 'string', minLength: 1, maxLength: 64 },
+    method: { enum: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] },
+    path: { type: 'string', pattern: '^/', maxLength: 2048, description: 'path inside the service, without its prefix and query' },
+    purpose: { type: 'object', additionalProperties: false, required: ['code', 'caseRef'], properties: { code: { type: 'string', maxLength: 64 }, caseRef: { type: 'string', maxLength: 64 } } },
+    version: { type: 'string', pattern: '^v[0-9]{1,9}$', description: 'omitted: the version in force' },
+  },
+} as const;
+
+interface DecideBody {
+  nationalId: string;
+  roles?: string[];
+  agency?: string;
+  deviceTier: DeviceTier;
+  routeId: string;
+  method: string;
+  path: string;
+  purpose?: { code: string; caseRef: string };
+  version?: string;
+}
 
 export const policiesModule: AdminModule = (app: FastifyInstance, runtime: Runtime) => {
   const { policies } = runtime;
@@ -210,5 +252,92 @@ export const policiesModule: AdminModule = (app: FastifyInstance, runtime: Runti
     const result = whatIf(engine, recorded);
     request.zt.admin = { operation: 'policy.what-if', target: v.id, detail: { evaluated: result.evaluated, flips: result.flips.length } };
     return { id: v.id, ...result };
+  });
+
+  app.post(P + '/validate', {
+    schema: {
+      summary: 'Kiểm tra bản nháp, không lưu / Check draft texts without storing them',
+      description: 'Parses the texts exactly as an approval would load them (omitted texts: the active ones). Answers 200 either way; problems name file:line.',
+      tags: ['policies'],
+      body: textsBody,
+      response: { 200: { type: 'object', properties: { valid: { type: 'boolean' }, problems: { type: 'array', items: { type: 'string' } } } } },
+    },
+  }, async (request: FastifyRequest<{ Body: { policy?: string; conditions?: string | null; model?: string } }>) => {
+    const active = policies.current().sources;
+    const body = request.body ?? {};
+    const sources: PolicySources = { model: body.model ?? active.model, policy: body.policy ?? active.policy, conditions: body.conditions === undefined ? active.conditions : body.conditions };
+    let problems: readonly string[] = [];
+    try {
+      await policies.build(sources, 'draft');
+    } catch (err) {
+      if (!(err instanceof PolicyError)) throw err;
+      problems = err.problems;
+    }
+    request.zt.admin = { operation: 'policy.validate', detail: { valid: problems.length === 0, problems: problems.length } };
+    return { valid: problems.length === 0, problems };
+  });
+
+  app.post(P + '/decide', {
+    schema: {
+      summary: 'Thử một quyết định / What would the policy decide for this request',
+      description:
+        'Evaluates one request (official, device tier, service, method, path) against the version in force or a named version, ' +
+        'and answers the decision, the matched rule and the reasons. Only the policy decides here: locks, quotas and the service approval are not evaluated.',
+      tags: ['policies'],
+      body: decideBody,
+      response: {
+        200: {
+          type: 'object',
+          properties: {
+            version: { type: 'string' },
+            policyVersion: { type: 'string' },
+            effect: { enum: ['allow', 'deny'] },
+            rule: { type: ['string', 'null'] },
+            reasons: { type: 'array', items: { type: 'string' } },
+            condition: { type: 'string' },
+            obligations: { type: 'array', items: { type: 'object', additionalProperties: true } },
+            principal: { type: 'object', properties: { nationalId: { type: 'string' }, agency: { type: ['string', 'null'] }, roles: { type: 'array', items: { type: 'string' } } } },
+          },
+        },
+      },
+    },
+  }, async (request: FastifyRequest<{ Body: DecideBody }>) => {
+    const body = request.body;
+    const route = runtime.services.get(body.routeId)?.route;
+    if (!route) throw new GatewayError('ZTG_ERR_BAD_REQUEST', 'request-malformed', { detail: `routeId: không có dịch vụ "${body.routeId}" / no service "${body.routeId}"` });
+    let principal: Principal = {
+      nationalId: body.nationalId, agency: body.agency ?? null, unit: null, roles: body.roles ?? [], clearance: 'none',
+      assuranceLevel: 2, sessionId: null, acr: null, issuer: 'what-if', authTime: null,
+    };
+    // The roster is who the official is; explicit roles or agency ask "what if they were …".
+    const entry = runtime.identity.roster ? await runtime.identity.roster.lookup(body.nationalId).catch((err: unknown) => {
+      throw new GatewayError('ZTG_ERR_IDP_UNAVAILABLE', 'roster-unavailable', { cause: err });
+    }) : null;
+    if (entry) principal = withRosterEntry(principal, entry);
+    if (body.roles) principal = { ...principal, roles: body.roles };
+    if (body.agency) principal = { ...principal, agency: body.agency };
+    if (!entry && !body.roles) {
+      throw new GatewayError('ZTG_ERR_BAD_REQUEST', 'request-malformed', { detail: `roles: cán bộ ${body.nationalId} không có trong danh sách, hãy nêu vai trò / not on the roster: name the roles` });
+    }
+    const engine = body.version
+      ? await policies.versions.get(body.version).then((v) => policies.build(v.sources, v.id)).catch(translate)
+      : policies.current();
+    const access: AccessRequest = {
+      principal,
+      route: { id: route.id, securityLevel: route.securityLevel, classification: route.classification },
+      path: body.path,
+      method: body.method,
+      device: { tier: body.deviceTier },
+      purpose: body.purpose ?? null,
+      sourceIp: request.ip,
+      timeMs: Date.now(),
+    };
+    const d = engine.decide(access);
+    request.zt.admin = { operation: 'policy.decide', target: body.version ?? policies.currentId(), detail: { nationalId: body.nationalId, route: route.id, method: body.method, path: body.path, effect: d.effect } };
+    return {
+      version: body.version ?? policies.currentId(), policyVersion: d.policyVersion, effect: d.effect, rule: d.rule, reasons: d.reasons,
+      ...(d.condition ? { condition: d.condition } : {}), obligations: d.obligations,
+      principal: { nationalId: principal.nationalId, agency: principal.agency, roles: principal.roles },
+    };
   });
 };

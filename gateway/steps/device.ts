@@ -8,6 +8,7 @@ import type { Store } from '../store.js';
 import type { Principal } from '../../identity/principal.js';
 import { DeviceRegistry, type DeviceStatus } from '../../identity/devices.js';
 import { complianceFailures, createPostureVerifier, deviceTier, PostureError, tierAtLeast, type PostureVerifier } from '../../identity/posture.js';
+import { clientCertificateKey } from '../tls.js';
 
 /**
  * Step 4, device: which registered device the request comes from, proven by possession of its
@@ -17,6 +18,12 @@ import { complianceFailures, createPostureVerifier, deviceTier, PostureError, ti
  * device key over method, URL and time, bound to the access token (`ath`). A token stolen from
  * one device is useless on another: the device must be the caller's own (owner = national ID),
  * and a token bound to a key (`cnf.jkt`, RFC 9449 §6) works only with proofs by that key.
+ *
+ * Or, on a TLS listener with `requestClientCertificate`, a client certificate issued by the
+ * configured device CA: the handshake proves possession of its key, whose RFC 7638 thumbprint is
+ * the device id, as for a DPoP key. A certificate is the key bound to hardware the province's CA
+ * vouched for: an approved, compliant device presenting it reaches `high-assurance`. When both a
+ * proof and a certificate are presented, they must name the same key.
  *
  * Two kinds of shortfall, on purpose:
  * - a credential that is presented and fails verification (bad, replayed or misdirected proof,
@@ -71,6 +78,17 @@ export function requireDeviceTier(device: DeviceTrust, route: RouteConfig, devic
   throw deviceError(device.shortfall ?? 'device-tier-insufficient', `Thiết bị ở mức ${device.tier}, dịch vụ yêu cầu ${minimum} / device tier ${device.tier}, the service requires ${minimum}`);
 }
 
+/**
+ * The management plane's device requirement (admin.minDeviceTier): one minimum for every admin
+ * request. A shortfall is always 403 device-tier-insufficient, naming what was missing.
+ */
+export function requireAdminDeviceTier(device: DeviceTrust, minimum: DeviceTier): void {
+  if (device.refusal) throw device.refusal;
+  if (tierAtLeast(device.tier, minimum)) return;
+  const missing = device.shortfall && device.shortfall !== 'device-tier-insufficient' ? ` (${device.shortfall})` : '';
+  throw deviceError('device-tier-insufficient', `Thiết bị ở mức ${device.tier}, mặt phẳng quản trị yêu cầu ${minimum}${missing} / device tier ${device.tier}, the management plane requires ${minimum}${missing}`);
+}
+
 const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i;
 const sha256url = (text: string) => createHash('sha256').update(text, 'ascii').digest('base64url');
 
@@ -101,6 +119,8 @@ export interface DeviceRequest {
   /** The request target as received (checked by the edge step); the query is not part of htu. */
   readonly url: string;
   readonly headers: IncomingHttpHeaders;
+  /** The connection: a TLS socket may carry a verified client certificate. */
+  readonly socket?: unknown;
 }
 
 export interface VerifiedProof {
@@ -108,14 +128,34 @@ export interface VerifiedProof {
   readonly jwk: JWK;
 }
 
+/** The device key of a request, and how it was proven. */
+export interface DeviceIdentity extends VerifiedProof {
+  readonly via: 'dpop' | 'mtls';
+}
+
 export interface DeviceAssessor {
+  /**
+   * The device key of a request: its DPoP proof and/or its verified client certificate; null
+   * when neither. Throws a GatewayError when a proof fails or the two name different keys.
+   */
+  identify(request: DeviceRequest): Promise<DeviceIdentity | null>;
   /** Verifies the DPoP proof of a request; null when none was sent. Throws a GatewayError when one was sent and fails. */
   verifyProof(request: DeviceRequest): Promise<VerifiedProof | null>;
   /** Everything known about the device of an authenticated request. Throws only when it cannot be checked (503). */
   assess(request: DeviceRequest, principal: Principal): Promise<DeviceTrust>;
 }
 
-export function createDeviceAssessor(config: GatewayConfig, store: Store, opts: { registry?: DeviceRegistry; posture?: PostureVerifier; now?: () => number } = {}): DeviceAssessor {
+export function createDeviceAssessor(
+  config: GatewayConfig,
+  store: Store,
+  opts: {
+    registry?: DeviceRegistry;
+    posture?: PostureVerifier;
+    now?: () => number;
+    /** Scheme, host and port proofs name in htu (RFC 9449 §4.3); config.publicUrl by default. */
+    publicUrl?: (request: DeviceRequest) => string;
+  } = {},
+): DeviceAssessor {
   const devices = config.devices;
   const registry = opts.registry ?? new DeviceRegistry(store);
   const posture = opts.posture ?? createPostureVerifier(devices, store, { jwksTimeoutMs: config.identity.jwksTimeoutMs });
@@ -144,7 +184,7 @@ export function createDeviceAssessor(config: GatewayConfig, store: Store, opts: 
     const nowSeconds = now() / 1000;
     const iat = payload.iat!;
     if (iat > nowSeconds + skew || iat < nowSeconds - devices.proofMaxAgeSeconds - skew) throw deviceError('device-clock-skew', 'DPoP proof iat is outside the accepted window');
-    const expectedHtu = normaliseHtu(`${config.publicUrl}${request.url.split('?')[0]}`);
+    const expectedHtu = normaliseHtu(`${opts.publicUrl?.(request) ?? config.publicUrl}${request.url.split('?')[0]}`);
     if (payload.htm !== request.method || typeof payload.htu !== 'string' || normaliseHtu(payload.htu) !== expectedHtu) {
       throw deviceError('device-proof-mismatch', 'DPoP proof was made for another method or URL');
     }
@@ -169,13 +209,30 @@ export function createDeviceAssessor(config: GatewayConfig, store: Store, opts: 
     return { deviceId, jwk };
   }
 
+  async function identify(request: DeviceRequest): Promise<DeviceIdentity | null> {
+    const proof = await verifyProof(request);
+    const certificate = await clientCertificateKey(request.socket);
+    if (!certificate) return proof ? { ...proof, via: 'dpop' } : null;
+    if (proof && proof.deviceId !== certificate.deviceId) {
+      throw deviceError('device-certificate-mismatch', 'Bằng chứng DPoP và chứng thư máy khách thuộc hai khóa khác nhau / the DPoP proof and the client certificate name different keys');
+    }
+    if (!proof) {
+      // A key-bound token (cnf.jkt) is accepted over mTLS only when the certificate holds that key.
+      const token = typeof request.headers.authorization === 'string' ? BEARER.exec(request.headers.authorization)?.[1] : undefined;
+      const jkt = token ? boundKey(token) : undefined;
+      if (jkt !== undefined && jkt !== certificate.deviceId) throw deviceError('device-proof-invalid', 'the access token is bound to another key (cnf.jkt)');
+    }
+    return { ...certificate, via: 'mtls' };
+  }
+
   return {
     verifyProof,
+    identify,
     async assess(request, principal) {
       const base = { id: null, tier: 'unknown', status: null, via: null, postureFailures: null, refusal: null, shortfall: null } as const;
-      let proof: VerifiedProof | null;
+      let proof: DeviceIdentity | null;
       try {
-        proof = await verifyProof(request);
+        proof = await identify(request);
       } catch (err) {
         if (err instanceof GatewayError && err.statusCode >= 500) throw err;
         return { ...base, refusal: err as GatewayError };
@@ -193,7 +250,7 @@ export function createDeviceAssessor(config: GatewayConfig, store: Store, opts: 
       } catch (err) {
         throw deviceError('device-registry-unavailable', undefined, err);
       }
-      const known = { ...base, id, via: 'dpop' } as const;
+      const known = { ...base, id, via: proof.via } as const;
       if (!record) return { ...known, status: 'unregistered', shortfall: 'device-unregistered' };
       const status = record.status;
       if (record.ownerNationalId !== principal.nationalId) return { ...known, status, refusal: deviceError('device-owner-mismatch') };
@@ -216,7 +273,8 @@ export function createDeviceAssessor(config: GatewayConfig, store: Store, opts: 
         return err.reason === 'posture-stale' ? { ...registered, shortfall: 'posture-stale' } : { ...registered, refusal: failure };
       }
       const failures = complianceFailures(report, devices.compliance, Math.floor(now() / 1000));
-      const tier = deviceTier({ approved: true, compliant: failures.length === 0, hardwareBound: record.hardwareKey });
+      // A certificate from the device CA binds the key to hardware as an admin's attestation does.
+      const tier = deviceTier({ approved: true, compliant: failures.length === 0, hardwareBound: record.hardwareKey || proof.via === 'mtls' });
       return { ...registered, tier, postureFailures: failures, shortfall: failures.length > 0 ? 'device-tier-insufficient' : null };
     },
   };

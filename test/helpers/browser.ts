@@ -180,7 +180,8 @@ export async function startIdentityHarness(opts: IdentityHarnessOptions = {}): P
       const doc: Record<string, any> = {
         listen: { host: '127.0.0.1', port: ports[i] },
         publicUrl: urls[i],
-        admin: { listen: { host: '127.0.0.1', port: 0 } },
+        // Browsers over plain http present neither DPoP nor a client certificate (test/mtls-*.test.ts cover admin.minDeviceTier).
+        admin: { listen: { host: '127.0.0.1', port: 0 }, minDeviceTier: 'unknown' },
         state: { backend: 'redis', redisUrl: url, keyPrefix },
         identity: {
           clockSkewSeconds: 30,

@@ -170,7 +170,8 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   const doc = {
     listen: { host: '127.0.0.1', port },
     publicUrl: gatewayUrl,
-    admin: { listen: { host: '127.0.0.1', port: 0 } },
+    // The suites of the management API send no device proofs; test/mtls-*.test.ts cover admin.minDeviceTier.
+    admin: { listen: { host: '127.0.0.1', port: 0 }, minDeviceTier: 'unknown' },
     identity: {
       clockSkewSeconds: 30,
       jwksCooldownMs: 1000,

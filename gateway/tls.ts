@@ -1,0 +1,147 @@
+import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { ServerOptions } from 'node:https';
+import { isAbsolute, resolve } from 'node:path';
+import { TLSSocket } from 'node:tls';
+import { calculateJwkThumbprint, type JWK } from 'jose';
+
+/**
+ * TLS on the gateway's listeners, and mutual TLS as a device credential: a client certificate
+ * issued by the province's device CA (`clientCaFile`) proves, through the TLS handshake itself
+ * (RFC 8446 §4.4.3 CertificateVerify), possession of the certificate's private key. The device is
+ * the RFC 7638 thumbprint of that public key — the same identifier a DPoP key has, so one
+ * registry serves both.
+ */
+
+export const CLIENT_CERTIFICATE_MODES = ['none', 'optional', 'required'] as const;
+export type ClientCertificateMode = (typeof CLIENT_CERTIFICATE_MODES)[number];
+
+export interface ListenerTlsConfig {
+  readonly certFile: string;
+  readonly keyFile: string;
+  /** CA certificates (PEM, one or more) that client certificates must chain to. */
+  readonly clientCaFile?: string;
+  /**
+   * none: no client certificate asked for. optional: asked for; one the CA did not issue is
+   * treated as no certificate. required: the handshake fails without one the CA issued.
+   */
+  readonly requestClientCertificate: ClientCertificateMode;
+}
+
+export const TLS_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['certFile', 'keyFile'],
+  properties: {
+    certFile: { type: 'string', minLength: 1, maxLength: 2048 },
+    keyFile: { type: 'string', minLength: 1, maxLength: 2048 },
+    clientCaFile: { type: 'string', minLength: 1, maxLength: 2048 },
+    requestClientCertificate: { enum: CLIENT_CERTIFICATE_MODES, default: 'none' },
+  },
+} as const;
+
+const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g;
+
+function read(problems: string[], at: string, path: string): string | null {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    problems.push(`${at}: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    return null;
+  }
+}
+
+function checkOne(problems: string[], at: string, tls: Record<string, any>, publicUrl: string | undefined, publicUrlKey: string, baseDir: string): void {
+  for (const k of ['certFile', 'keyFile', 'clientCaFile'] as const) if (typeof tls[k] === 'string' && !isAbsolute(tls[k])) tls[k] = resolve(baseDir, tls[k]);
+  const certPem = read(problems, `${at}.certFile`, tls.certFile);
+  const keyPem = read(problems, `${at}.keyFile`, tls.keyFile);
+  let cert: X509Certificate | null = null;
+  let key: KeyObject | null = null;
+  if (certPem !== null) {
+    try {
+      cert = new X509Certificate(certPem);
+    } catch {
+      problems.push(`${at}.certFile: not a PEM X.509 certificate`);
+    }
+  }
+  if (keyPem !== null) {
+    try {
+      key = createPrivateKey(keyPem);
+    } catch {
+      problems.push(`${at}.keyFile: not a PEM private key (or it is encrypted; give the gateway an unencrypted key readable by its user only)`);
+    }
+  }
+  if (cert && key && !cert.checkPrivateKey(key)) problems.push(`${at}.keyFile: does not match the certificate in certFile`);
+  if (cert && Date.parse(cert.validTo) < Date.now()) problems.push(`${at}.certFile: the certificate expired on ${new Date(cert.validTo).toISOString()}`);
+
+  const mode = tls.requestClientCertificate as ClientCertificateMode;
+  if (mode !== 'none' && !tls.clientCaFile) problems.push(`${at}.clientCaFile: required when requestClientCertificate is "${mode}" (the CA that issues device certificates)`);
+  if (mode === 'none' && tls.clientCaFile) problems.push(`${at}.clientCaFile: set, but requestClientCertificate is "none"; set it to "optional" or "required" to use it`);
+  if (tls.clientCaFile) {
+    const caPem = read(problems, `${at}.clientCaFile`, tls.clientCaFile);
+    if (caPem !== null) {
+      const certs = caPem.match(PEM_CERTIFICATE) ?? [];
+      if (certs.length === 0) problems.push(`${at}.clientCaFile: no PEM certificate in the file`);
+      for (const pem of certs) {
+        try {
+          if (!new X509Certificate(pem).ca) problems.push(`${at}.clientCaFile: a certificate in the file is not a CA certificate (basicConstraints CA:TRUE)`);
+        } catch {
+          problems.push(`${at}.clientCaFile: a certificate in the file does not parse`);
+        }
+      }
+    }
+  }
+  // Cookies are Secure and DPoP htu names the scheme: the URL clients use must say https.
+  if (publicUrl !== undefined && !publicUrl.startsWith('https://')) problems.push(`${publicUrlKey}: must be an https URL when ${at} is set`);
+}
+
+/**
+ * Checks `listen.tls` and `admin.listen.tls`: files readable, the key matches the certificate,
+ * a client CA when client certificates are asked for, https public URLs. Resolves the file
+ * paths against `baseDir` in place.
+ */
+export function checkListenerTls(raw: Record<string, any>, baseDir: string): string[] {
+  const problems: string[] = [];
+  if (raw.listen?.tls) checkOne(problems, 'listen.tls', raw.listen.tls, raw.publicUrl, 'publicUrl', baseDir);
+  if (raw.admin?.listen?.tls) checkOne(problems, 'admin.listen.tls', raw.admin.listen.tls, raw.admin.publicUrl, 'admin.publicUrl', baseDir);
+  return problems;
+}
+
+/** Node https server options of a listener; the files were checked when the configuration was parsed. */
+export function httpsServerOptions(tls: ListenerTlsConfig): ServerOptions {
+  const mode = tls.requestClientCertificate;
+  return {
+    cert: readFileSync(tls.certFile),
+    key: readFileSync(tls.keyFile),
+    minVersion: 'TLSv1.2',
+    ...(mode === 'none' ? {} : { ca: readFileSync(tls.clientCaFile!), requestCert: true, rejectUnauthorized: mode === 'required' }),
+  };
+}
+
+export interface ClientCertificateKey {
+  /** RFC 7638 thumbprint of the certificate's public key: the device id. */
+  readonly deviceId: string;
+  readonly jwk: JWK;
+}
+
+// Per connection: the certificate is fixed for the life of a TLS session (renegotiation is off in Node by default for TLS 1.3).
+const perSocket = new WeakMap<object, Promise<ClientCertificateKey | null>>();
+
+/**
+ * The key of the client certificate of a connection, when it was verified against the listener's
+ * `clientCaFile`; null without TLS, without a certificate, or with one the CA did not issue.
+ */
+export function clientCertificateKey(socket: unknown): Promise<ClientCertificateKey | null> {
+  if (!(socket instanceof TLSSocket) || !socket.authorized) return Promise.resolve(null);
+  let found = perSocket.get(socket);
+  if (!found) {
+    found = (async () => {
+      const cert = socket.getPeerX509Certificate();
+      if (!cert) return null;
+      const jwk = cert.publicKey.export({ format: 'jwk' }) as JWK;
+      return { deviceId: await calculateJwkThumbprint(jwk, 'sha256'), jwk };
+    })();
+    perSocket.set(socket, found);
+  }
+  return found;
+}
