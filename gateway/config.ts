@@ -141,7 +141,7 @@ export interface GatewayConfig {
     readonly roster: RosterConfig;
   };
   readonly assertion: { readonly ttlSeconds: number; readonly keyFile?: string; readonly rotationIntervalSeconds: number };
-  readonly admin?: { readonly listen: { readonly host: string; readonly port: number; readonly tls?: ListenerTlsConfig }; readonly minDeviceTier: DeviceTier; readonly roles: readonly string[]; readonly bodyLimitBytes: number; readonly socRoles: readonly string[]; readonly publicUrl?: string };
+  readonly admin?: { readonly listen: { readonly host: string; readonly port: number; readonly tls?: ListenerTlsConfig }; readonly minDeviceTier: DeviceTier; readonly roles: readonly string[]; readonly bodyLimitBytes: number; readonly socRoles: readonly string[]; readonly publicUrl?: string; readonly minAssuranceLevel: 0 | 1 | 2; readonly maxAuthAgeSeconds?: number };
   readonly state: { readonly backend: 'memory' | 'redis'; readonly redisUrl?: string; readonly keyPrefix: string; readonly commandTimeoutMs: number };
   readonly policy: {
     readonly model: string;
@@ -310,6 +310,9 @@ const schema = {
         // Roles allowed on the lock endpoints only (the SOC orders locks; README "For the SOC").
         socRoles: { type: 'array', uniqueItems: true, items: id, default: ['soc-analyst'] },
         bodyLimitBytes: { type: 'integer', minimum: 1024, maximum: 64 * 1024 * 1024, default: 5 * 1024 * 1024 }, // 5 MiB: roster imports
+        // Identity assurance of every management request (CONTEXT.md: MFA for admin access from security level 3).
+        minAssuranceLevel: { enum: [0, 1, 2], default: 2 },
+        maxAuthAgeSeconds: { type: 'integer', minimum: 60, maximum: 30 * 86_400 },
         // How browsers reach the admin UI; with identity.browser, admins sign in at <publicUrl>/.ztgate/auth/callback.
         publicUrl: nonEmpty,
       },
@@ -450,6 +453,12 @@ export const PROTECTED_HEADERS = ['authorization', 'cookie', 'proxy-authorizatio
 
 /** Connection-specific or framing headers: the proxy owns them (RFC 9110 §7.6.1, RFC 9112 §6). */
 const HOP_BY_HOP_HEADERS = ['host', 'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade'];
+
+/** Headers that make an upstream act on another method, path, host or client than the one decided. */
+const DECISION_OVERRIDING_HEADERS = [
+  'x-http-method-override', 'x-http-method', 'x-method-override', 'x-original-method', 'x-original-url', 'x-rewrite-url',
+  'x-forwarded-host', 'x-forwarded-proto', 'x-forwarded-prefix', 'x-forwarded-port', 'x-real-ip', 'true-client-ip', 'x-client-ip',
+];
 
 function keyPath(instancePath: string): string {
   const parts = instancePath.split('/').slice(1);
@@ -614,6 +623,8 @@ function checkSemantics(raw: Record<string, any>): string[] {
     route.forwardRequestHeaders.forEach((h: string, j: number) => {
       if (PROTECTED_HEADERS.includes(h) || h.startsWith('x-ztgate-')) {
         problems.push(`${at}.forwardRequestHeaders[${j}]: "${h}" carries identity or credentials and is never forwarded`);
+      } else if (DECISION_OVERRIDING_HEADERS.includes(h)) {
+        problems.push(`${at}.forwardRequestHeaders[${j}]: "${h}" would let the client change the method, path, host or address the upstream acts on after the decision`);
       } else if (HOP_BY_HOP_HEADERS.includes(h)) {
         problems.push(`${at}.forwardRequestHeaders[${j}]: "${h}" is a hop-by-hop or framing header (RFC 9110 §7.6.1); the proxy sets it itself`);
       }

@@ -13,6 +13,7 @@ export const ERROR_CODES = {
   ZTG_ERR_LENGTH_REQUIRED: { status: 411, message: 'Cần khai báo Content-Length / Content-Length required' },
   ZTG_ERR_BODY_TOO_LARGE: { status: 413, message: 'Nội dung yêu cầu quá lớn / Request body too large' },
   ZTG_ERR_ROUTE_NOT_FOUND: { status: 404, message: 'Không tìm thấy dịch vụ / No such service' },
+  ZTG_ERR_MISDIRECTED: { status: 421, message: 'Yêu cầu không khớp dịch vụ đã được quyết định / Misdirected request' },
   ZTG_ERR_ROUTE_NOT_APPROVED: { status: 403, message: 'Dịch vụ chưa được phê duyệt đưa vào sử dụng / Service not approved for use' },
   ZTG_ERR_UNAUTHENTICATED: { status: 401, message: 'Cần xác thực bằng access token hợp lệ / A valid access token is required' },
   ZTG_ERR_IDENTITY_REFUSED: { status: 403, message: 'Danh tính không gắn với số định danh cá nhân hợp lệ / Identity not tied to a valid national ID' },

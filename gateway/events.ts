@@ -38,17 +38,20 @@ export interface DecisionContext {
   purpose: Purpose | null;
   /** Records the upstream returned, when the response was counted. */
   records: number | null;
+  /** Client address and source port, taken on arrival: a streamed or aborted request may have lost its socket by the end. */
+  readonly source: { readonly ip: string | null; readonly port: number | null };
   emitted: boolean;
 }
 
-export function newDecisionContext(): DecisionContext {
-  return { startedAt: process.hrtime.bigint(), route: null, principal: null, decision: null, policyVersion: null, allowedWithoutPolicy: false, admin: null, reasons: [], errorCode: null, strippedHeaders: [], device: null, purpose: null, records: null, emitted: false };
+export function newDecisionContext(socket?: { remoteAddress?: string | undefined; remotePort?: number | undefined } | null): DecisionContext {
+  return {
+    source: { ip: socket?.remoteAddress ?? null, port: socket?.remotePort ?? null }, startedAt: process.hrtime.bigint(), route: null, principal: null, decision: null, policyVersion: null, allowedWithoutPolicy: false, admin: null, reasons: [], errorCode: null, strippedHeaders: [], device: null, purpose: null, records: null, emitted: false };
 }
 
 /** Data-plane requests are access decisions; management requests are audited admin actions. */
 export type EventAction = 'access-decision' | 'admin-request';
 
-const REFUSED_AFTER_POLICY = new Set(['ZTG_ERR_AUDIT_UNAVAILABLE', 'ZTG_ERR_QUOTA_EXCEEDED', 'ZTG_ERR_QUOTA_UNAVAILABLE', 'ZTG_ERR_OBLIGATION_FAILED']);
+const REFUSED_AFTER_POLICY = new Set(['ZTG_ERR_MISDIRECTED', 'ZTG_ERR_AUDIT_UNAVAILABLE', 'ZTG_ERR_QUOTA_EXCEEDED', 'ZTG_ERR_QUOTA_UNAVAILABLE', 'ZTG_ERR_OBLIGATION_FAILED']);
 
 /** Session ids are bearer secrets: events and locks carry a digest, never the id itself. */
 export function sessionDigest(sessionId: string): string {
@@ -58,6 +61,27 @@ export function sessionDigest(sessionId: string): string {
 export function emitDecision(log: DecisionLog, action: EventAction, ctx: DecisionContext, request: FastifyRequest, reply: FastifyReply): void {
   if (ctx.emitted) return;
   ctx.emitted = true;
+  let event: AuditEvent;
+  try {
+    event = buildEvent(action, ctx, request, reply);
+  } catch (err) {
+    // An event that cannot be built in full is still written, reduced to what is certain.
+    request.log.error({ err }, 'decision event could not be built in full');
+    event = {
+      '@timestamp': new Date().toISOString(),
+      log: { level: 'error' },
+      event: { kind: 'event', category: ['network', 'iam'], type: ['denied', 'access'], action, outcome: 'failure', id: request.id, duration: Number(process.hrtime.bigint() - ctx.startedAt) },
+      ztgate: { decision: 'deny', reasons: ['gateway-error'], rule: null, policy_version: ctx.policyVersion, error_code: ctx.errorCode, route: null },
+      source: ctx.source,
+      http: { request: { id: request.id, method: request.method }, response: { status_code: reply.raw.headersSent ? reply.statusCode : 0 } },
+      url: { path: '' },
+      message: 'deny',
+    } as AuditEvent;
+  }
+  log.write(event);
+}
+
+function buildEvent(action: EventAction, ctx: DecisionContext, request: FastifyRequest, reply: FastifyReply): AuditEvent {
   const status = reply.raw.headersSent || reply.sent ? reply.statusCode : 0;
   // Refusals after the policy allowed (nothing forwarded) are denials; upstream faults stay allows that failed.
   const refusedAfterPolicy = ctx.errorCode !== null && REFUSED_AFTER_POLICY.has(ctx.errorCode);
@@ -96,11 +120,11 @@ export function emitDecision(log: DecisionLog, action: EventAction, ctx: Decisio
     user: ctx.principal ? { id: ctx.principal.nationalId, roles: ctx.principal.roles } : undefined,
     organization: ctx.principal?.agency ? { id: ctx.principal.agency } : undefined,
     host: ctx.device?.id ? { id: ctx.device.id } : undefined, // the official's device (ECS host.id)
-    source: { ip: request.socket.remoteAddress ?? null, port: request.socket.remotePort ?? null },
+    source: ctx.source,
     http: { request: { id: request.id, method: request.method }, response: { status_code: status } },
     url: { path: (pathEnd === -1 ? request.url : request.url.slice(0, pathEnd)).slice(0, 2048) },
     rule: ctx.decision?.rule ? { name: ctx.decision.rule, ruleset: 'policy', version: ctx.decision.policyVersion } : undefined,
     message: effect,
   };
-  log.write(event);
+  return event;
 }

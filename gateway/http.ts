@@ -34,7 +34,7 @@ export function toGatewayError(err: unknown, log: FastifyRequest['log']): Gatewa
 }
 
 export function sendError(request: FastifyRequest, reply: FastifyReply, err: GatewayError): FastifyReply {
-  request.zt ??= newDecisionContext();
+  request.zt ??= newDecisionContext(request.raw.socket);
   request.zt.reasons.push(err.reason);
   request.zt.errorCode = err.code;
   if (err.statusCode >= 500 && err.cause) request.log.warn({ err: err.cause, reason: err.reason }, 'request refused');
@@ -82,12 +82,19 @@ export function createListenerApp({ runtime, action, logger, bodyLimitBytes, htt
   app.decorateRequest('zt', null as never);
   app.decorateRequest('assertion', null);
   app.addHook('onRequest', async (request, reply) => {
-    request.zt = newDecisionContext();
-    request.zt.policyVersion = runtime.policy().version;
+    const ctx = newDecisionContext(request.raw.socket);
+    request.zt = ctx;
+    ctx.policyVersion = runtime.policy().version;
     reply.header('x-request-id', request.id);
+    // A client that goes away before the response ends gets no onResponse: its event is written here.
+    reply.raw.once('close', () => {
+      if (ctx.emitted || reply.raw.writableFinished) return;
+      ctx.reasons.push('client-aborted');
+      emitDecision(runtime.decisionLog, action, ctx, request, reply);
+    });
   });
   app.addHook('onResponse', async (request, reply) => {
-    emitDecision(runtime.decisionLog, action, request.zt ?? newDecisionContext(), request, reply);
+    emitDecision(runtime.decisionLog, action, request.zt ?? newDecisionContext(request.raw.socket), request, reply);
   });
   app.setErrorHandler((err, request, reply) => sendError(request, reply, toGatewayError(err, request.log)));
   app.setNotFoundHandler((request, reply) => sendError(request, reply, new GatewayError('ZTG_ERR_ROUTE_NOT_FOUND', 'route-not-found')));

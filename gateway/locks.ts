@@ -1,5 +1,5 @@
 import { isIP } from 'node:net';
-import type { Store } from './store.js';
+import { StoreError, type Store } from './store.js';
 
 /**
  * Locks (khóa) ordered by the SOC, an admin or a detection rule: an official, a device, a
@@ -107,6 +107,8 @@ export function createLocks(store: Store, now: () => number = Date.now): Locks {
       for (const raw of found) {
         const lock = parse(raw);
         if (lock) return lock;
+        // A lock record that exists but cannot be read is a lock in an unknown state: refuse, don't ignore it.
+        if (raw !== null) throw new StoreError('a lock record in the store is unreadable');
       }
       return null;
     },

@@ -15,6 +15,7 @@ export const REASONS = {
   'length-required': 'A request body was sent without Content-Length.',
   // route
   'route-not-found': 'No registered shared database service matches the host and path.',
+  'route-mismatch': 'The router and the pipeline matched different services for one request (e.g. a Host header in another case); nothing is forwarded.',
   'route-not-approved': 'The service is registered but not approved for use.',
   // authenticate
   'token-missing': 'No bearer access token was presented.',
@@ -48,6 +49,7 @@ export const REASONS = {
   'session-created': 'Sign-in completed: the ID token was verified and a session created.',
   'signed-out': 'The official signed out; the session was ended and the browser sent to the IdP to end its session too.',
   'backchannel-logout': 'The IdP ended sessions by a verified back-channel logout token.',
+  'logout-cross-site': 'A sign-out request without an Origin or Sec-Fetch-Site proving it came from a page of this gateway (another site cannot sign an official out).',
   'auth-return-path-invalid': 'The sign-in return path is not a path on this gateway (open redirect refused).',
   'auth-state-invalid': 'The sign-in callback state is absent, unknown, expired, already used or not bound to this browser.',
   'auth-idp-error': 'The IdP answered the sign-in with an error (e.g. the official cancelled).',
@@ -115,6 +117,7 @@ export const REASONS = {
   'audit-unavailable': 'The route is audit-required and its events cannot be written to the local audit log; the request is refused rather than served unaudited.',
   'upstream-unavailable': 'The request was allowed but the upstream could not be reached.',
   'upstream-timeout': 'The request was allowed but the upstream did not answer in time.',
+  'client-aborted': 'The client closed the connection before the response was complete; what was decided still stands in the event.',
   // catch-all
   'gateway-error': 'An unexpected gateway fault; details are in the operational log.',
 } as const;

@@ -183,6 +183,8 @@ const badDocuments: Case[] = [
   ['forwarding an x-ztgate- header', (d) => (d.routes[0].forwardRequestHeaders = ['x-ztgate-foo']), 'routes[0].forwardRequestHeaders[0]', /"x-ztgate-foo" carries identity or credentials/],
   ['forwarding a header in upper case', (d) => (d.routes[0].forwardRequestHeaders = ['X-Purpose']), 'routes[0].forwardRequestHeaders[0]', /must match/],
   ['an upstream that is the management listener', (d) => { d.admin = { listen: { host: '127.0.0.1', port: 8081 } }; d.routes[0].upstream = 'http://127.0.0.1:8081'; }, 'routes[0].upstream', /points back at the management listener/],
+  ['a method-override header in forwardRequestHeaders', (d) => (d.routes[0].forwardRequestHeaders = ['x-http-method-override']), 'routes[0].forwardRequestHeaders[0]', /change the method, path, host or address/],
+  ['a URL-rewrite header in forwardRequestHeaders', (d) => (d.routes[0].forwardRequestHeaders = ['x-original-url']), 'routes[0].forwardRequestHeaders[0]', /change the method, path, host or address/],
   ['a hop-by-hop header in forwardRequestHeaders', (d) => (d.routes[0].forwardRequestHeaders = ['transfer-encoding']), 'routes[0].forwardRequestHeaders[0]', /hop-by-hop/],
   ['an approval date that is not a date', (d) => (d.routes[0].approval.approvedAt = '2026-13-99'), 'routes[0].approval.approvedAt', /not a real date/],
   ['an approval date with trailing text', (d) => (d.routes[0].approval.approvedAt = '2026-01-15xyz'), 'routes[0].approval.approvedAt', /must match/],

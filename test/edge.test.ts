@@ -55,6 +55,9 @@ describe('checkPath refuses paths that could be read two ways', () => {
     ['a ".." segment with a path parameter (Tomcat)', '/a/..;/admin', /path parameter/],
     ['a ".." segment with an encoded path parameter', '/a/..%3Bx/admin', /path parameter/],
     ['a path parameter that servlet containers strip: /admin;x → /admin', '/admin;x', /path parameter/],
+    ['an encoded LINE SEPARATOR (U+2028), which ".*" does not match', '/echo/4%E2%80%A82', /separator/],
+    ['an encoded PARAGRAPH SEPARATOR (U+2029)', '/echo/4%E2%80%A92', /separator/],
+    ['an encoded ZERO WIDTH SPACE format character (U+200B)', '/echo/admin%E2%80%8B', /format/],
   ])('%s: %s', (_what, target, detail) => {
     let error: unknown;
     try {

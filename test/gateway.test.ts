@@ -341,6 +341,7 @@ describe('edge hygiene', () => {
     ['/ho-tich/..;/echo', 'dot segment with parameter'],
     ['/ho-tich/records/%zz', 'malformed percent-encoding'],
     ['/ho-tich/records/%c0%ae', 'overlong UTF-8'],
+    ['/echo/4%E2%80%A82', 'line separator that ".*" in a deny pattern would not match'],
   ])('%s (%s) → 400 path-ambiguous', async (target) => {
     const before = h.upstreams.recording.received.length;
     const { status, body, requestId } = await rawCall(target, { authorization: `Bearer ${await h.token(ALLOWED)}` });
@@ -363,6 +364,51 @@ describe('edge hygiene', () => {
     expect(body.error.reason).toBe('method-not-allowed');
     const event = await h.sink.forRequest(requestId);
     expect(event.ztgate.reasons).toEqual(['method-not-allowed']);
+  });
+});
+
+describe('one event per request, whatever happens to the connection', () => {
+  it.each(['application/json', 'application/x-www-form-urlencoded', 'application/octet-stream'])(
+    'an allowed upload (%s) streamed to the upstream writes exactly one event, with the client address',
+    async (contentType) => {
+      const before = h.upstreams.recording.received.length;
+      const body = contentType === 'application/json' ? JSON.stringify({ note: 'ghi chú' }) : 'a=1&b=2';
+      const { res, event } = await call('/echo/uploads', { token: await h.token(ALLOWED), method: 'POST', headers: { 'content-type': contentType }, body });
+      expect(res.status).toBe(200);
+      expect(h.upstreams.recording.received[before]!.body).toBe(body);
+      expect(event.ztgate).toMatchObject({ decision: 'allow', reasons: ['policy-allowed'] });
+      expect(event.source.ip).toBe('127.0.0.1');
+      expect(event.source.port).toBeGreaterThan(0);
+    },
+  );
+
+  it('a client that gives up after the request was forwarded still leaves one event (client-aborted)', async () => {
+    const before = h.upstreams.recording.received.length;
+    const requestId = await new Promise<string>((resolve, reject) => {
+      const url = new URL(`${h.gateway.url}/echo/slow/1`);
+      h.token(ALLOWED).then((token) => {
+        const req = httpRequest({ host: url.hostname, port: url.port, path: url.pathname, headers: { authorization: `Bearer ${token}` } });
+        req.on('error', () => undefined);
+        req.end();
+        // The gateway answers only after the upstream does; find the event by the upstream's copy of the request id.
+        const started = Date.now();
+        const poll = setInterval(() => {
+          const got = h.upstreams.recording.received[before];
+          if (got) {
+            clearInterval(poll);
+            req.destroy();
+            resolve(String(got.headers['x-request-id']));
+          } else if (Date.now() - started > 3000) {
+            clearInterval(poll);
+            reject(new Error('request never reached the upstream'));
+          }
+        }, 10);
+      }, reject);
+    });
+    const event = await h.sink.forRequest(requestId, 3000);
+    expect(event.ztgate.decision).toBe('allow');
+    expect(event.ztgate.reasons).toEqual(['policy-allowed', 'client-aborted']);
+    expect(event.source.ip).toBe('127.0.0.1');
   });
 });
 

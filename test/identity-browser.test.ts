@@ -127,7 +127,12 @@ describe('browser sign-in (authorization code flow with PKCE)', () => {
   it('sign-out ends the session at the gateway and at the IdP (RP-Initiated Logout)', async () => {
     const b = await signedIn();
     const id = b.cookie('127.0.0.1', SESSION_COOKIE)!;
-    const out = await b.request(`${g0}/.ztgate/auth/logout`);
+    // GET only asks to confirm: the session survives a link or an <img> from another site.
+    const page = await b.request(`${g0}/.ztgate/auth/logout`);
+    expect(page.status).toBe(200);
+    expect(await page.text()).toMatch(/<form method="post" action="\/\.ztgate\/auth\/logout">/);
+    expect(b.cookie('127.0.0.1', SESSION_COOKIE)).toBe(id);
+    const out = await b.request(`${g0}/.ztgate/auth/logout`, { method: 'POST', body: new URLSearchParams(), headers: { origin: g0, 'sec-fetch-site': 'same-origin' } });
     expect(out.status).toBe(303);
     const endSession = new URL(out.headers.get('location')!);
     expect(endSession.origin).toBe(h.idp.issuer);
@@ -206,6 +211,26 @@ describe('attacks on sign-in', () => {
     return e;
   }
 
+  it('attack: another site signs an official out (a link, an <img>, a cross-site form) → the session survives, 403 logout-cross-site', async () => {
+    const b = await signedIn();
+    const id = b.cookie('127.0.0.1', SESSION_COOKIE)!;
+    // A link or an <img>: GET only shows the confirmation page.
+    const viaGet = await b.request(`${g0}/.ztgate/auth/logout`, { headers: { 'sec-fetch-site': 'cross-site' } });
+    expect(viaGet.status).toBe(200);
+    expect(viaGet.headers.getSetCookie()).toEqual([]);
+    // A form on another site posting here; and a POST proving no origin at all.
+    for (const headers of [{ origin: 'https://evil.example', 'sec-fetch-site': 'cross-site' }, { origin: 'null' }, { 'sec-fetch-site': 'same-site' }, {} as Record<string, string>]) {
+      const res = await b.request(`${g0}/.ztgate/auth/logout`, { method: 'POST', body: new URLSearchParams(), headers });
+      expect(res.status, JSON.stringify(headers)).toBe(403);
+      expect(res.headers.get('location')).toBeNull();
+      const e = await event(res.headers.get('x-request-id'));
+      expect(e.ztgate).toMatchObject({ decision: 'deny', reasons: ['logout-cross-site'], error_code: 'ZTG_ERR_FORBIDDEN' });
+    }
+    expect(b.cookie('127.0.0.1', SESSION_COOKIE)).toBe(id);
+    const still = await b.request(`${g0}/echo/x`, { headers: { accept: 'application/json' } });
+    expect(still.status).toBe(200);
+  });
+
   it('a callback without state → 400 auth-state-invalid, no session', async () => {
     const { b, callback } = await toCallback();
     callback.searchParams.delete('state');
@@ -269,6 +294,9 @@ describe('attacks on sign-in', () => {
     ['/\\evil.example', 'backslash'],
     ['javascript:alert(1)', 'script URL'],
     ['evil.example', 'not a path'],
+    ['/.//evil.example/phish', 'dot segment that normalises to protocol-relative'],
+    ['/a/..//evil.example/phish', 'parent segment that normalises to protocol-relative'],
+    ['/%2e//evil.example/phish', 'encoded dot segment that normalises to protocol-relative'],
     ['/%0d%0aLocation:%20https://evil.example', 'header injection'],
   ])('open redirect attempt %s (%s) → 400 auth-return-path-invalid', async (target) => {
     const b = new Browser();

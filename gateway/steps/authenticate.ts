@@ -109,6 +109,9 @@ export function safeReturnPath(value: unknown): string | null {
     const url = new URL(value, base);
     if (url.origin !== base.origin) return null;
     if (url.pathname.startsWith(AUTH_PATH_PREFIX)) return null; // no sign-in loops
+    // Normalising can turn /.//evil.example into //evil.example, which a browser reads as another host.
+    if (url.pathname.startsWith('//') || url.pathname.startsWith('/\\')) return null;
+    if (url.pathname !== value.split(/[?#]/)[0]) return null; // dot segments or re-encoding: refuse, don't guess
     return url.pathname + url.search;
   } catch {
     return null;
@@ -246,14 +249,13 @@ export function createAuthenticator(identity: GatewayConfig['identity'], fetchOr
     if (result.active !== true) throw unauthenticated('token-inactive', 'token is not active');
     const now = Date.now() / 1000;
     if (typeof result.exp === 'number' && result.exp + identity.clockSkewSeconds < now) throw unauthenticated('token-expired', 'token expired');
-    if (result.iss !== undefined && result.iss !== config.issuer) throw unauthenticated('token-issuer-untrusted', 'untrusted issuer');
-    if (result.aud !== undefined) {
-      const aud = Array.isArray(result.aud) ? result.aud : [result.aud];
-      if (!aud.some((a) => config.audience.includes(String(a)))) throw unauthenticated('token-audience-invalid', 'claim aud is invalid');
-    }
     // A refresh token is "active" too; only an access token may be presented as one.
     const type = String(result.token_type ?? result.typ ?? '').toLowerCase();
     if (type !== 'bearer' && type !== 'dpop') throw unauthenticated('token-type-invalid', 'not an access token');
+    if (result.iss !== undefined && result.iss !== config.issuer) throw unauthenticated('token-issuer-untrusted', 'untrusted issuer');
+    // RFC 7662 makes aud optional, but a token whose audience is unknown may be meant for another service.
+    const aud = result.aud === undefined ? [] : Array.isArray(result.aud) ? result.aud : [result.aud];
+    if (!aud.some((a) => config.audience.includes(String(a)))) throw unauthenticated('token-audience-invalid', 'claim aud is missing or invalid');
     if (typeof result.sub !== 'string') throw unauthenticated('token-claim-invalid', 'claim sub is missing');
     return principalOf(result as JWTPayload, config);
   }

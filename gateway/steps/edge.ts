@@ -62,6 +62,9 @@ export function checkPath(rawUrl: string): { rawPath: string; path: string } {
   } catch {
     throw ambiguous('percent-encoding is not valid UTF-8');
   }
+  // Line separators slip past ".*" in path patterns (JavaScript's "." does not match them) while
+  // "[^/]+" matches them: a deny on /* would miss a path an allow on /:id still covers.
+  if (/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u.test(path)) throw ambiguous('Unicode control, format or separator character');
   if (path.split('/').some((segment) => DOT_SEGMENT.test(segment))) throw ambiguous('dot segment (. or ..)');
   return { rawPath, path };
 }

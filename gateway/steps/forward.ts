@@ -3,6 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import httpProxy from '@fastify/http-proxy';
 import type { RouteConfig } from '../config.js';
 import { ASSERTION_HEADER } from '../assertion.js';
+import { GatewayError } from '../errors.js';
 
 /**
  * Step 8, forward: only the headers an upstream needs, plus the gateway's signed assertion
@@ -22,6 +23,40 @@ export function upstreamHeaders(request: FastifyRequest, route: RouteConfig, ass
   }
   out[ASSERTION_HEADER] = assertion;
   out['x-request-id'] = request.id;
+  return out;
+}
+
+/**
+ * What of the upstream's response headers reaches the client. The gateway owns its cookies
+ * (an upstream setting ztgate-session would fix a session), CORS (whether another origin may
+ * read is the gateway's decision), its X-Ztgate-* headers and the request id (an upstream must
+ * not forge a gateway error or decision); server details stay inside; hop-by-hop headers
+ * (RFC 9110 §7.6.1, and those the upstream's Connection names) end at the hop.
+ */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
+const UPSTREAM_DETAILS = new Set(['server', 'x-powered-by', 'x-aspnet-version', 'x-aspnetmvc-version', 'x-request-id']);
+/** The gateway's own cookies (identity/sessions.ts, gateway/auth-routes.ts, admin CSRF), with or without __Host-/__Secure-. */
+const GATEWAY_COOKIE = /^(?:__host-|__secure-)?ztgate-/i;
+
+function gatewayCookie(setCookie: string): boolean {
+  const name = setCookie.slice(0, setCookie.indexOf('=') >>> 0).trim();
+  return GATEWAY_COOKIE.test(name);
+}
+
+export function filterResponseHeaders(headers: IncomingHttpHeaders): IncomingHttpHeaders {
+  const named = String(headers.connection ?? '').toLowerCase().split(',').map((h) => h.trim()).filter(Boolean);
+  const out: IncomingHttpHeaders = {};
+  for (const [name, value] of Object.entries(headers)) {
+    const lower = name.toLowerCase();
+    if (value === undefined || HOP_BY_HOP.has(lower) || named.includes(lower) || UPSTREAM_DETAILS.has(lower)) continue;
+    if (lower.startsWith('access-control-') || lower.startsWith('x-ztgate-')) continue;
+    if (lower === 'set-cookie') {
+      const kept = (Array.isArray(value) ? value : [value]).filter((c) => !gatewayCookie(c));
+      if (kept.length > 0) out[name] = kept;
+      continue;
+    }
+    out[name] = value;
+  }
   return out;
 }
 
@@ -47,11 +82,18 @@ export async function registerForwarders(
       httpMethods: ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS'],
       undici: { headersTimeout: route.upstreamTimeoutMs, bodyTimeout: route.upstreamTimeoutMs },
       retryMethods: [],
+      // The router and the pipeline each matched a route; forward only when they agree (e.g. a Host
+      // header in another case can make them differ: the policy must decide for the route served).
+      preHandler: (request, _reply, done) => {
+        if (request.zt?.route?.id === route.id) done();
+        else done(new GatewayError('ZTG_ERR_MISDIRECTED', 'route-mismatch'));
+      },
       replyOptions: {
         rewriteRequestHeaders: (request) => {
           const headers = upstreamHeaders(request as FastifyRequest, route, assertionOf(request as FastifyRequest));
           return obligations ? obligations.requestHeaders(request as FastifyRequest, headers) : headers;
         },
+        rewriteHeaders: (headers) => filterResponseHeaders(headers),
         ...(obligations ? { onResponse: (request, reply, res) => obligations.onResponse(request as FastifyRequest, reply as FastifyReply, res as never) } : {}),
       },
       ...(route.host ? { constraints: { host: route.host } } : {}),

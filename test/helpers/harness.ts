@@ -88,6 +88,9 @@ export async function startRecordingUpstream(gatewayUrl: () => string, audience:
         entry.assertionError = (err as Error).message;
       }
       received.push(entry);
+      // /slow/… answers after a while, for tests of clients that give up first.
+      if (req.url!.includes('/slow/')) await new Promise((r) => setTimeout(r, 800));
+      if (res.destroyed) return;
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ upstream: 'recording', path: req.url }));
     });
