@@ -167,7 +167,7 @@ export const DEVICE_USAGE = `ztgate device — thiết bị giả lập cho bả
   ztgate device quarantine --admin NATIONAL_ID --reason TEXT [--device ID]
                                                         cách ly thiết bị / quarantine it
   ztgate device posture [--device ID] [--non-compliant] ký báo cáo tình trạng (bộ ký demo) / sign a posture report
-  ztgate device curl --user NATIONAL_ID [--device ID] [--method M] URL
+  ztgate device curl --user NATIONAL_ID [--device ID] [--method M] [--purpose CODE --case-ref REF] URL
                                                         gọi cổng với token + DPoP + báo cáo / call with token, proof, posture
 Tùy chọn / options: --gateway URL (http://127.0.0.1:8080), --admin-url URL (http://127.0.0.1:8081), --issuer URL (http://127.0.0.1:8090)
 `;
@@ -189,6 +189,8 @@ export async function runDeviceCommand(args: string[], io: DeviceCliIo = { out: 
       device: { type: 'string' },
       reason: { type: 'string' },
       method: { type: 'string' },
+      purpose: { type: 'string' },
+      'case-ref': { type: 'string' },
       'non-compliant': { type: 'boolean' },
       'hardware-key': { type: 'boolean' },
       gateway: { type: 'string' },
@@ -257,6 +259,9 @@ export async function runDeviceCommand(args: string[], io: DeviceCliIo = { out: 
       const headers: Record<string, string> = { authorization: `Bearer ${accessToken}`, dpop: await createDpopProof(device, method, target, accessToken) };
       const postureFile = join(demoDataDir('devices'), `${device.id}.posture.jwt`);
       if (existsSync(postureFile)) headers['x-device-posture'] = readFileSync(postureFile, 'utf8').trim();
+      // Purpose of access (mục đích khai thác), which services of personal data require.
+      if (values.purpose) headers['x-purpose'] = values.purpose;
+      if (values['case-ref']) headers['x-case-ref'] = values['case-ref'];
       return print(await fetch(target, { method, headers }));
     }
     case undefined:

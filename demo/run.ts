@@ -88,7 +88,7 @@ Thử / try (in another terminal, from this folder):
   curl -s ${g}/ho-tich/records                                              # 401: no token
 
 Trình duyệt / browser: mở / open ${g}/ho-tich/records → đăng nhập / sign in (056085000001, demo)
-  → JSON của dịch vụ / the service's JSON;  ${g}/.ztgate/auth/logout để đăng xuất / to sign out.
+  → JSON của dịch vụ / the service's JSON;  ${g}/.ztgate/auth/logout rồi xác nhận để đăng xuất / and confirm to sign out.
   (cookie "ztgate-session": http trên loopback không dùng được tiền tố __Host- / no __Host- prefix over plain http)
 
 Thiết bị / device trust (Y tế, cấp độ 4, cần thiết bị tuân thủ / needs a compliant device):
@@ -96,9 +96,9 @@ Thiết bị / device trust (Y tế, cấp độ 4, cần thiết bị tuân th�
   npx ztgate device enrol --device $ID --user 056190000002                  # 201: pending
   npx ztgate device approve --device $ID --admin 056179000006               # 200: approved
   npx ztgate device posture --device $ID                                    # compliant report (demo signer)
-  npx ztgate device curl --device $ID --user 056190000002 ${g}/y-te/records # 200: allowed
+  npx ztgate device curl --device $ID --user 056190000002 --purpose giai-quyet-thu-tuc --case-ref HS-2026-0001 ${g}/y-te/records  # 200
   npx ztgate device posture --device $ID --non-compliant
-  npx ztgate device curl --device $ID --user 056190000002 ${g}/y-te/records # 403: device-tier-insufficient
+  npx ztgate device curl --device $ID --user 056190000002 --purpose giai-quyet-thu-tuc --case-ref HS-2026-0001 ${g}/y-te/records  # 403
 
 Quyết định truy cập (JSON, một dòng mỗi yêu cầu) in ra stdout / decision events are printed to stdout.
 Ctrl+C để dừng / to stop.
