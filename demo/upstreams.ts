@@ -299,6 +299,16 @@ export async function startDemoUpstream(opts: DemoUpstreamOptions): Promise<Demo
         requestedBy: requestedBy(request),
       });
     }
+    // A write under a commune scope touches only that commune's records: the gateway cannot see
+    // which record a write touches, so the service that owns the records enforces the scope.
+    const scoped = assertionOf(request).commune;
+    if (scoped && record[COMMUNE_FIELD[dataset]] !== scoped) {
+      return reply.code(403).send({
+        error: 'outside-scope',
+        message: `record ${request.params.id} is outside commune ${scoped}`,
+        requestedBy: requestedBy(request),
+      });
+    }
     const body = request.body as unknown;
     const note =
       typeof body === 'object' && body !== null && !Array.isArray(body)
@@ -342,6 +352,8 @@ export async function startDemoUpstream(opts: DemoUpstreamOptions): Promise<Demo
       dataset,
       synthetic: true,
       note: created,
+      // The record written to, so a gateway applying record obligations can check its scope.
+      item: record,
       requestedBy: requestedBy(request),
     });
   });

@@ -18,7 +18,8 @@ import type { SessionRecord } from '../identity/sessions.js';
  *
  *   GET  login               → the IdP's authorization endpoint (code flow, PKCE, state, nonce)
  *   GET  callback            → verify, create the session, back to the page the official wanted
- *   GET|POST logout          → end the session here, then at the IdP (RP-Initiated Logout 1.0)
+ *   GET logout               → a page asking to confirm (a form that POSTs)
+ *   POST logout              → same-origin only: end the session here, then at the IdP (RP-Initiated Logout 1.0)
  *   POST backchannel-logout  ← the IdP ends sessions (OIDC Back-Channel Logout 1.0)
  *   GET  signed-out          → where the IdP sends the browser after sign-out
  *
@@ -193,7 +194,29 @@ export async function registerAuthRoutes(app: FastifyInstance, runtime: Runtime)
     return reply.redirect(tx.returnTo, 303);
   }
 
+  // Sign-out changes state: only a page of this gateway may ask for it, never another site.
+  const ownOrigin = new URL(config.publicUrl).origin;
+
+  async function confirmLogout(request: FastifyRequest, reply: FastifyReply) {
+    request.zt.reasons.push('public-endpoint');
+    request.zt.allowedWithoutPolicy = true;
+    return noStore(reply)
+      .type('text/html; charset=utf-8')
+      .header('content-security-policy', "default-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+      .header('x-content-type-options', 'nosniff')
+      .send(`<!DOCTYPE html><html lang="vi"><head><meta charset="utf-8"><title>Đăng xuất — Sign out</title></head>
+<body><h1>Đăng xuất khỏi ztgate?</h1><p lang="en">Sign out of ztgate?</p>
+<form method="post" action="${AUTH_PATHS.logout}"><button type="submit">Đăng xuất / Sign out</button></form>
+<p><a href="/">Ở lại / Stay signed in</a></p></body></html>`);
+  }
+
   async function logout(request: FastifyRequest, reply: FastifyReply) {
+    const origin = request.headers.origin;
+    const site = request.headers['sec-fetch-site'];
+    // Origin, when sent, must be this gateway's; Sec-Fetch-Site, when sent, same-origin; one of them must be there.
+    if ((origin === undefined && site === undefined) || (origin !== undefined && origin !== ownOrigin) || (site !== undefined && site !== 'same-origin')) {
+      throw new GatewayError('ZTG_ERR_FORBIDDEN', 'logout-cross-site', { detail: 'Yêu cầu đăng xuất không đến từ trang của cổng / the sign-out request did not come from a page of this gateway' });
+    }
     const id = cookieValue(request, sessions!.cookieName);
     let idToken: string | null = null;
     if (id) {
@@ -256,7 +279,7 @@ export async function registerAuthRoutes(app: FastifyInstance, runtime: Runtime)
     });
     scope.get(AUTH_PATHS.login, login);
     scope.get(AUTH_PATHS.callback, callback);
-    scope.get(AUTH_PATHS.logout, logout);
+    scope.get(AUTH_PATHS.logout, confirmLogout);
     scope.post(AUTH_PATHS.logout, logout);
     scope.post(AUTH_PATHS.backchannelLogout, backchannelLogout);
     scope.get(AUTH_PATHS.signedOut, signedOut);

@@ -84,6 +84,8 @@ export function parsePolicy(text: string, file: string, knownRoutes: ReadonlySet
       if (!NAME.test(dom)) problems.push(`${at}: agency "${dom}" is not an agency id or *`);
       if (route !== '*' && !knownRoutes.has(route)) problems.push(`${at}: service "${route}" is not a configured route`);
       if (!PATH.test(path)) problems.push(`${at}: path "${path}" must start with / and use only keyMatch2 patterns (:name, *) as whole segments`);
+      // Requests are decided on their canonical path (gateway/steps/decide.ts canonicalPolicyPath).
+      else if (path.split('/').some((seg) => !seg.startsWith(':') && /[A-Z]/.test(seg)) || (path.length > 1 && path.endsWith('/'))) problems.push(`${at}: path "${path}" must be lower-case without a trailing slash: paths are matched lower-case without a trailing slash`);
       if (act !== '*' && !act.split('|').every((m) => METHODS.has(m))) {
         problems.push(`${at}: methods "${act}" must be * or HTTP methods joined by | (e.g. GET|HEAD)`);
       }

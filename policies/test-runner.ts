@@ -3,6 +3,7 @@ import type { GatewayConfig } from '../gateway/config.js';
 import { CLEARANCES, type Clearance, type Principal } from '../identity/principal.js';
 import { DEVICE_TIERS, type AccessRequest, type DeviceTier } from './access.js';
 import type { PolicyEngine } from './engine.js';
+import { canonicalPolicyPath } from '../gateway/steps/decide.js';
 
 /**
  * `ztgate policy test`: a table of expected decisions run against the policy (CI runs it for
@@ -76,7 +77,8 @@ export function runPolicyCases(engine: PolicyEngine, config: GatewayConfig, text
     const request: AccessRequest = {
       principal,
       route: { id: route!.id, securityLevel: route!.securityLevel, classification: route!.classification },
-      path: r.path,
+      // Decided as the gateway decides it (gateway/steps/decide.ts).
+      path: canonicalPolicyPath(r.path),
       method: r.method,
       device: tier ? { tier: tier as DeviceTier } : null,
       purpose: r.purpose ? { code: String(r.purpose.code), caseRef: String(r.purpose.caseRef) } : null,

@@ -5,6 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { PolicyEngine } from '../policies/engine.js';
 import { generatePolicy, generateRequests } from '../bench/policy-gen.js';
 import { createPrng } from '../bench/prng.js';
+import { newEnforcer, newModelFromString } from 'casbin';
+import { compilePathItems, keyMatch2Regex, matchPathItems, RuleIndex } from '../policies/fast-match.js';
 import type { Principal } from '../identity/principal.js';
 
 /**
@@ -96,7 +98,7 @@ describe('the indexed engine decides exactly as plain Casbin', () => {
   it('hand-picked edge cases: dots, trailing slashes, wildcards in the first segment, route *, cycles', async () => {
     const csv = [
       'p, r1, *, a, /v1.0/records/:id, GET, allow',
-      'p, r1, *, a, /records/, GET, allow',
+      'p, r1, *, a, /records, GET, allow',
       'p, r1, *, a, /:kind/list, GET, allow',
       'p, r1, dom1, *, /*, POST, allow',
       'p, r2, *, *, /records/*, *, deny',
@@ -114,6 +116,66 @@ describe('the indexed engine decides exactly as plain Casbin', () => {
       const method = rng.pick(['GET', 'HEAD', 'POST', 'DELETE']);
       expect(engine.authorize(p, resource, method)).toEqual(engine.authorizeWithCasbin(p, resource, method));
     }
+  });
+
+  it('the regex-free path matcher agrees with Casbin’s keyMatch2 regular expression on random patterns and paths', () => {
+    const rng = createPrng(57);
+    const segs = ['a', 'b', 'v1\\.0', 'x-y', ':id', ':sid', '*', ''];
+    const pathSegs = ['a', 'b', 'v1.0', 'v1x0', 'x-y', '1', '22', '', 'a\nb', 'a\u2028', '\r', ':id', '*', '.'];
+    let compiled = 0;
+    let matched = 0;
+    for (let i = 0; i < 3000; i++) {
+      const pattern = '/' + Array.from({ length: rng.int(0, 4) }, () => rng.pick(segs)).join('/');
+      const items = compilePathItems(pattern);
+      if (items === null) continue; // kept on Casbin's regular expression: nothing to compare
+      compiled++;
+      const regex = keyMatch2Regex(pattern);
+      for (let j = 0; j < 20; j++) {
+        const path = (rng.chance(0.9) ? '/' : '') + Array.from({ length: rng.int(0, 5) }, () => rng.pick(pathSegs)).join('/');
+        const expected = regex.test(path);
+        if (expected) matched++;
+        expect(matchPathItems(items, path), `${pattern} on ${JSON.stringify(path)}`).toBe(expected);
+      }
+    }
+    expect(compiled).toBeGreaterThan(1000);
+    expect(matched).toBeGreaterThan(500);
+  });
+
+  it('paths with line terminators and empty segments decide as in Casbin (".*" does not match a newline)', async () => {
+    const csv = ['p, r1, *, a, /files/*, GET, allow', 'p, r1, *, a, /files/:id, GET, deny', 'p, r1, *, a, /, GET, allow', 'p, *, *, a, /files/:id/x, *, allow'].join('\n');
+    const engine = await engineFor(csv, ['a']);
+    const paths = ['/files/a\nb', '/files/a/\n', '/files/\r', '/files/\u2028x', '/files/\u2029', '/files/', '/files//', '/files/1/x/', '/files/1/x', '/files//x/', '/', '//', '/\n'];
+    for (const path of paths) {
+      for (const method of ['GET', 'PUT']) {
+        const p = who('056085000001', 'dom1', ['r1']);
+        expect(engine.authorize(p, { routeId: 'a', path }, method), `${method} ${JSON.stringify(path)}`).toEqual(engine.authorizeWithCasbin(p, { routeId: 'a', path }, method));
+      }
+    }
+  });
+
+  it('more method names than bits: the index tests methods by name and still agrees with Casbin', async () => {
+    // parsePolicy() allows 7 methods; the index itself takes any, and past 30 names it cannot use a bit each.
+    const methods = Array.from({ length: 40 }, (_, i) => `M${i}`);
+    const rng = createPrng(30);
+    const rules: string[][] = [];
+    for (let i = 0; i < 300; i++) {
+      const act = rng.chance(0.1) ? '*' : [...new Set(Array.from({ length: rng.int(1, 3) }, () => rng.pick(methods)))].join('|');
+      rules.push([rng.pick(['r1', 'r2', '*']), rng.pick(['*', 'd1']), rng.pick(['*', 'a']), rng.pick(['/x', '/x/:id', '/*', '/y/*']), act, rng.chance(0.2) ? 'deny' : 'allow']);
+    }
+    const unique = [...new Map(rules.map((r) => [r.join(','), r])).values()];
+    const index = new RuleIndex(unique, [['r1', 'r2']]);
+    const enforcer = await newEnforcer(newModelFromString(MODEL_TEXT));
+    await enforcer.addFunction('methodMatch', (m: string, pattern: string) => pattern === '*' || pattern.split('|').includes(m));
+    await enforcer.addNamedPolicies('p', unique);
+    await enforcer.addNamedGroupingPolicies('g', [['r1', 'r2']]);
+    let allowed = 0;
+    for (let i = 0; i < 1500; i++) {
+      const args = [rng.pick(['r1', 'r2', 'r3']), rng.pick(['d1', 'd2']), rng.pick(['a', 'b']), rng.pick(['/x', '/x/1', '/y/z/w', '/z']), rng.pick([...methods, 'GET'])] as const;
+      const fast = index.enforceEx(...args);
+      if (fast[0]) allowed++;
+      expect(JSON.stringify(fast), args.join(' ')).toBe(JSON.stringify(enforcer.enforceExSync(...args)));
+    }
+    expect(allowed).toBeGreaterThan(50);
   });
 
   it('a changed model is not indexed: it falls back to plain Casbin and stays correct', async () => {

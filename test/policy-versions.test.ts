@@ -39,7 +39,8 @@ beforeAll(async () => {
   const doc = (port: number) => ({
     listen: { host: '127.0.0.1', port },
     publicUrl: `http://127.0.0.1:${port}`,
-    admin: { listen: { host: '127.0.0.1', port: 0 }, minDeviceTier: 'unknown' },
+    // Test-issuer tokens carry no acr: this suite is about policy versions, not assurance.
+    admin: { listen: { host: '127.0.0.1', port: 0 }, minDeviceTier: 'unknown', minAssuranceLevel: 0 },
     identity: { issuers: [{ issuer: issuer.issuer, audience: TEST_AUDIENCE, algorithms: ['ES256'] }] },
     devices: { defaultMinTierBySecurityLevel: { '3': 'unknown' } },
     state: { backend: 'redis', redisUrl: process.env.__REDIS, keyPrefix: prefix },

@@ -120,8 +120,8 @@ describe('decisions over the demo policy with a second role and a personal rule'
 });
 
 describe('rule paths match only what they say', () => {
-  it('accepts the keyMatch2 forms: literal segments, whole-segment :name and *, a trailing slash, the root', async () => {
-    const paths = ['/', '/records/', '/v1.0/records/:id', '/records/:id/notes', '/a/*/b', '/*', '/files/report_2026~final.json'];
+  it('accepts the keyMatch2 forms: literal segments, whole-segment :name and *, the root', async () => {
+    const paths = ['/', '/records', '/v1.0/records/:recordId', '/records/:id/notes', '/a/*/b', '/*', '/files/report_2026~final.json'];
     const file = writeTmp(paths.map((p) => `p, ho-tich-reader, *, ho-tich, ${p}, GET, allow`).join('\n'));
     await expect(PolicyEngine.load(MODEL, file, DEMO_ROUTES)).resolves.toBeInstanceOf(PolicyEngine);
   });
@@ -156,6 +156,8 @@ const badFiles: BadFile[] = [
   ['a path with a space', ['p, ho-tich-reader, *, ho-tich, /records/a b, GET, allow'], 3, /path "\/records\/a b"/],
   ['a path with a query', ['p, ho-tich-reader, *, ho-tich, /records?id=1, GET, allow'], 3, /path "\/records\?id=1"/],
   ['a * that is not a whole segment', ['p, ho-tich-reader, *, ho-tich, /records*, GET, allow'], 3, /path "\/records\*"/],
+  ['a path with an upper-case letter (requests are matched lower-case)', ['p, ho-tich-reader, *, ho-tich, /Admin, GET, deny'], 3, /path "\/Admin" must be lower-case without a trailing slash: paths are matched lower-case without a trailing slash/],
+  ['a path with a trailing slash (requests are matched without it)', ['p, ho-tich-reader, *, ho-tich, /admin/, GET, deny'], 3, /path "\/admin\/" must be lower-case without a trailing slash/],
   ['a :name that is not a whole segment', ['p, ho-tich-reader, *, ho-tich, /files/:id.json, GET, allow'], 3, /path "\/files\/:id\.json"/],
   ['a subject that is not a role name', ['p, Ho Tich, *, ho-tich, /records, GET, allow'], 3, /subject "Ho Tich" is not a role name/],
   ['an agency that is not an id', ['p, ho-tich-reader, Sở Tư pháp, ho-tich, /records, GET, allow'], 3, /agency "Sở Tư pháp"/],

@@ -10,6 +10,8 @@ import { registerAdminSignIn } from './signin.js';
 import { AUTH_PATH_PREFIX } from '../steps/authenticate.js';
 import { createDeviceAssessor, requireAdminDeviceTier } from '../steps/device.js';
 import { checkLocks } from '../steps/locks.js';
+import { requireRouteAssurance } from '../steps/assurance.js';
+import type { Reason } from '../reasons.js';
 import { httpsServerOptions } from '../tls.js';
 
 /**
@@ -44,8 +46,11 @@ export async function buildAdminApp(runtime: Runtime, opts: { logger?: Logger; m
       return;
     }
     // A browser without a session is sent to sign in; an API call gets 401.
-    const principal = await runtime.authenticator.authenticate(request.headers, { method: request.method, url: request.url, note: (reason) => ctx.reasons.push(reason) });
+    const requestInfo = { method: request.method, url: request.url, note: (reason: Reason) => ctx.reasons.push(reason) };
+    const principal = await runtime.authenticator.authenticate(request.headers, requestInfo);
     ctx.principal = principal;
+    // Assurance as on the data plane: admin.minAssuranceLevel (MFA by default), admin.maxAuthAgeSeconds.
+    requireRouteAssurance(principal, admin, { identity: runtime.config.identity, browser: principal.sessionId !== null && runtime.authenticator.isBrowserNavigation(request.headers, requestInfo), returnTo: request.url });
     // Device, then locks: the same steps, in the same order, as on the data plane.
     ctx.device = await devices.assess(request, principal);
     requireAdminDeviceTier(ctx.device, admin.minDeviceTier);

@@ -14,7 +14,8 @@ import { LOGIN_PATH, safeReturnPath } from './authenticate.js';
  */
 export function requireRouteAssurance(
   principal: Principal,
-  route: RouteConfig,
+  /** A route's demands, or the management plane's (admin.minAssuranceLevel, admin.maxAuthAgeSeconds). */
+  route: Pick<RouteConfig, 'minAssuranceLevel' | 'maxAuthAgeSeconds'>,
   opts: { identity: GatewayConfig['identity']; browser: boolean; returnTo: string; nowMs?: number },
 ): void {
   const minLevel = route.minAssuranceLevel ?? 0;

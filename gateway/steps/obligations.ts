@@ -17,7 +17,7 @@ import type { Decision } from '../../policies/engine.js';
  * Before forwarding (quotas): an official who already received their daily record quota is
  * refused without asking the upstream. After (response obligations): the upstream's JSON is
  * buffered up to a bound, its records counted (the `items` array, or one `item`, or a top-level
- * array), checked against the commune scope, the per-response cap and the daily quota (counted
+ * array — any other shape under a scope, cap or quota obligation is withheld), checked against the commune scope, the per-response cap and the daily quota (counted
  * in the shared store), and the named fields masked. Whatever cannot be done — a body that is
  * not JSON, too large, compressed, a record of another commune, the store down — withholds the
  * body: fail closed, never forward what the policy said must not be seen.
@@ -86,15 +86,15 @@ function maskFields(node: unknown, fields: ReadonlySet<string>): unknown {
   return node;
 }
 
-/** The records of a response: `items`, one `item`, or a top-level array. */
-export function recordsOf(body: unknown): unknown[] {
+/** The records of a response: `items`, one `item`, or a top-level array; null when it has none of these. */
+export function recordsOf(body: unknown): unknown[] | null {
   if (Array.isArray(body)) return body;
   if (body && typeof body === 'object') {
     const o = body as Record<string, unknown>;
     if (Array.isArray(o.items)) return o.items;
     if (o.item && typeof o.item === 'object') return [o.item];
   }
-  return [];
+  return null;
 }
 
 async function readBounded(stream: Readable, limit: number): Promise<Buffer> {
@@ -132,9 +132,14 @@ export async function applyObligations(decision: Decision, res: { statusCode: nu
     throw failed(`unparseable JSON: ${(err as Error).message}`);
   }
   if (res.statusCode >= 200 && res.statusCode < 300) {
-    const records = recordsOf(body);
-    ctx.noteRecords(records.length);
     const scope = find(decision, 'commune-scope');
+    const counted = recordsOf(body);
+    // Records in a shape the gateway does not know would pass scope, cap and quota as 0 records.
+    if (counted === null && (scope || find(decision, 'max-records-per-response') || find(decision, 'max-records-per-day'))) {
+      throw failed('no record container (items, item or a top-level array) in a response under a record obligation');
+    }
+    const records = counted ?? [];
+    ctx.noteRecords(records.length);
     if (scope && records.some((r) => !r || typeof r !== 'object' || (r as Record<string, unknown>)[scope.recordField] !== scope.commune)) {
       // The upstream ignored the scope it was given: nothing of it reaches the official.
       throw failed(`record outside commune ${scope.commune}`);
