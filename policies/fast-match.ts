@@ -153,42 +153,43 @@ export class RuleIndex {
   private readonly methodLists: (readonly string[] | null)[] | null;
 
   constructor(rules: readonly StoredRule[], groupings: readonly (readonly string[])[]) {
-    for (const rule of rules) {
-      const act = rule[4]!;
-      if (act !== '*') for (const m of act.split('|')) if (!this.methodBits.has(m)) this.methodBits.set(m, this.methodBits.size);
-    }
+    const acts = new Set<string>();
+    for (const rule of rules) acts.add(rule[4]!);
+    for (const act of acts) if (act !== '*') for (const m of act.split('|')) if (!this.methodBits.has(m)) this.methodBits.set(m, this.methodBits.size);
     const byBit = this.methodBits.size <= MAX_METHOD_BITS;
     if (byBit) for (const [m, bit] of this.methodBits) this.methodBits.set(m, 1 << bit);
     this.methodLists = byBit ? null : rules.map((r) => (r[4] === '*' ? null : r[4]!.split('|')));
-    const regexes = new Map<string, RegExp>();
-    const itemsOf = new Map<string, readonly Item[] | null>();
+    // Many rules share a path pattern or a method list: compile each once (load time at 100k rules).
+    const patterns = new Map<string, { items: readonly Item[] | null; regex: RegExp | null; seg: string }>();
+    const masks = new Map<string, number>();
     this.compiled = rules.map((rule, i) => {
       const [sub, dom, route, path, act, eft] = rule as [string, string, string, string, string, string];
-      let items = itemsOf.get(path);
-      if (items === undefined) itemsOf.set(path, (items = compilePathItems(path)));
-      let regex: RegExp | null = null;
-      if (items === null) {
-        regex = regexes.get(path) ?? null;
-        if (!regex) {
-          regexes.set(path, (regex = keyMatch2Regex(path)));
+      let pattern = patterns.get(path);
+      if (pattern === undefined) {
+        const items = compilePathItems(path);
+        let regex: RegExp | null = null;
+        if (items === null) {
+          regex = keyMatch2Regex(path);
           // V8 compiles a regular expression on its first use: do it now, not inside a decision.
           regex.test(path);
         }
+        patterns.set(path, (pattern = { items, regex, seg: firstSegmentOf(path) }));
       }
+      const { items, regex, seg } = pattern;
       let subjects = this.byRoute.get(route);
       if (!subjects) this.byRoute.set(route, (subjects = new Map()));
       let entry = subjects.get(sub);
       if (!entry) subjects.set(sub, (entry = new Map()));
-      const seg = firstSegmentOf(path);
       let byDomain = entry.get(seg);
       if (!byDomain) entry.set(seg, (byDomain = new Map()));
       let bucket = byDomain.get(dom);
       if (!bucket) byDomain.set(dom, (bucket = { deny: [], allow: [] }));
       (eft === 'deny' ? bucket.deny : bucket.allow).push(i);
-      let methods = -1;
-      if (act !== '*') {
+      let methods = act === '*' ? -1 : masks.get(act);
+      if (methods === undefined) {
         methods = 0;
         if (byBit) for (const m of act.split('|')) methods |= this.methodBits.get(m)!;
+        masks.set(act, methods);
       }
       return { rule, items, regex, methods };
     });
