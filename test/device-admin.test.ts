@@ -1,11 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { Redis } from 'ioredis';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DeviceRegistry } from '../identity/devices.js';
 import { createDpopProof } from '../demo/device-cli.js';
 import { startHarness, type Harness } from './helpers/harness.js';
-import { redisUrl } from './helpers/redis.js';
+import { deleteKeysWithPrefix, redisUrl } from './helpers/redis.js';
 
 /**
  * The management plane behind the device step and the locks, like the data plane, and locks on
@@ -58,16 +57,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await h?.close();
-  const redis = new Redis(await redisUrl());
-  const keys: string[] = [];
-  let cursor = '0';
-  do {
-    const [next, batch] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 500);
-    cursor = next;
-    keys.push(...batch);
-  } while (cursor !== '0');
-  if (keys.length > 0) await redis.del(...keys);
-  redis.disconnect();
+  await deleteKeysWithPrefix(prefix);
 });
 
 async function send(base: string, path: string, opts: { who: string; device?: Device | null; method?: string; body?: unknown }) {

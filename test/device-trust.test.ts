@@ -1,12 +1,11 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { Redis } from 'ioredis';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../gateway/config.js';
 import { startGateway, type RunningGateway } from '../gateway/server.js';
 import { createDpopProof, demoPosture, signPostureReport, type PostureClaims } from '../demo/device-cli.js';
 import { EventSink, ROOT, startHarness, type Harness } from './helpers/harness.js';
-import { redisUrl } from './helpers/redis.js';
+import { deleteKeysWithPrefix, redisUrl } from './helpers/redis.js';
 
 const OWNER = '056085000001'; // Nguyễn Văn An, ho-tich-reader
 const OTHER = '056088000003'; // Lê Văn Cường, ho-tich-reader, another official
@@ -57,16 +56,7 @@ afterAll(async () => {
   await second?.close();
   await h?.close();
   // Only the keys of this suite: everything under its own random prefix.
-  const redis = new Redis(await redisUrl());
-  const keys: string[] = [];
-  let cursor = '0';
-  do {
-    const [next, batch] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 500);
-    cursor = next;
-    keys.push(...batch);
-  } while (cursor !== '0');
-  if (keys.length > 0) await redis.del(...keys);
-  redis.disconnect();
+  await deleteKeysWithPrefix(prefix);
 });
 
 interface CallOptions {

@@ -4,14 +4,13 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, importPKCS8, type CryptoKey, type JWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../gateway/config.js';
 import { DeviceRegistry } from '../identity/devices.js';
 import { createDpopProof, demoPosture, signPostureReport } from '../demo/device-cli.js';
 import { ROOT, startHarness, type Harness } from './helpers/harness.js';
-import { redisUrl } from './helpers/redis.js';
+import { deleteKeysWithPrefix, redisUrl } from './helpers/redis.js';
 
 /**
  * mTLS as a device credential, through real TLS sockets: certificates are made here with the
@@ -151,16 +150,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await h?.close();
-  const redis = new Redis(await redisUrl());
-  const keys: string[] = [];
-  let cursor = '0';
-  do {
-    const [next, batch] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 500);
-    cursor = next;
-    keys.push(...batch);
-  } while (cursor !== '0');
-  if (keys.length > 0) await redis.del(...keys);
-  redis.disconnect();
+  await deleteKeysWithPrefix(prefix);
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 

@@ -6,7 +6,7 @@ import { startGateway, type RunningGateway } from '../../gateway/server.js';
 import { DEMO_GATEWAY_CLIENT_ID, DEMO_GATEWAY_CLIENT_SECRET, readDemoOfficials, startDemoIdp, type DemoIdp } from '../../demo/idp.js';
 import { startDemoUpstream, type DemoUpstream } from '../../demo/upstreams.js';
 import { EventSink, freePort, ROOT, startRecordingUpstream, startTestIssuer, TEST_AUDIENCE, type RecordingUpstream, type TestIssuer } from './harness.js';
-import { redisUrl } from './redis.js';
+import { deleteKeysWithPrefix, redisUrl } from './redis.js';
 
 /**
  * A scripted browser: one cookie jar per host name (as browsers do — cookies ignore the port, so
@@ -227,17 +227,9 @@ export async function startIdentityHarness(opts: IdentityHarnessOptions = {}): P
     async close() {
       for (const g of gateways) await g.close();
       await Promise.all([idp.close(), testIssuer.close(), recording.close(), hoTich.close()]);
-      // Only this harness's keys: SCAN with its random prefix, then delete them.
-      const raw = new Redis(url);
       try {
-        let cursor = '0';
-        do {
-          const [next, keys] = await raw.scan(cursor, 'MATCH', `${keyPrefix}*`, 'COUNT', 500);
-          cursor = next;
-          if (keys.length > 0) await raw.del(...keys);
-        } while (cursor !== '0');
+        await deleteKeysWithPrefix(keyPrefix);
       } finally {
-        raw.disconnect();
         redis.disconnect();
       }
     },
