@@ -164,22 +164,26 @@ export interface GatewayConfig {
 const id = { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,62}$' };
 const nonEmpty = { type: 'string', minLength: 1, maxLength: 2048 };
 
+/** A listener: address, port and optional TLS with client certificates as a device credential (gateway/tls.ts). */
+function listenSchema(defaultPort: number) {
+  return {
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      host: { ...nonEmpty, default: '127.0.0.1' },
+      port: { type: 'integer', minimum: 0, maximum: 65535, default: defaultPort },
+      tls: TLS_SCHEMA,
+    },
+    default: {},
+  } as const;
+}
+
 const schema = {
   type: 'object',
   additionalProperties: false,
   required: ['publicUrl', 'identity', 'policy', 'routes'],
   properties: {
-    listen: {
-      type: 'object',
-      additionalProperties: false,
-      properties: {
-        host: { ...nonEmpty, default: '127.0.0.1' },
-        port: { type: 'integer', minimum: 0, maximum: 65535, default: 8080 },
-        // HTTPS, and client certificates as a device credential (gateway/tls.ts).
-        tls: TLS_SCHEMA,
-      },
-      default: {},
-    },
+    listen: listenSchema(8080),
     publicUrl: nonEmpty,
     limits: {
       type: 'object',
@@ -294,16 +298,7 @@ const schema = {
       type: 'object',
       additionalProperties: false,
       properties: {
-        listen: {
-          type: 'object',
-          additionalProperties: false,
-          properties: {
-            host: { ...nonEmpty, default: '127.0.0.1' },
-            port: { type: 'integer', minimum: 0, maximum: 65535, default: 8081 },
-            tls: TLS_SCHEMA,
-          },
-          default: {},
-        },
+        listen: listenSchema(8081),
         // The device every management request must come from (DPoP proof or mTLS client certificate).
         minDeviceTier: { enum: DEVICE_TIERS, default: 'registered' },
         roles: { type: 'array', minItems: 1, uniqueItems: true, items: id, default: ['security-admin'] },
