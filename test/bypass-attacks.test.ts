@@ -7,15 +7,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHarness, TEST_AUDIENCE, type Harness } from './helpers/harness.js';
 
 /**
- * Findings of the security review, each replayed as the attack that proved it: real HTTP through
- * the gateway, real IdP tokens, assertions on the decision events.
+ * Bypass attempts against the policy, the obligations, the response headers and the management
+ * plane, each as the request that would exploit it: real HTTP through the gateway, real IdP
+ * tokens, assertions on the decision events.
  */
 
 const AN = '056085000001'; // Nguyễn Văn An (giả lập), Sở Tư pháp, ho-tich-reader
 const COMMUNE = '056088000003'; // Lê Văn Cường (giả lập), phường Nha Trang, ho-tich-reader
 const ADMIN = '056179000006'; // security-admin, VNeID level 2
 
-const POLICY = `# review attacks (synthetic)
+const POLICY = `# bypass attacks (synthetic)
 p, ho-tich-reader, *, echo, /*, GET, allow
 p, ho-tich-reader, *, echo, /admin, GET, deny
 p, ho-tich-reader, *, echo, /admin/*, GET, deny
@@ -40,7 +41,7 @@ conditions:
 let h: Harness;
 let rogue: Server;
 let leaky: Server;
-const tmp = mkdtempSync(join(tmpdir(), 'ztgate-review-'));
+const tmp = mkdtempSync(join(tmpdir(), 'ztgate-bypass-'));
 const records = (n: number, commune: string) => Array.from({ length: n }, (_, i) => ({ id: `R-${i}`, noiDangKy: commune, hoTen: 'Giả Lập' }));
 
 async function listen(server: Server): Promise<string> {
