@@ -151,7 +151,7 @@ export async function startDemoUpstream(opts: DemoUpstreamOptions): Promise<Demo
 
   const jwks = createRemoteJWKSet(new URL(opts.gatewayJwksUrl));
 
-  async function verifyAssertion(token: string): Promise<VerifiedAssertion> {
+  async function verifyAssertion(token: string, request: { method: string; url: string }): Promise<VerifiedAssertion> {
     const { payload } = await jwtVerify(token, jwks, {
       issuer: opts.gatewayIssuer,
       audience: dataset,
@@ -173,6 +173,21 @@ export async function startDemoUpstream(opts: DemoUpstreamOptions): Promise<Demo
     }
     if (typeof jti !== 'string' || jti.length === 0) {
       throw new AssertionError('"jti" claim missing');
+    }
+    // The request the gateway decided: an assertion seen in transit cannot be replayed for another
+    // method or path within its lifetime.
+    const http = (payload as { http?: { method?: unknown; path?: unknown } }).http;
+    if (http !== undefined) {
+      const q = request.url.indexOf('?');
+      let path: string;
+      try {
+        path = decodeURIComponent(q === -1 ? request.url : request.url.slice(0, q));
+      } catch {
+        throw new AssertionError('request path is not valid percent-encoding');
+      }
+      if (http.method !== request.method || http.path !== path) {
+        throw new AssertionError(`assertion was issued for ${String(http.method)} ${String(http.path)}, not this request`);
+      }
     }
     const scope = (payload as { scope?: unknown }).scope;
     const commune = scope && typeof scope === 'object' ? (scope as { commune?: unknown }).commune : undefined;
@@ -210,7 +225,7 @@ export async function startDemoUpstream(opts: DemoUpstreamOptions): Promise<Demo
     try {
       token = singleHeader(request.headers[ASSERTION_HEADER]);
       if (!token) throw new AssertionError(`missing ${ASSERTION_HEADER} header`);
-      assertions.set(request, await verifyAssertion(token));
+      assertions.set(request, await verifyAssertion(token, request));
     } catch (err) {
       let message: string;
       if (err instanceof AssertionError || err instanceof joseErrors.JOSEError) {
@@ -284,8 +299,8 @@ export async function startDemoUpstream(opts: DemoUpstreamOptions): Promise<Demo
       dataset,
       title: data.title,
       synthetic: true,
-      item: record,
-      notes: notes.get(record.id) ?? [],
+      // Notes travel inside the record they annotate: one record container per response.
+      item: { ...record, notes: notes.get(record.id) ?? [] },
       requestedBy: requestedBy(request),
     };
   });

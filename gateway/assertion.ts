@@ -24,7 +24,7 @@ export interface AssertionSigner {
   readonly jwks: { readonly keys: readonly JWK[] };
   /** The kid that signs now. */
   readonly currentKid: string;
-  sign(input: { principal: Principal; routeId: string; decisionId: string; decision: Decision }): Promise<string>;
+  sign(input: { principal: Principal; routeId: string; decisionId: string; decision: Decision; http: { method: string; path: string } }): Promise<string>;
   /** Starts signing with the next key; the old one stays published until its assertions expire. */
   rotate(): Promise<{ kid: string; retiredKid: string }>;
   close(): void;
@@ -84,7 +84,7 @@ export async function createAssertionSigner(opts: { issuer: string; ttlSeconds: 
     get currentKid() {
       return current.kid;
     },
-    async sign({ principal, routeId, decisionId, decision }) {
+    async sign({ principal, routeId, decisionId, decision, http }) {
       return new SignJWT({
         agency: principal.agency,
         unit: principal.unit ?? null,
@@ -100,6 +100,8 @@ export async function createAssertionSigner(opts: { issuer: string; ttlSeconds: 
         policy_version: decision.policyVersion,
         // Commune scope obligation: the upstream returns only this commune's records (README "Policy").
         scope: communeScopeOf(decision),
+        // The method and (decoded) path the upstream receives: the assertion is good for this request only.
+        http,
       })
         .setProtectedHeader({ alg: ALG, kid: current.kid, typ: ASSERTION_TYP })
         .setIssuer(opts.issuer)

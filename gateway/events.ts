@@ -58,6 +58,40 @@ export function sessionDigest(sessionId: string): string {
   return createHash('sha256').update(sessionId).digest('hex').slice(0, 32);
 }
 
+/**
+ * The request path as the event records it: never the query, fragment or ";params" (they may carry
+ * tokens, session ids or citizens' data), and for an absolute-form target not its scheme or userinfo.
+ */
+export function loggablePath(target: string): string {
+  let path = target;
+  if (!path.startsWith('/')) {
+    try {
+      path = new URL(path).pathname;
+    } catch {
+      return '(not a path)';
+    }
+  }
+  const end = path.search(/[?#;]/);
+  return (end === -1 ? path : path.slice(0, end)).slice(0, 2048);
+}
+
+/**
+ * The event of a request the HTTP parser refused before the gateway saw it (malformed request line,
+ * oversized headers, smuggling attempts, timeouts): no path, no identity, only where it came from.
+ */
+export function emitUnparsedRequest(log: DecisionLog, action: EventAction, input: { requestId: string; source: DecisionContext['source']; statusCode: number; reason: Reason; errorCode: string }): void {
+  log.write({
+    '@timestamp': new Date().toISOString(),
+    log: { level: 'info' },
+    event: { kind: 'event', category: ['network', 'iam'], type: ['denied', 'access'], action, outcome: 'failure', id: input.requestId, duration: 0 },
+    ztgate: { decision: 'deny', reasons: [input.reason], rule: null, policy_version: null, error_code: input.errorCode, route: null },
+    source: input.source,
+    http: { request: { id: input.requestId, method: '' }, response: { status_code: input.statusCode } },
+    url: { path: '' },
+    message: 'deny',
+  } as AuditEvent);
+}
+
 export function emitDecision(log: DecisionLog, action: EventAction, ctx: DecisionContext, request: FastifyRequest, reply: FastifyReply): void {
   if (ctx.emitted) return;
   ctx.emitted = true;
@@ -88,7 +122,6 @@ function buildEvent(action: EventAction, ctx: DecisionContext, request: FastifyR
   const allowed = ctx.decision ? ctx.decision.effect === 'allow' && !refusedAfterPolicy : ctx.allowedWithoutPolicy && ctx.errorCode === null;
   const effect = allowed ? 'allow' : 'deny';
   const reasons = [...new Set([...(ctx.decision?.reasons ?? []), ...ctx.reasons])];
-  const pathEnd = request.url.indexOf('?');
   const principal = ctx.principal;
   const event: AuditEvent = {
     '@timestamp': new Date().toISOString(),
@@ -122,7 +155,7 @@ function buildEvent(action: EventAction, ctx: DecisionContext, request: FastifyR
     host: ctx.device?.id ? { id: ctx.device.id } : undefined, // the official's device (ECS host.id)
     source: ctx.source,
     http: { request: { id: request.id, method: request.method }, response: { status_code: status } },
-    url: { path: (pathEnd === -1 ? request.url : request.url.slice(0, pathEnd)).slice(0, 2048) },
+    url: { path: loggablePath(request.url) },
     rule: ctx.decision?.rule ? { name: ctx.decision.rule, ruleset: 'policy', version: ctx.decision.policyVersion } : undefined,
     message: effect,
   };

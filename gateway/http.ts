@@ -1,9 +1,12 @@
 import { randomUUID } from 'node:crypto';
+import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
 import type { ServerOptions as HttpsServerOptions } from 'node:https';
 import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { ERROR_CODES, GatewayError, type ErrorCode } from './errors.js';
-import { emitDecision, newDecisionContext, type EventAction } from './events.js';
+import { emitDecision, emitUnparsedRequest, newDecisionContext, type EventAction } from './events.js';
+import type { Reason } from './reasons.js';
 import type { PipelineState } from './pipeline.js';
 import type { Runtime } from './runtime.js';
 
@@ -67,6 +70,25 @@ export function createListenerApp({ runtime, action, logger, bodyLimitBytes, htt
     bodyLimit: bodyLimitBytes,
     requestTimeout: runtime.config.limits.requestTimeoutMs,
     return503OnClosing: true,
+    // Requests the HTTP parser refuses never reach a hook: answered and recorded here.
+    clientErrorHandler: (err: NodeJS.ErrnoException, socket: Socket) => {
+      if (err.code === 'ECONNRESET' || socket.destroyed) return; // nothing was received, nobody to answer
+      const [code, reason]: [ErrorCode, Reason] =
+        err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? ['ZTG_ERR_REQUEST_TIMEOUT', 'request-timeout']
+        : err.code === 'HPE_HEADER_OVERFLOW' ? ['ZTG_ERR_HEADERS_TOO_LARGE', 'headers-too-large']
+        : ['ZTG_ERR_BAD_REQUEST', 'request-malformed'];
+      const requestId = randomUUID();
+      const { status, message } = ERROR_CODES[code];
+      const body = JSON.stringify({ error: { code, reason, message }, requestId });
+      if (socket.writable) {
+        socket.write(
+          `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+            `X-Ztgate-Error: ${code}\r\nX-Request-Id: ${requestId}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n${body}`,
+        );
+      }
+      emitUnparsedRequest(runtime.decisionLog, action, { requestId, source: { ip: socket.remoteAddress ?? null, port: socket.remotePort ?? null }, statusCode: status, reason, errorCode: code });
+      socket.destroy(err);
+    },
     // Errors raised by the router before any hook runs, e.g. undecodable paths.
     frameworkErrors: (err, request, reply) => {
       const gatewayError =

@@ -108,6 +108,7 @@ export function createPipeline(deps: PipelineDeps) {
     requireAuditWritable(route, deps.config.audit, deps.decisionLog);
 
     // Forward: a short-lived signed assertion of who was allowed, and why.
-    request.assertion = await deps.signer.sign({ principal, routeId: route.id, decisionId: request.id, decision });
+    const upstreamBase = new URL(route.upstream).pathname.replace(/\/$/, '');
+    request.assertion = await deps.signer.sign({ principal, routeId: route.id, decisionId: request.id, decision, http: { method: request.method, path: `${upstreamBase}${innerPath}` } });
   };
 }

@@ -10,6 +10,8 @@ export const REASONS = {
   // edge hygiene
   'path-ambiguous': 'The path has encoded separators, dot segments, double encoding, NUL or other forms that upstreams may read differently.',
   'request-malformed': 'The request line or headers could not be parsed.',
+  'request-timeout': 'The client did not send a complete request in time.',
+  'headers-too-large': 'The request headers exceed the HTTP parser limit.',
   'method-not-allowed': 'The HTTP method is not one the gateway forwards.',
   'body-too-large': 'The declared body is larger than the configured limit.',
   'length-required': 'A request body was sent without Content-Length.',
@@ -58,6 +60,7 @@ export const REASONS = {
   'logout-token-invalid': 'The back-channel logout token is invalid or replayed.',
   'roster-invalid': 'A roster import was refused; every problem is listed and nothing was changed.',
   'official-not-found': 'An admin named an official who is not on the roster.',
+  'roster-self-change': 'An admin tried to change their own roster entry (roles, clearance, agency, unit or status) by import or status change; another admin must (four-eyes).',
   // device
   'device-proof-missing': 'No DPoP device proof was presented where the route or the token (cnf.jkt) requires one.',
   'device-proof-invalid': 'The DPoP proof is malformed, uses a disallowed algorithm, has a bad signature, or is bound to another access token (ath) or key (cnf.jkt).',
@@ -84,6 +87,7 @@ export const REASONS = {
   'device-not-found': 'No enrolled device has this id.',
   'device-already-enrolled': 'This device key is already enrolled (one device per key).',
   'device-state-conflict': "The operation is not allowed from the device's current status.",
+  'device-self-approval': 'An admin tried to approve (or release from quarantine) a device they own themselves; another admin must (four-eyes).',
   // locks
   'locked-user': 'The official is locked by the SOC, an admin or a detection rule.',
   'locked-device': 'The device is locked by the SOC, an admin or a detection rule.',
@@ -110,6 +114,8 @@ export const REASONS = {
   'policy-version-not-found': 'No policy version has this id.',
   'policy-state-conflict': "The operation is not allowed from the policy version's current state.",
   'policy-same-approver': 'The author of a policy draft tried to approve it; another security admin must (four-eyes).',
+  'four-eyes-required': 'An admin tried to confirm a pending change that weakens protection (declassify, lower the security level, approve a service) which they proposed themselves; another security admin must.',
+  'service-change-not-found': 'No pending service change has this id (already confirmed, rejected, or never proposed).',
   'policy-error': 'The policy engine failed; the request is refused.',
   'admin-role-required': 'A management request from an official without a security-admin role.',
   'csrf-token-invalid': "A change made with an admin session cookie without the session's CSRF token or from another origin.",

@@ -50,6 +50,15 @@ function optionalString(payload: JWTPayload, claim: string): string | null {
   return value;
 }
 
+// Agencies are ids (so-tu-phap, phuong-nha-trang): they key policy domains, counts and CSV reports.
+const AGENCY = /^[a-z0-9][a-z0-9-]{0,62}$/;
+
+function agencyOf(payload: JWTPayload, claim: string): string | null {
+  const value = optionalString(payload, claim);
+  if (value !== null && !AGENCY.test(value)) throw new PrincipalError('ERR_CLAIM_INVALID', claim, `claim "${claim}" must be an agency id (a-z, 0-9, -)`);
+  return value;
+}
+
 /** Builds the principal from verified access-token claims, using the issuer's claim names. */
 export function principalFromClaims(payload: JWTPayload, issuer: IssuerConfig): Principal {
   const { claims } = issuer;
@@ -68,7 +77,7 @@ export function principalFromClaims(payload: JWTPayload, issuer: IssuerConfig): 
   const authTime = payload.auth_time;
   return Object.freeze({
     nationalId,
-    agency: optionalString(payload, claims.agency),
+    agency: agencyOf(payload, claims.agency),
     roles: Object.freeze([...new Set(roleList as string[])]),
     clearance: 'none',
     assuranceLevel: 0,

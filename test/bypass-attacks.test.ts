@@ -23,7 +23,7 @@ p, ho-tich-reader, *, echo, /admin/*, GET, deny
 p, ho-tich-reader, *, ho-tich, /records, GET|HEAD, allow
 p, ho-tich-reader, *, ho-tich, /records/*, GET|HEAD|POST, allow
 p, ho-tich-reader, so-tu-phap, ho-tich, /records/:id/notes, POST, deny
-p, ho-tich-reader, *, rogue, /*, GET, allow
+p, ho-tich-reader, *, rogue, /*, GET|HEAD, allow
 p, ho-tich-reader, *, leaky, /*, GET, allow
 `;
 const CONDITIONS = `
@@ -52,8 +52,21 @@ async function listen(server: Server): Promise<string> {
 beforeAll(async () => {
   // Records of another commune, in a container the gateway does not know.
   rogue = createServer((req, res) => {
-    const body = req.url?.startsWith('/wrapped') ? { data: records(40, 'xa-dien-khanh') } : { items: records(2, 'phuong-nha-trang') };
-    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+    const url = req.url ?? '';
+    const own = records(1, 'phuong-nha-trang');
+    const foreign = records(4, 'xa-cam-lam');
+    const [status, body]: [number, unknown] = url.startsWith('/wrapped')
+      ? [200, { data: records(40, 'xa-dien-khanh') }]
+      : url.startsWith('/items-and-data')
+        ? [200, { items: own, data: foreign }]
+        : url.startsWith('/item-and-items')
+          ? [200, { items: [], item: foreign[0] }]
+          : url.startsWith('/nested')
+            ? [200, { items: own, meta: { related: foreign[0] } }]
+            : url.startsWith('/not-found')
+              ? [404, { items: foreign }]
+              : [200, { items: records(2, 'phuong-nha-trang') }];
+    res.writeHead(status, { 'content-type': 'application/json', etag: '"v1"' }).end(JSON.stringify(body));
   });
   // Headers that are the gateway's to set, not the upstream's.
   leaky = createServer((_req, res) => {
@@ -97,10 +110,11 @@ async function call(path: string, nationalId: string, init: RequestInit = {}) {
   return { res, event };
 }
 
-describe('finding 1: deny rules walked around by case or a trailing slash', () => {
+describe('deny rules cannot be walked around by case or a trailing slash', () => {
   it('attack: /echo/Admin, /echo/ADMIN/users and /echo/admin/ are denied by the /admin rules, not allowed by /*', async () => {
     const before = h.upstreams.recording.received.length;
-    for (const path of ['/echo/Admin', '/echo/ADMIN/users', '/echo/admin/', '/echo/aDmIn/users/']) {
+    // adm%C4%B1n: a dotless ı, which case-insensitive upstreams (Java equalsIgnoreCase) read as i.
+    for (const path of ['/echo/Admin', '/echo/ADMIN/users', '/echo/admin/', '/echo/aDmIn/users/', '/echo/adm%C4%B1n']) {
       const { res, event } = await call(path, AN);
       expect(res.status, path).toBe(403);
       expect(event.ztgate, path).toMatchObject({ decision: 'deny', reasons: ['policy-denied'] });
@@ -125,13 +139,33 @@ describe('finding 1: deny rules walked around by case or a trailing slash', () =
   });
 });
 
-describe('finding 2: obligations skipped when the response shape is not recognised', () => {
+describe('record obligations hold whatever shape or status the upstream answers with', () => {
   it('attack: an upstream wraps 40 records of another commune in {"data": …} → 502 obligation-failed, nothing delivered', async () => {
     const { res, event } = await call('/rogue/wrapped', COMMUNE);
     expect(res.status).toBe(502);
     const body = await res.text();
     expect(body).not.toContain('xa-dien-khanh');
     expect(event.ztgate).toMatchObject({ decision: 'deny', reasons: ['policy-allowed', 'obligation-failed'], error_code: 'ZTG_ERR_OBLIGATION_FAILED' });
+  });
+
+  it.each([
+    ['/rogue/items-and-data', 'records of another commune beside the items container'],
+    ['/rogue/item-and-items', 'a second container (item) beside items'],
+    ['/rogue/nested', 'a record of another commune nested in a metadata object'],
+    ['/rogue/not-found', 'records of another commune in a 404 body'],
+  ])('attack: %s (%s) → withheld, 502 obligation-failed', async (path) => {
+    const { res, event } = await call(path, COMMUNE);
+    expect(res.status).toBe(502);
+    expect(await res.text()).not.toContain('xa-cam-lam');
+    expect(event.ztgate).toMatchObject({ decision: 'deny', reasons: ['policy-allowed', 'obligation-failed'] });
+  });
+
+  it('attack: HEAD under obligations does not reveal the length or validators of the unchecked body', async () => {
+    const { res, event } = await call('/rogue/list', COMMUNE, { method: 'HEAD' });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-length')).toBeNull();
+    expect(res.headers.get('etag')).toBeNull();
+    expect(event.ztgate).toMatchObject({ decision: 'allow' });
   });
 
   it('the known containers still count: items of the official’s own commune pass', async () => {
@@ -155,7 +189,7 @@ describe('finding 2: obligations skipped when the response shape is not recognis
   });
 });
 
-describe('finding 3: upstream response headers reach the client unfiltered', () => {
+describe('upstream response headers that are the gateway’s to set are dropped', () => {
   it('attack: an upstream sets the gateway session cookie, CORS, X-Ztgate-* and server details → all dropped', async () => {
     const { res, event } = await call('/leaky/x', AN);
     expect(res.status).toBe(200);
@@ -170,7 +204,7 @@ describe('finding 3: upstream response headers reach the client unfiltered', () 
   });
 });
 
-describe('finding 4: the management plane accepts any identity assurance', () => {
+describe('the management plane demands VNeID level 2', () => {
   it('attack: a security-admin token without acr (assurance 0) → 401 step-up challenge (RFC 9470), not the admin API', async () => {
     const now = Math.floor(Date.now() / 1000);
     const token = await h.testIssuer.sign({ iss: h.testIssuer.issuer, aud: TEST_AUDIENCE, sub: ADMIN, national_id: ADMIN, agency: 'cong-an-tinh', roles: ['security-admin'], iat: now, exp: now + 300 });

@@ -27,6 +27,7 @@ interface SignOptions {
   agency?: string | null;
   iatOffset?: number;
   expOffset?: number;
+  http?: { method: string; path: string };
 }
 
 async function sign(o: SignOptions = {}): Promise<string> {
@@ -38,6 +39,7 @@ async function sign(o: SignOptions = {}): Promise<string> {
     policy_version: 'test-1',
   };
   if (o.agency !== null) claims['agency'] = o.agency ?? AGENCY;
+  if (o.http) claims['http'] = o.http;
   return new SignJWT(claims)
     .setProtectedHeader({ alg: 'ES256', typ: o.typ ?? 'ztgate-assertion+jwt', kid: o.kid ?? 'gw-1' })
     .setIssuer(o.iss ?? ISSUER)
@@ -175,6 +177,22 @@ describe('demo upstream: assertion is mandatory (defence in depth)', () => {
   });
 });
 
+describe('demo upstream: an assertion is good for the request it was issued for', () => {
+  it('attack: an assertion for GET /records/HT-2024-000001 replayed for GET /records → 401', async () => {
+    const token = await sign({ http: { method: 'GET', path: '/records/HT-2024-000001' } });
+    expect((await call('ho-tich', '/records/HT-2024-000001', { token })).status).toBe(200);
+    const replay = await call('ho-tich', '/records', { token });
+    expect(replay.status).toBe(401);
+    expect(replay.body.error).toBe('assertion-invalid');
+  });
+
+  it('attack: an assertion for GET replayed for POST on the same path → 401', async () => {
+    const token = await sign({ http: { method: 'GET', path: '/records/HT-2024-000001/notes' } });
+    const r = await call('ho-tich', '/records/HT-2024-000001/notes', { token, method: 'POST', body: { note: 'x' } });
+    expect(r.status).toBe(401);
+  });
+});
+
 describe('demo upstream: records', () => {
   it('lists records for a valid assertion and reports who the gateway allowed', async () => {
     const r = await call('ho-tich', '/records', { token: await sign() });
@@ -267,7 +285,7 @@ describe('demo upstream: notes', () => {
     });
     expect(r.body.requestedBy).toEqual({ nationalId: '056092000004', agency: 'so-nong-nghiep-moi-truong' });
     const rec = await call('dat-dai', '/records/DD-000003', { token });
-    expect(rec.body.notes).toHaveLength(1);
+    expect(rec.body.item.notes).toHaveLength(1);
   });
 
   it('validates the note body', async () => {

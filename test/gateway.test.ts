@@ -1,4 +1,5 @@
 import { request as httpRequest } from 'node:http';
+import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { base64url, decodeProtectedHeader, generateKeyPair, SignJWT } from 'jose';
 import { startHarness, type Harness } from './helpers/harness.js';
@@ -81,6 +82,8 @@ describe('an allowed official', () => {
     expect(got.assertionError).toBeNull();
     expect(got.assertion!.payload).toMatchObject({ sub: ALLOWED, agency: 'so-tu-phap', roles: ['ho-tich-reader'], route: 'echo', jti: event.event.id, policy_version: event.ztgate.policy_version });
     expect(got.assertion!.payload.exp! - got.assertion!.payload.iat!).toBe(60);
+    // Good for this request only: the method and the path the upstream received.
+    expect(got.assertion!.payload.http).toEqual({ method: 'GET', path: '/api/things/1' });
     expect(decodeProtectedHeader(String(got.headers['x-ztgate-assertion'])).alg).toBe('ES256');
   });
 
@@ -247,6 +250,12 @@ describe('authentication attacks', () => {
     expect(event.ztgate.reasons).toEqual(['identity-national-id-missing']);
   });
 
+  it('attack: an agency claim that is not an agency id (it would split report rows) → 403 token-claim-invalid', async () => {
+    const { res, event } = await call('/ho-tich/records', { token: await h.testIssuer.sign(claims({ agency: 'so-tu-phap|ho-tich|allow' })) });
+    expect(res.status).toBe(403);
+    expect(event.ztgate.reasons).toEqual(['token-claim-invalid']);
+  });
+
   it('a national ID that is not 12 digits → 403 identity-national-id-invalid', async () => {
     const { res, event } = await call('/ho-tich/records', { token: await h.testIssuer.sign(claims({ national_id: '05608500000' })) });
     expect(res.status).toBe(403);
@@ -409,6 +418,45 @@ describe('one event per request, whatever happens to the connection', () => {
     expect(event.ztgate.decision).toBe('allow');
     expect(event.ztgate.reasons).toEqual(['policy-allowed', 'client-aborted']);
     expect(event.source.ip).toBe('127.0.0.1');
+  });
+});
+
+describe('requests the HTTP parser refuses are answered and recorded too', () => {
+  function rawBytes(payload: Buffer | string) {
+    const url = new URL(h.gateway.url);
+    return new Promise<string>((resolve, reject) => {
+      const socket = connect(Number(url.port), url.hostname, () => socket.end(payload));
+      let data = '';
+      socket.on('data', (c) => (data += c.toString('latin1')));
+      socket.on('close', () => resolve(data));
+      socket.on('error', reject);
+    });
+  }
+  const requestIdOf = (response: string) => /x-request-id: ([0-9a-f-]{36})/i.exec(response)?.[1] ?? null;
+
+  it.each([
+    ['raw UTF-8 bytes in the request target', Buffer.concat([Buffer.from('GET /ho-tich/'), Buffer.from('hồ-sơ', 'utf8'), Buffer.from(' HTTP/1.1\r\nHost: x\r\n\r\n')]), 400, 'request-malformed'],
+    ['headers larger than the parser allows', `GET /ho-tich/records HTTP/1.1\r\nHost: x\r\nX-Pad: ${'a'.repeat(20_000)}\r\n\r\n`, 431, 'headers-too-large'],
+    ['request smuggling: both Content-Length and Transfer-Encoding', 'POST /echo/x HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', 400, 'request-malformed'],
+  ])('attack: %s → %i in the gateway error shape, and one deny event', async (_what, payload, status, reason) => {
+    const response = await rawBytes(payload);
+    expect(response.startsWith(`HTTP/1.1 ${status} `)).toBe(true);
+    expect(response).toContain('X-Ztgate-Error: ZTG_ERR_');
+    const event = await h.sink.forRequest(requestIdOf(response));
+    expect(event.ztgate).toMatchObject({ decision: 'deny', reasons: [reason] });
+    expect(event.http.response.status_code).toBe(status);
+    expect(event.source.ip).toBe('127.0.0.1');
+  });
+
+  it.each([
+    ['GET http://alice:S3cretPassw0rd@127.0.0.1/echo/x HTTP/1.1', 'S3cretPassw0rd'],
+    ['GET /echo/x#access_token=eyJsecret HTTP/1.1', 'eyJsecret'],
+    ['GET /echo/x;jsessionid=SECRETSESSION HTTP/1.1', 'SECRETSESSION'],
+    ['GET /echo/x?national_id=056085000001 HTTP/1.1', '056085000001'],
+  ])('the event of %s keeps its secret out of url.path', async (requestLine, secret) => {
+    const response = await rawBytes(`${requestLine}\r\nHost: x\r\nConnection: close\r\n\r\n`);
+    const event = await h.sink.forRequest(requestIdOf(response));
+    expect(JSON.stringify(event)).not.toContain(secret);
   });
 });
 

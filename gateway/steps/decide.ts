@@ -46,7 +46,8 @@ export function readPurpose(headers: IncomingHttpHeaders): Purpose | null {
  * (policies/engine.ts refuses any other). The upstream still receives the path as sent.
  */
 export function canonicalPolicyPath(path: string): string {
-  const lower = path.toLowerCase();
+  // Upper then lower folds what a case-insensitive upstream equates: ſ→s, K (Kelvin)→k, ı→i.
+  const lower = path.toUpperCase().toLowerCase();
   return lower.length > 1 && lower.endsWith('/') ? lower.slice(0, -1) : lower;
 }
 

@@ -97,6 +97,30 @@ export function recordsOf(body: unknown): unknown[] | null {
   return null;
 }
 
+/** One record container at most, and no array of objects beside it (records hidden from the checks). */
+function checkSingleContainer(body: unknown): void {
+  if (!body || typeof body !== 'object' || Array.isArray(body)) return;
+  const o = body as Record<string, unknown>;
+  if ('items' in o && 'item' in o) throw failed('two record containers (items and item)');
+  for (const [key, value] of Object.entries(o)) {
+    if (key !== 'items' && key !== 'item' && Array.isArray(value) && value.some((v) => v !== null && typeof v === 'object')) {
+      throw failed(`objects outside the record container (${key})`);
+    }
+  }
+}
+
+/** Any object anywhere in the body that names a commune must name the official's. */
+function checkScopeEverywhere(node: unknown, scope: { recordField: string; commune: string }, depth = 0): void {
+  if (depth > 64) throw failed('response nested too deeply to check its scope');
+  if (Array.isArray(node)) {
+    for (const n of node) checkScopeEverywhere(n, scope, depth + 1);
+  } else if (node && typeof node === 'object') {
+    const o = node as Record<string, unknown>;
+    if (Object.hasOwn(o, scope.recordField) && o[scope.recordField] !== scope.commune) throw failed(`record outside commune ${scope.commune}`);
+    for (const v of Object.values(o)) checkScopeEverywhere(v, scope, depth + 1);
+  }
+}
+
 async function readBounded(stream: Readable, limit: number): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let size = 0;
@@ -131,11 +155,19 @@ export async function applyObligations(decision: Decision, res: { statusCode: nu
   } catch (err) {
     throw failed(`unparseable JSON: ${(err as Error).message}`);
   }
+  const scope = find(decision, 'commune-scope');
+  const cap = find(decision, 'max-records-per-response');
+  const quota = find(decision, 'max-records-per-day');
+  if (scope || cap || quota) {
+    // Under a record obligation every record must stand in the one container the gateway checks and
+    // counts, whatever the status: records beside it would pass scope, cap and quota unseen.
+    checkSingleContainer(body);
+    if (scope) checkScopeEverywhere(body, scope);
+  }
   if (res.statusCode >= 200 && res.statusCode < 300) {
-    const scope = find(decision, 'commune-scope');
     const counted = recordsOf(body);
     // Records in a shape the gateway does not know would pass scope, cap and quota as 0 records.
-    if (counted === null && (scope || find(decision, 'max-records-per-response') || find(decision, 'max-records-per-day'))) {
+    if (counted === null && (scope || cap || quota)) {
       throw failed('no record container (items, item or a top-level array) in a response under a record obligation');
     }
     const records = counted ?? [];
@@ -144,11 +176,9 @@ export async function applyObligations(decision: Decision, res: { statusCode: nu
       // The upstream ignored the scope it was given: nothing of it reaches the official.
       throw failed(`record outside commune ${scope.commune}`);
     }
-    const cap = find(decision, 'max-records-per-response');
     if (cap && records.length > cap.max) {
       throw new GatewayError('ZTG_ERR_QUOTA_EXCEEDED', 'records-per-response-exceeded', { detail: `Phản hồi có ${records.length} bản ghi, tối đa ${cap.max} / ${records.length} records, at most ${cap.max} per response` });
     }
-    const quota = find(decision, 'max-records-per-day');
     if (quota && records.length > 0) {
       if (!ctx.store) throw quotaUnavailable(new Error('no store'));
       const key = dailyQuotaKey(ctx.nationalId, Date.now());
@@ -175,7 +205,13 @@ const HEADERS_OF_THE_ORIGINAL_BODY = ['content-length', 'content-encoding', 'eta
 export function createResponseObligations(opts: { store: Store | undefined; bufferLimitBytes: number }) {
   return function onResponse(request: FastifyRequest, reply: FastifyReply, res: UpstreamResponse): void {
     const decision = request.zt?.decision;
-    if (!needsResponseBody(decision) || request.method === 'HEAD') {
+    if (!needsResponseBody(decision)) {
+      reply.send(res.stream);
+      return;
+    }
+    if (request.method === 'HEAD') {
+      // No body to check, but its length and validators describe the unmasked one.
+      for (const h of HEADERS_OF_THE_ORIGINAL_BODY) reply.removeHeader(h);
       reply.send(res.stream);
       return;
     }
