@@ -33,8 +33,34 @@ export async function servicesScreen(main) {
         h('div', {}, approvalBadge(s.approval.status), s.approval.reason ? h('div', {}, h('small', {}, s.approval.reason)) : null,
           s.approval.approvedBy ? h('div', {}, h('small', {}, `${s.approval.approvedBy} · ${formatTime(s.approval.approvedAt)}`)) : null),
         s.updatedBy ? h('small', {}, `${s.updatedBy} · ${formatTime(s.updatedAt)}`) : '—',
-        h('button', { type: 'button', 'data-testid': `edit-${s.id}`, 'aria-label': `${t('common.edit')} ${s.name}`, onclick: () => edit(s) }, t('common.edit')),
+        h('div', {},
+          h('button', { type: 'button', 'data-testid': `edit-${s.id}`, 'aria-label': `${t('common.edit')} ${s.name}`, onclick: () => edit(s) }, t('common.edit')),
+          ...(s.pendingChanges ?? []).map((/** @type {any} */ c) => pendingChange(s, c))),
       ]), 'services-table'));
+  }
+
+  /**
+   * A change that weakens protection waits for a second security admin (four-eyes): the gateway
+   * refuses its proposer's confirmation, so the screen says who proposed it.
+   * @param {any} s @param {any} c
+   */
+  function pendingChange(s, c) {
+    const what = Object.entries(c.patch).map(([k, v]) => `${k}: ${k === 'approval' ? /** @type {any} */ (v).status : v}`).join(', ');
+    return h('div', { class: 'pending-change', 'data-testid': `pending-${s.id}` },
+      h('span', { class: 'badge warn' }, t('services.pendingChange')), ' ', h('small', {}, `${what} · ${c.proposedBy} · ${formatTime(c.proposedAt)}`),
+      c.reason ? h('div', {}, h('small', {}, c.reason)) : null,
+      h('button', { type: 'button', 'data-testid': `confirm-${s.id}`, onclick: () => decide(s, c, 'confirm') }, t('services.confirm')), ' ',
+      h('button', { type: 'button', 'data-testid': `reject-${s.id}`, onclick: () => decide(s, c, 'reject') }, t('services.reject')));
+  }
+
+  /** @param {any} s @param {any} c @param {'confirm' | 'reject'} action */
+  function decide(s, c, action) {
+    openDialog(`${t(action === 'confirm' ? 'services.confirm' : 'services.reject')}: ${s.name}`, () => [
+      field(t('services.comment'), h('textarea', { name: 'comment', rows: 2, maxlength: 1000, required: true }), t('services.fourEyesHint')),
+    ], async (data) => {
+      await api('POST', `/api/v1/services/${encodeURIComponent(s.id)}/changes/${encodeURIComponent(c.id)}/${action}`, { body: { comment: String(data.get('comment') ?? '') } });
+      await load();
+    });
   }
 
   /** @param {any} s */

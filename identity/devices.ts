@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { calculateJwkThumbprint, importJWK, type JWK } from 'jose';
 import type { Store } from '../gateway/store.js';
 import { isNationalId } from './national-id.js';
@@ -46,7 +47,9 @@ export type DeviceRegistryErrorCode =
   | 'ERR_DEVICE_INPUT_INVALID'
   | 'ERR_DEVICE_ALREADY_ENROLLED'
   | 'ERR_DEVICE_NOT_FOUND'
-  | 'ERR_DEVICE_STATE';
+  | 'ERR_DEVICE_STATE'
+  | 'ERR_DEVICE_SELF_APPROVAL'
+  | 'ERR_DEVICE_BUSY';
 
 export class DeviceRegistryError extends Error {
   constructor(
@@ -101,6 +104,10 @@ function checkReason(reason: unknown, required: boolean): string | undefined {
 }
 
 const DEVICE_ID = /^[A-Za-z0-9_-]{43}$/;
+/** Long enough for one read-check-write; short enough that a crashed instance blocks nobody for long. */
+const TRANSITION_LOCK_TTL_MS = 5_000;
+const TRANSITION_LOCK_ATTEMPTS = 100;
+const TRANSITION_LOCK_BACKOFF_MS = 20;
 
 export class DeviceRegistry {
   constructor(
@@ -153,18 +160,26 @@ export class DeviceRegistry {
     return record;
   }
 
-  /** pending or quarantined → approved. */
-  approve(id: string, by: string, opts: { reason?: unknown; hardwareKey?: unknown } = {}): Promise<DeviceRecord> {
+  /**
+   * pending or quarantined → approved. `fourEyes` (the management API sets it) refuses an
+   * approver who owns the device: nobody vouches for their own device or attests its key.
+   */
+  approve(id: string, by: string, opts: { reason?: unknown; hardwareKey?: unknown; fourEyes?: boolean } = {}): Promise<DeviceRecord> {
     if (opts.hardwareKey !== undefined && typeof opts.hardwareKey !== 'boolean') {
       throw new DeviceRegistryError('ERR_DEVICE_INPUT_INVALID', 'hardwareKey must be true or false', 'hardwareKey');
     }
     const reason = checkReason(opts.reason, false);
-    return this.transition(id, ['pending', 'quarantined'], (r, action) => ({
+    return this.transition(id, ['pending', 'quarantined'], (r, action) => {
+      if (opts.fourEyes && r.ownerNationalId === by) {
+        throw new DeviceRegistryError('ERR_DEVICE_SELF_APPROVAL', `device ${id} belongs to ${by}: another admin must approve it`);
+      }
+      return {
       ...r,
       status: 'approved',
       hardwareKey: (opts.hardwareKey as boolean | undefined) ?? r.hardwareKey,
       approved: { ...action, ...(reason ? { reason } : {}) },
-    }), by);
+      };
+    }, by);
   }
 
   /** pending or approved → quarantined; a reason is required (it is what the SOC and the owner read). */
@@ -179,14 +194,35 @@ export class DeviceRegistry {
     return this.transition(id, ['pending', 'approved', 'quarantined'], (r, action) => ({ ...r, status: 'retired', retired: { ...action, ...(why ? { reason: why } : {}) } }), by);
   }
 
+  /**
+   * Read, check, write under a short per-device lock (SET NX PX in the shared Store), so two
+   * transitions on any instances run one after the other: an approve that read "pending" can
+   * never overwrite a quarantine written meanwhile. It re-reads under the lock and decides on
+   * what it finds then.
+   */
   private async transition(id: string, from: readonly DeviceStatus[], change: (r: DeviceRecord, action: DeviceAction) => DeviceRecord, by: string): Promise<DeviceRecord> {
-    const current = await this.get(id);
-    if (!current) throw new DeviceRegistryError('ERR_DEVICE_NOT_FOUND', `no device ${id}`);
-    if (!from.includes(current.status)) {
-      throw new DeviceRegistryError('ERR_DEVICE_STATE', `device ${id} is ${current.status}; this operation needs ${from.join(' or ')}`);
+    if (!DEVICE_ID.test(id)) throw new DeviceRegistryError('ERR_DEVICE_NOT_FOUND', `no device ${id}`);
+    const lockKey = `device-lock:${id}`;
+    const token = randomUUID();
+    let held = false;
+    for (let attempt = 0; attempt < TRANSITION_LOCK_ATTEMPTS && !held; attempt++) {
+      held = await this.store.set(lockKey, token, { ifAbsent: true, ttlMs: TRANSITION_LOCK_TTL_MS });
+      if (!held) await new Promise((r) => setTimeout(r, TRANSITION_LOCK_BACKOFF_MS));
     }
-    const next = change(current, { by, at: this.now().toISOString() });
-    await this.store.set(this.key(id), JSON.stringify(next));
-    return next;
+    if (!held) throw new DeviceRegistryError('ERR_DEVICE_BUSY', `device ${id} is being changed by another request; try again`);
+    try {
+      const current = await this.get(id);
+      if (!current) throw new DeviceRegistryError('ERR_DEVICE_NOT_FOUND', `no device ${id}`);
+      if (!from.includes(current.status)) {
+        throw new DeviceRegistryError('ERR_DEVICE_STATE', `device ${id} is ${current.status}; this operation needs ${from.join(' or ')}`);
+      }
+      const next = change(current, { by, at: this.now().toISOString() });
+      await this.store.set(this.key(id), JSON.stringify(next));
+      return next;
+    } finally {
+      // Release only our own lock: if it expired and another request took it, it stays theirs.
+      // (Between this read and the DEL the TTL could lapse; a transition takes milliseconds.)
+      if ((await this.store.get(lockKey).catch(() => null)) === token) await this.store.del(lockKey).catch(() => undefined);
+    }
   }
 }

@@ -14,6 +14,7 @@ import { createDecisionFeed, csvCell, monthOf, toCsv } from '../gateway/admin/li
  */
 
 const ADMIN = '056179000006'; // Vũ Thị Giang, security-admin
+const SECOND_ADMIN = '056083000007'; // Đặng Văn Hùng, security-admin
 const OFFICIAL = '056085000001'; // Nguyễn Văn An, so-tu-phap, ho-tich-reader
 
 let h: Harness;
@@ -65,19 +66,24 @@ describe('services: run-time attributes', () => {
     expect(after.approval.status).toBe('pending');
   });
 
-  it('approving with a reason puts the service into use on the data plane at once, audited with who and why', async () => {
+  it('an approval with a reason waits for a second admin (four-eyes); once confirmed the service is in use on the data plane at once, audited with who and why', async () => {
     const before = await data('/cong-thuong/anything');
     expect(before.event.ztgate.reasons).toEqual(['route-not-approved']);
 
-    const { res, body, event } = await admin('PATCH', '/api/v1/services/cong-thuong', { approval: { status: 'approved', reason: 'Đã đánh giá cấp độ 3 (kiểm thử)' } });
+    const proposed = await admin('PATCH', '/api/v1/services/cong-thuong', { approval: { status: 'approved', reason: 'Đã đánh giá cấp độ 3 (kiểm thử)' } });
+    expect(proposed.res.status).toBe(202);
+    expect(proposed.event.ztgate.admin).toMatchObject({ operation: 'services.change.propose', target: 'cong-thuong', detail: { reason: 'Đã đánh giá cấp độ 3 (kiểm thử)' } });
+    expect((await data('/cong-thuong/anything')).event.ztgate.reasons).toEqual(['route-not-approved']);
+
+    const { res, body, event } = await admin('POST', `/api/v1/services/cong-thuong/changes/${proposed.body.pending.id}/confirm`, { comment: 'Đồng ý (kiểm thử)' }, await h.token(SECOND_ADMIN));
     expect(res.status).toBe(200);
-    expect(body).toMatchObject({ id: 'cong-thuong', securityLevel: 3, approval: { status: 'approved', approvedBy: ADMIN, reason: 'Đã đánh giá cấp độ 3 (kiểm thử)' }, overridden: true, updatedBy: ADMIN });
+    expect(body).toMatchObject({ id: 'cong-thuong', securityLevel: 3, approval: { status: 'approved', approvedBy: SECOND_ADMIN, proposedBy: ADMIN, reason: 'Đã đánh giá cấp độ 3 (kiểm thử)' }, overridden: true, updatedBy: SECOND_ADMIN });
     expect(event.ztgate.admin).toMatchObject({
-      operation: 'services.approval',
+      operation: 'services.change.confirm',
       target: 'cong-thuong',
-      detail: { before: { approvalStatus: 'pending', securityLevel: 3 }, after: { approvalStatus: 'approved', securityLevel: 3 }, reason: 'Đã đánh giá cấp độ 3 (kiểm thử)' },
+      detail: { proposedBy: ADMIN, before: { approvalStatus: 'pending', securityLevel: 3 }, after: { approvalStatus: 'approved', securityLevel: 3 }, reason: 'Đã đánh giá cấp độ 3 (kiểm thử)', comment: 'Đồng ý (kiểm thử)' },
     });
-    expect(event.user.id).toBe(ADMIN);
+    expect(event.user.id).toBe(SECOND_ADMIN);
 
     // Past the route step now: the policy decides (no rule allows cong-thuong in the fixture).
     const after = await data('/cong-thuong/anything');

@@ -90,7 +90,7 @@ describe('admin UI in a browser', () => {
     await shot(page, 'services');
   });
 
-  it('approves a pending service with a reason; the data plane serves it at once', async () => {
+  it('four-eyes service approval: A proposes it with a reason, B confirms it; the data plane serves it at once', async () => {
     const { page } = a;
     const before = await fetch(`${h.gateway.url}/cong-thuong/x`, { headers: { authorization: `Bearer ${await h.token(OFFICIAL)}` } });
     expect((await h.sink.forRequest(before.headers.get('x-request-id'))).ztgate.reasons).toEqual(['route-not-approved']);
@@ -105,10 +105,27 @@ describe('admin UI in a browser', () => {
     await dialog.locator('textarea[name=reason]').fill('Đã đánh giá an toàn cấp độ 3 (kiểm thử)');
     await dialog.locator('button[type=submit]').click();
     await dialog.waitFor({ state: 'detached' });
-    await page.locator('[data-testid=services-table] tr', { hasText: 'cong-thuong' }).getByText('Đã phê duyệt').waitFor();
+    // Approving a service weakens protection: it waits for a second admin.
+    await page.getByTestId('pending-cong-thuong').getByText('Chờ người thứ hai xác nhận').waitFor();
+    const proposed = h.sink.events.find((e) => e.ztgate?.admin?.operation === 'services.change.propose' && e.ztgate.admin.target === 'cong-thuong');
+    expect(proposed).toMatchObject({ user: { id: ADMIN_A }, ztgate: { decision: 'allow', admin: { detail: { reason: 'Đã đánh giá an toàn cấp độ 3 (kiểm thử)' } } } });
+    const pending = await fetch(`${h.gateway.url}/cong-thuong/x`, { headers: { authorization: `Bearer ${await h.token(OFFICIAL)}` } });
+    expect((await h.sink.forRequest(pending.headers.get('x-request-id'))).ztgate.reasons).toEqual(['route-not-approved']);
 
-    const audit = h.sink.events.find((e) => e.ztgate?.admin?.operation === 'services.approval' && e.ztgate.admin.target === 'cong-thuong');
-    expect(audit).toMatchObject({ user: { id: ADMIN_A }, ztgate: { decision: 'allow', admin: { detail: { reason: 'Đã đánh giá an toàn cấp độ 3 (kiểm thử)' } } } });
+    const b = await signIn(ADMIN_B);
+    try {
+      await b.page.getByTestId('services-table').waitFor();
+      await b.page.getByTestId('confirm-cong-thuong').click();
+      const bDialog = b.page.locator('dialog');
+      await bDialog.locator('textarea[name=comment]').fill('Đồng ý đưa vào sử dụng (kiểm thử)');
+      await bDialog.locator('button[type=submit]').click();
+      await bDialog.waitFor({ state: 'detached' });
+      await b.page.locator('[data-testid=services-table] tr', { hasText: 'cong-thuong' }).getByText('Đã phê duyệt').waitFor();
+    } finally {
+      await b.context.close();
+    }
+    const audit = h.sink.events.find((e) => e.ztgate?.admin?.operation === 'services.change.confirm' && e.ztgate.admin.target === 'cong-thuong');
+    expect(audit).toMatchObject({ user: { id: ADMIN_B }, ztgate: { decision: 'allow', admin: { detail: { proposedBy: ADMIN_A, reason: 'Đã đánh giá an toàn cấp độ 3 (kiểm thử)', comment: 'Đồng ý đưa vào sử dụng (kiểm thử)' } } } });
     const after = await fetch(`${h.gateway.url}/cong-thuong/x`, { headers: { authorization: `Bearer ${await h.token(OFFICIAL)}` } });
     expect((await h.sink.forRequest(after.headers.get('x-request-id'))).ztgate.reasons).not.toContain('route-not-approved');
   });

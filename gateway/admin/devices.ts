@@ -2,7 +2,7 @@ import type { FastifyRequest } from 'fastify';
 import { GatewayError } from '../errors.js';
 import { bodyObject, registryFailure } from '../device-routes.js';
 import { ADMIN_API_PREFIX, type AdminModule } from './app.js';
-import { DEVICE_STATUSES, DeviceRegistry, type DeviceRecord, type DeviceStatus } from '../../identity/devices.js';
+import { DEVICE_STATUSES, DeviceRegistry, DeviceRegistryError, type DeviceRecord, type DeviceStatus } from '../../identity/devices.js';
 import { isNationalId } from '../../identity/national-id.js';
 
 const actionSchema = {
@@ -45,6 +45,10 @@ export const deviceAdmin: AdminModule = (app, runtime) => {
     try {
       return await op();
     } catch (err) {
+      if (err instanceof DeviceRegistryError && err.code === 'ERR_DEVICE_SELF_APPROVAL') throw new GatewayError('ZTG_ERR_DEVICE_SELF_APPROVAL', 'device-self-approval', { cause: err });
+      if (err instanceof DeviceRegistryError && err.code === 'ERR_DEVICE_BUSY') {
+        throw new GatewayError('ZTG_ERR_DEVICE_CONFLICT', 'device-state-conflict', { detail: `Thiết bị đang được thay đổi, hãy thử lại / ${err.message}`, cause: err });
+      }
       throw registryFailure(err);
     }
   };
@@ -91,7 +95,8 @@ export const deviceAdmin: AdminModule = (app, runtime) => {
   app.post(`${base}/:id/approve`, {
     schema: {
       summary: 'Phê duyệt thiết bị / Approve a device',
-      description: 'pending or quarantined → approved. A hardware-bound key (attested by the approving admin) is one of the two ways to the high-assurance tier.',
+      description: 'pending or quarantined → approved. A hardware-bound key (attested by the approving admin) is one of the two ways to the high-assurance tier. ' +
+        'Four-eyes: an admin cannot approve (or release from quarantine) a device they own: 403 ZTG_ERR_DEVICE_SELF_APPROVAL.',
       tags: ['devices'],
       params: idParams,
       body: { type: 'object', properties: { reason: reasonProperty, hardwareKey: { type: 'boolean', default: false } } },
@@ -100,7 +105,9 @@ export const deviceAdmin: AdminModule = (app, runtime) => {
   }, async (request) => {
     const { id } = request.params as { id: string };
     const body = bodyObject(request);
-    const device = await run(() => registry.approve(id, adminId(request), { reason: body.reason, hardwareKey: body.hardwareKey }));
+    // Audited also when refused: the SOC sees an admin trying to approve their own device.
+    request.zt.admin = { operation: 'device.approve', target: id, detail: { hardwareKey: body.hardwareKey === true } };
+    const device = await run(() => registry.approve(id, adminId(request), { reason: body.reason, hardwareKey: body.hardwareKey, fourEyes: true }));
     audit(request, 'device.approve', device, { hardwareKey: device.hardwareKey });
     return { device };
   });

@@ -5,6 +5,7 @@ import { StoreError } from '../store.js';
 import { CLEARANCES } from '../../identity/principal.js';
 import { isNationalId } from '../../identity/national-id.js';
 import { OFFICIAL_STATUSES, parseRoster, RosterError, RosterUnavailableError, type OfficialStatus } from '../../identity/roster.js';
+import { diffRoster, entryChange } from '../../identity/roster-diff.js';
 import { ADMIN_API_PREFIX, type AdminModule } from './app.js';
 import { useStrictValidation } from './openapi.js';
 
@@ -35,6 +36,11 @@ function unavailable(err: unknown): never {
   throw err;
 }
 
+/** Four-eyes: no admin changes what decides their own access, whether by import or status change. */
+function selfChange(): GatewayError {
+  return new GatewayError('ZTG_ERR_ROSTER_SELF_CHANGE', 'roster-self-change');
+}
+
 function notFound(nationalId: string): GatewayError {
   return new GatewayError('ZTG_ERR_OFFICIAL_NOT_FOUND', 'official-not-found', { detail: `Không có cán bộ ${nationalId} trong danh sách / ${nationalId} is not on the roster` });
 }
@@ -63,7 +69,9 @@ export const identityModule: AdminModule = (app: FastifyInstance, runtime: Runti
         summary: 'Nạp lại toàn bộ danh sách cán bộ / Replace the roster (CSV or JSON)',
         description:
           'Body: text/csv with the header nationalId,name,agency,unit,position,roles,clearance,status (roles separated by |), ' +
-          'or application/json {"officials":[...]}. Every row is checked first; any problem refuses the whole import (400, each problem named by row and column) and nothing changes.',
+          'or application/json {"officials":[...]}. Every row is checked first; any problem refuses the whole import (400, each problem named by row and column) and nothing changes. ' +
+          'An import that adds, removes or changes the roles, clearance, agency, unit or status of the admin who sends it is refused (403 ZTG_ERR_ROSTER_SELF_CHANGE): another admin must. ' +
+          'The audit event lists every official added, removed or changed (first 200, with counts).',
         tags: ['identity'],
         response: { 200: { type: 'object', properties: { count: { type: 'integer' }, version: { type: 'string' } } } },
       },
@@ -78,8 +86,17 @@ export const identityModule: AdminModule = (app: FastifyInstance, runtime: Runti
         if (err instanceof RosterError) throw new GatewayError('ZTG_ERR_ROSTER_INVALID', 'roster-invalid', { detail: err.message, cause: err });
         throw err;
       }
+      const before = await roster.list().catch(unavailable);
+      const diff = diffRoster(before, entries);
+      const self = request.zt.principal!.nationalId;
+      const own = diff.changes.find((c) => c.nationalId === self)
+        ?? entryChange(before.find((e) => e.nationalId === self), entries.find((e) => e.nationalId === self));
+      if (own) {
+        request.zt.admin = { operation: 'roster.import', detail: { refused: 'self-change', own, added: diff.added, removed: diff.removed, changed: diff.changed, format: type } };
+        throw selfChange();
+      }
       const result = await roster.replace(entries).catch(unavailable);
-      request.zt.admin = { operation: 'roster.import', detail: { count: result.count, version: result.version, format: type } };
+      request.zt.admin = { operation: 'roster.import', detail: { count: result.count, version: result.version, format: type, ...diff } };
       return result;
     });
 
@@ -107,6 +124,10 @@ export const identityModule: AdminModule = (app: FastifyInstance, runtime: Runti
       },
     }, async (request: FastifyRequest<{ Params: { nationalId: string }; Body: { status: OfficialStatus; reason: string } }>) => {
       const { nationalId } = request.params;
+      if (nationalId === request.zt.principal!.nationalId) {
+        request.zt.admin = { operation: 'roster.status', target: nationalId, detail: { refused: 'self-change', after: request.body.status } };
+        throw selfChange();
+      }
       const before = await roster.lookup(nationalId).catch(unavailable);
       if (!before) throw notFound(nationalId);
       const official = await roster.setStatus(nationalId, request.body.status).catch(unavailable);

@@ -7,6 +7,7 @@ import { whatIf } from '../../policies/what-if.js';
 import { DEVICE_TIERS, type AccessRequest, type DeviceTier } from '../../policies/access.js';
 import { withRosterEntry } from '../../identity/roster.js';
 import type { Principal } from '../../identity/principal.js';
+import { canonicalPolicyPath } from '../steps/decide.js';
 import { ADMIN_API_PREFIX, type AdminModule } from './app.js';
 
 /**
@@ -325,7 +326,9 @@ export const policiesModule: AdminModule = (app: FastifyInstance, runtime: Runti
     const access: AccessRequest = {
       principal,
       route: { id: route.id, securityLevel: route.securityLevel, classification: route.classification },
-      path: body.path,
+      // The same normal form the data plane decides on (gateway/steps/decide.ts), or the answer
+      // here would differ from what /Admin gets in production.
+      path: canonicalPolicyPath(body.path),
       method: body.method,
       device: { tier: body.deviceTier },
       purpose: body.purpose ?? null,
