@@ -13,7 +13,7 @@ import { chromiumAvailable, launchChromium } from './helpers/chromium.js';
  * The admin UI end to end, in a real headless browser (Debian's chromium via playwright-core):
  * real OIDC sign-in at the demo IdP, the session cookie, CSRF, both languages, and the effect of
  * what admins do on the data plane, proven by decision events. Screenshots of each screen go to
- * test-artifacts/screenshots/ (kept by CI); the main ones are copied to docs/screenshots/.
+ * test-artifacts/screenshots/ (kept by CI); with UPDATE_DOCS=1 the main ones also replace docs/screenshots/.
  */
 
 const ADMIN_A = '056179000006'; // Vũ Thị Giang, security-admin
@@ -23,6 +23,8 @@ const OFFICIAL = '056085000001'; // Nguyễn Văn An, ho-tich-reader
 
 const SHOTS = join(ROOT, 'test-artifacts', 'screenshots');
 const DOC_SHOTS = join(ROOT, 'docs', 'screenshots');
+// A test run leaves the tracked README screenshots alone unless asked to refresh them.
+const UPDATE_DOCS = process.env.UPDATE_DOCS === '1';
 /** Screens the README shows. */
 const FOR_README = new Set(['services', 'services-edit', 'live', 'policies', 'whatif', 'devices', 'officials', 'english']);
 
@@ -49,7 +51,7 @@ beforeAll(async () => {
   });
   browser = await launchChromium();
   mkdirSync(SHOTS, { recursive: true });
-  mkdirSync(DOC_SHOTS, { recursive: true });
+  if (UPDATE_DOCS) mkdirSync(DOC_SHOTS, { recursive: true });
 }, 60_000);
 
 afterAll(async () => {
@@ -61,7 +63,7 @@ async function shot(page: Page, name: string) {
   const file = join(SHOTS, `${name}.png`);
   // The viewport (1280x800), not the full page: the pictures stay small for the README.
   await page.screenshot({ path: file });
-  if (FOR_README.has(name)) copyFileSync(file, join(DOC_SHOTS, `${name}.png`));
+  if (UPDATE_DOCS && FOR_README.has(name)) copyFileSync(file, join(DOC_SHOTS, `${name}.png`));
 }
 
 /** A fresh browser profile (its own cookie jar) signed in at the demo IdP as `nationalId`. */
