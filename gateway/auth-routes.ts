@@ -197,17 +197,21 @@ export async function registerAuthRoutes(app: FastifyInstance, runtime: Runtime)
   // Sign-out changes state: only a page of this gateway may ask for it, never another site.
   const ownOrigin = new URL(config.publicUrl).origin;
 
-  async function confirmLogout(request: FastifyRequest, reply: FastifyReply) {
+  /** A small page of the gateway's own: no script, no external resource, forms only to itself. */
+  function gatewayPage(request: FastifyRequest, reply: FastifyReply, title: string, body: string) {
     request.zt.reasons.push('public-endpoint');
     request.zt.allowedWithoutPolicy = true;
     return noStore(reply)
       .type('text/html; charset=utf-8')
       .header('content-security-policy', "default-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
       .header('x-content-type-options', 'nosniff')
-      .send(`<!DOCTYPE html><html lang="vi"><head><meta charset="utf-8"><title>Đăng xuất — Sign out</title></head>
-<body><h1>Đăng xuất khỏi ztgate?</h1><p lang="en">Sign out of ztgate?</p>
+      .send(`<!DOCTYPE html><html lang="vi"><head><meta charset="utf-8"><title>${title}</title></head>\n<body>${body}</body></html>`);
+  }
+
+  async function confirmLogout(request: FastifyRequest, reply: FastifyReply) {
+    return gatewayPage(request, reply, 'Đăng xuất — Sign out', `<h1>Đăng xuất khỏi ztgate?</h1><p lang="en">Sign out of ztgate?</p>
 <form method="post" action="${AUTH_PATHS.logout}"><button type="submit">Đăng xuất / Sign out</button></form>
-<p><a href="/">Ở lại / Stay signed in</a></p></body></html>`);
+<p><a href="/">Ở lại / Stay signed in</a></p>`);
   }
 
   async function logout(request: FastifyRequest, reply: FastifyReply) {
@@ -263,14 +267,7 @@ export async function registerAuthRoutes(app: FastifyInstance, runtime: Runtime)
   }
 
   async function signedOut(request: FastifyRequest, reply: FastifyReply) {
-    request.zt.reasons.push('public-endpoint');
-    request.zt.allowedWithoutPolicy = true;
-    return noStore(reply)
-      .type('text/html; charset=utf-8')
-      .header('content-security-policy', "default-src 'none'; base-uri 'none'; frame-ancestors 'none'")
-      .header('x-content-type-options', 'nosniff')
-      .send(`<!DOCTYPE html><html lang="vi"><head><meta charset="utf-8"><title>Đã đăng xuất — Signed out</title></head>
-<body><h1>Đã đăng xuất khỏi ztgate</h1><p lang="en">You have signed out of ztgate.</p><p><a href="/">Trang chủ / Home</a></p></body></html>`);
+    return gatewayPage(request, reply, 'Đã đăng xuất — Signed out', `<h1>Đã đăng xuất khỏi ztgate</h1><p lang="en">You have signed out of ztgate.</p><p><a href="/">Trang chủ / Home</a></p>`);
   }
 
   await app.register(async (scope) => {
