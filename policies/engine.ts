@@ -63,15 +63,36 @@ function methodMatch(method: string, pattern: string): boolean {
 }
 
 /** Parses the policy CSV strictly: one rule per line, every field checked. */
+function memo<T>(check: (value: string) => T): (value: string) => T {
+  const known = new Map<string, T>();
+  return (value) => {
+    let verdict = known.get(value);
+    if (verdict === undefined && !known.has(value)) known.set(value, (verdict = check(value)));
+    return verdict as T;
+  };
+}
+
 export function parsePolicy(text: string, file: string, knownRoutes: ReadonlySet<string>): ParsedPolicy {
   const problems: string[] = [];
   const rules: string[][] = [];
   const groupings: string[][] = [];
   const seen = new Map<string, number>();
+  // Large policies repeat the same roles, agencies, paths and method lists thousands of times:
+  // each distinct value is checked once.
+  const nameOk = memo((v: string) => NAME.test(v));
+  const pathProblem = memo((path: string): string | null => {
+    if (!PATH.test(path)) return `path "${path}" must start with / and use only keyMatch2 patterns (:name, *) as whole segments`;
+    // Requests are decided on their canonical path (gateway/steps/decide.ts canonicalPolicyPath).
+    if (path.split('/').some((seg) => !seg.startsWith(':') && /[A-Z]/.test(seg)) || (path.length > 1 && path.endsWith('/'))) {
+      return `path "${path}" must be lower-case without a trailing slash: paths are matched lower-case without a trailing slash`;
+    }
+    return null;
+  });
+  const methodsOk = memo((act: string) => act === '*' || act.split('|').every((m) => METHODS.has(m)));
   text.split(/\r?\n/).forEach((raw, index) => {
     const line = raw.trim();
-    const at = `${file}:${index + 1}`;
     if (line === '' || line.startsWith('#')) return;
+    const at = `${file}:${index + 1}`;
     const fields = line.split(',').map((f) => f.trim());
     const [kind, ...rest] = fields;
     if (kind === 'p') {
@@ -80,15 +101,12 @@ export function parsePolicy(text: string, file: string, knownRoutes: ReadonlySet
         return;
       }
       const [sub, dom, route, path, act, eft] = rest as [string, string, string, string, string, string];
-      if (!NAME.test(sub)) problems.push(`${at}: subject "${sub}" is not a role name, national ID or *`);
-      if (!NAME.test(dom)) problems.push(`${at}: agency "${dom}" is not an agency id or *`);
+      if (!nameOk(sub)) problems.push(`${at}: subject "${sub}" is not a role name, national ID or *`);
+      if (!nameOk(dom)) problems.push(`${at}: agency "${dom}" is not an agency id or *`);
       if (route !== '*' && !knownRoutes.has(route)) problems.push(`${at}: service "${route}" is not a configured route`);
-      if (!PATH.test(path)) problems.push(`${at}: path "${path}" must start with / and use only keyMatch2 patterns (:name, *) as whole segments`);
-      // Requests are decided on their canonical path (gateway/steps/decide.ts canonicalPolicyPath).
-      else if (path.split('/').some((seg) => !seg.startsWith(':') && /[A-Z]/.test(seg)) || (path.length > 1 && path.endsWith('/'))) problems.push(`${at}: path "${path}" must be lower-case without a trailing slash: paths are matched lower-case without a trailing slash`);
-      if (act !== '*' && !act.split('|').every((m) => METHODS.has(m))) {
-        problems.push(`${at}: methods "${act}" must be * or HTTP methods joined by | (e.g. GET|HEAD)`);
-      }
+      const badPath = pathProblem(path);
+      if (badPath) problems.push(`${at}: ${badPath}`);
+      if (!methodsOk(act)) problems.push(`${at}: methods "${act}" must be * or HTTP methods joined by | (e.g. GET|HEAD)`);
       if (eft !== 'allow' && eft !== 'deny') problems.push(`${at}: effect "${eft}" must be allow or deny`);
       const key = rest.join(',');
       const earlier = seen.get(key);
@@ -96,7 +114,7 @@ export function parsePolicy(text: string, file: string, knownRoutes: ReadonlySet
       seen.set(key, index + 1);
       rules.push(rest);
     } else if (kind === 'g') {
-      if (rest.length !== 2 || !rest.every((r) => NAME.test(r) && r !== '*')) {
+      if (rest.length !== 2 || !rest.every((r) => nameOk(r) && r !== '*')) {
         problems.push(`${at}: a "g" line is "g, role, inherited-role" with two role names`);
         return;
       }
