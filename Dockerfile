@@ -6,6 +6,7 @@ COPY gateway gateway
 COPY policies policies
 COPY identity identity
 COPY demo demo
+COPY admin-ui admin-ui
 RUN npm ci --no-audit --no-fund && npm prune --omit=dev
 
 FROM node:20-bookworm-slim
