@@ -75,7 +75,8 @@ ztgate — bản trình diễn / embedded demo  (DỮ LIỆU GIẢ LẬP — SYN
   Cổng truy cập / gateway        ${g}
   Nhà cung cấp định danh / IdP   ${demo.idp.issuer}  (OIDC, mật khẩu demo: demo)
   Khóa công khai / gateway JWKS  ${g}/.well-known/jwks.json
-  Quản trị / management API      ${demo.gateway.adminUrl ?? '(tắt / off)'}/api/v1  (vai trò security-admin)
+  Giao diện quản trị / admin UI  ${demo.gateway.adminUrl ?? '(tắt / off)'}/  (056179000006 hoặc 056083000007, mật khẩu demo)
+  API quản trị / admin API       ${demo.gateway.adminUrl ?? '(tắt / off)'}/api/v1  (OpenAPI: /api/v1/openapi.json)
   Dịch vụ dữ liệu / services     ${g}/ho-tich  ${g}/dat-dai  ${g}/y-te  (${g}/cong-thuong: chưa phê duyệt)
 
 Cán bộ giả lập / synthetic officials:
