@@ -13,6 +13,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { demoFile } from './paths.js';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from 'jose';
+import { isLoopback } from '../gateway/config.js';
 
 export const DEMO_CLI_CLIENT_ID = 'ztgate-cli';
 /** RFC 8252 §7.3 loopback redirect; never listened on (the token client stops at the redirect). */
@@ -364,7 +365,7 @@ export async function startDemoIdp(opts: DemoIdpOptions = {}): Promise<DemoIdp> 
       // the demo's gateway (back-channel logout) lives on loopback, so only loopback targets skip the guard.
       fetch: (url: string | URL, options: RequestInit & { dispatcher?: unknown }) => {
         const { hostname } = new URL(url);
-        if (hostname !== '127.0.0.1' && hostname !== 'localhost' && hostname !== '[::1]') return globalThis.fetch(url, options);
+        if (!isLoopback(hostname)) return globalThis.fetch(url, options);
         const { dispatcher: _guard, ...rest } = options;
         return globalThis.fetch(url, rest);
       },

@@ -7,6 +7,7 @@
  * credentials, and the flow stops at the loopback redirect without calling it.
  */
 import * as client from 'openid-client';
+import { isLoopback } from '../gateway/config.js';
 import {
   DEMO_CLI_CLIENT_ID,
   DEMO_CLI_REDIRECT_URI,
@@ -61,7 +62,6 @@ export class DemoTokenError extends Error {
   }
 }
 
-const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]']);
 const MAX_REDIRECTS = 10;
 const REFUSAL_MESSAGES: Record<DemoLoginRefusal, string> = {
   'invalid-national-id': 'the national ID must be exactly 12 digits',
@@ -73,7 +73,7 @@ const REFUSAL_MESSAGES: Record<DemoLoginRefusal, string> = {
 export async function obtainDemoToken(opts: ObtainDemoTokenOptions): Promise<DemoTokenResponse> {
   const issuerUrl = new URL(opts.issuer);
   const insecure = issuerUrl.protocol === 'http:';
-  if (insecure && !LOOPBACK_HOSTS.has(issuerUrl.hostname)) {
+  if (insecure && !isLoopback(issuerUrl.hostname)) {
     throw new DemoTokenError(
       'ERR_DEMO_INSECURE_ISSUER',
       `issuer ${issuerUrl.href} uses http on a non-loopback host; https is required`,

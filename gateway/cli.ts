@@ -4,6 +4,7 @@ import { ConfigError } from './errors.js';
 import { loadConfigFile } from './config.js';
 import { startGateway } from './server.js';
 import { PolicyEngine, PolicyError } from '../policies/engine.js';
+import { AUDIT_USAGE } from './audit/cli.js';
 
 const USAGE = `ztgate — cổng truy cập Zero Trust cho cơ sở dữ liệu dùng chung / Zero Trust gateway
 
@@ -19,11 +20,7 @@ Cách dùng / usage:
                                   lấy access token từ IdP demo (luồng OAuth chuẩn) / get a demo access token
   ztgate device init|enrol|approve|quarantine|posture|curl …
                                   thiết bị giả lập: khóa, đăng ký, báo cáo tình trạng, DPoP / demo device
-  ztgate audit verify FILE… | --config FILE | --bundle DIR [--keys JWKS]
-                                  kiểm tra nhật ký chuỗi băm / verify the tamper-evident log (exit 1: altered)
-  ztgate audit export --from ISO --to ISO --out DIR --config FILE
-                                  xuất gói chứng cứ / write an evidence bundle
-`;
+${AUDIT_USAGE}`;
 
 type Handler = (args: string[]) => Promise<number>;
 

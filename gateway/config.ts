@@ -333,7 +333,7 @@ const schema = {
         conditions: nonEmpty,
         versionsDir: nonEmpty,
         syncIntervalMs: { type: 'integer', minimum: 100, maximum: 60_000, default: 1000 },
-        whatIfRecentDecisions: { type: 'integer', minimum: 1, maximum: 100_000, default: 1000 },
+        whatIfRecentDecisions: { type: 'integer', minimum: 1, maximum: 10_000, default: 1000 },
         decisionCacheEntries: { type: 'integer', minimum: 0, maximum: 10_000_000, default: 10_000 },
         responseBufferLimitBytes: { type: 'integer', minimum: 1024, maximum: 256 * 1024 * 1024, default: 8 * 1024 * 1024 }, // 8 MiB
       },
@@ -476,7 +476,7 @@ function describeSchemaError(e: ErrorObject): string {
   }
 }
 
-function isLoopback(hostname: string): boolean {
+export function isLoopback(hostname: string): boolean {
   return hostname === '127.0.0.1' || hostname === 'localhost' || hostname === '[::1]' || hostname === '::1';
 }
 

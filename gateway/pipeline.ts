@@ -15,6 +15,7 @@ import type { DecisionLog } from './audit/log.js';
 import { requireDeviceTier, type DeviceAssessor } from './steps/device.js';
 import { OFFICIAL_ENDPOINTS } from './device-routes.js';
 import { decide, readPurpose } from './steps/decide.js';
+import { upstreamBasePath } from './steps/forward.js';
 import { checkDailyQuota } from './steps/obligations.js';
 import type { Store } from './store.js';
 import type { RecentDecisions } from '../policies/what-if.js';
@@ -108,7 +109,7 @@ export function createPipeline(deps: PipelineDeps) {
     requireAuditWritable(route, deps.config.audit, deps.decisionLog);
 
     // Forward: a short-lived signed assertion of who was allowed, and why.
-    const upstreamBase = new URL(route.upstream).pathname.replace(/\/$/, '');
-    request.assertion = await deps.signer.sign({ principal, routeId: route.id, decisionId: request.id, decision, http: { method: request.method, path: `${upstreamBase}${innerPath}` } });
+    // The assertion names the method and path the upstream will receive (the proxy's rewritePrefix + inner path).
+    request.assertion = await deps.signer.sign({ principal, routeId: route.id, decisionId: request.id, decision, http: { method: request.method, path: `${upstreamBasePath(route)}${innerPath}` } });
   };
 }

@@ -129,7 +129,3 @@ export const REASONS = {
 } as const;
 
 export type Reason = keyof typeof REASONS;
-
-export function isReason(value: string): value is Reason {
-  return Object.hasOwn(REASONS, value);
-}

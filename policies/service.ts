@@ -33,17 +33,14 @@ export interface PolicyService {
   close(): Promise<void>;
 }
 
-export interface PolicySettings {
+/** Where the policy texts are: the files named in the configuration. */
+export interface PolicyFiles {
   readonly model: string;
   readonly policy: string;
   readonly conditions?: string;
-  readonly versionsDir?: string;
-  readonly syncIntervalMs?: number;
-  readonly whatIfCapacity?: number;
-  readonly decisionCacheEntries?: number;
 }
 
-export function readPolicySources(settings: Pick<PolicySettings, 'model' | 'policy' | 'conditions'>): PolicySources {
+export function readPolicySources(settings: PolicyFiles): PolicySources {
   try {
     return {
       model: readFileSync(settings.model, 'utf8'),
@@ -56,9 +53,9 @@ export function readPolicySources(settings: Pick<PolicySettings, 'model' | 'poli
 }
 
 export async function createPolicyService(config: GatewayConfig, store: Store, log?: Logger): Promise<PolicyService> {
-  const settings = config.policy as GatewayConfig['policy'] & Partial<PolicySettings>;
+  const settings = config.policy;
   const knownRoutes = new Set(config.routes.map((r) => r.id));
-  const cacheEntries = settings.decisionCacheEntries ?? 10_000;
+  const cacheEntries = settings.decisionCacheEntries;
   const build = (sources: PolicySources, label: string) =>
     PolicyEngine.fromSources(sources, { model: `${label}/model.conf`, policy: `${label}/policy.csv`, conditions: `${label}/conditions.yaml` }, knownRoutes, { cacheEntries });
 
@@ -106,14 +103,14 @@ export async function createPolicyService(config: GatewayConfig, store: Store, l
   };
 
   const unsubscribe = await store.subscribe(ACTIVATED_CHANNEL, () => void sync());
-  const timer = setInterval(() => void sync(), settings.syncIntervalMs ?? 1000);
+  const timer = setInterval(() => void sync(), settings.syncIntervalMs);
   timer.unref();
 
   return {
     current: () => engine,
     currentId: () => engineId,
     versions,
-    recent: createRecentDecisions(store, settings.whatIfCapacity ?? 1000),
+    recent: createRecentDecisions(store, settings.whatIfRecentDecisions),
     knownRoutes,
     build,
     sync,

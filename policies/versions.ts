@@ -1,4 +1,4 @@
-import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Store } from '../gateway/store.js';
 import { policyVersionOf, type PolicySources } from './engine.js';
@@ -122,11 +122,6 @@ export function createFileKv(dir: string): VersionKv {
       return (read(key) as string[] | null) ?? [];
     },
   };
-}
-
-/** Files present in a file store (for tests and support: what was written where). */
-export function fileKvEntries(dir: string): string[] {
-  return readdirSync(dir).filter((f) => f.endsWith('.json'));
 }
 
 /** A line diff: removed and added lines per text, in order; good enough to review a policy change. */

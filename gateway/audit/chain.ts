@@ -61,8 +61,13 @@ export interface ChainWriterOptions {
   readonly now?: () => Date;
 }
 
+// Building a formatter costs far more than using one, and this runs for every event.
+const dayFormats = new Map<string, Intl.DateTimeFormat>();
+
 export function dayIn(timeZone: string, date: Date): string {
-  return new Intl.DateTimeFormat('en-CA', { timeZone, year: 'numeric', month: '2-digit', day: '2-digit' }).format(date);
+  let format = dayFormats.get(timeZone);
+  if (!format) dayFormats.set(timeZone, (format = new Intl.DateTimeFormat('en-CA', { timeZone, year: 'numeric', month: '2-digit', day: '2-digit' })));
+  return format.format(date);
 }
 
 function monthsBefore(day: string, months: number): string {

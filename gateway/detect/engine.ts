@@ -37,8 +37,12 @@ export interface Detector {
   close(): Promise<void>;
 }
 
+const clockFormats = new Map<string, Intl.DateTimeFormat>();
+
 export function officeHoursAt(date: Date, oh: DetectionConfig['officeHours']): boolean {
-  const parts = Object.fromEntries(new Intl.DateTimeFormat('en-GB', { timeZone: oh.timeZone, weekday: 'short', hour: '2-digit', minute: '2-digit', hourCycle: 'h23' }).formatToParts(date).map((p) => [p.type, p.value]));
+  let format = clockFormats.get(oh.timeZone);
+  if (!format) clockFormats.set(oh.timeZone, (format = new Intl.DateTimeFormat('en-GB', { timeZone: oh.timeZone, weekday: 'short', hour: '2-digit', minute: '2-digit', hourCycle: 'h23' })));
+  const parts = Object.fromEntries(format.formatToParts(date).map((p) => [p.type, p.value]));
   const weekday = ['Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat', 'Sun'].indexOf(parts.weekday!) + 1;
   const hhmm = `${parts.hour}:${parts.minute}`;
   return oh.days.includes(weekday) && hhmm >= oh.start && hhmm < oh.end;

@@ -15,9 +15,21 @@ const FORWARDED_BY_DEFAULT = [
   'if-match', 'if-modified-since', 'if-none-match', 'if-unmodified-since', 'pragma', 'range', 'user-agent',
 ];
 
+/** The path an upstream URL puts before the service's inner path (the proxy's rewritePrefix). */
+const basePaths = new Map<string, string>();
+export function upstreamBasePath(route: Pick<RouteConfig, 'upstream'>): string {
+  let base = basePaths.get(route.upstream);
+  if (base === undefined) basePaths.set(route.upstream, (base = new URL(route.upstream).pathname.replace(/\/$/, '')));
+  return base;
+}
+
+const forwardedNames = new WeakMap<RouteConfig, readonly string[]>();
+
 export function upstreamHeaders(request: FastifyRequest, route: RouteConfig, assertion: string): IncomingHttpHeaders {
   const out: IncomingHttpHeaders = {};
-  for (const name of [...FORWARDED_BY_DEFAULT, ...route.forwardRequestHeaders]) {
+  let names = forwardedNames.get(route);
+  if (!names) forwardedNames.set(route, (names = [...FORWARDED_BY_DEFAULT, ...route.forwardRequestHeaders]));
+  for (const name of names) {
     const value = request.headers[name];
     if (value !== undefined) out[name] = value;
   }
@@ -73,11 +85,10 @@ export async function registerForwarders(
   obligations?: ResponseObligations,
 ): Promise<void> {
   for (const route of routes) {
-    const upstream = new URL(route.upstream);
     await app.register(httpProxy, {
-      upstream: upstream.origin,
+      upstream: new URL(route.upstream).origin,
       prefix: route.pathPrefix,
-      rewritePrefix: upstream.pathname.replace(/\/$/, ''),
+      rewritePrefix: upstreamBasePath(route),
       // The pipeline has already decided; bodies pass through unparsed.
       httpMethods: ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS'],
       undici: { headersTimeout: route.upstreamTimeoutMs, bodyTimeout: route.upstreamTimeoutMs },
