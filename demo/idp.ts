@@ -14,6 +14,7 @@ import type { AddressInfo } from 'node:net';
 import { demoFile } from './paths.js';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from 'jose';
 import { isLoopback } from '../gateway/config.js';
+import { isNationalId } from '../identity/national-id.js';
 
 export const DEMO_CLI_CLIENT_ID = 'ztgate-cli';
 /** RFC 8252 §7.3 loopback redirect; never listened on (the token client stops at the redirect). */
@@ -77,8 +78,6 @@ export interface DemoIdp {
   close(): Promise<void>;
 }
 
-const NATIONAL_ID = /^\d{12}$/;
-
 export function acrForAssuranceLevel(level: AssuranceLevel): DemoAcr {
   return level === 2 ? 'vneid-level-2' : 'vneid-level-1';
 }
@@ -104,7 +103,7 @@ export async function readDemoOfficials(file: string = defaultOfficialsFile()): 
       return typeof value === 'string' && value !== '' ? value : fail(`${at}.${key} must be a non-empty string`);
     };
     const nationalId = str('nationalId');
-    if (!NATIONAL_ID.test(nationalId)) fail(`${at}.nationalId must be 12 digits`);
+    if (!isNationalId(nationalId)) fail(`${at}.nationalId must be 12 digits`);
     if (seen.has(nationalId)) fail(`${at}.nationalId ${nationalId} is duplicated`);
     seen.add(nationalId);
     const { roles, assuranceLevel } = entry;
@@ -460,7 +459,7 @@ function createInteractionHandler(deps: InteractionDeps) {
     username: string,
     password: string,
   ): { official: DemoOfficial } | { refusal: DemoLoginRefusal; status: number; official?: DemoOfficial } => {
-    if (!NATIONAL_ID.test(username)) return { refusal: 'invalid-national-id', status: 401 };
+    if (!isNationalId(username)) return { refusal: 'invalid-national-id', status: 401 };
     const official = byId.get(username);
     if (!official) return { refusal: 'unknown-official', status: 401 };
     if (!samePassword(password, directory.password)) return { refusal: 'wrong-password', status: 401 };

@@ -14,6 +14,7 @@ import { readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { demoFile } from './paths.js';
+import { isNationalId } from '../identity/national-id.js';
 
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
 import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
@@ -162,7 +163,7 @@ export async function startDemoUpstream(opts: DemoUpstreamOptions): Promise<Demo
       requiredClaims: ['iss', 'aud', 'sub', 'iat', 'exp', 'jti'],
     });
     const { sub, agency, roles, jti } = payload as JWTPayload & { agency?: unknown; roles?: unknown };
-    if (typeof sub !== 'string' || !/^\d{12}$/.test(sub)) {
+    if (!isNationalId(sub)) {
       throw new AssertionError('"sub" must be a 12-digit personal identification number');
     }
     if (typeof agency !== 'string' || agency.length === 0) {

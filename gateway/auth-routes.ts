@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { decodeJwt } from 'jose';
 import * as oidc from 'openid-client';
@@ -6,11 +6,12 @@ import { GatewayError } from './errors.js';
 import type { Reason } from './reasons.js';
 import type { Runtime } from './runtime.js';
 import { StoreError } from './store.js';
-import { AUTH_PATH_PREFIX, safeReturnPath } from './steps/authenticate.js';
+import { AUTH_PATH_PREFIX, clearCookieHeader, cookieAttributes, cookieValue, safeReturnPath } from './steps/authenticate.js';
 import type { Principal } from '../identity/principal.js';
 import { acrValuesFor, assuranceLevelOf } from '../identity/assurance.js';
 import { RpError } from '../identity/oidc-rp.js';
 import type { SessionRecord } from '../identity/sessions.js';
+import { sha256hex } from '../identity/digest.js';
 
 /**
  * The gateway's own browser endpoints, on the data plane under /.ztgate/auth/ and answered before
@@ -44,21 +45,10 @@ interface Transaction {
   readonly browser: string;
 }
 
-const sha256 = (value: string) => createHash('sha256').update(value).digest('hex');
 const FORM_LIMIT_BYTES = 64 * 1024; // a logout token is a few KiB
 const MAX_AGE_LIMIT_SECONDS = 30 * 86_400;
 
-export const transactionKey = (state: string) => `auth-tx:${sha256(state)}`;
-
-function cookieValue(request: FastifyRequest, name: string): string | null {
-  const header = request.headers.cookie;
-  if (!header) return null;
-  for (const part of header.split(';')) {
-    const eq = part.indexOf('=');
-    if (eq > 0 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
-  }
-  return null;
-}
+export const transactionKey = (state: string) => `auth-tx:${sha256hex(state)}`;
 
 function signInFailed(reason: Reason, detail?: string, cause?: unknown): GatewayError {
   return new GatewayError('ZTG_ERR_SIGN_IN_FAILED', reason, { detail, cause });
@@ -81,7 +71,7 @@ export async function registerAuthRoutes(app: FastifyInstance, runtime: Runtime)
   const { store, config } = runtime;
   const secure = sessions.secure;
   const txCookie = secure ? '__Host-ztgate-auth' : 'ztgate-auth';
-  const attrs = `Path=/; HttpOnly; SameSite=Lax${secure ? '; Secure' : ''}`;
+  const attrs = cookieAttributes(secure);
   const issuerConfig = config.identity.issuers.find((i) => i.issuer === browser.issuer)!;
   const signedOutUrl = `${config.publicUrl}${AUTH_PATHS.signedOut}`;
 
@@ -97,7 +87,7 @@ export async function registerAuthRoutes(app: FastifyInstance, runtime: Runtime)
     if (maxAge !== null && !(Number.isInteger(maxAge) && maxAge >= 0 && maxAge <= MAX_AGE_LIMIT_SECONDS)) throw new GatewayError('ZTG_ERR_BAD_REQUEST', 'request-malformed', { detail: 'max_age must be a whole number of seconds' });
 
     // A step-up this browser already went through, and still short of the level: asking again would loop.
-    const existing = cookieValue(request, sessions!.cookieName);
+    const existing = cookieValue(request.headers.cookie, sessions!.cookieName);
     if (existing && level > 0) {
       const resolved = await sessions!.resolve(existing).catch(storeGuard);
       if ('record' in resolved) {
@@ -110,7 +100,7 @@ export async function registerAuthRoutes(app: FastifyInstance, runtime: Runtime)
 
     const state = oidc.randomState();
     const binding = randomBytes(32).toString('base64url');
-    const tx: Transaction = { nonce: oidc.randomNonce(), codeVerifier: oidc.randomPKCECodeVerifier(), returnTo, minAssuranceLevel: level, maxAgeSeconds: maxAge, browser: sha256(binding) };
+    const tx: Transaction = { nonce: oidc.randomNonce(), codeVerifier: oidc.randomPKCECodeVerifier(), returnTo, minAssuranceLevel: level, maxAgeSeconds: maxAge, browser: sha256hex(binding) };
     await store.set(transactionKey(state), JSON.stringify(tx), { ttlMs: browser!.loginTimeoutSeconds * 1000 }).catch(storeGuard);
     let url: URL;
     try {
@@ -133,8 +123,8 @@ export async function registerAuthRoutes(app: FastifyInstance, runtime: Runtime)
   async function callback(request: FastifyRequest, reply: FastifyReply) {
     const url = new URL(request.url, config.publicUrl);
     const state = url.searchParams.get('state');
-    const binding = cookieValue(request, txCookie);
-    const clearTx = `${txCookie}=; ${attrs}; Max-Age=0`;
+    const binding = cookieValue(request.headers.cookie, txCookie);
+    const clearTx = clearCookieHeader(txCookie, secure);
     reply.header('set-cookie', clearTx);
     if (!state || !binding) throw signInFailed('auth-state-invalid', 'Thiếu state hoặc cookie đăng nhập / missing state or sign-in cookie');
     const key = transactionKey(state);
@@ -142,7 +132,7 @@ export async function registerAuthRoutes(app: FastifyInstance, runtime: Runtime)
     // Single use: of two callbacks racing with the same state, only the one that deletes it goes on.
     if (json === null || (await store.del(key).catch(storeGuard)) === 0) throw signInFailed('auth-state-invalid', 'state không hợp lệ, đã dùng hoặc đã hết hạn / unknown, used or expired state');
     const tx = JSON.parse(json) as Transaction;
-    if (tx.browser !== sha256(binding)) throw signInFailed('auth-state-invalid', 'state thuộc về trình duyệt khác / state bound to another browser');
+    if (tx.browser !== sha256hex(binding)) throw signInFailed('auth-state-invalid', 'state thuộc về trình duyệt khác / state bound to another browser');
 
     let grant;
     try {
@@ -164,7 +154,7 @@ export async function registerAuthRoutes(app: FastifyInstance, runtime: Runtime)
     }
     if (accessSub !== undefined && accessSub !== id.sub) throw signInFailed('auth-id-token-invalid', 'ID token and access token name different subjects');
 
-    const previous = cookieValue(request, sessions!.cookieName);
+    const previous = cookieValue(request.headers.cookie, sessions!.cookieName);
     if (previous) {
       // A new sign-in never continues an old session id (session fixation).
       const old = await sessions!.resolve(previous).catch(storeGuard);
@@ -221,7 +211,7 @@ export async function registerAuthRoutes(app: FastifyInstance, runtime: Runtime)
     if ((origin === undefined && site === undefined) || (origin !== undefined && origin !== ownOrigin) || (site !== undefined && site !== 'same-origin')) {
       throw new GatewayError('ZTG_ERR_FORBIDDEN', 'logout-cross-site', { detail: 'Yêu cầu đăng xuất không đến từ trang của cổng / the sign-out request did not come from a page of this gateway' });
     }
-    const id = cookieValue(request, sessions!.cookieName);
+    const id = cookieValue(request.headers.cookie, sessions!.cookieName);
     let idToken: string | null = null;
     if (id) {
       const resolved = await sessions!.resolve(id).catch(storeGuard);
@@ -233,7 +223,7 @@ export async function registerAuthRoutes(app: FastifyInstance, runtime: Runtime)
     }
     request.zt.reasons.push('signed-out');
     request.zt.allowedWithoutPolicy = true;
-    noStore(reply).header('set-cookie', `${sessions!.cookieName}=; ${attrs}; Max-Age=0`);
+    noStore(reply).header('set-cookie', clearCookieHeader(sessions!.cookieName, secure));
     let target: URL | null = null;
     try {
       target = await rp!.endSessionUrl(idToken, signedOutUrl);
@@ -256,7 +246,7 @@ export async function registerAuthRoutes(app: FastifyInstance, runtime: Runtime)
     }
     // §2.6 step 10: a logout token is used once.
     const ttlMs = Math.max(logout.exp * 1000 - Date.now(), 0) + config.identity.clockSkewSeconds * 1000 + 60_000;
-    const first = await store.set(`logout-jti:${sha256(`${browser!.issuer}\n${logout.jti}`)}`, '1', { ifAbsent: true, ttlMs }).catch(storeGuard);
+    const first = await store.set(`logout-jti:${sha256hex(`${browser!.issuer}\n${logout.jti}`)}`, '1', { ifAbsent: true, ttlMs }).catch(storeGuard);
     if (!first) throw new GatewayError('ZTG_ERR_BAD_REQUEST', 'logout-token-invalid', { detail: 'logout token already used (jti)' });
     // With a sid, only that IdP session ends; with only a sub, every session of that subject.
     if (logout.sid) await sessions!.endByIdpSession(browser!.issuer, logout.sid).catch(storeGuard);

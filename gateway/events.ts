@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { RouteConfig } from './config.js';
 import type { Principal } from '../identity/principal.js';
@@ -7,6 +6,7 @@ import type { Purpose } from '../policies/access.js';
 import type { Reason } from './reasons.js';
 import type { DeviceTrust } from './steps/device.js';
 import type { AuditEvent, DecisionLog } from './audit/log.js';
+import { sessionDigest } from '../identity/digest.js';
 
 export { createDecisionLog, type DecisionLog } from './audit/log.js';
 
@@ -52,11 +52,6 @@ export function newDecisionContext(socket?: { remoteAddress?: string | undefined
 export type EventAction = 'access-decision' | 'admin-request';
 
 const REFUSED_AFTER_POLICY = new Set(['ZTG_ERR_MISDIRECTED', 'ZTG_ERR_AUDIT_UNAVAILABLE', 'ZTG_ERR_QUOTA_EXCEEDED', 'ZTG_ERR_QUOTA_UNAVAILABLE', 'ZTG_ERR_OBLIGATION_FAILED']);
-
-/** Session ids are bearer secrets: events and locks carry a digest, never the id itself. */
-export function sessionDigest(sessionId: string): string {
-  return createHash('sha256').update(sessionId).digest('hex').slice(0, 32);
-}
 
 /**
  * The request path as the event records it: never the query, fragment or ";params" (they may carry

@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import { StoreError, type Store } from './store.js';
+import { isNationalId } from '../identity/national-id.js';
 
 /**
  * Locks (khóa) ordered by the SOC, an admin or a detection rule: an official, a device, a
@@ -41,7 +42,7 @@ export function checkLockValue(kind: string, value: unknown): asserts kind is Lo
   if (!(LOCK_KINDS as readonly string[]).includes(kind)) throw new LockInputError('kind', `kind phải là một trong / must be one of ${LOCK_KINDS.join(', ')}`);
   if (typeof value !== 'string') throw new LockInputError('value', 'value phải là chuỗi / must be a string');
   const ok =
-    kind === 'user' ? /^\d{12}$/.test(value)
+    kind === 'user' ? isNationalId(value)
     : kind === 'device' ? /^[A-Za-z0-9_-]{16,128}$/.test(value)
     : kind === 'session' ? /^[0-9a-f]{32}$/.test(value)
     : isIP(value) !== 0;

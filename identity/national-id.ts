@@ -4,7 +4,9 @@
  * digits 5–6: birth year; 7–12: random. There is no check digit, and unknown prefixes are
  * legitimate (births registered abroad), so the format is all that can be checked here.
  */
-const NATIONAL_ID = /^\d{12}$/;
+/** The same format as a JSON-schema `pattern`, for request schemas. */
+export const NATIONAL_ID_PATTERN = '^\\d{12}$';
+const NATIONAL_ID = new RegExp(NATIONAL_ID_PATTERN);
 
 export function isNationalId(value: unknown): value is string {
   return typeof value === 'string' && NATIONAL_ID.test(value);

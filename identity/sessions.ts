@@ -1,4 +1,5 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
+import { sessionDigest, sha256hex } from './digest.js';
 import type { Store } from '../gateway/store.js';
 
 /**
@@ -74,10 +75,8 @@ const ID_BYTES = 32; // 256 bits
 const ID_FORMAT = /^[A-Za-z0-9_-]{43}$/;
 
 export function sessionHandle(id: string): string {
-  return createHash('sha256').update(id).digest('hex');
+  return sha256hex(id);
 }
-
-const digest = (value: string) => createHash('sha256').update(value).digest('hex').slice(0, 32);
 
 export const sessionKeys = {
   record: (handle: string) => `session:${handle}`,
@@ -85,8 +84,8 @@ export const sessionKeys = {
   ended: (handle: string) => `session-ended:${handle}`,
   lock: (handle: string) => `session-refresh-lock:${handle}`,
   byOfficial: (nationalId: string) => `session-index:official:${nationalId}`,
-  bySid: (issuer: string, sid: string) => `session-index:sid:${digest(`${issuer}\n${sid}`)}`,
-  bySub: (issuer: string, sub: string) => `session-index:sub:${digest(`${issuer}\n${sub}`)}`,
+  bySid: (issuer: string, sid: string) => `session-index:sid:${sessionDigest(`${issuer}\n${sid}`)}`,
+  bySub: (issuer: string, sub: string) => `session-index:sub:${sessionDigest(`${issuer}\n${sub}`)}`,
 };
 
 export function createSessionManager(store: Store, opts: SessionOptions): SessionManager {
@@ -138,7 +137,8 @@ export function createSessionManager(store: Store, opts: SessionOptions): Sessio
     async resolve(id) {
       if (!ID_FORMAT.test(id)) return { problem: 'session-unknown', handle: null };
       const handle = sessionHandle(id);
-      const json = await store.get(sessionKeys.record(handle));
+      // Independent keys, read together: this runs on every request a browser makes.
+      const [json, seenText] = await Promise.all([store.get(sessionKeys.record(handle)), store.get(sessionKeys.seen(handle))]);
       if (json === null) {
         const ended = await store.get(sessionKeys.ended(handle));
         return { problem: ended ? 'session-revoked' : 'session-unknown', handle };
@@ -149,7 +149,7 @@ export function createSessionManager(store: Store, opts: SessionOptions): Sessio
         await endHandles([handle]);
         return { problem: 'session-expired', handle };
       }
-      const seen = Number(await store.get(sessionKeys.seen(handle)));
+      const seen = Number(seenText);
       if (!seen || t - seen >= idleMs) {
         await endHandles([handle]);
         return { problem: 'session-idle-timeout', handle };

@@ -11,6 +11,9 @@ import type { Principal } from '../identity/principal.js';
 import { DEVICE_TIERS, type DeviceTier } from '../identity/device-tiers.js';
 export { DEVICE_TIERS, type DeviceTier };
 
+/** The methods the gateway serves; the order is the Allow header's. */
+export const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
+
 /** Purpose of access (mục đích khai thác) as the client declared it: X-Purpose and X-Case-Ref. */
 export interface Purpose {
   readonly code: string;

@@ -3,7 +3,7 @@ import { Ajv, type ErrorObject } from 'ajv';
 import { isMap, isSeq, LineCounter, parseDocument, type Node as YamlNode } from 'yaml';
 import type { Classification } from '../gateway/config.js';
 import { CLEARANCES, type Clearance } from '../identity/principal.js';
-import { DEVICE_TIERS, type AccessRequest, type DeviceTier, type Obligation } from './access.js';
+import { DEVICE_TIERS, HTTP_METHODS, type AccessRequest, type DeviceTier, type Obligation } from './access.js';
 
 /**
  * Attribute conditions and obligations, layered over the Casbin decision: Casbin says whether a
@@ -84,7 +84,6 @@ export const EMPTY_CONDITIONS: Conditions = Object.freeze({
 
 const NAME = { type: 'string', pattern: '^[a-z0-9][a-z0-9_.:-]{0,63}$' };
 const names = { type: 'array', uniqueItems: true, items: NAME };
-const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'];
 const DAYS = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'];
 const STATE_SECRETS: readonly string[] = ['mat', 'toi-mat', 'tuyet-mat'];
 
@@ -143,7 +142,7 @@ const schema = {
               roles: { ...names, minItems: 1 },
               exceptRoles: { ...names, minItems: 1 },
               agencies: { ...names, minItems: 1 },
-              methods: { type: 'array', minItems: 1, uniqueItems: true, items: { enum: METHODS } },
+              methods: { type: 'array', minItems: 1, uniqueItems: true, items: { enum: [...HTTP_METHODS] } },
               communeOfficials: { type: 'boolean' },
               minSecurityLevel: { type: 'integer', minimum: 1, maximum: 5 },
               classifications: { type: 'array', minItems: 1, uniqueItems: true, items: { enum: ['public', 'internal', 'personal-data', 'sensitive-personal-data', ...STATE_SECRETS] } },
@@ -358,8 +357,13 @@ function inNetworks(ip: string | null, names: readonly string[], c: Conditions):
 /** Vietnam keeps UTC+7 all year (no daylight saving): Asia/Ho_Chi_Minh is a fixed offset. */
 export const HO_CHI_MINH_OFFSET_MS = 7 * 3600_000;
 
+/** A Date whose UTC fields (getUTCHours, toISOString…) read the wall clock in Asia/Ho_Chi_Minh. */
+export function hoChiMinhWallClock(timeMs: number): Date {
+  return new Date(timeMs + HO_CHI_MINH_OFFSET_MS);
+}
+
 function inWindow(timeMs: number, w: TimeWindow): boolean {
-  const local = new Date(timeMs + HO_CHI_MINH_OFFSET_MS);
+  const local = hoChiMinhWallClock(timeMs);
   const minute = local.getUTCHours() * 60 + local.getUTCMinutes();
   return w.days.has(local.getUTCDay()) && minute >= w.fromMinute && minute < w.toMinute;
 }

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { newEnforcer, newModelFromString, type Enforcer } from 'casbin';
 import type { Principal } from '../identity/principal.js';
-import type { AccessRequest, Obligation } from './access.js';
+import { HTTP_METHODS, type AccessRequest, type Obligation } from './access.js';
 import { EMPTY_CONDITIONS, evaluateConditions, parseConditions, purposeProblem, type ConditionReason, type Conditions } from './conditions.js';
 import { CANONICAL_MATCHER, NO_RULE, RuleIndex, type EnforceResult } from './fast-match.js';
 
@@ -43,7 +43,7 @@ export class PolicyError extends Error {
 }
 
 const NAME = /^(\*|[a-z0-9][a-z0-9_.:-]{0,63})$/;
-const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
+const METHODS: ReadonlySet<string> = new Set(HTTP_METHODS);
 // keyMatch2 turns a rule path into a regular expression: ":name" and "*" are only safe as whole
 // segments (":id.json" would match any segment, "/records*" would match "/record").
 const SEGMENT = '(?:[A-Za-z0-9._~-]+|:[A-Za-z0-9_]+|\\*)';

@@ -2,6 +2,7 @@ import type { GatewayConfig } from '../gateway/config.js';
 import { PolicyEngine, PolicyError, type PolicySources } from './engine.js';
 import { isStateSecret } from './conditions.js';
 import { MAX_HIERARCHY_LEVEL } from './fast-match.js';
+import { isNationalId } from '../identity/national-id.js';
 
 /**
  * `ztgate policy lint`: what loading does not refuse but a reviewer must see. Syntax errors
@@ -28,8 +29,6 @@ interface Rule {
   readonly eft: string;
   readonly text: string;
 }
-
-const NATIONAL_ID = /^\d{12}$/;
 
 function rulesOf(text: string): { rules: Rule[]; groupings: { line: number; child: string; parent: string }[] } {
   const rules: Rule[] = [];
@@ -93,7 +92,7 @@ export async function lintPolicy(config: GatewayConfig, sources: PolicySources, 
   for (const g of groupings) parents.set(g.child, [...(parents.get(g.child) ?? []), g.parent]);
 
   // Catalogues.
-  const roleKnown = (r: string) => r === '*' || NATIONAL_ID.test(r) || !c.roles || c.roles.has(r);
+  const roleKnown = (r: string) => r === '*' || isNationalId(r) || !c.roles || c.roles.has(r);
   for (const r of rules) {
     if (!roleKnown(r.sub)) findings.push({ level: 'error', at: at(r.line), message: `role "${r.sub}" is not in the roles catalogue (${names.conditions})` });
     if (r.dom !== '*' && c.agencies && !c.agencies.has(r.dom) && !c.communes.has(r.dom)) findings.push({ level: 'error', at: at(r.line), message: `agency "${r.dom}" is not in the agencies or communes catalogue` });

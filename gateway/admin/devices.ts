@@ -3,7 +3,7 @@ import { GatewayError } from '../errors.js';
 import { bodyObject, registryFailure } from '../device-routes.js';
 import { ADMIN_API_PREFIX, type AdminModule } from './app.js';
 import { DEVICE_STATUSES, DeviceRegistry, DeviceRegistryError, type DeviceRecord, type DeviceStatus } from '../../identity/devices.js';
-import { isNationalId } from '../../identity/national-id.js';
+import { isNationalId, NATIONAL_ID_PATTERN } from '../../identity/national-id.js';
 
 const actionSchema = {
   type: 'object',
@@ -63,7 +63,7 @@ export const deviceAdmin: AdminModule = (app, runtime) => {
       tags: ['devices'],
       querystring: {
         type: 'object',
-        properties: { status: { enum: DEVICE_STATUSES }, owner: { type: 'string', pattern: '^\\d{12}$', description: 'owner national ID' } },
+        properties: { status: { enum: DEVICE_STATUSES }, owner: { type: 'string', pattern: NATIONAL_ID_PATTERN, description: 'owner national ID' } },
       },
       response: { 200: { type: 'object', properties: { devices: { type: 'array', items: deviceSchema } } } },
     },

@@ -3,7 +3,7 @@ import { GatewayError } from '../errors.js';
 import type { Runtime } from '../runtime.js';
 import { StoreError } from '../store.js';
 import { CLEARANCES } from '../../identity/principal.js';
-import { isNationalId } from '../../identity/national-id.js';
+import { isNationalId, NATIONAL_ID_PATTERN } from '../../identity/national-id.js';
 import { OFFICIAL_STATUSES, parseRoster, RosterError, RosterUnavailableError, type OfficialStatus } from '../../identity/roster.js';
 import { diffRoster, entryChange } from '../../identity/roster-diff.js';
 import { ADMIN_API_PREFIX, type AdminModule } from './app.js';
@@ -29,7 +29,7 @@ const officialSchema = {
   },
 } as const;
 
-const nationalIdParams = { type: 'object', required: ['nationalId'], properties: { nationalId: { type: 'string', pattern: '^\\d{12}$' } } } as const;
+const nationalIdParams = { type: 'object', required: ['nationalId'], properties: { nationalId: { type: 'string', pattern: NATIONAL_ID_PATTERN } } } as const;
 
 function unavailable(err: unknown): never {
   if (err instanceof RosterUnavailableError || err instanceof StoreError) throw new GatewayError('ZTG_ERR_IDP_UNAVAILABLE', 'roster-unavailable', { cause: err });

@@ -6,6 +6,8 @@ import type { Store } from '../store.js';
 import type { AdminModule } from './app.js';
 import { ADMIN_API_PREFIX } from './app.js';
 import { useStrictValidation } from './openapi.js';
+import { NATIONAL_ID_PATTERN } from '../../identity/national-id.js';
+import { hoChiMinhWallClock } from '../../policies/conditions.js';
 
 /**
  * Live decisions for security admins: the decision events this instance wrote, kept in a
@@ -76,7 +78,7 @@ const UNKNOWN = '-';
 
 /** Months are those of Vietnam (UTC+7, no daylight saving), as agencies report them. */
 export function monthOf(isoTime: string): string {
-  return new Date(Date.parse(isoTime) + 7 * 3600_000).toISOString().slice(0, 7);
+  return hoChiMinhWallClock(Date.parse(isoTime)).toISOString().slice(0, 7);
 }
 
 function str(v: unknown): string | null {
@@ -253,7 +255,7 @@ const filterQuery = {
     outcome: { enum: ['allow', 'deny'] },
     agency: id,
     service: id,
-    official: { type: 'string', pattern: '^\\d{12}$' },
+    official: { type: 'string', pattern: NATIONAL_ID_PATTERN },
     kind: { enum: ['access', 'admin'] },
     limit: { type: 'integer', minimum: 1, maximum: RING_SIZE, default: 200 },
   },

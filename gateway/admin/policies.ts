@@ -4,8 +4,9 @@ import type { Runtime } from '../runtime.js';
 import { PolicyError, type PolicySources } from '../../policies/engine.js';
 import { diffSources, PolicyVersionError, type PolicyVersion } from '../../policies/versions.js';
 import { whatIf } from '../../policies/what-if.js';
-import { DEVICE_TIERS, type AccessRequest, type DeviceTier } from '../../policies/access.js';
+import { DEVICE_TIERS, HTTP_METHODS, type AccessRequest, type DeviceTier } from '../../policies/access.js';
 import { withRosterEntry } from '../../identity/roster.js';
+import { NATIONAL_ID_PATTERN } from '../../identity/national-id.js';
 import type { Principal } from '../../identity/principal.js';
 import { canonicalPolicyPath } from '../steps/decide.js';
 import { ADMIN_API_PREFIX, type AdminModule } from './app.js';
@@ -94,12 +95,12 @@ const decideBody = {
   additionalProperties: false,
   required: ['nationalId', 'routeId', 'method', 'path'],
   properties: {
-    nationalId: { type: 'string', pattern: '^\\d{12}$', description: 'Số định danh cán bộ / the official' },
+    nationalId: { type: 'string', pattern: NATIONAL_ID_PATTERN, description: 'Số định danh cán bộ / the official' },
     roles: { type: 'array', maxItems: 32, items: { type: 'string', pattern: '^[a-z][a-z0-9_.:-]{0,63}$' }, description: 'omitted: the roles the roster gives the official' },
     agency: { type: 'string', pattern: '^[a-z0-9][a-z0-9_.:-]{0,63}$', description: 'omitted: the agency the roster gives the official' },
     deviceTier: { enum: DEVICE_TIERS, default: 'unknown' },
     routeId: { type: 'string', minLength: 1, maxLength: 64 },
-    method: { enum: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] },
+    method: { enum: [...HTTP_METHODS] },
     path: { type: 'string', pattern: '^/', maxLength: 2048, description: 'path inside the service, without its prefix and query' },
     purpose: { type: 'object', additionalProperties: false, required: ['code', 'caseRef'], properties: { code: { type: 'string', maxLength: 64 }, caseRef: { type: 'string', maxLength: 64 } } },
     version: { type: 'string', pattern: '^v[0-9]{1,9}$', description: 'omitted: the version in force' },

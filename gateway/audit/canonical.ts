@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { sha256hex } from '../../identity/digest.js';
 
 /**
  * Canonical JSON for hashing, after RFC 8785 (JCS): object keys sorted by code unit, no
@@ -22,5 +22,5 @@ export const GENESIS_HASH = '0'.repeat(64);
 /** The hash of a chain record: SHA-256 over the canonical form of everything but `hash`. */
 export function recordHash(record: { seq: number; type: string; prev_hash: string; hash?: string }): string {
   const { hash: _h, ...body } = record;
-  return createHash('sha256').update(canonicalJson(body)).digest('hex');
+  return sha256hex(canonicalJson(body));
 }

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { sha256hex } from '../../identity/digest.js';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { readChainText, rotatedFiles, type ChainRecord } from './chain.js';
@@ -21,7 +21,6 @@ export function chainFiles(file: string): string[] {
   return [...rotatedFiles(file).map((f) => f.path), ...(existsSync(file) ? [file] : [])];
 }
 
-const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 
 export interface ExportResult {
   readonly dir: string;
@@ -76,7 +75,7 @@ export function exportBundle(opts: { files: readonly string[]; from: Date; to: D
     signed_start: recs[start]!.type === 'checkpoint',
     signed_end: signedEnd,
     key_ids: keys.map((k) => k.kid),
-    sha256: { [BUNDLE_FILES.records]: sha256(chainText), [BUNDLE_FILES.events]: sha256(eventsText), [BUNDLE_FILES.keys]: sha256(keysText) },
+    sha256: { [BUNDLE_FILES.records]: sha256hex(chainText), [BUNDLE_FILES.events]: sha256hex(eventsText), [BUNDLE_FILES.keys]: sha256hex(keysText) },
   };
   mkdirSync(opts.out, { recursive: true });
   writeFileSync(join(opts.out, BUNDLE_FILES.records), chainText, { flag: 'wx' });
@@ -132,7 +131,7 @@ export function verifyBundle(dir: string, opts: { keys?: readonly PublicJwk[] } 
   const keysText = read(BUNDLE_FILES.keys);
   const problems: string[] = [];
   for (const [name, text] of [[BUNDLE_FILES.records, chainText], [BUNDLE_FILES.events, eventsText], [BUNDLE_FILES.keys, keysText]] as const) {
-    if (manifest.sha256?.[name] !== sha256(text)) problems.push(`${name}: SHA-256 không khớp manifest / does not match the manifest`);
+    if (manifest.sha256?.[name] !== sha256hex(text)) problems.push(`${name}: SHA-256 không khớp manifest / does not match the manifest`);
   }
   const keys = opts.keys ?? (JSON.parse(keysText).keys as PublicJwk[]);
   const result = verifyChain([{ name: BUNDLE_FILES.records, text: chainText }], { keys });

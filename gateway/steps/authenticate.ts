@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import { createRemoteJWKSet, decodeJwt, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import type { GatewayConfig, IssuerConfig } from '../config.js';
@@ -10,6 +9,7 @@ import { assuranceLevelOf } from '../../identity/assurance.js';
 import { RosterUnavailableError, withRosterEntry, type Roster } from '../../identity/roster.js';
 import type { SessionManager, SessionProblem, SessionRecord } from '../../identity/sessions.js';
 import { RpError, type RelyingParty } from '../../identity/oidc-rp.js';
+import { sha256hex } from '../../identity/digest.js';
 
 /**
  * Step 3, authenticate: who is asking, tied to a national ID.
@@ -90,13 +90,24 @@ function normaliseTyp(typ: string | undefined): string {
   return t.startsWith('application/') ? t.slice('application/'.length) : t;
 }
 
-function cookieValue(header: string | undefined, name: string): string | null {
+/** The value of cookie `name` in a Cookie header (RFC 6265 §5.4), or null. */
+export function cookieValue(header: string | undefined, name: string): string | null {
   if (!header) return null;
   for (const part of header.split(';')) {
     const eq = part.indexOf('=');
     if (eq > 0 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
   }
   return null;
+}
+
+/** Attributes of the gateway's own cookies (session, sign-in transaction): no Secure over plain http. */
+export function cookieAttributes(secure: boolean): string {
+  return `Path=/; HttpOnly; SameSite=Lax${secure ? '; Secure' : ''}`;
+}
+
+/** A Set-Cookie value that removes cookie `name`. */
+export function clearCookieHeader(name: string, secure: boolean): string {
+  return `${name}=; ${cookieAttributes(secure)}; Max-Age=0`;
 }
 
 /** Only a path on this gateway: never `//host`, `/\host` or a scheme, which browsers would follow off-site. */
@@ -214,7 +225,7 @@ export function createAuthenticator(identity: GatewayConfig['identity'], fetchOr
   // RFC 7662: an opaque token is asked about; the answer is cached no longer than the token lives.
   async function introspect(token: string, config: IssuerConfig): Promise<Principal> {
     const { endpoint, clientId, clientSecret, cacheMaxAgeSeconds } = config.introspection!;
-    const cacheKey = `introspection:${createHash('sha256').update(token).digest('hex')}`;
+    const cacheKey = `introspection:${sha256hex(token)}`;
     let result: Record<string, unknown> | null = null;
     try {
       const cached = store ? await store.get(cacheKey) : null;
@@ -297,7 +308,7 @@ export function createAuthenticator(identity: GatewayConfig['identity'], fetchOr
   }
 
   function clearCookie(): string {
-    return `${sessions!.cookieName}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax${sessions!.secure ? '; Secure' : ''}`;
+    return clearCookieHeader(sessions!.cookieName, sessions!.secure);
   }
 
   /** A browser goes to sign in (302); anything else gets 401 with the reason. */

@@ -1,5 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { GatewayError } from '../errors.js';
+import { HTTP_METHODS } from '../../policies/access.js';
 
 /**
  * Step 1, edge hygiene. Paths that parsers disagree on are refused, not normalised: the
@@ -7,7 +8,7 @@ import { GatewayError } from '../errors.js';
  * /records can be walked around with /x/../records or /records%2F..%2Fadmin.
  */
 
-export const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
+export const METHODS: ReadonlySet<string> = new Set(HTTP_METHODS);
 
 /**
  * Identity and assertion headers a client could forge to impersonate someone to an upstream,

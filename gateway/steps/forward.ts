@@ -4,6 +4,7 @@ import httpProxy from '@fastify/http-proxy';
 import type { RouteConfig } from '../config.js';
 import { ASSERTION_HEADER } from '../assertion.js';
 import { GatewayError } from '../errors.js';
+import { HTTP_METHODS } from '../../policies/access.js';
 
 /**
  * Step 8, forward: only the headers an upstream needs, plus the gateway's signed assertion
@@ -90,7 +91,7 @@ export async function registerForwarders(
       prefix: route.pathPrefix,
       rewritePrefix: upstreamBasePath(route),
       // The pipeline has already decided; bodies pass through unparsed.
-      httpMethods: ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS'],
+      httpMethods: [...HTTP_METHODS],
       undici: { headersTimeout: route.upstreamTimeoutMs, bodyTimeout: route.upstreamTimeoutMs },
       retryMethods: [],
       // The router and the pipeline each matched a route; forward only when they agree (e.g. a Host

@@ -1,5 +1,5 @@
 import { GatewayError } from '../errors.js';
-import { sessionDigest } from '../events.js';
+import { sessionDigest } from '../../identity/digest.js';
 import type { Reason } from '../reasons.js';
 import type { LockKind, Locks } from '../locks.js';
 import { isAuditRequired, type AuditConfig } from '../audit/config.js';

@@ -6,9 +6,9 @@ import { sendError } from '../http.js';
 import type { Store } from '../store.js';
 import type { Runtime } from '../runtime.js';
 import type { ResponseObligations } from './forward.js';
-import { maskNationalId } from '../../identity/national-id.js';
+import { isNationalId, maskNationalId } from '../../identity/national-id.js';
 import type { Obligation } from '../../policies/access.js';
-import { HO_CHI_MINH_OFFSET_MS } from '../../policies/conditions.js';
+import { hoChiMinhWallClock } from '../../policies/conditions.js';
 import type { Decision } from '../../policies/engine.js';
 
 /**
@@ -35,7 +35,7 @@ const DAY_MS = 86_400_000;
 
 /** Per official per day, the day as Vietnam counts it. */
 export function dailyQuotaKey(nationalId: string, timeMs: number): string {
-  const day = new Date(timeMs + HO_CHI_MINH_OFFSET_MS).toISOString().slice(0, 10);
+  const day = hoChiMinhWallClock(timeMs).toISOString().slice(0, 10);
   return `quota:records:${nationalId}:${day}`;
 }
 
@@ -68,7 +68,7 @@ export function adjustUpstreamHeaders(decision: Decision | null | undefined, hea
 export function maskValue(value: unknown): unknown {
   if (typeof value === 'string') {
     const text: string = value;
-    if (/^\d{12}$/.test(text)) return maskNationalId(text);
+    if (isNationalId(value)) return maskNationalId(value);
     if (/^\+?\d{8,15}$/.test(text)) return `${text.slice(0, 3)}${'*'.repeat(text.length - 5)}${text.slice(-2)}`;
     const comma = text.indexOf(',');
     return comma > 0 ? `***${text.slice(comma)}` : '***';
