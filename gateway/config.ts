@@ -31,6 +31,7 @@ export const ALLOWED_TOKEN_ALGORITHMS = ['ES256', 'ES384', 'ES512', 'PS256', 'PS
 
 import { DEVICE_TIERS, type DeviceTier } from '../identity/device-tiers.js';
 import { checkListenerTls, TLS_SCHEMA, type ListenerTlsConfig } from './tls.js';
+import { sessionKeyFileProblem } from '../identity/session-crypto.js';
 export { DEVICE_TIERS, type DeviceTier };
 
 /** Algorithms a device key may sign DPoP proofs with: no RSA keys on devices, no symmetric keys. */
@@ -119,6 +120,8 @@ export interface SessionConfig {
   readonly absoluteLifetimeSeconds: number;
   readonly idleTimeoutSeconds: number;
   readonly refreshLockTtlMs: number;
+  /** 32 random bytes (hex or base64) that encrypt the tokens in session records; absent: derived from identity.browser.clientSecret. */
+  readonly encryptionKeyFile?: string;
 }
 
 export interface RosterConfig {
@@ -270,6 +273,7 @@ const schema = {
             absoluteLifetimeSeconds: { type: 'integer', minimum: 300, maximum: 7 * 86_400, default: 8 * 3600 }, // one working day
             idleTimeoutSeconds: { type: 'integer', minimum: 60, maximum: 86_400, default: 30 * 60 },
             refreshLockTtlMs: { type: 'integer', minimum: 1000, maximum: 60_000, default: 10_000 },
+            encryptionKeyFile: nonEmpty,
           },
           default: {},
         },
@@ -554,6 +558,14 @@ function checkIdentity(problems: string[], raw: Record<string, any>): void {
   if (rotation > 0 && rotation < 300) problems.push('assertion.rotationIntervalSeconds: must be 0 (never) or at least 300');
 }
 
+/** The session key is read now, so a wrong file stops the start rather than the first sign-in. */
+function checkSessionKeyFile(raw: Record<string, any>, baseDir: string): string[] {
+  const file = raw.identity.session.encryptionKeyFile;
+  if (!file) return [];
+  const problem = sessionKeyFileProblem(isAbsolute(file) ? file : resolve(baseDir, file));
+  return problem ? [`identity.session.encryptionKeyFile: ${problem}`] : [];
+}
+
 /** Cross-field rules: what the schema cannot say. */
 function checkSemantics(raw: Record<string, any>): string[] {
   const problems: string[] = [];
@@ -645,7 +657,7 @@ export function parseConfig(doc: unknown, source: string, baseDir: string): Gate
   if (!isValid(raw)) {
     throw new ConfigError(source, (validate.errors ?? []).map(describeSchemaError));
   }
-  const problems = [...checkSemantics(raw), ...checkAuditSemantics(raw), ...checkListenerTls(raw, baseDir)];
+  const problems = [...checkSemantics(raw), ...checkAuditSemantics(raw), ...checkListenerTls(raw, baseDir), ...checkSessionKeyFile(raw, baseDir)];
   if (problems.length > 0) throw new ConfigError(source, problems);
 
   for (const iss of raw.identity.issuers) {
@@ -661,6 +673,7 @@ export function parseConfig(doc: unknown, source: string, baseDir: string): Gate
   if (raw.policy.versionsDir) raw.policy.versionsDir = abs(raw.policy.versionsDir);
   if (raw.assertion.keyFile) raw.assertion.keyFile = abs(raw.assertion.keyFile);
   if (raw.identity.roster.file) raw.identity.roster.file = abs(raw.identity.roster.file);
+  if (raw.identity.session.encryptionKeyFile) raw.identity.session.encryptionKeyFile = abs(raw.identity.session.encryptionKeyFile);
   resolveAuditPaths(raw, abs);
   raw.publicUrl = raw.publicUrl.replace(/\/+$/, '');
   if (raw.admin?.publicUrl) raw.admin.publicUrl = raw.admin.publicUrl.replace(/\/+$/, '');

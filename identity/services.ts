@@ -3,6 +3,7 @@ import type { Store } from '../gateway/store.js';
 import { createAuthenticator, type Authenticator } from '../gateway/steps/authenticate.js';
 import { createRelyingParty, type RelyingParty } from './oidc-rp.js';
 import { openRoster, type Roster } from './roster.js';
+import { sessionTokenKey } from './session-crypto.js';
 import { createSessionManager, type SessionManager } from './sessions.js';
 
 /** The identity parts both planes share: token and session authentication, the roster, browser sign-in. */
@@ -35,6 +36,7 @@ export async function createIdentityServices(config: GatewayConfig, store: Store
         idleTimeoutSeconds: identity.session.idleTimeoutSeconds,
         refreshLockTtlMs: identity.session.refreshLockTtlMs,
         secure: new URL(config.publicUrl).protocol === 'https:',
+        tokenKey: sessionTokenKey({ encryptionKeyFile: identity.session.encryptionKeyFile, clientSecret: browser.clientSecret }),
       })
     : null;
   const authenticator = createAuthenticator(identity, { fetch: fetchImpl, store, roster, sessions, rp });

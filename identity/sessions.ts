@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { sessionDigest, sha256hex } from './digest.js';
 import type { Store } from '../gateway/store.js';
+import { openTokens, sealTokens } from './session-crypto.js';
 
 /**
  * Browser sessions, held server-side in the shared store (Redis in production) so that every
@@ -8,7 +9,8 @@ import type { Store } from '../gateway/store.js';
  *
  * The browser holds only an opaque 256-bit random id. The store never sees that id: records are
  * keyed by its SHA-256 (the session "handle"), so a read of the store does not yield usable
- * cookies. Tokens stay here, never in the cookie.
+ * cookies. Tokens stay here, never in the cookie, and are stored encrypted (identity/session-crypto.ts)
+ * with the handle as additional data: a record that does not decrypt is a session that does not exist.
  *
  * Idle time is tracked in a key of its own whose TTL is the idle timeout: touching a session never
  * rewrites the record, so it cannot race a token refresh and put back a consumed refresh token.
@@ -68,6 +70,8 @@ export interface SessionOptions {
   readonly idleTimeoutSeconds: number;
   readonly refreshLockTtlMs: number;
   readonly secure: boolean;
+  /** AES-256-GCM key for the tokens in each record (identity/session-crypto.ts). */
+  readonly tokenKey: Buffer;
   readonly now?: () => number;
 }
 
@@ -95,6 +99,26 @@ export function createSessionManager(store: Store, opts: SessionOptions): Sessio
   // Touch at most this often: bounds writes per session, and the idle timeout's precision.
   const touchEveryMs = Math.min(60_000, idleMs / 10);
 
+  // What the store holds: the record, its tokens sealed in place of the token fields.
+  const encode = (handle: string, record: SessionRecord): string => {
+    const { accessToken, refreshToken, idToken, ...rest } = record;
+    return JSON.stringify({ ...rest, tokens: sealTokens(opts.tokenKey, handle, { accessToken, refreshToken, idToken }) });
+  };
+  /** Null when the record is unreadable: altered, sealed under another key, or moved from another session. */
+  const decode = (handle: string, json: string): SessionRecord | null => {
+    let stored: Record<string, unknown>;
+    try {
+      stored = JSON.parse(json) as Record<string, unknown>;
+    } catch {
+      return null;
+    }
+    if (!stored || typeof stored !== 'object' || stored.v !== 1) return null;
+    const tokens = openTokens(opts.tokenKey, handle, stored.tokens);
+    if (!tokens) return null;
+    const { tokens: _sealed, ...rest } = stored;
+    return { ...(rest as unknown as Omit<SessionRecord, keyof typeof tokens>), ...tokens };
+  };
+
   const endHandles = async (handles: readonly string[]): Promise<number> => {
     let ended = 0;
     for (const handle of handles) {
@@ -121,7 +145,7 @@ export function createSessionManager(store: Store, opts: SessionOptions): Sessio
       const handle = sessionHandle(id);
       const createdAt = now();
       const record: SessionRecord = { ...input, v: 1, createdAt, expiresAt: createdAt + absoluteMs };
-      await store.set(sessionKeys.record(handle), JSON.stringify(record), { ttlMs: absoluteMs });
+      await store.set(sessionKeys.record(handle), encode(handle, record), { ttlMs: absoluteMs });
       await store.set(sessionKeys.seen(handle), String(createdAt), { ttlMs: idleMs });
       // Forget index entries of sessions that have since expired, so the sets stay small.
       const officialIndex = sessionKeys.byOfficial(input.nationalId);
@@ -143,7 +167,9 @@ export function createSessionManager(store: Store, opts: SessionOptions): Sessio
         const ended = await store.get(sessionKeys.ended(handle));
         return { problem: ended ? 'session-revoked' : 'session-unknown', handle };
       }
-      const record = JSON.parse(json) as SessionRecord;
+      const record = decode(handle, json);
+      // Like an unknown session: nothing in it can be trusted, so nothing is shown either.
+      if (!record) return { problem: 'session-unknown', handle };
       const t = now();
       if (t >= record.expiresAt) {
         await endHandles([handle]);
@@ -162,7 +188,7 @@ export function createSessionManager(store: Store, opts: SessionOptions): Sessio
       if ((await store.get(sessionKeys.ended(handle))) !== null) return false;
       const ttlMs = record.expiresAt - now();
       if (ttlMs <= 0) return false;
-      await store.set(sessionKeys.record(handle), JSON.stringify(record), { ttlMs });
+      await store.set(sessionKeys.record(handle), encode(handle, record), { ttlMs });
       // Ended while we wrote: undo, so a refresh never brings a revoked session back.
       if ((await store.get(sessionKeys.ended(handle))) !== null) {
         await store.del(sessionKeys.record(handle));
@@ -179,7 +205,7 @@ export function createSessionManager(store: Store, opts: SessionOptions): Sessio
     unlockRefresh: async (handle) => void (await store.del(sessionKeys.lock(handle))),
     async read(handle) {
       const json = await store.get(sessionKeys.record(handle));
-      return json === null ? null : (JSON.parse(json) as SessionRecord);
+      return json === null ? null : decode(handle, json);
     },
   };
 }

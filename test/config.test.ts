@@ -287,3 +287,32 @@ describe('a configuration file that cannot be read as a document is refused', ()
     expectProblem(problemsOf(() => loadConfigFile(file)), '(root)', /must be a mapping/);
   });
 });
+
+describe('identity.session.encryptionKeyFile', () => {
+  const withKeyFile = (file: string) => {
+    const doc = minimalDoc();
+    doc.identity.session = { encryptionKeyFile: file };
+    return doc;
+  };
+
+  it('32 bytes as hex or base64 load, the path resolved against the configuration', () => {
+    const hex = writeTmp('keys/session-hex.key', `${'ab'.repeat(32)}\n`);
+    expect(parse(withKeyFile(hex)).identity.session.encryptionKeyFile).toBe(hex);
+    writeTmp('keys/session-b64.key', Buffer.alloc(32, 7).toString('base64'));
+    const config = parseConfig(withKeyFile('keys/session-b64.key'), 'test.yaml', tmp);
+    expect(config.identity.session.encryptionKeyFile).toBe(join(tmp, 'keys/session-b64.key'));
+  });
+
+  it('a key of the wrong length is refused, naming the key', () => {
+    const short = writeTmp('keys/session-short.key', Buffer.alloc(16, 1).toString('base64'));
+    expectProblem(problemsOf(() => parse(withKeyFile(short))), 'identity.session.encryptionKeyFile', /exactly 32 random bytes/);
+    const long = writeTmp('keys/session-long.key', 'ab'.repeat(33));
+    expectProblem(problemsOf(() => parse(withKeyFile(long))), 'identity.session.encryptionKeyFile', /exactly 32 random bytes/);
+  });
+
+  it('a key file that is missing or not hex/base64 is refused, naming the key', () => {
+    expectProblem(problemsOf(() => parse(withKeyFile(join(tmp, 'keys/none.key')))), 'identity.session.encryptionKeyFile', /cannot read .*ENOENT/);
+    const text = writeTmp('keys/session-text.key', 'not a key, just words!');
+    expectProblem(problemsOf(() => parse(withKeyFile(text))), 'identity.session.encryptionKeyFile', /exactly 32 random bytes/);
+  });
+});

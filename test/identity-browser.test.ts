@@ -2,6 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Browser, SESSION_COOKIE, sha256, startIdentityHarness, type IdentityHarness } from './helpers/browser.js';
 import { obtainDemoToken } from '../demo/token.js';
 import { TEST_AUDIENCE } from './helpers/harness.js';
+import { openTokens, sealTokens, sessionTokenKey } from '../identity/session-crypto.js';
+import { randomBytes } from 'node:crypto';
 
 const AN = '056085000001'; // Nguyễn Văn An, Sở Tư pháp, ho-tich-reader, VNeID level 2
 const CUONG = '056088000003'; // Lê Văn Cường, phường Nha Trang, ho-tich-reader, VNeID level 1
@@ -44,6 +46,13 @@ async function sessionRecord(b: Browser) {
   const id = b.cookie('127.0.0.1', SESSION_COOKIE)!;
   const json = await h.redis.get(`session:${sha256(id)}`);
   return json ? JSON.parse(json) : null;
+}
+
+/** The tokens of a session, opened with the key every instance derives from the client secret. */
+async function tokensOf(b: Browser) {
+  const handle = sha256(b.cookie('127.0.0.1', SESSION_COOKIE)!);
+  const key = sessionTokenKey({ clientSecret: h.configs[0]!.identity.browser!.clientSecret });
+  return openTokens(key, handle, (await sessionRecord(b)).tokens);
 }
 
 async function writeRecord(b: Browser, change: (r: any) => void) {
@@ -363,7 +372,7 @@ describe('session lifetime', () => {
 
   it('concurrent requests on two instances with an expiring access token refresh it once (lock), and all succeed', async () => {
     const b = await signedIn();
-    const before = await sessionRecord(b);
+    const before = (await tokensOf(b))!;
     expect(before.refreshToken).toBeTruthy();
     await writeRecord(b, (r) => {
       r.accessTokenExpiresAt = Date.now() - 1000;
@@ -373,9 +382,9 @@ describe('session lifetime', () => {
     expect(responses.map((r) => r.status)).toEqual(Array(8).fill(200));
     const events = await Promise.all(responses.map((r) => event(r.headers.get('x-request-id'))));
     expect(events.filter((e) => e.ztgate.reasons.includes('session-refreshed'))).toHaveLength(1);
-    const after = await sessionRecord(b);
+    const after = (await tokensOf(b))!;
     expect(after.refreshToken).not.toBe(before.refreshToken); // rotated by the IdP
-    expect(after.accessTokenExpiresAt).toBeGreaterThan(Date.now());
+    expect((await sessionRecord(b)).accessTokenExpiresAt).toBeGreaterThan(Date.now());
     // The IdP revokes the whole grant when a rotated refresh token is reused: one more refresh proves it was not.
     await writeRecord(b, (r) => {
       r.accessTokenExpiresAt = Date.now() - 1000;
@@ -383,6 +392,99 @@ describe('session lifetime', () => {
     const again = await fetch(`${g0}/echo/x`, { headers: { cookie } });
     expect(again.status).toBe(200);
     expect((await event(again.headers.get('x-request-id'))).ztgate.reasons).toContain('session-refreshed');
+  });
+});
+
+describe('session tokens are encrypted at rest', () => {
+  const recordKey = (b: Browser) => `session:${sha256(b.cookie('127.0.0.1', SESSION_COOKIE)!)}`;
+  const cookieOf = (b: Browser) => `${SESSION_COOKIE}=${b.cookie('127.0.0.1', SESSION_COOKIE)}`;
+  async function expectUnknown(b: Browser) {
+    const res = await fetch(`${g0}/echo/x`, { headers: { cookie: cookieOf(b) } });
+    expect(res.status).toBe(401);
+    expect(res.headers.get('set-cookie')).toContain(`${SESSION_COOKIE}=;`);
+    // forRequest fails unless exactly one event was written for the request.
+    const e = await event(res.headers.get('x-request-id'));
+    expect(e.ztgate).toMatchObject({ decision: 'deny', reasons: ['session-unknown'] });
+  }
+
+  it('a read of Redis yields no token: not the access, refresh or ID token, nor any JWT', async () => {
+    const b = await signedIn();
+    const raw = (await h.redis.get(recordKey(b)))!;
+    const tokens = (await tokensOf(b))!;
+    expect(tokens.accessToken.length).toBeGreaterThan(20);
+    expect(tokens.refreshToken).toBeTruthy();
+    for (const token of [tokens.accessToken, tokens.refreshToken!, tokens.idToken]) expect(raw).not.toContain(token);
+    expect(raw).not.toContain('eyJ');
+    const record = JSON.parse(raw);
+    expect(Object.keys(record.tokens).sort()).toEqual(['ct', 'iv', 'tag', 'v']);
+    expect(record.tokens.v).toBe(1);
+    expect(Buffer.from(record.tokens.iv, 'base64url')).toHaveLength(12);
+    for (const field of ['accessToken', 'refreshToken', 'idToken']) expect(record).not.toHaveProperty(field);
+    expect(record).toMatchObject({ nationalId: AN, acr: 'vneid-level-2' }); // the rest stays readable
+  });
+
+  it('every write uses a fresh IV, and the session still works and refreshes', async () => {
+    const b = await signedIn();
+    const first = JSON.parse((await h.redis.get(recordKey(b)))!).tokens;
+    await writeRecord(b, (r) => {
+      r.accessTokenExpiresAt = Date.now() - 1000;
+    });
+    const res = await b.request(`${g1}/echo/x`);
+    expect(res.status).toBe(200);
+    expect((await event(res.headers.get('x-request-id'))).ztgate).toMatchObject({ decision: 'allow', reasons: expect.arrayContaining(['session-refreshed']) });
+    const raw = (await h.redis.get(recordKey(b)))!;
+    const second = JSON.parse(raw).tokens;
+    expect(second.iv).not.toBe(first.iv);
+    expect(raw).not.toContain('eyJ');
+    const again = await b.request(`${g0}/echo/x`);
+    expect(again.status).toBe(200);
+  });
+
+  it('attack: the ciphertext or its tag altered in Redis → 401 session-unknown, one deny event', async () => {
+    const b = await signedIn();
+    const raw = JSON.parse((await h.redis.get(recordKey(b)))!);
+    const ct = Buffer.from(raw.tokens.ct, 'base64url');
+    ct[5] = ct[5]! ^ 0x01;
+    await h.redis.set(recordKey(b), JSON.stringify({ ...raw, tokens: { ...raw.tokens, ct: ct.toString('base64url') } }), 'PX', 3_600_000);
+    await expectUnknown(b);
+
+    const c = await signedIn();
+    const rawC = JSON.parse((await h.redis.get(recordKey(c)))!);
+    const tag = Buffer.from(rawC.tokens.tag, 'base64url');
+    tag[0] = tag[0]! ^ 0x80;
+    await h.redis.set(recordKey(c), JSON.stringify({ ...rawC, tokens: { ...rawC.tokens, tag: tag.toString('base64url') } }), 'PX', 3_600_000);
+    await expectUnknown(c);
+  });
+
+  it('attack: tokens sealed under another key, or a record with plain-text tokens → 401 session-unknown', async () => {
+    const b = await signedIn();
+    const tokens = (await tokensOf(b))!;
+    const handle = sha256(b.cookie('127.0.0.1', SESSION_COOKIE)!);
+    const raw = JSON.parse((await h.redis.get(recordKey(b)))!);
+    await h.redis.set(recordKey(b), JSON.stringify({ ...raw, tokens: sealTokens(randomBytes(32), handle, tokens) }), 'PX', 3_600_000);
+    await expectUnknown(b);
+
+    const c = await signedIn();
+    const { tokens: _sealed, ...rest } = JSON.parse((await h.redis.get(recordKey(c)))!);
+    await h.redis.set(recordKey(c), JSON.stringify({ ...rest, ...tokens }), 'PX', 3_600_000);
+    await expectUnknown(c);
+  });
+
+  it("attack: one session's record copied under another session's key → 401 session-unknown", async () => {
+    const victim = await signedIn(AN);
+    const attacker = await signedIn(CUONG);
+    // Whoever can write Redis moves the victim's sealed tokens (or the whole record) into their own session.
+    const stolen = JSON.parse((await h.redis.get(recordKey(victim)))!);
+    const own = JSON.parse((await h.redis.get(recordKey(attacker)))!);
+    await h.redis.set(recordKey(attacker), JSON.stringify({ ...own, tokens: stolen.tokens }), 'PX', 3_600_000);
+    await expectUnknown(attacker);
+
+    const other = await signedIn(CUONG);
+    await h.redis.set(recordKey(other), JSON.stringify(stolen), 'PX', 3_600_000);
+    await expectUnknown(other);
+
+    const still = await victim.request(`${g0}/echo/x`);
+    expect(still.status).toBe(200); // the victim's own session is untouched
   });
 });
 
