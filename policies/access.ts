@@ -43,3 +43,15 @@ export type Obligation =
   | { readonly type: 'max-records-per-day'; readonly max: number }
   /** Only records of the official's commune: told to the upstream in the assertion, checked in the response. */
   | { readonly type: 'commune-scope'; readonly commune: string; readonly recordField: string };
+
+/**
+ * The path the policy decides on: lower-cased, one trailing slash removed (not the root's).
+ * Many upstreams (Express, Spring, ASP.NET) treat /Admin, /admin and /admin/ as one path, so a
+ * deny rule matched exactly could be walked around; rule paths are written in this form
+ * (parsePolicy refuses any other). The upstream still receives the path as sent.
+ */
+export function canonicalPolicyPath(path: string): string {
+  // Upper then lower folds what a case-insensitive upstream equates: ſ→s, K (Kelvin)→k, ı→i.
+  const lower = path.toUpperCase().toLowerCase();
+  return lower.length > 1 && lower.endsWith('/') ? lower.slice(0, -1) : lower;
+}

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { newEnforcer, newModelFromString, type Enforcer } from 'casbin';
 import type { Principal } from '../identity/principal.js';
-import { HTTP_METHODS, type AccessRequest, type Obligation } from './access.js';
+import { canonicalPolicyPath, HTTP_METHODS, type AccessRequest, type Obligation } from './access.js';
 import { EMPTY_CONDITIONS, evaluateConditions, parseConditions, purposeProblem, type ConditionReason, type Conditions } from './conditions.js';
 import { CANONICAL_MATCHER, NO_RULE, RuleIndex, type EnforceResult } from './fast-match.js';
 
@@ -82,7 +82,7 @@ export function parsePolicy(text: string, file: string, knownRoutes: ReadonlySet
   const nameOk = memo((v: string) => NAME.test(v));
   const pathProblem = memo((path: string): string | null => {
     if (!PATH.test(path)) return `path "${path}" must start with / and use only keyMatch2 patterns (:name, *) as whole segments`;
-    // Requests are decided on their canonical path (gateway/steps/decide.ts canonicalPolicyPath).
+    // Requests are decided on their canonical path (canonicalPolicyPath, policies/access.ts).
     if (path.split('/').some((seg) => !seg.startsWith(':') && /[A-Z]/.test(seg)) || (path.length > 1 && path.endsWith('/'))) {
       return `path "${path}" must be lower-case without a trailing slash: paths are matched lower-case without a trailing slash`;
     }
@@ -377,7 +377,8 @@ export class PolicyEngine {
 
   /** The full decision: Casbin, then the attribute conditions, with the obligations of an allow. */
   decide(request: AccessRequest): Decision {
-    const base = this.authorize(request.principal, { routeId: request.route.id, path: request.path }, request.method);
+    // Every caller (data plane, admin decide tool, policy tests, what-if) decides on the canonical path.
+    const base = this.authorize(request.principal, { routeId: request.route.id, path: canonicalPolicyPath(request.path) }, request.method);
     if (base.effect !== 'allow') return base;
     const outcome = evaluateConditions(request, this.conditions);
     if (outcome.denied) {

@@ -3,7 +3,6 @@ import type { GatewayConfig } from '../gateway/config.js';
 import { CLEARANCES, type Clearance, type Principal } from '../identity/principal.js';
 import { DEVICE_TIERS, type AccessRequest, type DeviceTier } from './access.js';
 import type { PolicyEngine } from './engine.js';
-import { canonicalPolicyPath } from '../gateway/steps/decide.js';
 
 /**
  * `ztgate policy test`: a table of expected decisions run against the policy (CI runs it for
@@ -77,8 +76,7 @@ export function runPolicyCases(engine: PolicyEngine, config: GatewayConfig, text
     const request: AccessRequest = {
       principal,
       route: { id: route!.id, securityLevel: route!.securityLevel, classification: route!.classification },
-      // Decided as the gateway decides it (gateway/steps/decide.ts).
-      path: canonicalPolicyPath(r.path),
+      path: r.path,
       method: r.method,
       device: tier ? { tier: tier as DeviceTier } : null,
       purpose: r.purpose ? { code: String(r.purpose.code), caseRef: String(r.purpose.caseRef) } : null,

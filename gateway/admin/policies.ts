@@ -8,7 +8,6 @@ import { DEVICE_TIERS, HTTP_METHODS, type AccessRequest, type DeviceTier } from 
 import { withRosterEntry } from '../../identity/roster.js';
 import { NATIONAL_ID_PATTERN } from '../../identity/national-id.js';
 import type { Principal } from '../../identity/principal.js';
-import { canonicalPolicyPath } from '../steps/decide.js';
 import { ADMIN_API_PREFIX, type AdminModule } from './app.js';
 
 /**
@@ -329,7 +328,7 @@ export const policiesModule: AdminModule = (app: FastifyInstance, runtime: Runti
       route: { id: route.id, securityLevel: route.securityLevel, classification: route.classification },
       // The same normal form the data plane decides on (gateway/steps/decide.ts), or the answer
       // here would differ from what /Admin gets in production.
-      path: canonicalPolicyPath(body.path),
+      path: body.path,
       method: body.method,
       device: { tier: body.deviceTier },
       purpose: body.purpose ?? null,

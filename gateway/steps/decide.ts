@@ -39,18 +39,6 @@ export function readPurpose(headers: IncomingHttpHeaders): Purpose | null {
   return { code, caseRef };
 }
 
-/**
- * The path the policy decides on: lower-cased, one trailing slash removed (not the root's).
- * Many upstreams (Express, Spring, ASP.NET) treat /Admin, /admin and /admin/ as one path, so a
- * deny rule matched exactly could be walked around; rule paths are written in this form
- * (policies/engine.ts refuses any other). The upstream still receives the path as sent.
- */
-export function canonicalPolicyPath(path: string): string {
-  // Upper then lower folds what a case-insensitive upstream equates: ſ→s, K (Kelvin)→k, ı→i.
-  const lower = path.toUpperCase().toLowerCase();
-  return lower.length > 1 && lower.endsWith('/') ? lower.slice(0, -1) : lower;
-}
-
 export interface DecideInput {
   readonly route: RouteConfig;
   readonly path: string;
@@ -69,7 +57,7 @@ export function decide(engine: PolicyEngine, input: DecideInput, onDecision: (de
   const request: AccessRequest = {
     principal: input.principal,
     route: { id: input.route.id, securityLevel: input.route.securityLevel, classification: input.route.classification },
-    path: canonicalPolicyPath(input.path),
+    path: input.path,
     method: input.method,
     device: input.deviceTier ? { tier: input.deviceTier } : null,
     purpose: input.purpose,
