@@ -1,5 +1,5 @@
 # Container image of the gateway. Build: docker build -t ztgate .
-FROM node:20-bookworm-slim AS build
+FROM node:24-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
 COPY gateway gateway
@@ -9,7 +9,7 @@ COPY demo demo
 COPY admin-ui admin-ui
 RUN npm ci --no-audit --no-fund && npm prune --omit=dev
 
-FROM node:20-bookworm-slim
+FROM node:24-bookworm-slim
 WORKDIR /app
 ENV NODE_ENV=production
 COPY --from=build /app /app

@@ -5,6 +5,7 @@ import { loadConfigFile } from './config.js';
 import { startGateway } from './server.js';
 import { PolicyEngine, PolicyError } from '../policies/engine.js';
 import { AUDIT_USAGE } from './audit/cli.js';
+import { unsupportedRuntime } from './node-version.js';
 
 const USAGE = `ztgate — cổng truy cập Zero Trust cho cơ sở dữ liệu dùng chung / Zero Trust gateway
 
@@ -103,6 +104,11 @@ const commands: Record<string, Handler> = {
 class UsageError extends Error {}
 
 async function main(argv: string[]): Promise<number> {
+  const unsupported = unsupportedRuntime();
+  if (unsupported) {
+    process.stderr.write(`ztgate: ${unsupported}\n`);
+    return 69; // EX_UNAVAILABLE (sysexits.h)
+  }
   const [command, ...rest] = argv;
   if (!command || command === 'help' || command === '--help' || command === '-h') {
     process.stdout.write(USAGE);

@@ -93,9 +93,9 @@ const runs: Record<string, Promise<Run>> = {};
 const accepted: Record<string, Promise<number>> = {};
 
 function startWatched(name: string, args: string[], port: number): void {
-  let resolveAccepted!: (n: number) => void;
-  accepted[name] = new Promise((r) => (resolveAccepted = r));
-  runs[name] = cli(args, async (done) => resolveAccepted(await probeConnections(port, done)));
+  const { promise, resolve } = Promise.withResolvers<number>();
+  accepted[name] = promise;
+  runs[name] = cli(args, async (done) => resolve(await probeConnections(port, done)));
 }
 
 beforeAll(async () => {
