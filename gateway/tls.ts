@@ -2,7 +2,7 @@ import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { ServerOptions } from 'node:https';
 import { isAbsolute, resolve } from 'node:path';
-import { TLSSocket } from 'node:tls';
+import { createSecureContext, TLSSocket } from 'node:tls';
 import { calculateJwkThumbprint, type JWK } from 'jose';
 
 /**
@@ -26,7 +26,16 @@ export interface ListenerTlsConfig {
    * treated as no certificate. required: the handshake fails without one the CA issued.
    */
   readonly requestClientCertificate: ClientCertificateMode;
+  /** Key exchange groups, most preferred first (TLS 1.3 `supported_groups`, RFC 8446 §4.2.7). */
+  readonly groups: readonly string[];
 }
+
+/**
+ * Hybrid post-quantum key exchange first (X25519 + ML-KEM-768, FIPS 203; OpenSSL 3.5): a recorded
+ * session cannot be decrypted later by a quantum computer unless both halves break. The classical
+ * groups after it serve clients without ML-KEM and every TLS 1.2 client.
+ */
+export const DEFAULT_TLS_GROUPS = ['X25519MLKEM768', 'X25519', 'P-256', 'P-384'] as const;
 
 export const TLS_SCHEMA = {
   type: 'object',
@@ -37,6 +46,7 @@ export const TLS_SCHEMA = {
     keyFile: { type: 'string', minLength: 1, maxLength: 2048 },
     clientCaFile: { type: 'string', minLength: 1, maxLength: 2048 },
     requestClientCertificate: { enum: CLIENT_CERTIFICATE_MODES, default: 'none' },
+    groups: { type: 'array', minItems: 1, maxItems: 16, uniqueItems: true, items: { type: 'string', pattern: '^[A-Za-z][A-Za-z0-9_-]{0,63}$' }, default: [...DEFAULT_TLS_GROUPS] },
   },
 } as const;
 
@@ -73,6 +83,14 @@ function checkOne(problems: string[], at: string, tls: Record<string, any>, publ
   }
   if (cert && key && !cert.checkPrivateKey(key)) problems.push(`${at}.keyFile: does not match the certificate in certFile`);
   if (cert && Date.parse(cert.validTo) < Date.now()) problems.push(`${at}.certFile: the certificate expired on ${new Date(cert.validTo).toISOString()}`);
+
+  for (const group of tls.groups as string[]) {
+    try {
+      createSecureContext({ ecdhCurve: group });
+    } catch {
+      problems.push(`${at}.groups: "${group}" is not a TLS key exchange group this runtime supports (OpenSSL ${process.versions.openssl}); e.g. ${DEFAULT_TLS_GROUPS.join(', ')}`);
+    }
+  }
 
   const mode = tls.requestClientCertificate as ClientCertificateMode;
   if (mode !== 'none' && !tls.clientCaFile) problems.push(`${at}.clientCaFile: required when requestClientCertificate is "${mode}" (the CA that issues device certificates)`);
@@ -114,6 +132,10 @@ export function httpsServerOptions(tls: ListenerTlsConfig): ServerOptions {
     cert: readFileSync(tls.certFile),
     key: readFileSync(tls.keyFile),
     minVersion: 'TLSv1.2',
+    // One group per preference tuple ("/", OpenSSL 3.5): the server's order is strict — a client
+    // that supports X25519MLKEM768 but sent a key share for X25519 is asked again
+    // (HelloRetryRequest) rather than settling for the classical group.
+    ecdhCurve: tls.groups.join('/'),
     ...(mode === 'none' ? {} : { ca: readFileSync(tls.clientCaFile!), requestCert: true, rejectUnauthorized: mode === 'required' }),
   };
 }
