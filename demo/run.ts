@@ -37,6 +37,8 @@ export async function startDemo(configFile = DEMO_CONFIG_FILE): Promise<RunningD
     const idp = await startDemoIdp({ host: issuer.hostname, port: Number(issuer.port), audience: config.identity.issuers[0]!.audience[0]!, ...browser });
     started.push(idp);
     const upstreams: DemoUpstream[] = [];
+    // An upstream pins one signature; the demo's have moved to the post-quantum one where the gateway sends it.
+    const assertionAlgorithm = config.assertion.algorithms.includes('ML-DSA-65') ? 'ML-DSA-65' : 'ES256';
     for (const route of config.routes.filter((r) => r.approval.status === 'approved')) {
       const url = new URL(route.upstream);
       const upstream = await startDemoUpstream({
@@ -45,6 +47,7 @@ export async function startDemo(configFile = DEMO_CONFIG_FILE): Promise<RunningD
         port: Number(url.port),
         gatewayIssuer: config.publicUrl,
         gatewayJwksUrl: `${config.publicUrl}/.well-known/jwks.json`,
+        assertionAlgorithm,
       });
       started.push(upstream);
       upstreams.push(upstream);

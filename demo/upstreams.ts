@@ -4,8 +4,11 @@
  *
  * Each upstream serves one synthetic dataset (demo/data/<dataset>.json) and trusts nothing but
  * what the gateway vouched for: EVERY request, including unknown paths, must carry a valid
- * `x-ztgate-assertion` (ES256 JWT signed by the gateway, audience = the dataset id). This is
- * defence in depth — a caller that reaches the upstream directly, bypassing the gateway, gets 401.
+ * assertion (a JWT signed by the gateway, audience = the dataset id) — `x-ztgate-assertion`
+ * (ES256) or, for an upstream that moved to post-quantum signatures, `x-ztgate-assertion-pq`
+ * (ML-DSA-65). Each upstream pins one header and one algorithm, as docs/upstream-assertion.md
+ * shows. This is defence in depth — a caller that reaches the upstream directly, bypassing the
+ * gateway, gets 401.
  *
  * All data is DỮ LIỆU GIẢ LẬP — SYNTHETIC DEMO DATA; nothing belongs to a real person.
  */
@@ -33,6 +36,8 @@ export interface DemoUpstreamOptions {
   gatewayJwksUrl: string;
   /** Clock skew accepted when checking exp/iat/nbf; default 5 seconds. */
   clockToleranceSeconds?: number;
+  /** The one signature this upstream accepts; default ES256. */
+  assertionAlgorithm?: AssertionAlgorithm;
 }
 
 export interface DemoUpstream {
@@ -43,8 +48,9 @@ export interface DemoUpstream {
 
 export const DEMO_DATASET_IDS: readonly DemoDatasetId[] = ['ho-tich', 'dat-dai', 'y-te'];
 
-/** Header the gateway adds to every forwarded request. */
-export const ASSERTION_HEADER = 'x-ztgate-assertion';
+export type AssertionAlgorithm = 'ES256' | 'ML-DSA-65';
+/** Headers the gateway adds to every forwarded request, one per signature algorithm. */
+export const ASSERTION_HEADERS: Readonly<Record<AssertionAlgorithm, string>> = { ES256: 'x-ztgate-assertion', 'ML-DSA-65': 'x-ztgate-assertion-pq' };
 const ASSERTION_TYP = 'ztgate-assertion+jwt';
 const MAX_TOKEN_AGE = '120s';
 const DEFAULT_LIMIT = 20;
@@ -114,9 +120,9 @@ async function loadDataset(dataset: DemoDatasetId): Promise<DatasetFile> {
   return parsed as DatasetFile;
 }
 
-function singleHeader(value: string | string[] | undefined): string | undefined {
+function singleHeader(name: string, value: string | string[] | undefined): string | undefined {
   if (Array.isArray(value)) {
-    throw new AssertionError(`multiple ${ASSERTION_HEADER} headers`);
+    throw new AssertionError(`multiple ${name} headers`);
   }
   return value;
 }
@@ -145,6 +151,8 @@ export async function startDemoUpstream(opts: DemoUpstreamOptions): Promise<Demo
   const host = opts.host ?? '127.0.0.1';
   const port = opts.port ?? 0;
   const clockTolerance = opts.clockToleranceSeconds ?? 5;
+  const algorithm = opts.assertionAlgorithm ?? 'ES256';
+  const header = ASSERTION_HEADERS[algorithm];
   const data = await loadDataset(dataset);
   const byId = new Map<string, DemoRecord>(data.records.map((r) => [r.id, r]));
   const notes = new Map<string, DemoNote[]>();
@@ -156,7 +164,7 @@ export async function startDemoUpstream(opts: DemoUpstreamOptions): Promise<Demo
     const { payload } = await jwtVerify(token, jwks, {
       issuer: opts.gatewayIssuer,
       audience: dataset,
-      algorithms: ['ES256'],
+      algorithms: [algorithm],
       typ: ASSERTION_TYP,
       maxTokenAge: MAX_TOKEN_AGE,
       clockTolerance,
@@ -224,8 +232,8 @@ export async function startDemoUpstream(opts: DemoUpstreamOptions): Promise<Demo
     reply.header('cache-control', 'no-store');
     let token: string | undefined;
     try {
-      token = singleHeader(request.headers[ASSERTION_HEADER]);
-      if (!token) throw new AssertionError(`missing ${ASSERTION_HEADER} header`);
+      token = singleHeader(header, request.headers[header]);
+      if (!token) throw new AssertionError(`missing ${header} header`);
       assertions.set(request, await verifyAssertion(token, request));
     } catch (err) {
       let message: string;

@@ -1,3 +1,4 @@
+import { generateKeyPairSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, importPKCS8, SignJWT, type JWK, type CryptoKey } from 'jose';
 import type { Principal } from '../identity/principal.js';
@@ -9,24 +10,100 @@ import { ConfigError } from './errors.js';
  * check for itself that the gateway allowed this official (defence in depth: an upstream
  * that only trusts the network trusts anyone who reaches it).
  *
- * Keys rotate with overlap: the JWKS always publishes the key in use, the next one (so an
- * upstream that cached the JWKS already knows it when it comes into use), and every retired
- * key until the last assertion it signed has expired.
+ * Two signature algorithms, each in a header of its own so that an upstream pins one header and
+ * one algorithm and nothing can downgrade it: ES256 (ECDSA P-256, RFC 7518 §3.4) and ML-DSA-65
+ * (FIPS 204, the JOSE AKP key type of draft-ietf-cose-dilithium), which stays unforgeable by a
+ * quantum computer. Both carry the same claims. During a migration the gateway sends both.
+ *
+ * Keys rotate with overlap, per algorithm: the JWKS always publishes the key in use, the next one
+ * (so an upstream that cached the JWKS already knows it when it comes into use), and every
+ * retired key until the last assertion it signed has expired.
  */
-export const ASSERTION_HEADER = 'x-ztgate-assertion';
+export const ASSERTION_ALGORITHMS = ['ES256', 'ML-DSA-65'] as const;
+export type AssertionAlgorithm = (typeof ASSERTION_ALGORITHMS)[number];
+export const ASSERTION_HEADERS: Readonly<Record<AssertionAlgorithm, string>> = Object.freeze({ ES256: 'x-ztgate-assertion', 'ML-DSA-65': 'x-ztgate-assertion-pq' });
+export const ASSERTION_HEADER = ASSERTION_HEADERS.ES256;
 export const ASSERTION_TYP = 'ztgate-assertion+jwt';
-const ALG = 'ES256';
 /** A retired key stays published this long beyond the assertion lifetime, for clock skew at upstreams. */
 const RETIRED_KEY_GRACE_MS = 60_000;
 
+export interface AssertionConfig {
+  readonly ttlSeconds: number;
+  readonly rotationIntervalSeconds: number;
+  /** Which signatures every forwarded request carries; both during a migration. */
+  readonly algorithms: readonly AssertionAlgorithm[];
+  /** PKCS#8 PEM P-256 private key for ES256; generated at start when absent. */
+  readonly keyFile?: string;
+  /** PKCS#8 PEM ML-DSA-65 private key; generated at start when absent. */
+  readonly mlDsaKeyFile?: string;
+}
+
+const keyFileSchema = { type: 'string', minLength: 1, maxLength: 2048 } as const;
+export const ASSERTION_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    ttlSeconds: { type: 'integer', minimum: 5, maximum: 300, default: 60 },
+    rotationIntervalSeconds: { type: 'integer', minimum: 0, maximum: 90 * 86_400, default: 0 }, // 0: never rotate on a timer
+    algorithms: { type: 'array', minItems: 1, maxItems: ASSERTION_ALGORITHMS.length, uniqueItems: true, items: { enum: ASSERTION_ALGORITHMS }, default: ['ES256'] },
+    keyFile: keyFileSchema,
+    mlDsaKeyFile: keyFileSchema,
+  },
+  default: {},
+} as const;
+
+const KEY_FILE_OPTION: Readonly<Record<AssertionAlgorithm, 'keyFile' | 'mlDsaKeyFile'>> = { ES256: 'keyFile', 'ML-DSA-65': 'mlDsaKeyFile' };
+
+let mlDsaAvailable: boolean | undefined;
+/** ML-DSA needs OpenSSL 3.5 (Node.js 24). */
+function runtimeHasMlDsa(): boolean {
+  if (mlDsaAvailable === undefined) {
+    try {
+      generateKeyPairSync('ml-dsa-65' as never);
+      mlDsaAvailable = true;
+    } catch {
+      mlDsaAvailable = false;
+    }
+  }
+  return mlDsaAvailable;
+}
+
+/** Problems with the `assertion` section (after the schema): keys that would go unused, timers on file keys, the runtime. */
+export function checkAssertionConfig(a: Record<string, any>): string[] {
+  const problems: string[] = [];
+  const algorithms = a.algorithms as AssertionAlgorithm[];
+  for (const alg of ASSERTION_ALGORITHMS) {
+    const option = KEY_FILE_OPTION[alg];
+    if (a[option] && !algorithms.includes(alg)) problems.push(`assertion.${option}: set, but assertion.algorithms does not include ${alg}; add it or remove the key`);
+  }
+  if (algorithms.includes('ML-DSA-65') && !runtimeHasMlDsa()) problems.push(`assertion.algorithms: ML-DSA-65 needs Node.js 24 (OpenSSL 3.5); this runtime has OpenSSL ${process.versions.openssl}`);
+  const rotation = a.rotationIntervalSeconds;
+  const fileKeys = ASSERTION_ALGORITHMS.map((alg) => KEY_FILE_OPTION[alg]).filter((o) => a[o]);
+  if (rotation > 0 && fileKeys.length > 0) problems.push(`assertion.rotationIntervalSeconds: a key from assertion.${fileKeys[0]} is not rotated on a timer; replace the file instead`);
+  if (rotation > 0 && rotation < 300) problems.push('assertion.rotationIntervalSeconds: must be 0 (never) or at least 300');
+  return problems;
+}
+
+/** Header name → compact JWS, one per configured algorithm. */
+export type AssertionHeaders = Readonly<Record<string, string>>;
+
+export interface RotatedKey {
+  readonly alg: AssertionAlgorithm;
+  readonly kid: string;
+  readonly retiredKid: string;
+}
+
 export interface AssertionSigner {
-  /** Published at /.well-known/jwks.json. */
+  /** Published at /.well-known/jwks.json: every key of every configured algorithm. */
   readonly jwks: { readonly keys: readonly JWK[] };
-  /** The kid that signs now. */
+  /** The kid that signs now with the first configured algorithm. */
   readonly currentKid: string;
-  sign(input: { principal: Principal; routeId: string; decisionId: string; decision: Decision; http: { method: string; path: string } }): Promise<string>;
-  /** Starts signing with the next key; the old one stays published until its assertions expire. */
-  rotate(): Promise<{ kid: string; retiredKid: string }>;
+  sign(input: { principal: Principal; routeId: string; decisionId: string; decision: Decision; http: { method: string; path: string } }): Promise<AssertionHeaders>;
+  /**
+   * Starts signing with the next key of every algorithm; the old ones stay published until their
+   * assertions expire. kid and retiredKid are those of the first configured algorithm.
+   */
+  rotate(): Promise<{ kid: string; retiredKid: string; rotated: readonly RotatedKey[] }>;
   close(): void;
 }
 
@@ -37,37 +114,51 @@ interface SigningKey {
   retiredAt: number | null;
 }
 
-async function keyFrom(privateKey: CryptoKey, publicJwk: JWK): Promise<SigningKey> {
-  const kid = await calculateJwkThumbprint(publicJwk);
-  return { kid, privateKey, publicJwk: Object.freeze({ ...publicJwk, kid, alg: ALG, use: 'sig' }), retiredAt: null };
+interface KeyRing {
+  readonly alg: AssertionAlgorithm;
+  readonly header: string;
+  current: SigningKey;
+  next: SigningKey;
+  retired: SigningKey[];
 }
 
-async function generatedKey(): Promise<SigningKey> {
-  const pair = await generateKeyPair(ALG);
-  return keyFrom(pair.privateKey, await exportJWK(pair.publicKey));
+async function keyFrom(alg: AssertionAlgorithm, privateKey: CryptoKey, publicJwk: JWK): Promise<SigningKey> {
+  const withAlg = { ...publicJwk, alg };
+  // RFC 7638 for EC; for AKP the thumbprint members are alg, kty and pub (draft-ietf-cose-dilithium).
+  const kid = await calculateJwkThumbprint(withAlg);
+  return { kid, privateKey, publicJwk: Object.freeze({ ...withAlg, kid, use: 'sig' }), retiredAt: null };
 }
 
-export async function createAssertionSigner(opts: { issuer: string; ttlSeconds: number; keyFile?: string; rotationIntervalSeconds?: number; now?: () => number }): Promise<AssertionSigner> {
-  const now = opts.now ?? Date.now;
-  let current: SigningKey;
-  if (opts.keyFile) {
-    let privateKey: CryptoKey;
-    try {
-      privateKey = await importPKCS8(readFileSync(opts.keyFile, 'utf8'), ALG, { extractable: true });
-    } catch (err) {
-      throw new ConfigError(opts.keyFile, [`assertion.keyFile: not a readable PKCS#8 PEM P-256 private key (${(err as Error).message})`]);
-    }
-    const { d: _d, ...pub } = await exportJWK(privateKey);
-    current = await keyFrom(privateKey, pub);
-  } else {
-    current = await generatedKey();
+async function generatedKey(alg: AssertionAlgorithm): Promise<SigningKey> {
+  const pair = await generateKeyPair(alg);
+  return keyFrom(alg, pair.privateKey, await exportJWK(pair.publicKey));
+}
+
+async function fileKey(alg: AssertionAlgorithm, file: string): Promise<SigningKey> {
+  let privateKey: CryptoKey;
+  try {
+    privateKey = await importPKCS8(readFileSync(file, 'utf8'), alg, { extractable: true });
+  } catch (err) {
+    const what = alg === 'ES256' ? 'P-256' : alg;
+    throw new ConfigError(file, [`assertion.${KEY_FILE_OPTION[alg]}: not a readable PKCS#8 PEM ${what} private key (${(err as Error).message})`]);
   }
-  let next = await generatedKey();
-  let retired: SigningKey[] = [];
+  const { d: _d, priv: _priv, ...pub } = (await exportJWK(privateKey)) as JWK & { priv?: string };
+  return keyFrom(alg, privateKey, pub);
+}
+
+export async function createAssertionSigner(opts: { issuer: string; ttlSeconds: number; algorithms?: readonly AssertionAlgorithm[]; keyFile?: string; mlDsaKeyFile?: string; rotationIntervalSeconds?: number; now?: () => number }): Promise<AssertionSigner> {
+  const now = opts.now ?? Date.now;
+  const algorithms = opts.algorithms ?? ['ES256'];
+  const rings: KeyRing[] = await Promise.all(
+    algorithms.map(async (alg) => {
+      const file = opts[KEY_FILE_OPTION[alg]];
+      return { alg, header: ASSERTION_HEADERS[alg], current: file ? await fileKey(alg, file) : await generatedKey(alg), next: await generatedKey(alg), retired: [] };
+    }),
+  );
   const keepMs = opts.ttlSeconds * 1000 + RETIRED_KEY_GRACE_MS;
 
   const prune = () => {
-    retired = retired.filter((k) => now() - k.retiredAt! < keepMs);
+    for (const ring of rings) ring.retired = ring.retired.filter((k) => now() - k.retiredAt! < keepMs);
   };
 
   const timer =
@@ -79,13 +170,13 @@ export async function createAssertionSigner(opts: { issuer: string; ttlSeconds: 
   const signer: AssertionSigner = {
     get jwks() {
       prune();
-      return Object.freeze({ keys: Object.freeze([current.publicJwk, next.publicJwk, ...retired.map((k) => k.publicJwk)]) });
+      return Object.freeze({ keys: Object.freeze(rings.flatMap((r) => [r.current.publicJwk, r.next.publicJwk, ...r.retired.map((k) => k.publicJwk)])) });
     },
     get currentKid() {
-      return current.kid;
+      return rings[0]!.current.kid;
     },
     async sign({ principal, routeId, decisionId, decision, http }) {
-      return new SignJWT({
+      const claims = {
         agency: principal.agency,
         unit: principal.unit ?? null,
         roles: principal.roles,
@@ -102,25 +193,37 @@ export async function createAssertionSigner(opts: { issuer: string; ttlSeconds: 
         scope: communeScopeOf(decision),
         // The method and (decoded) path the upstream receives: the assertion is good for this request only.
         http,
-      })
-        .setProtectedHeader({ alg: ALG, kid: current.kid, typ: ASSERTION_TYP })
-        .setIssuer(opts.issuer)
-        .setAudience(routeId)
-        .setSubject(principal.nationalId)
-        .setJti(decisionId)
-        .setIssuedAt(Math.floor(now() / 1000))
-        .setExpirationTime(Math.floor(now() / 1000) + opts.ttlSeconds)
-        .sign(current.privateKey);
+      };
+      const iat = Math.floor(now() / 1000);
+      const signed = await Promise.all(
+        rings.map(async (ring) => {
+          const key = ring.current;
+          const jws = await new SignJWT(claims)
+            .setProtectedHeader({ alg: ring.alg, kid: key.kid, typ: ASSERTION_TYP })
+            .setIssuer(opts.issuer)
+            .setAudience(routeId)
+            .setSubject(principal.nationalId)
+            .setJti(decisionId)
+            .setIssuedAt(iat)
+            .setExpirationTime(iat + opts.ttlSeconds)
+            .sign(key.privateKey);
+          return [ring.header, jws] as const;
+        }),
+      );
+      return Object.fromEntries(signed);
     },
     async rotate() {
-      const upcoming = await generatedKey();
-      const old = current;
-      old.retiredAt = now();
-      retired.push(old);
-      current = next;
-      next = upcoming;
+      const upcoming = await Promise.all(rings.map((r) => generatedKey(r.alg)));
+      const rotated = rings.map((ring, i) => {
+        const old = ring.current;
+        old.retiredAt = now();
+        ring.retired.push(old);
+        ring.current = ring.next;
+        ring.next = upcoming[i]!;
+        return { alg: ring.alg, kid: ring.current.kid, retiredKid: old.kid };
+      });
       prune();
-      return { kid: current.kid, retiredKid: old.kid };
+      return { kid: rotated[0]!.kid, retiredKid: rotated[0]!.retiredKid, rotated };
     },
     close() {
       if (timer) clearInterval(timer);

@@ -31,6 +31,7 @@ export const ALLOWED_TOKEN_ALGORITHMS = ['ES256', 'ES384', 'ES512', 'PS256', 'PS
 
 import { DEVICE_TIERS, type DeviceTier } from '../identity/device-tiers.js';
 import { checkListenerTls, TLS_SCHEMA, type ListenerTlsConfig } from './tls.js';
+import { ASSERTION_SCHEMA, checkAssertionConfig, type AssertionConfig } from './assertion.js';
 import { sessionKeyFileProblem } from '../identity/session-crypto.js';
 export { DEVICE_TIERS, type DeviceTier };
 
@@ -143,7 +144,7 @@ export interface GatewayConfig {
     readonly session: SessionConfig;
     readonly roster: RosterConfig;
   };
-  readonly assertion: { readonly ttlSeconds: number; readonly keyFile?: string; readonly rotationIntervalSeconds: number };
+  readonly assertion: AssertionConfig;
   readonly admin?: { readonly listen: { readonly host: string; readonly port: number; readonly tls?: ListenerTlsConfig }; readonly minDeviceTier: DeviceTier; readonly roles: readonly string[]; readonly bodyLimitBytes: number; readonly socRoles: readonly string[]; readonly publicUrl?: string; readonly minAssuranceLevel: 0 | 1 | 2; readonly maxAuthAgeSeconds?: number };
   readonly state: { readonly backend: 'memory' | 'redis'; readonly redisUrl?: string; readonly keyPrefix: string; readonly commandTimeoutMs: number };
   readonly policy: {
@@ -288,16 +289,7 @@ const schema = {
         },
       },
     },
-    assertion: {
-      type: 'object',
-      additionalProperties: false,
-      properties: {
-        ttlSeconds: { type: 'integer', minimum: 5, maximum: 300, default: 60 },
-        rotationIntervalSeconds: { type: 'integer', minimum: 0, maximum: 90 * 86_400, default: 0 }, // 0: never rotate on a timer
-        keyFile: nonEmpty,
-      },
-      default: {},
-    },
+    assertion: ASSERTION_SCHEMA,
     admin: {
       type: 'object',
       additionalProperties: false,
@@ -448,7 +440,7 @@ const validate = ajv.compile(schema);
 const isValid = (doc: unknown): boolean => validate(doc);
 
 /** Headers that carry identity or credentials: never forwarded, whatever a route says. */
-export const PROTECTED_HEADERS = ['authorization', 'cookie', 'proxy-authorization', 'x-ztgate-assertion', 'x-request-id', 'forwarded', 'x-forwarded-for', 'x-forwarded-user', 'x-forwarded-email', 'x-remote-user', 'remote-user', 'x-national-id'];
+export const PROTECTED_HEADERS = ['authorization', 'cookie', 'proxy-authorization', 'x-ztgate-assertion', 'x-ztgate-assertion-pq', 'x-request-id', 'forwarded', 'x-forwarded-for', 'x-forwarded-user', 'x-forwarded-email', 'x-remote-user', 'remote-user', 'x-national-id'];
 
 /** Connection-specific or framing headers: the proxy owns them (RFC 9110 §7.6.1, RFC 9112 §6). */
 const HOP_BY_HOP_HEADERS = ['host', 'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade'];
@@ -553,9 +545,7 @@ function checkIdentity(problems: string[], raw: Record<string, any>): void {
   if (roster.source === 'file' && !roster.file) problems.push('identity.roster.file: required when identity.roster.source is "file"');
   if (roster.source !== 'file' && roster.file) problems.push(`identity.roster.file: set, but identity.roster.source is "${roster.source}"; set source: file to use it`);
   if (roster.file && !/\.(csv|json)$/i.test(roster.file)) problems.push('identity.roster.file: must be a .csv or .json file');
-  const rotation = raw.assertion.rotationIntervalSeconds;
-  if (rotation > 0 && raw.assertion.keyFile) problems.push('assertion.rotationIntervalSeconds: a key from assertion.keyFile is not rotated on a timer; replace the file instead');
-  if (rotation > 0 && rotation < 300) problems.push('assertion.rotationIntervalSeconds: must be 0 (never) or at least 300');
+  problems.push(...checkAssertionConfig(raw.assertion));
 }
 
 /** The session key is read now, so a wrong file stops the start rather than the first sign-in. */
@@ -672,6 +662,7 @@ export function parseConfig(doc: unknown, source: string, baseDir: string): Gate
   if (raw.policy.conditions) raw.policy.conditions = abs(raw.policy.conditions);
   if (raw.policy.versionsDir) raw.policy.versionsDir = abs(raw.policy.versionsDir);
   if (raw.assertion.keyFile) raw.assertion.keyFile = abs(raw.assertion.keyFile);
+  if (raw.assertion.mlDsaKeyFile) raw.assertion.mlDsaKeyFile = abs(raw.assertion.mlDsaKeyFile);
   if (raw.identity.roster.file) raw.identity.roster.file = abs(raw.identity.roster.file);
   if (raw.identity.session.encryptionKeyFile) raw.identity.session.encryptionKeyFile = abs(raw.identity.session.encryptionKeyFile);
   resolveAuditPaths(raw, abs);

@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { GatewayConfig } from './config.js';
-import type { AssertionSigner } from './assertion.js';
+import type { AssertionHeaders, AssertionSigner } from './assertion.js';
 import { GatewayError } from './errors.js';
 import type { Reason } from './reasons.js';
 import type { DecisionContext } from './events.js';
@@ -40,7 +40,7 @@ export interface PipelineDeps {
 
 export interface PipelineState {
   zt: DecisionContext;
-  assertion: string | null;
+  assertion: AssertionHeaders | null;
 }
 
 /**

@@ -81,7 +81,7 @@ describe('a valid configuration', () => {
     expect(config.identity.session).toEqual({ absoluteLifetimeSeconds: 28_800, idleTimeoutSeconds: 1800, refreshLockTtlMs: 10_000 });
     expect(config.identity.roster).toEqual({ source: 'none' });
     expect(config.identity.browser).toBeUndefined();
-    expect(config.assertion).toEqual({ ttlSeconds: 60, rotationIntervalSeconds: 0 });
+    expect(config.assertion).toEqual({ ttlSeconds: 60, rotationIntervalSeconds: 0, algorithms: ['ES256'] });
     expect(config.routes[0]).toMatchObject({ forwardRequestHeaders: [], upstreamTimeoutMs: 15_000 });
   });
 

@@ -167,13 +167,22 @@ export const identityModule: AdminModule = (app: FastifyInstance, runtime: Runti
   app.post(`${ADMIN_API_PREFIX}/assertion-keys/rotate`, {
     schema: {
       summary: 'Đổi khóa ký assertion / Rotate the assertion signing key',
-      description: 'Signs with the key already published as next; the old key stays in the JWKS until the assertions it signed have expired. Applies to the instance that answers.',
+      description: 'Signs with the key already published as next, for every configured algorithm (ES256, ML-DSA-65); the old keys stay in the JWKS until the assertions they signed have expired. Applies to the instance that answers.',
       tags: ['identity'],
-      response: { 200: { type: 'object', properties: { kid: { type: 'string' }, retiredKid: { type: 'string' } } } },
+      response: {
+        200: {
+          type: 'object',
+          properties: {
+            kid: { type: 'string' },
+            retiredKid: { type: 'string' },
+            rotated: { type: 'array', items: { type: 'object', properties: { alg: { type: 'string' }, kid: { type: 'string' }, retiredKid: { type: 'string' } } } },
+          },
+        },
+      },
     },
   }, async (request) => {
     const result = await runtime.signer.rotate();
-    request.zt.admin = { operation: 'assertion-keys.rotate', target: result.kid, detail: { retiredKid: result.retiredKid } };
+    request.zt.admin = { operation: 'assertion-keys.rotate', target: result.kid, detail: { retiredKid: result.retiredKid, rotated: result.rotated } };
     return result;
   });
 };

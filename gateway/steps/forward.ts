@@ -2,7 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import httpProxy from '@fastify/http-proxy';
 import type { RouteConfig } from '../config.js';
-import { ASSERTION_HEADER } from '../assertion.js';
+import type { AssertionHeaders } from '../assertion.js';
 import { GatewayError } from '../errors.js';
 import { HTTP_METHODS } from '../../policies/access.js';
 
@@ -26,7 +26,7 @@ export function upstreamBasePath(route: Pick<RouteConfig, 'upstream'>): string {
 
 const forwardedNames = new WeakMap<RouteConfig, readonly string[]>();
 
-export function upstreamHeaders(request: FastifyRequest, route: RouteConfig, assertion: string): IncomingHttpHeaders {
+export function upstreamHeaders(request: FastifyRequest, route: RouteConfig, assertion: AssertionHeaders): IncomingHttpHeaders {
   const out: IncomingHttpHeaders = {};
   let names = forwardedNames.get(route);
   if (!names) forwardedNames.set(route, (names = [...FORWARDED_BY_DEFAULT, ...route.forwardRequestHeaders]));
@@ -34,7 +34,7 @@ export function upstreamHeaders(request: FastifyRequest, route: RouteConfig, ass
     const value = request.headers[name];
     if (value !== undefined) out[name] = value;
   }
-  out[ASSERTION_HEADER] = assertion;
+  Object.assign(out, assertion);
   out['x-request-id'] = request.id;
   return out;
 }
@@ -81,7 +81,7 @@ export interface ResponseObligations {
 export async function registerForwarders(
   app: FastifyInstance,
   routes: readonly RouteConfig[],
-  assertionOf: (request: FastifyRequest) => string,
+  assertionOf: (request: FastifyRequest) => AssertionHeaders,
   /** Step 9, response obligations (gateway/steps/obligations.ts); without it responses stream through. */
   obligations?: ResponseObligations,
 ): Promise<void> {

@@ -160,6 +160,8 @@ export interface HarnessOptions {
   readonly configure?: (doc: Record<string, any>) => void;
   /** Extra options for the demo IdP, e.g. the redirect URIs of browser sign-in. */
   readonly idp?: Partial<DemoIdpOptions>;
+  /** The signature the ho-tich demo service verifies (default ES256). */
+  readonly hoTichAssertionAlgorithm?: 'ES256' | 'ML-DSA-65';
 }
 
 export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> {
@@ -167,7 +169,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   const testIssuer = await startTestIssuer();
   const port = await freePort();
   const gatewayUrl = `http://127.0.0.1:${port}`;
-  const hoTich = await startDemoUpstream({ dataset: 'ho-tich', port: 0, gatewayIssuer: gatewayUrl, gatewayJwksUrl: `${gatewayUrl}/.well-known/jwks.json` });
+  const hoTich = await startDemoUpstream({ dataset: 'ho-tich', port: 0, gatewayIssuer: gatewayUrl, gatewayJwksUrl: `${gatewayUrl}/.well-known/jwks.json`, assertionAlgorithm: opts.hoTichAssertionAlgorithm });
   const recording = await startRecordingUpstream(() => gatewayUrl, 'echo');
   const approval = { status: 'approved', approvedBy: '056179000006', approvedAt: '2026-01-01' };
   const doc = {
