@@ -1,5 +1,6 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import type { Logger } from 'pino';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, importPKCS8, SignJWT, type JWK, type CryptoKey } from 'jose';
 import type { Principal } from '../identity/principal.js';
 import type { Decision } from '../policies/engine.js';
@@ -146,7 +147,7 @@ async function fileKey(alg: AssertionAlgorithm, file: string): Promise<SigningKe
   return keyFrom(alg, privateKey, pub);
 }
 
-export async function createAssertionSigner(opts: { issuer: string; ttlSeconds: number; algorithms?: readonly AssertionAlgorithm[]; keyFile?: string; mlDsaKeyFile?: string; rotationIntervalSeconds?: number; now?: () => number }): Promise<AssertionSigner> {
+export async function createAssertionSigner(opts: { issuer: string; ttlSeconds: number; algorithms?: readonly AssertionAlgorithm[]; keyFile?: string; mlDsaKeyFile?: string; rotationIntervalSeconds?: number; now?: () => number; log?: Pick<Logger, 'info' | 'warn'> }): Promise<AssertionSigner> {
   const now = opts.now ?? Date.now;
   const algorithms = opts.algorithms ?? ['ES256'];
   const rings: KeyRing[] = await Promise.all(
@@ -163,7 +164,7 @@ export async function createAssertionSigner(opts: { issuer: string; ttlSeconds: 
 
   const timer =
     opts.rotationIntervalSeconds && opts.rotationIntervalSeconds > 0
-      ? setInterval(() => void signer.rotate().catch(() => undefined), opts.rotationIntervalSeconds * 1000)
+      ? setInterval(() => void signer.rotate().catch((err: unknown) => opts.log?.warn({ err }, 'assertion signing key rotation failed; the current key stays in use')), opts.rotationIntervalSeconds * 1000)
       : null;
   timer?.unref();
 
@@ -223,6 +224,7 @@ export async function createAssertionSigner(opts: { issuer: string; ttlSeconds: 
         return { alg: ring.alg, kid: ring.current.kid, retiredKid: old.kid };
       });
       prune();
+      for (const r of rotated) opts.log?.info(r, 'assertion signing key rotated');
       return { kid: rotated[0]!.kid, retiredKid: rotated[0]!.retiredKid, rotated };
     },
     close() {

@@ -58,7 +58,7 @@ export async function createRuntime(config: GatewayConfig, opts: RuntimeOptions 
     maxSecurityLevel: Math.max(1, ...config.routes.map((r) => r.securityLevel)),
     log: opLog,
   });
-  const signer = await createAssertionSigner({ issuer: config.publicUrl, ...config.assertion });
+  const signer = await createAssertionSigner({ issuer: config.publicUrl, ...config.assertion, log: opLog });
   const store = opts.store ?? (await openStore(config.state));
   let policies: PolicyService;
   try {

@@ -151,6 +151,16 @@ describe('choosing the algorithms', () => {
     expect(parseConfig({ ...structuredClone(doc), assertion: {} }, 't', ROOT).assertion.algorithms).toEqual(['ES256']);
   });
 
+  it('a rotation is one operator log line per algorithm', async () => {
+    const lines: { obj: unknown; msg: string }[] = [];
+    const log = { info: (obj: unknown, msg: string) => void lines.push({ obj, msg }), warn: () => undefined } as any;
+    const signer = await createAssertionSigner({ issuer: 'https://gw', ttlSeconds: 60, algorithms: ['ES256', 'ML-DSA-65'], log });
+    const { rotated } = await signer.rotate();
+    signer.close();
+    expect(lines).toEqual(rotated.map((r) => ({ obj: r, msg: 'assertion signing key rotated' })));
+    expect(lines.map((l) => (l.obj as { alg: string }).alg)).toEqual(['ES256', 'ML-DSA-65']);
+  });
+
   it('a PKCS#8 ML-DSA-65 key file signs, and its kid is its JWK thumbprint', async () => {
     const file = join(dir, 'assertion-mldsa.pem');
     const { privateKey, publicKey } = generateKeyPairSync('ml-dsa-65');
