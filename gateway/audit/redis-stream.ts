@@ -17,7 +17,11 @@ export function redisStreamTransport(cfg: RedisStreamSinkConfig, url: string): T
       broken = false;
       const c = new Redis(url, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0, commandTimeout: cfg.commandTimeoutMs, connectTimeout: 5000, retryStrategy: () => null });
       c.on('error', () => undefined);
-      c.on('close', () => (broken = true));
+      // Only the client in use can break the transport: a replaced client's late close event
+      // (it arrives after the next connect) once marked the new connection broken, for ever.
+      c.on('close', () => {
+        if (client === c) broken = true;
+      });
       try {
         await c.connect();
         await c.xgroup('CREATE', cfg.stream, cfg.group, '0', 'MKSTREAM').catch((err: Error) => {

@@ -93,17 +93,16 @@ export class RemoteSink {
         try {
           await this.transport.connect();
           this.connected = true;
-          this.backoffMs = 100;
           this.log?.info({ sink: this.cfg.name }, 'SOC sink connected');
         } catch (err) {
           await this.down(err);
-          await this.idle(this.backoffMs);
-          this.backoffMs = Math.min(this.backoffMs * 2, this.cfg.reconnectMaxMs);
+          await this.retryLater();
           continue;
         }
       }
       if (this.transport.broken()) {
         await this.down(new Error('connection closed by the receiver'));
+        await this.retryLater();
         continue;
       }
       this.confirm();
@@ -123,13 +122,22 @@ export class RemoteSink {
         await this.transport.send(batch.lines);
       } catch (err) {
         await this.down(err);
+        await this.retryLater();
         continue;
       }
+      // The backoff resets on a delivery, not on a connect: a receiver that accepts connections
+      // and then fails every one must not be reconnected to hundreds of times a second.
+      this.backoffMs = 100;
       this.spool.advance(batch.end);
       this.delivered += batch.lines.length;
       if (this.transport.deliveryIsAck) this.spool.commit(batch.end);
       else this.pending.push({ pos: batch.end, at: Date.now() });
     }
+  }
+
+  private async retryLater(): Promise<void> {
+    await this.idle(this.backoffMs);
+    this.backoffMs = Math.min(this.backoffMs * 2, this.cfg.reconnectMaxMs);
   }
 
   private idle(ms: number): Promise<void> {
