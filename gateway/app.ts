@@ -20,7 +20,7 @@ export async function buildApp(runtime: Runtime, opts: { logger?: Logger } = {})
 
   const deviceRegistry = new DeviceRegistry(runtime.store);
   const devices = createDeviceAssessor(config, runtime.store, { registry: deviceRegistry });
-  app.addHook('onRequest', createPipeline({ devices, locks: runtime.locks, decisionLog: runtime.decisionLog, config, routes: runtime.services.table(createRouteTable(config.routes)), authenticator: runtime.authenticator, policy: runtime.policy, signer, store: runtime.store, recentDecisions: runtime.policies.recent }));
+  app.addHook('onRequest', createPipeline({ devices, locks: runtime.locks, decisionLog: runtime.decisionLog, config, routes: runtime.services.table(createRouteTable(config.routes)), authenticator: runtime.authenticator, policy: runtime.policy, signer, store: runtime.store, recentDecisions: runtime.policies.recent, state: runtime.state }));
 
   app.get('/.well-known/jwks.json', async (_request, reply) => reply.header('cache-control', 'public, max-age=300').send(signer.jwks));
   registerDeviceRoutes(app, deviceRegistry, devices, runtime.locks);

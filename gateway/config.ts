@@ -33,6 +33,7 @@ import { DEVICE_TIERS, type DeviceTier } from '../identity/device-tiers.js';
 import { checkListenerTls, TLS_SCHEMA, type ListenerTlsConfig } from './tls.js';
 import { ASSERTION_SCHEMA, checkAssertionConfig, type AssertionConfig } from './assertion.js';
 import { sessionKeyFileProblem } from '../identity/session-crypto.js';
+import { checkStateSemantics, STATE_SCHEMA, toStateConfig, type StateConfig } from './state-config.js';
 export { DEVICE_TIERS, type DeviceTier };
 
 /** Algorithms a device key may sign DPoP proofs with: no RSA keys on devices, no symmetric keys. */
@@ -146,7 +147,7 @@ export interface GatewayConfig {
   };
   readonly assertion: AssertionConfig;
   readonly admin?: { readonly listen: { readonly host: string; readonly port: number; readonly tls?: ListenerTlsConfig }; readonly minDeviceTier: DeviceTier; readonly roles: readonly string[]; readonly bodyLimitBytes: number; readonly socRoles: readonly string[]; readonly publicUrl?: string; readonly minAssuranceLevel: 0 | 1 | 2; readonly maxAuthAgeSeconds?: number };
-  readonly state: { readonly backend: 'memory' | 'redis'; readonly redisUrl?: string; readonly keyPrefix: string; readonly commandTimeoutMs: number };
+  readonly state: StateConfig;
   readonly policy: {
     readonly model: string;
     readonly policy: string;
@@ -308,17 +309,7 @@ const schema = {
         publicUrl: nonEmpty,
       },
     },
-    state: {
-      type: 'object',
-      additionalProperties: false,
-      properties: {
-        backend: { enum: ['memory', 'redis'], default: 'memory' },
-        redisUrl: nonEmpty,
-        keyPrefix: { type: 'string', pattern: '^[a-z0-9:_-]{1,64}$', default: 'ztgate:' },
-        commandTimeoutMs: { type: 'integer', minimum: 50, maximum: 10_000, default: 1000 },
-      },
-      default: {},
-    },
+    state: STATE_SCHEMA,
     policy: {
       type: 'object',
       additionalProperties: false,
@@ -581,12 +572,6 @@ function checkSemantics(raw: Record<string, any>): string[] {
   }
   checkDevices(problems, raw.devices);
   checkIdentity(problems, raw);
-  if (raw.state.backend === 'redis') {
-    if (!raw.state.redisUrl) problems.push('state.redisUrl: required when state.backend is "redis"');
-    else if (!/^rediss?:\/\//.test(raw.state.redisUrl)) problems.push(`state.redisUrl: "${raw.state.redisUrl.replace(/:[^:@/]*@/, ':***@')}" must be a redis:// or rediss:// URL`);
-  } else if (raw.state.redisUrl) {
-    problems.push('state.redisUrl: set, but state.backend is "memory"; set backend: redis to use it');
-  }
   if (raw.state.backend === 'redis' && raw.policy.versionsDir) {
     problems.push('policy.versionsDir: with state.backend "redis" policy versions live in Redis, shared by every instance; remove versionsDir');
   }
@@ -647,7 +632,7 @@ export function parseConfig(doc: unknown, source: string, baseDir: string): Gate
   if (!isValid(raw)) {
     throw new ConfigError(source, (validate.errors ?? []).map(describeSchemaError));
   }
-  const problems = [...checkSemantics(raw), ...checkAuditSemantics(raw), ...checkListenerTls(raw, baseDir), ...checkSessionKeyFile(raw, baseDir)];
+  const problems = [...checkSemantics(raw), ...checkStateSemantics(raw), ...checkAuditSemantics(raw), ...checkListenerTls(raw, baseDir), ...checkSessionKeyFile(raw, baseDir)];
   if (problems.length > 0) throw new ConfigError(source, problems);
 
   for (const iss of raw.identity.issuers) {
@@ -666,6 +651,7 @@ export function parseConfig(doc: unknown, source: string, baseDir: string): Gate
   if (raw.identity.roster.file) raw.identity.roster.file = abs(raw.identity.roster.file);
   if (raw.identity.session.encryptionKeyFile) raw.identity.session.encryptionKeyFile = abs(raw.identity.session.encryptionKeyFile);
   resolveAuditPaths(raw, abs);
+  raw.state = toStateConfig(raw.state);
   raw.publicUrl = raw.publicUrl.replace(/\/+$/, '');
   if (raw.admin?.publicUrl) raw.admin.publicUrl = raw.admin.publicUrl.replace(/\/+$/, '');
   return deepFreeze(raw as GatewayConfig);

@@ -35,6 +35,7 @@ export const ERROR_CODES = {
   ZTG_ERR_DEVICE_SELF_APPROVAL: { status: 403, message: 'Không được tự phê duyệt thiết bị của chính mình; cần quản trị viên khác (nguyên tắc bốn mắt) / Your own device must be approved by another admin (four-eyes)' },
   ZTG_ERR_LOCKED: { status: 403, message: 'Đang bị khóa theo yêu cầu của SOC hoặc quản trị viên / Locked by the SOC or an admin' },
   ZTG_ERR_LOCK_CHECK_UNAVAILABLE: { status: 503, message: 'Không kiểm tra được trạng thái khóa lúc này / Locks cannot be checked now' },
+  ZTG_ERR_STATE_LOST: { status: 503, message: 'Trạng thái dùng chung đang được khôi phục, vui lòng thử lại sau / Shared state is being restored, retry later' },
   ZTG_ERR_LOCK_NOT_FOUND: { status: 404, message: 'Không tìm thấy khóa / No such lock' },
   ZTG_ERR_LOCK_SELF_LIFT: { status: 403, message: 'Không được tự gỡ khóa đặt lên chính mình; cần người khác gỡ (nguyên tắc bốn mắt) / A lock on yourself must be lifted by someone else (four-eyes)' },
   ZTG_ERR_AUDIT_UNAVAILABLE: { status: 503, message: 'Không ghi được nhật ký kiểm toán, dịch vụ tạm từ chối / Audit log unavailable, service refused' },

@@ -1,5 +1,5 @@
 import { isIP } from 'node:net';
-import { StoreError, type Store } from './store.js';
+import { STATE_EPOCH_KEY, StateLostError, StoreError, type Store } from './store.js';
 import { isNationalId } from '../identity/national-id.js';
 
 /**
@@ -35,6 +35,8 @@ export class LockInputError extends Error {
 
 const INDEX = 'locks:index';
 const key = (kind: LockKind, value: string) => `lock:${kind}:${value}`;
+/** Locks are governance records: kept durably (gateway/state-keeper.ts). */
+export const isLockKey = (k: string): boolean => k.startsWith('lock:') || k === INDEX;
 export const MAX_LOCK_SECONDS = 365 * 86_400;
 
 /** What each kind of lock holds: a national ID, a JWK thumbprint, a session digest, an IP address. */
@@ -103,8 +105,9 @@ export function createLocks(store: Store, now: () => number = Date.now): Locks {
     },
     async firstActive(subjects) {
       const present = subjects.filter((s): s is { kind: LockKind; value: string } => typeof s.value === 'string' && s.value.length > 0);
-      // In parallel: one round trip to Redis in practice.
-      const found = await Promise.all(present.map((s) => store.get(key(s.kind, s.value))));
+      // One atomic read with the state marker: a Redis that lost its data reads as "state lost", never as "not locked".
+      const [epoch, ...found] = await store.mget([STATE_EPOCH_KEY, ...present.map((s) => key(s.kind, s.value))]);
+      if (epoch === null) throw new StateLostError();
       for (const raw of found) {
         const lock = parse(raw);
         if (lock) return lock;

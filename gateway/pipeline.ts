@@ -9,7 +9,7 @@ import { checkBody, checkMethod, checkPath, stripForgeableIdentityHeaders } from
 import { requireApproved, type RouteTable } from './steps/route.js';
 import { AUTH_PATH_PREFIX, type Authenticator } from './steps/authenticate.js';
 import { requireRouteAssurance } from './steps/assurance.js';
-import { checkLocks, requireAuditWritable } from './steps/locks.js';
+import { checkLocks, requireAuditWritable, requireStateIntact } from './steps/locks.js';
 import type { Locks } from './locks.js';
 import type { DecisionLog } from './audit/log.js';
 import { requireDeviceTier, type DeviceAssessor } from './steps/device.js';
@@ -36,6 +36,8 @@ export interface PipelineDeps {
   readonly store?: Store;
   /** Decision inputs kept for what-if evaluation of policy drafts. */
   readonly recentDecisions?: RecentDecisions;
+  /** Whether the shared state is intact (gateway/state-keeper.ts). */
+  readonly state?: { healthy(): boolean };
 }
 
 export interface PipelineState {
@@ -71,6 +73,8 @@ export function createPipeline(deps: PipelineDeps) {
       ctx.allowedWithoutPolicy = true;
       return;
     }
+    // Shared state lost (Redis lost its data): nothing is decided until it is rebuilt.
+    requireStateIntact(deps.state);
     if (OFFICIAL_ENDPOINTS.has(path)) {
       // Gateway endpoints for any authenticated official (device enrolment): no service, no policy.
       ctx.principal = await deps.authenticator.authenticate(request.headers);

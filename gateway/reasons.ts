@@ -94,6 +94,7 @@ export const REASONS = {
   'locked-session': 'The browser session is locked by the SOC, an admin or a detection rule.',
   'locked-address': 'The source address is locked by the SOC, an admin or a detection rule.',
   'lock-state-unavailable': 'Locks could not be read from the shared store; the request is refused rather than trusted.',
+  'state-lost': 'The shared state (Redis) lost its data and is not rebuilt yet from the durable governance records; the request is refused rather than decided against missing locks or policy.',
   'lock-not-found': 'An admin or analyst named a lock that does not exist (expired or already lifted).',
   'lock-self-lift': 'An admin or analyst tried to lift a lock on themselves, their own device or their own session; another must (four-eyes).',
   // decide

@@ -2,7 +2,13 @@ import { pino, type DestinationStream, type Logger } from 'pino';
 import type { GatewayConfig } from './config.js';
 import { createAssertionSigner, type AssertionSigner } from './assertion.js';
 import { createDecisionLog, type DecisionLog } from './events.js';
-import { createLocks, type Locks } from './locks.js';
+import { createLocks, isLockKey, type Locks } from './locks.js';
+import { auditAlert } from './audit/log.js';
+import { openDurableRecords } from './durable.js';
+import { createStateKeeper, type StateKeeper } from './state-keeper.js';
+import { isDeviceRecordKey } from '../identity/devices.js';
+import { isRosterKey, readRosterFile } from '../identity/roster.js';
+import { isPolicyVersionKey } from '../policies/versions.js';
 import { createDetector } from './detect/engine.js';
 import type { Authenticator } from './steps/authenticate.js';
 import { createIdentityServices, type IdentityServices } from '../identity/services.js';
@@ -19,6 +25,8 @@ import { createDecisionFeed, teeToFeed, type DecisionFeed } from './admin/live.j
 export interface Runtime {
   readonly config: GatewayConfig;
   readonly store: Store;
+  /** Whether the shared state is intact, and its rebuild after a loss (gateway/state-keeper.ts). */
+  readonly state: StateKeeper;
   /** Every event: local hash chain, stdout, SOC sinks (gateway/audit/log.ts). */
   readonly decisionLog: DecisionLog;
   /** Locks by the SOC, admins and detection rules (gateway/locks.ts). */
@@ -59,23 +67,44 @@ export async function createRuntime(config: GatewayConfig, opts: RuntimeOptions 
     log: opLog,
   });
   const signer = await createAssertionSigner({ issuer: config.publicUrl, ...config.assertion, log: opLog });
-  const store = opts.store ?? (await openStore(config.state));
+  const baseStore = opts.store ?? (await openStore(config.state));
+  let state: StateKeeper;
   let policies: PolicyService;
   try {
-    policies = await createPolicyService(config, store, opLog);
+    const durable = config.state.durable ? await openDurableRecords({ url: config.state.durable.postgresUrl, keyPrefix: config.state.keyPrefix, timeoutMs: config.state.durable.timeoutMs }) : null;
+    // An imported roster is a governance record; a roster from a file is read from the file again.
+    const rosterFromFile = config.identity.roster.source === 'file';
+    state = createStateKeeper({
+      store: baseStore,
+      durable,
+      governed: (k) => isLockKey(k) || isDeviceRecordKey(k) || isPolicyVersionKey(k) || (!rosterFromFile && isRosterKey(k)),
+      checkIntervalMs: config.state.checkIntervalMs,
+      log: opLog,
+      alert: (rule, message, detail) => void decisionLog.write(auditAlert(rule, message, detail)),
+    });
+    await state.start();
+    policies = await createPolicyService(config, state.store, opLog);
   } catch (err) {
-    if (!opts.store) await store.close();
+    if (!opts.store) await baseStore.close();
     throw err;
   }
+  const store = state.store;
   decisionFeed.attachStore(store);
   const services = await createServiceRegistry(config.routes, store);
   const identity = await createIdentityServices(config, store, opts.fetch);
   const locks = createLocks(store);
+  const rosterFile = config.identity.roster.source === 'file' ? config.identity.roster.file! : null;
+  if (rosterFile && identity.roster) {
+    const roster = identity.roster;
+    // After a loss the roster comes back from its source, without a restart.
+    state.onRebuild(async () => void (await roster.replace(await readRosterFile(rosterFile))));
+  }
   const detector = createDetector({ config: config.detection, store, locks, log: decisionLog, opLog });
   decisionLog.start();
   return {
     config,
     store,
+    state,
     decisionLog,
     locks,
     signer,
@@ -92,6 +121,7 @@ export async function createRuntime(config: GatewayConfig, opts: RuntimeOptions 
       await decisionLog.close();
       await decisionFeed.close().catch(() => undefined);
       await policies.close();
+      await state.close();
       if (!opts.store) await store.close();
     },
   };
@@ -99,6 +129,6 @@ export async function createRuntime(config: GatewayConfig, opts: RuntimeOptions 
 
 function openStore(state: GatewayConfig['state']): Promise<Store> | Store {
   return state.backend === 'redis'
-    ? createRedisStore({ url: state.redisUrl!, keyPrefix: state.keyPrefix, commandTimeoutMs: state.commandTimeoutMs })
+    ? createRedisStore({ url: state.redisUrl, sentinel: state.sentinel, cluster: state.cluster, keyPrefix: state.keyPrefix, commandTimeoutMs: state.commandTimeoutMs })
     : createMemoryStore();
 }

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { Redis } from 'ioredis';
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
 
 /**
  * Shared state (sessions, locks, quotas, replay caches, registries) behind one small port.
@@ -9,6 +9,8 @@ import { Redis } from 'ioredis';
 export interface Store {
   readonly kind: 'memory' | 'redis';
   get(key: string): Promise<string | null>;
+  /** Several keys in one atomic read (MGET): with the state epoch among them, a read that straddles a loss cannot look complete. */
+  mget(keys: readonly string[]): Promise<(string | null)[]>;
   /** Returns false when `ifAbsent` is set and the key exists (SET NX). */
   set(key: string, value: string, opts?: { ttlMs?: number; ifAbsent?: boolean }): Promise<boolean>;
   del(...keys: string[]): Promise<number>;
@@ -24,10 +26,26 @@ export interface Store {
 }
 
 export class StoreError extends Error {
-  readonly code = 'ERR_STORE_UNAVAILABLE';
+  readonly code: 'ERR_STORE_UNAVAILABLE' | 'ERR_STATE_LOST' = 'ERR_STORE_UNAVAILABLE';
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'StoreError';
+  }
+}
+
+/**
+ * The marker of the shared state in force: written once the state is complete (at first start,
+ * or after a rebuild from the durable records), never expiring. Redis that lost its data has no
+ * marker, so an absent lock or policy pointer is never read as "nothing locked" or "use the file".
+ */
+export const STATE_EPOCH_KEY = 'state:epoch';
+
+/** The shared state was lost (Redis flushed, restarted empty, failed over to an empty replica) and is not rebuilt yet. */
+export class StateLostError extends StoreError {
+  override readonly code = 'ERR_STATE_LOST' as const;
+  constructor(message = 'the shared state was lost and is not rebuilt yet') {
+    super(message);
+    this.name = 'StateLostError';
   }
 }
 
@@ -63,6 +81,12 @@ export function createMemoryStore(now: () => number = Date.now): Store {
     async get(key) {
       const e = live(key);
       return e && typeof e.value === 'string' ? e.value : null;
+    },
+    async mget(keys) {
+      return keys.map((key) => {
+        const e = live(key);
+        return e && typeof e.value === 'string' ? e.value : null;
+      });
     },
     async set(key, value, opts = {}) {
       if (opts.ifAbsent && live(key)) return false;
@@ -111,7 +135,12 @@ export function createMemoryStore(now: () => number = Date.now): Store {
 }
 
 export interface RedisStoreOptions {
-  readonly url: string;
+  /** A single Redis (redis:// or rediss://). */
+  readonly url?: string;
+  /** Redis Sentinel: the master is whatever the sentinels name, followed across failovers. */
+  readonly sentinel?: { readonly masterName: string; readonly sentinels: readonly { host: string; port: number }[]; readonly password?: string };
+  /** Redis Cluster: the key prefix carries a hash tag, so every key lives in one slot (multi-key reads and scripts work). */
+  readonly cluster?: { readonly nodes: readonly { host: string; port: number }[]; readonly password?: string };
   /** Namespaces every key and channel, so several deployments (or tests) can share one Redis. */
   readonly keyPrefix: string;
   readonly commandTimeoutMs?: number;
@@ -121,17 +150,56 @@ const INCR_WITH_TTL = `local v = redis.call('INCRBY', KEYS[1], ARGV[1])
 if v == tonumber(ARGV[1]) and tonumber(ARGV[2]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return v`;
 
-export async function createRedisStore(opts: RedisStoreOptions): Promise<Store> {
-  const common = {
+/** Where the Redis is, for messages: never its password. */
+export function describeRedis(opts: Pick<RedisStoreOptions, 'url' | 'sentinel' | 'cluster'>): string {
+  if (opts.sentinel) return `Redis Sentinel master "${opts.sentinel.masterName}" via ${opts.sentinel.sentinels.map((s) => `${s.host}:${s.port}`).join(', ')}`;
+  if (opts.cluster) return `Redis Cluster ${opts.cluster.nodes.map((n) => `${n.host}:${n.port}`).join(', ')}`;
+  return `Redis at ${redactUrl(opts.url ?? '')}`;
+}
+
+function connectRedis(opts: RedisStoreOptions, role: 'commands' | 'subscriber'): Redis | Cluster {
+  const commands = role === 'commands';
+  const common: RedisOptions = {
     // Fail fast instead of queueing: a request waiting on a dead Redis is denied, not parked.
-    enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
-    commandTimeout: opts.commandTimeoutMs ?? 1000,
+    commandTimeout: commands ? (opts.commandTimeoutMs ?? 1000) : undefined,
     connectTimeout: 5000,
     lazyConnect: true,
+    ...(commands ? { keyPrefix: opts.keyPrefix } : {}),
   };
-  const client = new Redis(opts.url, { ...common, keyPrefix: opts.keyPrefix });
-  const subscriber = new Redis(opts.url, { ...common, enableOfflineQueue: true, commandTimeout: undefined });
+  // The subscriber queues its SUBSCRIBE until connected and subscribes again after a failover.
+  const enableOfflineQueue = !commands;
+  if (opts.cluster) {
+    return new Cluster(opts.cluster.nodes.map((n) => ({ ...n })), {
+      lazyConnect: true,
+      enableOfflineQueue,
+      ...(commands ? { keyPrefix: opts.keyPrefix } : {}),
+      // Reads from masters only: a replica may lag behind a lock just set.
+      scaleReads: 'master',
+      retryDelayOnClusterDown: 100,
+      retryDelayOnFailover: 100,
+      redisOptions: { ...common, keyPrefix: undefined, password: opts.cluster.password },
+    });
+  }
+  if (opts.sentinel) {
+    return new Redis({
+      ...common,
+      enableOfflineQueue,
+      sentinels: opts.sentinel.sentinels.map((s) => ({ ...s })),
+      name: opts.sentinel.masterName,
+      password: opts.sentinel.password,
+      role: 'master',
+      // Told by the sentinels when the master moves, rather than finding out from a failed command.
+      failoverDetector: true,
+    });
+  }
+  return new Redis(opts.url!, { ...common, enableOfflineQueue });
+}
+
+export async function createRedisStore(opts: RedisStoreOptions): Promise<Store> {
+  if (opts.cluster && !/^\{[^{}]+\}/.test(opts.keyPrefix)) throw new StoreError(`with Redis Cluster the key prefix must start with a hash tag, like "{ztgate}:" (is "${opts.keyPrefix}")`);
+  const client = connectRedis(opts, 'commands');
+  const subscriber = connectRedis(opts, 'subscriber');
   // Errors surface through the commands that fail; the event only needs a listener.
   client.on('error', () => undefined);
   subscriber.on('error', () => undefined);
@@ -140,7 +208,7 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<Store> 
   } catch (err) {
     client.disconnect();
     subscriber.disconnect();
-    throw new StoreError(`Redis at ${redactUrl(opts.url)} is not reachable: ${(err as Error).message}`, { cause: err });
+    throw new StoreError(`${describeRedis(opts)} is not reachable: ${(err as Error).message}`, { cause: err });
   }
   const handlers = new Map<string, Set<(message: string) => void>>();
   subscriber.on('message', (channel: string, message: string) => {
@@ -158,6 +226,7 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<Store> 
   return {
     kind: 'redis',
     get: (key) => wrap(client.get(key)),
+    mget: (keys) => (keys.length === 0 ? Promise.resolve([]) : wrap(client.mget(...keys))),
     async set(key, value, o = {}) {
       const op =
         o.ttlMs && o.ifAbsent ? client.set(key, value, 'PX', o.ttlMs, 'NX')

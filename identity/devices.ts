@@ -104,6 +104,8 @@ function checkReason(reason: unknown, required: boolean): string | undefined {
 }
 
 const DEVICE_ID = /^[A-Za-z0-9_-]{43}$/;
+/** Device records and their indexes are governance records, kept durably (not the short transition locks). */
+export const isDeviceRecordKey = (k: string): boolean => k.startsWith('device:') || k === 'devices' || k.startsWith('devices:owner:');
 /** Long enough for one read-check-write; short enough that a crashed instance blocks nobody for long. */
 const TRANSITION_LOCK_TTL_MS = 5_000;
 const TRANSITION_LOCK_ATTEMPTS = 100;

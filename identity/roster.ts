@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import type { Store } from '../gateway/store.js';
+import { STATE_EPOCH_KEY, StateLostError, type Store } from '../gateway/store.js';
 import { isNationalId } from './national-id.js';
 import { CLEARANCES, type Clearance, type Principal } from './principal.js';
 
@@ -253,6 +253,9 @@ export interface Roster {
   setStatus(nationalId: string, status: OfficialStatus): Promise<RosterEntry | null>;
 }
 
+/** An imported roster is kept durably (a roster from a file is read from the file again instead). */
+export const isRosterKey = (k: string): boolean => k.startsWith('roster:');
+
 /** The roster in the shared store: `roster:version` names the version in force; entries live under it. */
 export function createStoreRoster(store: Store): Roster {
   const VERSION = 'roster:version';
@@ -269,7 +272,9 @@ export function createStoreRoster(store: Store): Roster {
   return {
     lookup: (nationalId) =>
       guarded(async () => {
-        const version = await store.get(VERSION);
+        // With the state marker: after a Redis data loss the answer is "state lost", not "not on the roster".
+        const [epoch, version] = await store.mget([STATE_EPOCH_KEY, VERSION]);
+        if (epoch === null) throw new StateLostError();
         if (!version) return null;
         const json = await store.get(entryKey(version, nationalId));
         return json ? (JSON.parse(json) as RosterEntry) : null;

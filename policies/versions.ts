@@ -71,6 +71,9 @@ const K = {
   version: (id: string) => `policy:version:${id}`,
 };
 
+/** Versions, their approvals and the active pointer are governance records, kept durably (not the short activation lock). */
+export const isPolicyVersionKey = (k: string): boolean => k === K.seq || k === K.ids || k === K.active || k.startsWith('policy:version:');
+
 /** A folder of JSON files (the demo's .data/policies/): one file per key, written atomically. */
 export function createFileKv(dir: string): VersionKv {
   mkdirSync(dir, { recursive: true });

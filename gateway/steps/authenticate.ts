@@ -7,6 +7,7 @@ import { StoreError, type Store } from '../store.js';
 import { principalFromClaims, PrincipalError, type AssuranceLevel, type Principal } from '../../identity/principal.js';
 import { assuranceLevelOf } from '../../identity/assurance.js';
 import { RosterUnavailableError, withRosterEntry, type Roster } from '../../identity/roster.js';
+import { StateLostError } from '../store.js';
 import type { SessionManager, SessionProblem, SessionRecord } from '../../identity/sessions.js';
 import { RpError, type RelyingParty } from '../../identity/oidc-rp.js';
 import { sha256hex } from '../../identity/digest.js';
@@ -277,6 +278,7 @@ export function createAuthenticator(identity: GatewayConfig['identity'], fetchOr
     try {
       entry = await roster.lookup(principal.nationalId);
     } catch (err) {
+      if (err instanceof RosterUnavailableError && err.cause instanceof StateLostError) throw new GatewayError('ZTG_ERR_STATE_LOST', 'state-lost', { cause: err });
       if (err instanceof RosterUnavailableError) throw new GatewayError('ZTG_ERR_IDP_UNAVAILABLE', 'roster-unavailable', { cause: err });
       throw err;
     }

@@ -5,6 +5,15 @@ import type { LockKind, Locks } from '../locks.js';
 import { isAuditRequired, type AuditConfig } from '../audit/config.js';
 import type { RouteConfig } from '../config.js';
 import type { DecisionLog } from '../audit/log.js';
+import { StateLostError } from '../store.js';
+
+/**
+ * Before anything is read from the shared state: while this instance knows the state is lost
+ * (gateway/state-keeper.ts), it refuses at once rather than read what is left of it.
+ */
+export function requireStateIntact(state: { healthy(): boolean } | undefined): void {
+  if (state && !state.healthy()) throw new GatewayError('ZTG_ERR_STATE_LOST', 'state-lost');
+}
 
 const LOCKED: Record<LockKind, Reason> = { user: 'locked-user', device: 'locked-device', session: 'locked-session', address: 'locked-address' };
 
@@ -32,6 +41,7 @@ export async function checkLocks(
       { kind: 'address', value: normalizeAddress(subject.address) },
     ]);
   } catch (err) {
+    if (err instanceof StateLostError) throw new GatewayError('ZTG_ERR_STATE_LOST', 'state-lost', { cause: err });
     throw new GatewayError('ZTG_ERR_LOCK_CHECK_UNAVAILABLE', 'lock-state-unavailable', { cause: err });
   }
   if (lock) {
