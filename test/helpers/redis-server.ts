@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -28,7 +28,7 @@ process.once('exit', () => {
   for (const r of running) r.process.kill('SIGKILL');
 });
 
-export async function startRedis(opts: { args?: string[]; sentinel?: boolean; port?: number; dir?: string } = {}): Promise<OwnRedis> {
+export async function startRedis(opts: { args?: string[]; sentinel?: boolean; sentinelConf?: string; port?: number; dir?: string } = {}): Promise<OwnRedis> {
   const port = opts.port ?? (await freePort());
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'ztgate-redis-'));
   const bin = opts.sentinel ? 'redis-sentinel' : 'redis-server';
@@ -36,7 +36,7 @@ export async function startRedis(opts: { args?: string[]; sentinel?: boolean; po
   const args = opts.sentinel
     ? [join(dir, 'sentinel.conf'), '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, ...(opts.args ?? [])]
     : ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', ...(opts.args ?? [])];
-  if (opts.sentinel) (await import('node:fs')).writeFileSync(join(dir, 'sentinel.conf'), '');
+  if (opts.sentinel) writeFileSync(join(dir, 'sentinel.conf'), opts.sentinelConf ?? '');
   const proc = spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   proc.stderr!.on('data', (c) => (stderr += c));
@@ -91,4 +91,137 @@ export async function startRedis(opts: { args?: string[]; sentinel?: boolean; po
 export async function connectionsReceived(redis: Redis): Promise<number> {
   const info = await redis.info('stats');
   return Number(/total_connections_received:(\d+)/.exec(info)?.[1] ?? NaN);
+}
+
+/** A master, its replica and a sentinel watching them: failover within about two seconds of the master's death. */
+export interface SentinelTopology {
+  readonly masterName: string;
+  readonly sentinel: OwnRedis;
+  readonly nodes: OwnRedis[];
+  /** The server the sentinel names as master now. */
+  master(): Promise<OwnRedis>;
+  stop(): Promise<void>;
+}
+
+export async function startSentinelTopology(): Promise<SentinelTopology> {
+  const masterName = 'ztgate-test';
+  const first = await startRedis();
+  const second = await startRedis({ args: ['--replicaof', '127.0.0.1', String(first.port)] });
+  const sentinel = await startRedis({
+    sentinel: true,
+    sentinelConf: [
+      `sentinel monitor ${masterName} 127.0.0.1 ${first.port} 1`,
+      `sentinel down-after-milliseconds ${masterName} 400`,
+      `sentinel failover-timeout ${masterName} 2000`,
+      `sentinel parallel-syncs ${masterName} 1`,
+      // Known from the start, instead of from the master's INFO up to ten seconds later.
+      `sentinel known-replica ${masterName} 127.0.0.1 ${second.port}`,
+    ].join('\n') + '\n',
+  });
+  const nodes = [first, second];
+  const ask = sentinel.client();
+  // The replica is in sync before the test relies on it.
+  const replica = second.client();
+  const deadline = Date.now() + 10_000;
+  try {
+    for (;;) {
+      const info = await replica.info('replication');
+      if (/master_link_status:up/.test(info)) break;
+      if (Date.now() > deadline) throw new Error('the replica did not sync');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  } finally {
+    replica.disconnect();
+  }
+  // …and the sentinel knows it (it learns replicas from the master's INFO): only then can it fail over.
+  for (;;) {
+    const replicas = (await ask.call('SENTINEL', 'replicas', masterName)) as string[][];
+    const known = replicas.some((r) => {
+      const f = Object.fromEntries(r.flatMap((v, i) => (i % 2 === 0 ? [[v, r[i + 1]]] : [])));
+      return Number(f.port) === second.port && f.flags === 'slave' && f['master-link-status'] === 'ok';
+    });
+    if (known) break;
+    if (Date.now() > deadline + 15_000) throw new Error('the sentinel did not discover the replica');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    masterName,
+    sentinel,
+    nodes,
+    async master() {
+      const [, port] = (await ask.call('SENTINEL', 'get-master-addr-by-name', masterName)) as [string, string];
+      return nodes.find((n) => n.port === Number(port))!;
+    },
+    async stop() {
+      ask.disconnect();
+      await sentinel.stop();
+      for (const n of nodes) await n.stop();
+    },
+  };
+}
+
+/** Waits until every write so far reached a replica (WAIT), so a failover loses none of it. */
+export async function replicated(master: OwnRedis, replicas = 1): Promise<void> {
+  const c = master.client();
+  try {
+    // WAIT counts from this connection's last write: write once, then everything before it is covered.
+    await c.set('ztgate-test:replication-probe', String(Date.now()));
+    const acked = Number(await c.call('WAIT', String(replicas), '5000'));
+    if (acked < replicas) throw new Error(`only ${acked} replicas acknowledged`);
+  } finally {
+    c.disconnect();
+  }
+}
+
+/** A Redis Cluster of three masters with a replica each (redis-cli --cluster create). */
+export interface ClusterTopology {
+  readonly nodes: OwnRedis[];
+  /** The master serving the slot of this hash tag now. */
+  masterOf(tag: string): Promise<OwnRedis>;
+  stop(): Promise<void>;
+}
+
+export async function startCluster(): Promise<ClusterTopology> {
+  const nodes: OwnRedis[] = [];
+  try {
+    for (let i = 0; i < 6; i++) nodes.push(await startRedis({ args: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '1000'] }));
+    const { execFileSync } = await import('node:child_process');
+    execFileSync('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '1', '--cluster-yes'], { stdio: 'ignore', timeout: 20_000 });
+    const deadline = Date.now() + 15_000;
+    for (const n of nodes) {
+      const c = n.client();
+      try {
+        while (!/cluster_state:ok/.test(String(await c.call('CLUSTER', 'INFO')))) {
+          if (Date.now() > deadline) throw new Error(`cluster node ${n.port} not ok`);
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      } finally {
+        c.disconnect();
+      }
+    }
+  } catch (err) {
+    for (const n of nodes) await n.stop();
+    throw err;
+  }
+  return {
+    nodes,
+    async masterOf(tag) {
+      for (const n of nodes) {
+        if (n.process.exitCode !== null || n.process.signalCode !== null) continue;
+        const c = n.client();
+        try {
+          const slot = Number(await c.call('CLUSTER', 'KEYSLOT', `{${tag}}`));
+          const slots = (await c.call('CLUSTER', 'SLOTS')) as [number, number, [string, number, string]][];
+          const owner = slots.find(([from, to]) => slot >= from && slot <= to)!;
+          return nodes.find((x) => x.port === Number(owner[2][1]))!;
+        } finally {
+          c.disconnect();
+        }
+      }
+      throw new Error('no cluster node answers');
+    },
+    async stop() {
+      for (const n of nodes) await n.stop();
+    },
+  };
 }
