@@ -258,7 +258,12 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<Store> 
       };
     },
     async close() {
-      await Promise.allSettled([client.quit(), subscriber.quit()]);
+      // QUIT waits for an answer; a node that died (a failover) never gives one.
+      const bye = async (c: Redis | Cluster) => {
+        await Promise.race([c.quit().catch(() => undefined), new Promise((r) => setTimeout(r, 1000).unref())]);
+        c.disconnect();
+      };
+      await Promise.all([bye(client), bye(subscriber)]);
     },
   };
 }

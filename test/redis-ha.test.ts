@@ -143,12 +143,12 @@ describe('Redis Cluster', () => {
     await h?.close();
     await cluster?.stop();
     await db?.drop();
-  });
+  }, 30_000);
 
   it('the master of the hash-tagged slot killed under traffic: its replica takes over, nothing is lost, the window is 503', async () => {
     const before = await cluster.masterOf(tag);
     await failoverUnderTraffic(h, async () => {
-      await replicated(before);
+      await replicated(before, 1, tag);
       await before.kill();
     });
     expect((await cluster.masterOf(tag)).port).not.toBe(before.port);

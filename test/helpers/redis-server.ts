@@ -161,11 +161,11 @@ export async function startSentinelTopology(): Promise<SentinelTopology> {
 }
 
 /** Waits until every write so far reached a replica (WAIT), so a failover loses none of it. */
-export async function replicated(master: OwnRedis, replicas = 1): Promise<void> {
+export async function replicated(master: OwnRedis, replicas = 1, hashTag = 'ztgate-test'): Promise<void> {
   const c = master.client();
   try {
     // WAIT counts from this connection's last write: write once, then everything before it is covered.
-    await c.set('ztgate-test:replication-probe', String(Date.now()));
+    await c.set(`{${hashTag}}:replication-probe`, String(Date.now()));
     const acked = Number(await c.call('WAIT', String(replicas), '5000'));
     if (acked < replicas) throw new Error(`only ${acked} replicas acknowledged`);
   } finally {
