@@ -13,7 +13,8 @@ import { StoreError } from './store.js';
 export interface DurableRecords {
   /** Upsert; with `ifAbsent`, false (and nothing written) when a live record already has the key. */
   set(key: string, value: string, opts?: { ttlMs?: number; ifAbsent?: boolean }): Promise<boolean>;
-  incr(key: string, by: number, ttlMs?: number): Promise<number>;
+  /** Adds `by` to the larger of the stored value and `floor` (a counter Redis already had before this copy existed). */
+  incr(key: string, by: number, ttlMs?: number, floor?: number): Promise<number>;
   del(keys: readonly string[]): Promise<void>;
   sadd(key: string, members: readonly string[]): Promise<void>;
   srem(key: string, members: readonly string[]): Promise<void>;
@@ -113,12 +114,12 @@ export async function openDurableRecords(opts: DurableOptions): Promise<DurableR
       );
       return true;
     },
-    async incr(key, by, ttlMs) {
+    async incr(key, by, ttlMs, floor = 0) {
       const r = await q(
-        `INSERT INTO ztgate_record (prefix, key, value, expires_at) VALUES ($1, $2, $3::bigint::text, $4)
-         ON CONFLICT (prefix, key) DO UPDATE SET value = (ztgate_record.value::bigint + $3::bigint)::text, updated_at = now()
+        `INSERT INTO ztgate_record (prefix, key, value, expires_at) VALUES ($1, $2, ($5::bigint + $3::bigint)::text, $4)
+         ON CONFLICT (prefix, key) DO UPDATE SET value = (GREATEST(ztgate_record.value::bigint, $5::bigint) + $3::bigint)::text, updated_at = now()
          RETURNING value`,
-        [p, key, by, expiry(ttlMs)],
+        [p, key, by, expiry(ttlMs), floor],
       );
       return Number(r.rows[0].value);
     },

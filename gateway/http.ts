@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import { ERROR_CODES, GatewayError, type ErrorCode } from './errors.js';
 import { emitDecision, emitUnparsedRequest, newDecisionContext, type EventAction } from './events.js';
 import type { Reason } from './reasons.js';
+import { StateLostError } from './store.js';
 import type { PipelineState } from './pipeline.js';
 import type { Runtime } from './runtime.js';
 
@@ -22,6 +23,8 @@ declare module 'fastify' {
 /** Translates anything thrown into the one error shape the gateway answers with. */
 export function toGatewayError(err: unknown, log: FastifyRequest['log']): GatewayError {
   if (err instanceof GatewayError) return err;
+  // A governance change refused because the shared state is being rebuilt (gateway/state-keeper.ts).
+  if (err instanceof StateLostError) return new GatewayError('ZTG_ERR_STATE_LOST', 'state-lost', { cause: err });
   const code = (err as FastifyError | undefined)?.code ?? '';
   if (code === 'UND_ERR_CONNECT_TIMEOUT' || (code.startsWith('FST_REPLY_FROM_') && code.includes('TIMEOUT'))) {
     return new GatewayError('ZTG_ERR_UPSTREAM_TIMEOUT', 'upstream-timeout', { cause: err });

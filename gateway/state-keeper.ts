@@ -176,7 +176,8 @@ export function createStateKeeper(opts: StateKeeperOptions): StateKeeper {
     async incr(key, by = 1, ttlMs) {
       if (guardWrite(key)) {
         // The durable counter decides (policy version numbers are never reused); Redis follows it.
-        const n = await durable!.incr(key, by, ttlMs);
+        // Never behind Redis: a deployment that adds the durable store keeps its version numbers.
+        const n = await durable!.incr(key, by, ttlMs, Number(await base.get(key)) || 0);
         await base.set(key, String(n), ttlMs ? { ttlMs } : {});
         return n;
       }

@@ -9,7 +9,7 @@ import { createCsrfGuard, registerCsrfRoute } from './csrf.js';
 import { registerAdminSignIn } from './signin.js';
 import { AUTH_PATH_PREFIX } from '../steps/authenticate.js';
 import { createDeviceAssessor, requireAdminDeviceTier } from '../steps/device.js';
-import { checkLocks } from '../steps/locks.js';
+import { checkLocks, requireStateIntact } from '../steps/locks.js';
 import { requireRouteAssurance } from '../steps/assurance.js';
 import type { Reason } from '../reasons.js';
 import { httpsServerOptions } from '../tls.js';
@@ -45,6 +45,8 @@ export async function buildAdminApp(runtime: Runtime, opts: { logger?: Logger; m
       ctx.allowedWithoutPolicy = true;
       return;
     }
+    // Shared state lost: no admin reads an empty lock list or writes a change that could not be kept.
+    requireStateIntact(runtime.state);
     // A browser without a session is sent to sign in; an API call gets 401.
     const requestInfo = { method: request.method, url: request.url, note: (reason: Reason) => ctx.reasons.push(reason) };
     const principal = await runtime.authenticator.authenticate(request.headers, requestInfo);
