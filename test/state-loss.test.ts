@@ -109,6 +109,18 @@ describe('state loss with a durable store (PostgreSQL)', () => {
     expect((await s.h.gateway.runtime.locks.list()).map((l) => l.value)).toEqual([LOCKED]);
   });
 
+  it('regression: Redis restarted without persistence: back to work without a gateway restart, same lock, same policy', async () => {
+    const rebuilt = alerts(s.h, 'state-rebuilt').length;
+    const port = s.redis.port;
+    await s.redis.kill();
+    await s.redis.stop();
+    s.redis = await startRedis({ port });
+    await until('the rebuild after the restart', async () => alerts(s.h, 'state-rebuilt').length > rebuilt || false, 10_000);
+    expect(await call(s.h, s.h.gateway.url, CLERK)).toMatchObject({ status: 200, reasons: ['policy-allowed'] });
+    expect(await call(s.h, s.h.gateway.url, LOCKED)).toMatchObject({ status: 403, reasons: ['locked-user'] });
+    expect(s.h.gateway.runtime.policies.currentId()).toBe(v2);
+  });
+
   it('regression: a gateway restarted on an empty Redis keeps the lock and the approved policy (not the file)', async () => {
     const config = s.h.config;
     await s.h.gateway.close();
