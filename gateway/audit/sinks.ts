@@ -136,11 +136,13 @@ export class RemoteSink {
   }
 
   private async retryLater(): Promise<void> {
-    await this.idle(this.backoffMs);
+    // Not cut short by traffic: under load every new event would otherwise end the backoff at once.
+    await this.idle(this.backoffMs, true);
     this.backoffMs = Math.min(this.backoffMs * 2, this.cfg.reconnectMaxMs);
   }
 
-  private idle(ms: number): Promise<void> {
+  /** Waits `ms`; new events cut the wait short unless it is a backoff (only closing ends that early). */
+  private idle(ms: number, backoff = false): Promise<void> {
     return new Promise<void>((resolve) => {
       const timer = setTimeout(done, ms);
       timer.unref();
@@ -149,6 +151,7 @@ export class RemoteSink {
         resolve();
       }
       this.wake = () => {
+        if (backoff && !this.closing) return;
         this.wake = null;
         done();
       };
