@@ -6,6 +6,8 @@ import { ROOT, startHarness, type Harness } from './helpers/harness.js';
 import { startRedis, type OwnRedis } from './helpers/redis-server.js';
 import { createTestDatabase, type TestDatabase } from './helpers/postgres.js';
 import { startGateway, type RunningGateway } from '../gateway/server.js';
+import { DeviceRegistry } from '../identity/devices.js';
+import { exportJWK, generateKeyPair } from 'jose';
 
 // Synthetic officials of demo/roster.csv.
 const LOCKED = '056085000001'; // Nguyễn Văn An, ho-tich-reader: locked by the SOC in these tests
@@ -74,12 +76,25 @@ async function until<T>(what: string, fn: () => Promise<T | false>, timeoutMs = 
 
 const alerts = (h: Harness, rule: string) => h.sink.events.filter((e) => e.event?.kind === 'alert' && e.rule?.id === rule);
 
+/** An approved device of the registry, as an admin leaves it. */
+async function approvedDevice(h: Harness): Promise<string> {
+  const registry = new DeviceRegistry(h.gateway.runtime.store);
+  const { publicKey } = await generateKeyPair('ES256');
+  const device = await registry.enrol({ jwk: await exportJWK(publicKey), name: 'Máy trạm phòng hộ tịch (giả lập)', ownerNationalId: CLERK });
+  await registry.approve(device.id, ADMIN_B, { hardwareKey: true });
+  return device.id;
+}
+
+const deviceStatus = async (h: Harness, id: string) => (await new DeviceRegistry(h.gateway.runtime.store).get(id))?.status;
+
 describe('state loss with a durable store (PostgreSQL)', () => {
   let s: Setup;
   let v2: string;
+  let device: string;
   beforeAll(async () => {
     s = await setUp(true);
     v2 = await governanceChanges(s.h);
+    device = await approvedDevice(s.h);
   });
   afterAll(() => tearDown(s));
 
@@ -107,6 +122,7 @@ describe('state loss with a durable store (PostgreSQL)', () => {
     expect(await call(s.h, s.h.gateway.url, CLERK)).toMatchObject({ status: 200, reasons: ['policy-allowed'] });
     expect(s.h.gateway.runtime.policies.currentId()).toBe(v2);
     expect((await s.h.gateway.runtime.locks.list()).map((l) => l.value)).toEqual([LOCKED]);
+    expect(await deviceStatus(s.h, device)).toBe('approved');
   });
 
   it('regression: Redis restarted without persistence: back to work without a gateway restart, same lock, same policy', async () => {
@@ -131,6 +147,7 @@ describe('state loss with a durable store (PostgreSQL)', () => {
     expect(g.runtime.policies.currentId()).toBe(v2);
     expect(await call(s.h, g.url, LOCKED)).toMatchObject({ status: 403, reasons: ['locked-user'] });
     expect(await call(s.h, g.url, CLERK)).toMatchObject({ status: 200, reasons: ['policy-allowed'] });
+    expect(await deviceStatus(s.h, device)).toBe('approved');
   });
 });
 
