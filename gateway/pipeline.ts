@@ -9,7 +9,7 @@ import { checkBody, checkMethod, checkPath, stripForgeableIdentityHeaders } from
 import { requireApproved, type RouteTable } from './steps/route.js';
 import { AUTH_PATH_PREFIX, type Authenticator } from './steps/authenticate.js';
 import { requireRouteAssurance } from './steps/assurance.js';
-import { checkLocks, requireAuditWritable } from './steps/locks.js';
+import { checkLocks, requireAuditRecord } from './steps/locks.js';
 import type { Locks } from './locks.js';
 import type { DecisionLog } from './audit/log.js';
 import { requireDeviceTier, type DeviceAssessor } from './steps/device.js';
@@ -105,8 +105,8 @@ export function createPipeline(deps: PipelineDeps) {
     // Quotas: records this official already received today, against the decision's obligations.
     await checkDailyQuota(deps.store, decision, principal.nationalId);
 
-    // Audit: an audit-required route is not served when its event cannot be written locally.
-    requireAuditWritable(route, deps.config.audit, deps.decisionLog);
+    // Audit: an audit-required route is forwarded only once the local log durably holds its record.
+    await requireAuditRecord(route, deps.config.audit, deps.decisionLog, { requestId: request.id, userId: principal.nationalId });
 
     // Forward: a short-lived signed assertion of who was allowed, and why.
     // The assertion names the method and path the upstream will receive (the proxy's rewritePrefix + inner path).

@@ -27,10 +27,15 @@ export interface DecisionLog {
   write(event: AuditEvent): boolean;
   /** The local chain accepts writes: audit-required routes may be served. */
   healthy(): boolean;
+  /**
+   * Before an audit-required request is forwarded: its forward record is written to the local
+   * chain and flushed to disk. False (refuse the request) when that could not be done.
+   */
+  recordForward(entry: { requestId: string; routeId: string; userId: string | null }): Promise<boolean>;
   /** Every event written, after it was written (detection rules, live views). */
   subscribe(listener: (event: AuditEvent) => void): () => void;
   status(): AuditStatus;
-  /** Starts delivery to remote sinks. */
+  /** Opens the local chain (its first write would too) and starts delivery to remote sinks. */
   start(): void;
   close(): Promise<void>;
 }
@@ -59,6 +64,7 @@ export function createDecisionLog(destination: DestinationStream, opts: Decision
     const signer = createCheckpointSigner({ alg: c.algorithm, keyFile, keyFileSetting: c.signingKeyFile ? 'audit.chain.signingKeyFile' : 'assertion.keyFile' });
     if (signer.ephemeral) opts.log?.warn({ kid: signer.kid }, 'audit.chain.signingKeyFile not set: checkpoints are signed with a key generated at start; its public key is only in the log');
     const level = String(audit.retention.securityLevel ?? opts.maxSecurityLevel ?? 3) as '1' | '2' | '3' | '4' | '5';
+    // Opened by start() or the first write, not here: a start that fails before leaves the chain as it was.
     chain = new ChainWriter({
       file: c.file,
       signer,
@@ -70,8 +76,16 @@ export function createDecisionLog(destination: DestinationStream, opts: Decision
       retentionMonths: audit.retention.byLevelMonths[level] ?? 3,
       log: opts.log,
       now: opts.now,
-    }).open();
+    });
   }
+  let chainOpened = false;
+  const openChain = (): ChainWriter | null => {
+    if (chain && !chainOpened) {
+      chainOpened = true;
+      chain.open();
+    }
+    return chain;
+  };
 
   const remotes: RemoteSink[] = [];
   for (const sink of audit?.sinks ?? []) {
@@ -79,10 +93,36 @@ export function createDecisionLog(destination: DestinationStream, opts: Decision
     const cfg = sink as RemoteSinkConfig;
     const spool = new Spool(join(audit!.spoolDir!, cfg.name), { maxBytes: audit!.spoolMaxBytes, segmentBytes: audit!.spoolSegmentBytes }).open();
     const transport = cfg.type === 'syslog' ? syslogTransport(cfg) : redisStreamTransport(cfg, cfg.redisUrl ?? opts.stateRedisUrl!);
-    remotes.push(new RemoteSink(cfg, spool, transport, opts.log));
+    remotes.push(
+      new RemoteSink(cfg, spool, transport, opts.log, (sink, detail) =>
+        raise(auditAlert('audit-spool-record-skipped', `Bản ghi hỏng trong hàng đợi gửi SOC "${sink.cfg.name}" đã bị bỏ qua / torn or corrupted records in the spool of SOC sink "${sink.cfg.name}" were skipped`, { sink: sink.cfg.name, records: detail.records, bytes: detail.bytes, segment: detail.segment, offset: detail.offset })),
+      ),
+    );
   }
   const alertArmed = new Map<string, boolean>();
   let inAlert = false;
+
+  /** Writes an alert about the audit pipeline itself, never from inside another one. */
+  function raise(alert: AuditEvent): void {
+    if (inAlert) return;
+    inAlert = true;
+    try {
+      api.write(alert);
+    } finally {
+      inAlert = false;
+    }
+  }
+
+  /** One alert per episode: armed again once the condition cleared. */
+  function once(key: string, failing: boolean, alert: () => AuditEvent): void {
+    if (!failing) {
+      alertArmed.delete(key);
+      return;
+    }
+    if (alertArmed.get(key) === false) return;
+    alertArmed.set(key, false);
+    raise(alert());
+  }
 
   function spoolAlert(sink: RemoteSink, state: 'near-full' | 'full'): void {
     if (inAlert) return;
@@ -103,12 +143,18 @@ export function createDecisionLog(destination: DestinationStream, opts: Decision
 
   const api: DecisionLog = {
     write(event) {
-      const ok = chain ? chain.append(event) : true;
+      const c = openChain();
+      const ok = c ? c.append(event) : true;
       const line = JSON.stringify(event);
       if (toStdout) destination.write(`${line}\n`);
+      const failedSinks: string[] = [];
       for (const sink of remotes) {
         const result = sink.spool.append(line);
         sink.notify();
+        if (result === 'error') failedSinks.push(sink.cfg.name);
+        once(`${sink.cfg.name}:write`, result === 'error', () =>
+          auditAlert('audit-spool-write-failed', `Không ghi được vào hàng đợi gửi SOC "${sink.cfg.name}" (đĩa đầy hoặc lỗi I/O) / the spool of SOC sink "${sink.cfg.name}" cannot be written (disk full or I/O error)`, { sink: sink.cfg.name, failed: sink.spool.failed }),
+        );
         const ratio = sink.spool.bytes / sink.spool.maxBytes;
         const key = sink.cfg.name;
         if (result === 'full' && alertArmed.get(`${key}:full`) !== false) {
@@ -123,6 +169,13 @@ export function createDecisionLog(destination: DestinationStream, opts: Decision
           alertArmed.delete(`${key}:full`);
         }
       }
+      if (failedSinks.length > 0 && alertArmed.get('spool-write-log') !== false) {
+        alertArmed.set('spool-write-log', false);
+        opts.log?.error({ sinks: failedSinks }, 'SOC spool write failed (disk full or I/O error): events are missing from these sinks');
+      } else if (failedSinks.length === 0) alertArmed.delete('spool-write-log');
+      if (c && event.event.action !== 'audit-alert') {
+        once('chain:write', !ok, () => auditAlert('audit-chain-write-failed', 'Không ghi được nhật ký kiểm toán cục bộ (đĩa đầy hoặc lỗi I/O): tuyến bắt buộc kiểm toán bị từ chối / the local audit chain cannot be written (disk full or I/O error): audit-required routes are refused', { file: audit!.chain!.file, lost_events: c.lostEvents }));
+      }
       for (const listener of listeners) {
         try {
           listener(event);
@@ -132,18 +185,23 @@ export function createDecisionLog(destination: DestinationStream, opts: Decision
       }
       return ok;
     },
-    healthy: () => (chain ? chain.healthy() : true),
+    healthy: () => openChain()?.healthy() ?? true,
+    async recordForward(entry) {
+      const c = openChain();
+      return c ? c.forward({ request_id: entry.requestId, route: entry.routeId, user_id: entry.userId }) : true;
+    },
     subscribe(listener) {
       listeners.add(listener);
       return () => listeners.delete(listener);
     },
     status: () => ({ chain: chain && audit?.chain ? { file: audit.chain.file, healthy: chain.healthy(), headSeq: chain.headSeq } : null, sinks: remotes.map((r) => r.status()) }),
     start() {
+      openChain();
       for (const r of remotes) r.start();
     },
     async close() {
       await Promise.all(remotes.map((r) => r.close()));
-      await chain?.close();
+      if (chainOpened) await chain?.close();
     },
   };
   return api;

@@ -42,9 +42,13 @@ export async function checkLocks(
 }
 
 /**
- * Before forwarding: an audit-required route is refused (503) when the local audit log cannot be
- * written — better no service than service without a record of it.
+ * Before forwarding: an audit-required route is served only once the local audit log holds the
+ * record that this request is being forwarded, flushed to disk — better no service than service
+ * without a record of it. A disk that filled since the last write is found here, not after.
  */
-export function requireAuditWritable(route: RouteConfig & { auditRequired?: boolean }, audit: AuditConfig, log: DecisionLog): void {
-  if (isAuditRequired(route, audit) && !log.healthy()) throw new GatewayError('ZTG_ERR_AUDIT_UNAVAILABLE', 'audit-unavailable');
+export async function requireAuditRecord(route: RouteConfig & { auditRequired?: boolean }, audit: AuditConfig, log: DecisionLog, request: { requestId: string; userId: string | null }): Promise<void> {
+  if (!isAuditRequired(route, audit)) return;
+  if (!log.healthy() || !(await log.recordForward({ requestId: request.requestId, routeId: route.id, userId: request.userId }))) {
+    throw new GatewayError('ZTG_ERR_AUDIT_UNAVAILABLE', 'audit-unavailable');
+  }
 }
