@@ -102,12 +102,14 @@ export function createDecisionLog(destination: DestinationStream, opts: Decision
   const alertArmed = new Map<string, boolean>();
   let inAlert = false;
 
-  /** Writes an alert about the audit pipeline itself, never from inside another one. */
+  /** Writes an alert about the audit pipeline itself; one raised while another is written follows it. */
+  const queued: AuditEvent[] = [];
   function raise(alert: AuditEvent): void {
+    queued.push(alert);
     if (inAlert) return;
     inAlert = true;
     try {
-      api.write(alert);
+      for (let next = queued.shift(); next; next = queued.shift()) api.write(next);
     } finally {
       inAlert = false;
     }
@@ -125,25 +127,20 @@ export function createDecisionLog(destination: DestinationStream, opts: Decision
   }
 
   function spoolAlert(sink: RemoteSink, state: 'near-full' | 'full'): void {
-    if (inAlert) return;
-    inAlert = true;
-    try {
-      api.write(
-        auditAlert(`audit-spool-${state}`, state === 'full' ? `Hàng đợi gửi SOC "${sink.cfg.name}" đã đầy: sự kiện mới chỉ còn trong nhật ký cục bộ / spool of SOC sink "${sink.cfg.name}" is full: new events are kept in the local log only` : `Hàng đợi gửi SOC "${sink.cfg.name}" sắp đầy / spool of SOC sink "${sink.cfg.name}" is nearly full`, {
-          sink: sink.cfg.name,
-          spool_bytes: sink.spool.bytes,
-          spool_max_bytes: sink.spool.maxBytes,
-          dropped: sink.spool.dropped,
-        }),
-      );
-    } finally {
-      inAlert = false;
-    }
+    raise(
+      auditAlert(`audit-spool-${state}`, state === 'full' ? `Hàng đợi gửi SOC "${sink.cfg.name}" đã đầy: sự kiện mới chỉ còn trong nhật ký cục bộ / spool of SOC sink "${sink.cfg.name}" is full: new events are kept in the local log only` : `Hàng đợi gửi SOC "${sink.cfg.name}" sắp đầy / spool of SOC sink "${sink.cfg.name}" is nearly full`, {
+        sink: sink.cfg.name,
+        spool_bytes: sink.spool.bytes,
+        spool_max_bytes: sink.spool.maxBytes,
+        dropped: sink.spool.dropped,
+      }),
+    );
   }
 
   const api: DecisionLog = {
     write(event) {
       const c = openChain();
+      const lostBefore = c?.lostEvents ?? 0;
       const ok = c ? c.append(event) : true;
       const line = JSON.stringify(event);
       if (toStdout) destination.write(`${line}\n`);
@@ -152,11 +149,13 @@ export function createDecisionLog(destination: DestinationStream, opts: Decision
         const result = sink.spool.append(line);
         sink.notify();
         if (result === 'error') failedSinks.push(sink.cfg.name);
-        once(`${sink.cfg.name}:write`, result === 'error', () =>
-          auditAlert('audit-spool-write-failed', `Không ghi được vào hàng đợi gửi SOC "${sink.cfg.name}" (đĩa đầy hoặc lỗi I/O) / the spool of SOC sink "${sink.cfg.name}" cannot be written (disk full or I/O error)`, { sink: sink.cfg.name, failed: sink.spool.failed }),
-        );
-        const ratio = sink.spool.bytes / sink.spool.maxBytes;
         const key = sink.cfg.name;
+        const ratio = sink.spool.bytes / sink.spool.maxBytes;
+        if (result === 'ok') {
+          // Told once the spool takes events again, so the alert itself reaches the SOC.
+          const stretch = sink.spool.takeFailedStretch();
+          if (stretch) raise(auditAlert('audit-spool-write-failed', `${stretch.events} sự kiện không ghi được vào hàng đợi gửi SOC "${key}" (đĩa đầy hoặc lỗi I/O) / ${stretch.events} event(s) could not be written to the spool of SOC sink "${key}" (disk full or I/O error); they are in the local chain`, { sink: key, events: stretch.events, first_at: stretch.first_at, last_at: stretch.last_at }));
+        }
         if (result === 'full' && alertArmed.get(`${key}:full`) !== false) {
           alertArmed.set(`${key}:full`, false);
           spoolAlert(sink, 'full');
@@ -171,10 +170,11 @@ export function createDecisionLog(destination: DestinationStream, opts: Decision
       }
       if (failedSinks.length > 0 && alertArmed.get('spool-write-log') !== false) {
         alertArmed.set('spool-write-log', false);
-        opts.log?.error({ sinks: failedSinks }, 'SOC spool write failed (disk full or I/O error): events are missing from these sinks');
+        opts.log?.error({ sinks: failedSinks }, 'SOC spool write failed (disk full or I/O error): events are missing from these sinks until it recovers');
       } else if (failedSinks.length === 0) alertArmed.delete('spool-write-log');
+      if (ok && lostBefore > 0) raise(auditAlert('audit-chain-gap', `${lostBefore} sự kiện không ghi được vào nhật ký cục bộ; đã ghi bản ghi khoảng trống / ${lostBefore} event(s) could not be written to the local chain; a gap record says so`, { file: audit!.chain!.file, events: lostBefore }));
       if (c && event.event.action !== 'audit-alert') {
-        once('chain:write', !ok, () => auditAlert('audit-chain-write-failed', 'Không ghi được nhật ký kiểm toán cục bộ (đĩa đầy hoặc lỗi I/O): tuyến bắt buộc kiểm toán bị từ chối / the local audit chain cannot be written (disk full or I/O error): audit-required routes are refused', { file: audit!.chain!.file, lost_events: c.lostEvents }));
+        once('chain:write', !ok, () => auditAlert('audit-chain-write-failed', 'Không ghi được nhật ký kiểm toán cục bộ (đĩa đầy hoặc lỗi I/O): tuyến bắt buộc kiểm toán bị từ chối / the local audit chain cannot be written (disk full or I/O error): audit-required routes are refused', { file: audit!.chain!.file }));
       }
       for (const listener of listeners) {
         try {

@@ -40,23 +40,23 @@ export function frameRecord(json: string): string {
 }
 
 /** The JSON of one spool line (without its LF), or null when the line is not a whole, intact record. */
-export function unframeRecord(line: string): { json: string | null; torn: boolean } {
-  if (line === '') return { json: null, torn: false };
+export function unframeRecord(line: string): { json: string | null; bad: number } {
+  if (line === '') return { json: null, bad: 0 };
   const start = line.lastIndexOf(RS);
   if (start === -1) {
     // Written before records were framed: whole JSON lines.
     try {
       JSON.parse(line);
-      return { json: line, torn: false };
+      return { json: line, bad: 0 };
     } catch {
-      return { json: null, torn: true };
+      return { json: null, bad: 1 };
     }
   }
   const record = line.slice(start + 1);
   const json = record.slice(9);
   const intact = record[8] === ' ' && crc32(json).toString(16).padStart(8, '0') === record.slice(0, 8);
   // Anything before the last RS is what remains of a record torn mid-write.
-  return { json: intact ? json : null, torn: !intact || start > 0 };
+  return { json: intact ? json : null, bad: (intact ? 0 : 1) + (start > 0 ? 1 : 0) };
 }
 
 const SEGMENT = /^(\d{12})\.jsonl$/;
@@ -75,6 +75,8 @@ export class Spool {
   dropped = 0;
   /** Records the disk did not take (write errors, short writes). */
   failed = 0;
+  /** The current stretch of failed appends, until someone reports it. */
+  private failing: { events: number; first_at: string; last_at: string } | null = null;
 
   constructor(
     readonly dir: string,
@@ -140,6 +142,10 @@ export class Spool {
       if (written !== buf.length) throw Object.assign(new Error(`short write (${written} of ${buf.length} bytes)`), { code: 'EIO' });
     } catch {
       this.failed++;
+      const at = new Date().toISOString();
+      this.failing ??= { events: 0, first_at: at, last_at: at };
+      this.failing.events++;
+      this.failing.last_at = at;
       this.undoPartialWrite();
       return 'error';
     }
@@ -147,6 +153,13 @@ export class Spool {
     this.sizes.set(this.writeSegment, (this.sizes.get(this.writeSegment) ?? 0) + buf.length);
     this.total += buf.length;
     return 'ok';
+  }
+
+  /** The stretch of appends that failed before this one succeeded, once. */
+  takeFailedStretch(): { events: number; first_at: string; last_at: string } | null {
+    const f = this.failing;
+    this.failing = null;
+    return f;
   }
 
   /** A short write is cut off again; where even that fails, the reader skips the fragment. */
@@ -201,9 +214,9 @@ export class Spool {
           for (const raw of window.subarray(0, cut).toString('utf8').split('\n')) {
             if (lines.length >= maxLines) break;
             used += Buffer.byteLength(raw) + 1;
-            const { json, torn } = unframeRecord(raw);
-            if (torn) {
-              skipped++;
+            const { json, bad } = unframeRecord(raw);
+            if (bad > 0) {
+              skipped += bad;
               skippedBytes += Buffer.byteLength(raw) - (json ? Buffer.byteLength(json) + 10 : 0);
             }
             if (json !== null) lines.push(json);
@@ -228,8 +241,14 @@ export class Spool {
   commit(pos: SpoolPosition): void {
     this.committed = pos;
     const cursorFile = join(this.dir, 'cursor');
-    writeFileSync(`${cursorFile}.tmp`, `${pos.segment} ${pos.offset}\n`);
-    renameSync(`${cursorFile}.tmp`, cursorFile);
+    try {
+      writeFileSync(`${cursorFile}.tmp`, `${pos.segment} ${pos.offset}\n`);
+      renameSync(`${cursorFile}.tmp`, cursorFile);
+    } catch {
+      // A full disk: the cursor is kept in memory and written with the next commit; after a crash
+      // meanwhile, the last written cursor repeats a little (at-least-once). Nothing is deleted.
+      return;
+    }
     for (const s of [...this.segments]) {
       if (s >= pos.segment || s === this.writeSegment) break;
       unlinkSync(join(this.dir, name(s)));
