@@ -33,6 +33,7 @@ import { DEVICE_TIERS, type DeviceTier } from '../identity/device-tiers.js';
 import { checkListenerTls, TLS_SCHEMA, type ListenerTlsConfig } from './tls.js';
 import { ASSERTION_SCHEMA, checkAssertionConfig, type AssertionConfig } from './assertion.js';
 import { sessionKeyFileProblem } from '../identity/session-crypto.js';
+import { checkLimits, LIMITS_SCHEMA, type LimitsConfig } from './limits.js';
 export { DEVICE_TIERS, type DeviceTier };
 
 /** Algorithms a device key may sign DPoP proofs with: no RSA keys on devices, no symmetric keys. */
@@ -133,7 +134,7 @@ export interface RosterConfig {
 export interface GatewayConfig {
   readonly listen: { readonly host: string; readonly port: number; readonly tls?: ListenerTlsConfig };
   readonly publicUrl: string;
-  readonly limits: { readonly bodyLimitBytes: number; readonly requestTimeoutMs: number };
+  readonly limits: LimitsConfig;
   readonly identity: {
     readonly clockSkewSeconds: number;
     readonly jwksCacheMaxAgeMs: number;
@@ -189,15 +190,7 @@ const schema = {
   properties: {
     listen: listenSchema(8080),
     publicUrl: nonEmpty,
-    limits: {
-      type: 'object',
-      additionalProperties: false,
-      properties: {
-        bodyLimitBytes: { type: 'integer', minimum: 0, maximum: 1024 * 1024 * 1024, default: 1024 * 1024 }, // 1 MiB
-        requestTimeoutMs: { type: 'integer', minimum: 1000, maximum: 600_000, default: 30_000 },
-      },
-      default: {},
-    },
+    limits: LIMITS_SCHEMA,
     identity: {
       type: 'object',
       additionalProperties: false,
@@ -647,7 +640,7 @@ export function parseConfig(doc: unknown, source: string, baseDir: string): Gate
   if (!isValid(raw)) {
     throw new ConfigError(source, (validate.errors ?? []).map(describeSchemaError));
   }
-  const problems = [...checkSemantics(raw), ...checkAuditSemantics(raw), ...checkListenerTls(raw, baseDir), ...checkSessionKeyFile(raw, baseDir)];
+  const problems = [...checkSemantics(raw), ...checkLimits(raw), ...checkAuditSemantics(raw), ...checkListenerTls(raw, baseDir), ...checkSessionKeyFile(raw, baseDir)];
   if (problems.length > 0) throw new ConfigError(source, problems);
 
   for (const iss of raw.identity.issuers) {

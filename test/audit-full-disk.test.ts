@@ -57,7 +57,7 @@ describe(`a full disk under the audit chain and the SOC spool (${process.getuid?
 
   it('an audit-required request is forwarded only once its own record is on disk: nothing reaches the upstream without one, and once the disk is full it is refused 503 audit-unavailable', async () => {
     disk.fill();
-    const results = [];
+    const results: Awaited<ReturnType<typeof call>>[] = [];
     for (let i = 0; i < 25; i++) results.push(await call(`/echo/full/${i}`));
     const refused = results.filter((r) => r.status === 503);
     expect(refused.length).toBeGreaterThan(0);
@@ -72,7 +72,7 @@ describe(`a full disk under the audit chain and the SOC spool (${process.getuid?
 
   it('after the disk is freed: SOC delivery continues past what the full disk did to the spool, and the SOC is told what was lost', async () => {
     disk.free();
-    const after = [];
+    const after: Awaited<ReturnType<typeof call>>[] = [];
     for (let i = 0; i < 5; i++) after.push(await call('/ho-tich/records?limit=1'));
     await until('events written after the disk was freed, at the SOC', () => after.every((r) => receiver.ids().includes(r.event.event.id)));
     const alerts = receiver.messages.map((m) => m.event).filter((e) => e.event.kind === 'alert').map((e) => e.rule.id);
