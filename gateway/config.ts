@@ -198,7 +198,7 @@ const schema = {
       properties: {
         clockSkewSeconds: { type: 'integer', minimum: 0, maximum: 300, default: 30 },
         jwksCacheMaxAgeMs: { type: 'integer', minimum: 1000, default: 10 * 60_000 },
-        jwksCooldownMs: { type: 'integer', minimum: 1000, default: 30_000 },
+        jwksCooldownMs: { type: 'integer', minimum: 100, maximum: 60_000, default: 1000 },
         jwksTimeoutMs: { type: 'integer', minimum: 100, maximum: 60_000, default: 5_000 },
         issuers: {
           type: 'array',
