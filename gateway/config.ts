@@ -183,7 +183,7 @@ function listenSchema(defaultPort: number) {
   } as const;
 }
 
-const schema = {
+export const CONFIG_SCHEMA = {
   type: 'object',
   additionalProperties: false,
   required: ['publicUrl', 'identity', 'policy', 'routes'],
@@ -429,7 +429,7 @@ const schema = {
 } as const;
 
 const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true });
-const validate = ajv.compile(schema);
+const validate = ajv.compile(CONFIG_SCHEMA);
 const isValid = (doc: unknown): boolean => validate(doc);
 
 /** Headers that carry identity or credentials: never forwarded, whatever a route says. */
