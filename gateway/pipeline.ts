@@ -3,7 +3,7 @@ import type { GatewayConfig } from './config.js';
 import type { AssertionHeaders, AssertionSigner } from './assertion.js';
 import { GatewayError } from './errors.js';
 import type { Reason } from './reasons.js';
-import type { DecisionContext } from './events.js';
+import { loggablePath, type DecisionContext } from './events.js';
 import type { PolicyEngine } from '../policies/engine.js';
 import { checkBody, checkMethod, checkPath, stripForgeableIdentityHeaders } from './steps/edge.js';
 import { requireApproved, type RouteTable } from './steps/route.js';
@@ -106,7 +106,7 @@ export function createPipeline(deps: PipelineDeps) {
     await checkDailyQuota(deps.store, decision, principal.nationalId);
 
     // Audit: an audit-required route is forwarded only once the local log durably holds its record.
-    await requireAuditRecord(route, deps.config.audit, deps.decisionLog, { requestId: request.id, userId: principal.nationalId });
+    await requireAuditRecord(route, deps.config.audit, deps.decisionLog, { requestId: request.id, userId: principal.nationalId, method: request.method, path: loggablePath(request.url), rule: decision.rule, policyVersion: decision.policyVersion });
 
     // Forward: a short-lived signed assertion of who was allowed, and why.
     // The assertion names the method and path the upstream will receive (the proxy's rewritePrefix + inner path).

@@ -1,4 +1,5 @@
-import { mkdirSync, readFileSync, writeFileSync, readdirSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,6 +11,8 @@ import { runAuditCommand } from '../gateway/audit/cli.js';
 import { frameRecord, Spool } from '../gateway/audit/spool.js';
 import { RemoteSink, type Transport } from '../gateway/audit/sinks.js';
 import { syslogTransport } from '../gateway/audit/syslog.js';
+import { ChainWriter } from '../gateway/audit/chain.js';
+import { createCheckpointSigner } from '../gateway/audit/keys.js';
 
 const OFFICIAL = '056085000001'; // Nguyễn Văn An, ho-tich-reader
 
@@ -121,5 +124,29 @@ describe('spool records torn by a crash or a full disk', () => {
       await sink.close();
     }
     expect(readdirSync(dir)).toContain('cursor');
+  });
+});
+
+describe('forward records of audit-required requests', () => {
+  it('a request forwarded just before the gateway died, whose event was never written, is reported by audit verify', async () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'ztgate-fwd-')), 'decisions.log');
+    const signer = createCheckpointSigner({ alg: 'ES256' });
+    const opts = { file, signer, checkpointEvery: 100, checkpointIntervalSeconds: 3600, rotation: 'none' as const, compressRotated: false, timeZone: 'UTC', retentionMonths: 0 };
+    const forward = (id: string) => ({ request_id: id, route: 'y-te', user_id: OFFICIAL, method: 'GET', path: '/y-te/records', rule: 'p, y-te-reader, so-y-te, y-te, /records, GET, allow', policy_version: 'v1' });
+    const event = (id: string) => ({ event: { id, kind: 'event', action: 'access-decision' }, http: { request: { id } } });
+    const before = new ChainWriter(opts).open();
+    expect(await before.forward(forward('served'))).toBe(true);
+    before.append(event('served'));
+    expect(await before.forward(forward('in-flight'))).toBe(true);
+    // SIGKILL here: no event, no closing checkpoint. The next start continues the chain.
+    const after = new ChainWriter(opts).open();
+    after.append(event('later'));
+    await after.close();
+    const r = verifyChain(readFilesForVerify([file]), { keys: [signer.publicJwk] });
+    expect(r.ok).toBe(true);
+    expect(r.complete).toBe(false);
+    expect(r.gaps.map((g) => g.message)).toEqual([expect.stringMatching(/request in-flight was forwarded but has no event \(the gateway stopped before writing it\)/)]);
+    const fwd = readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)).find((rec) => rec.type === 'forward');
+    expect(fwd.forward).toMatchObject({ request_id: 'served', route: 'y-te', user_id: OFFICIAL, method: 'GET', policy_version: 'v1' });
   });
 });

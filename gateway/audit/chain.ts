@@ -40,12 +40,20 @@ export interface ChainRecord {
   hash: string;
 }
 
-/** An audit-required request about to be forwarded; its decision event follows when the response ends. */
+/**
+ * An audit-required request about to be forwarded — who, what, and the decision that allowed it —
+ * so that the decision is on disk before the upstream acts on it; the full decision event (status,
+ * records, duration) follows when the response ends.
+ */
 export interface ForwardBody {
   request_id: string;
   at: string;
   route: string;
   user_id: string | null;
+  method: string;
+  path: string;
+  rule: string | null;
+  policy_version: string | null;
 }
 
 /** Events that could not be written (disk full, I/O error) between two records that could. */

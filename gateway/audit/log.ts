@@ -31,13 +31,25 @@ export interface DecisionLog {
    * Before an audit-required request is forwarded: its forward record is written to the local
    * chain and flushed to disk. False (refuse the request) when that could not be done.
    */
-  recordForward(entry: { requestId: string; routeId: string; userId: string | null }): Promise<boolean>;
+  recordForward(entry: ForwardEntry): Promise<boolean>;
   /** Every event written, after it was written (detection rules, live views). */
   subscribe(listener: (event: AuditEvent) => void): () => void;
   status(): AuditStatus;
   /** Opens the local chain (its first write would too) and starts delivery to remote sinks. */
   start(): void;
   close(): Promise<void>;
+}
+
+/** What an audit-required request's forward record holds (gateway/audit/chain.ts ForwardBody). */
+export interface ForwardEntry {
+  readonly requestId: string;
+  readonly routeId: string;
+  readonly userId: string | null;
+  readonly method: string;
+  /** The path as events record it: no query, fragment or parameters. */
+  readonly path: string;
+  readonly rule: string | null;
+  readonly policyVersion: string | null;
 }
 
 export interface DecisionLogOptions {
@@ -188,7 +200,7 @@ export function createDecisionLog(destination: DestinationStream, opts: Decision
     healthy: () => openChain()?.healthy() ?? true,
     async recordForward(entry) {
       const c = openChain();
-      return c ? c.forward({ request_id: entry.requestId, route: entry.routeId, user_id: entry.userId }) : true;
+      return c ? c.forward({ request_id: entry.requestId, route: entry.routeId, user_id: entry.userId, method: entry.method, path: entry.path, rule: entry.rule, policy_version: entry.policyVersion }) : true;
     },
     subscribe(listener) {
       listeners.add(listener);

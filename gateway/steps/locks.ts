@@ -4,7 +4,7 @@ import type { Reason } from '../reasons.js';
 import type { LockKind, Locks } from '../locks.js';
 import { isAuditRequired, type AuditConfig } from '../audit/config.js';
 import type { RouteConfig } from '../config.js';
-import type { DecisionLog } from '../audit/log.js';
+import type { DecisionLog, ForwardEntry } from '../audit/log.js';
 
 const LOCKED: Record<LockKind, Reason> = { user: 'locked-user', device: 'locked-device', session: 'locked-session', address: 'locked-address' };
 
@@ -46,9 +46,9 @@ export async function checkLocks(
  * record that this request is being forwarded, flushed to disk — better no service than service
  * without a record of it. A disk that filled since the last write is found here, not after.
  */
-export async function requireAuditRecord(route: RouteConfig & { auditRequired?: boolean }, audit: AuditConfig, log: DecisionLog, request: { requestId: string; userId: string | null }): Promise<void> {
+export async function requireAuditRecord(route: RouteConfig & { auditRequired?: boolean }, audit: AuditConfig, log: DecisionLog, entry: Omit<ForwardEntry, 'routeId'>): Promise<void> {
   if (!isAuditRequired(route, audit)) return;
-  if (!log.healthy() || !(await log.recordForward({ requestId: request.requestId, routeId: route.id, userId: request.userId }))) {
+  if (!log.healthy() || !(await log.recordForward({ ...entry, routeId: route.id }))) {
     throw new GatewayError('ZTG_ERR_AUDIT_UNAVAILABLE', 'audit-unavailable');
   }
 }
