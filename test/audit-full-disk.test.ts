@@ -17,12 +17,12 @@ import { createCheckpointSigner } from '../gateway/audit/keys.js';
 const OFFICIAL = '056085000001'; // Nguyễn Văn An, ho-tich-reader
 
 let h: Harness;
-let disk: SmallDisk;
+// Mounted when the file loads, so that the suite's title says which kind of full disk it tests.
+const disk: SmallDisk = mountSmallDisk(512 * 1024);
 let receiver: SyslogReceiver;
 const chainFile = () => join(disk.dir, 'chain', 'decisions.log');
 
 beforeAll(async () => {
-  disk = mountSmallDisk(512 * 1024);
   receiver = new SyslogReceiver(await freePort());
   await receiver.start();
   h = await startHarness({
@@ -51,7 +51,7 @@ async function call(path: string) {
 
 const chainRecords = () => readFileSync(chainFile(), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
 
-describe(`a full disk under the audit chain and the SOC spool (${process.getuid?.() === 0 ? 'tmpfs' : 'tmpfs or injected ENOSPC'})`, () => {
+describe(`a full disk under the audit chain and the SOC spool (${disk.injected ? 'INJECTED ENOSPC: tmpfs could not be mounted' : 'a real tmpfs of 512 KiB'})`, () => {
   it('before: served, recorded, delivered', async () => {
     const r = await call('/echo/warm');
     expect(r.status).toBe(200);
