@@ -23,6 +23,7 @@ function filesOf(config: GatewayConfig): Named[] {
   const add = (key: string, path: string | undefined) => path && files.push({ key, path });
   add('policy.conditions', config.policy.conditions);
   add('assertion.keyFile', config.assertion.keyFile);
+  add('assertion.mlDsaKeyFile', config.assertion.mlDsaKeyFile);
   add('identity.roster.file', config.identity.roster.file);
   add('identity.session.encryptionKeyFile', config.identity.session.encryptionKeyFile);
   for (const [at, tls] of [['listen.tls', config.listen.tls], ['admin.listen.tls', config.admin?.listen.tls]] as const) {
