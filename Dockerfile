@@ -1,4 +1,9 @@
 # Container image of the gateway. Build: docker build -t ztgate .
+#
+# Runs with a read-only root filesystem (docker run --read-only, compose read_only: true): the
+# image itself is never written to. Everything the gateway writes — the audit chain, the SOC
+# spools, the demo's policy versions and keys — goes under /data, a volume owned by the
+# unprivileged user the process runs as; /app/.data points there for the demo.
 FROM node:24-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
@@ -12,7 +17,12 @@ RUN npm ci --no-audit --no-fund && npm prune --omit=dev
 FROM node:24-bookworm-slim
 WORKDIR /app
 ENV NODE_ENV=production
-COPY --from=build /app /app
+COPY --from=build --chown=root:root /app /app
+RUN mkdir -p /data && chown node:node /data && chmod 0750 /data && ln -s /data /app/.data
+VOLUME ["/data"]
 USER node
+EXPOSE 8080 8081
+HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:8080/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 ENTRYPOINT ["node", "dist/gateway/cli.js"]
 CMD ["demo"]

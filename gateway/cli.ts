@@ -6,12 +6,16 @@ import { startGateway } from './server.js';
 import { PolicyEngine, PolicyError } from '../policies/engine.js';
 import { AUDIT_USAGE } from './audit/cli.js';
 import { unsupportedRuntime } from './node-version.js';
+import { configuredFileProblems, identityProviderProblems } from './preflight.js';
+import type { GatewayConfig } from './config.js';
 
 const USAGE = `ztgate — cổng truy cập Zero Trust cho cơ sở dữ liệu dùng chung / Zero Trust gateway
 
 Cách dùng / usage:
   ztgate start --config FILE      chạy cổng với tệp cấu hình / run the gateway
-  ztgate check --config FILE      kiểm tra cấu hình và chính sách / validate config and policy, then exit
+  ztgate check --config FILE [--offline]
+                                  kiểm tra cấu hình, tệp, chính sách và IdP / validate config, files, policy and
+                                  the IdPs (--offline: without asking the IdPs), then exit
   ztgate policy lint --config FILE
                                   rà soát chính sách: lỗi cú pháp, vai trò lạ, luật bị che / lint the policy
   ztgate policy test --config FILE [--cases FILE]
@@ -25,8 +29,16 @@ ${AUDIT_USAGE}`;
 
 type Handler = (args: string[]) => Promise<number>;
 
-function options(args: string[], spec: Record<string, { type: 'string' }>) {
+function options(args: string[], spec: Record<string, { type: 'string' | 'boolean' }>) {
   return parseArgs({ args, options: spec, strict: true, allowPositionals: false }).values as Record<string, string | undefined>;
+}
+
+/** Loads the config and checks every file it names, before anything is opened or written. */
+async function loadChecked(file: string): Promise<GatewayConfig> {
+  const config = loadConfigFile(file);
+  const problems = await configuredFileProblems(config);
+  if (problems.length > 0) throw new ConfigError(file, problems);
+  return config;
 }
 
 function onSignal(close: () => Promise<void>): void {
@@ -44,17 +56,25 @@ const commands: Record<string, Handler> = {
   async start(args) {
     const { config: file } = options(args, { config: { type: 'string' } });
     if (!file) throw new UsageError('start needs --config FILE');
-    const gateway = await startGateway(loadConfigFile(file));
+    const gateway = await startGateway(await loadChecked(file));
     process.stderr.write(`ztgate listening on ${gateway.url}\n`);
     onSignal(gateway.close);
     return -1;
   },
   async check(args) {
-    const { config: file } = options(args, { config: { type: 'string' } });
+    const { config: file, offline } = options(args, { config: { type: 'string' }, offline: { type: 'boolean' } });
     if (!file) throw new UsageError('check needs --config FILE');
-    const config = loadConfigFile(file);
+    const config = await loadChecked(file);
     const engine = await PolicyEngine.load(config.policy.model, config.policy.policy, new Set(config.routes.map((r) => r.id)), { conditionsFile: config.policy.conditions });
-    process.stdout.write(`${file}: OK — ${config.routes.length} routes, policy ${engine.version}\n`);
+    if (!offline) {
+      const problems = await identityProviderProblems(config);
+      if (problems.length > 0) {
+        process.stderr.write(`ztgate: ${file}: IdP không trả lời đúng / identity provider check failed\n  - ${problems.join('\n  - ')}\n  (--offline: check without asking the IdPs)\n`);
+        return 69; // EX_UNAVAILABLE (sysexits.h)
+      }
+    }
+    const idps = offline ? 'IdPs not asked (--offline)' : `${config.identity.issuers.length} IdP(s) answered`;
+    process.stdout.write(`${file}: OK — ${config.routes.length} routes, policy ${engine.version}, ${idps}\n`);
     return 0;
   },
   async policy(args) {

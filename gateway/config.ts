@@ -34,6 +34,7 @@ import { checkListenerTls, TLS_SCHEMA, type ListenerTlsConfig } from './tls.js';
 import { ASSERTION_SCHEMA, checkAssertionConfig, type AssertionConfig } from './assertion.js';
 import { sessionKeyFileProblem } from '../identity/session-crypto.js';
 import { checkStateSemantics, STATE_SCHEMA, toStateConfig, type StateConfig } from './state-config.js';
+import { checkLimits, LIMITS_SCHEMA, type LimitsConfig } from './limits.js';
 export { DEVICE_TIERS, type DeviceTier };
 
 /** Algorithms a device key may sign DPoP proofs with: no RSA keys on devices, no symmetric keys. */
@@ -134,7 +135,7 @@ export interface RosterConfig {
 export interface GatewayConfig {
   readonly listen: { readonly host: string; readonly port: number; readonly tls?: ListenerTlsConfig };
   readonly publicUrl: string;
-  readonly limits: { readonly bodyLimitBytes: number; readonly requestTimeoutMs: number };
+  readonly limits: LimitsConfig;
   readonly identity: {
     readonly clockSkewSeconds: number;
     readonly jwksCacheMaxAgeMs: number;
@@ -183,22 +184,14 @@ function listenSchema(defaultPort: number) {
   } as const;
 }
 
-const schema = {
+export const CONFIG_SCHEMA = {
   type: 'object',
   additionalProperties: false,
   required: ['publicUrl', 'identity', 'policy', 'routes'],
   properties: {
     listen: listenSchema(8080),
     publicUrl: nonEmpty,
-    limits: {
-      type: 'object',
-      additionalProperties: false,
-      properties: {
-        bodyLimitBytes: { type: 'integer', minimum: 0, maximum: 1024 * 1024 * 1024, default: 1024 * 1024 }, // 1 MiB
-        requestTimeoutMs: { type: 'integer', minimum: 1000, maximum: 600_000, default: 30_000 },
-      },
-      default: {},
-    },
+    limits: LIMITS_SCHEMA,
     identity: {
       type: 'object',
       additionalProperties: false,
@@ -206,7 +199,7 @@ const schema = {
       properties: {
         clockSkewSeconds: { type: 'integer', minimum: 0, maximum: 300, default: 30 },
         jwksCacheMaxAgeMs: { type: 'integer', minimum: 1000, default: 10 * 60_000 },
-        jwksCooldownMs: { type: 'integer', minimum: 1000, default: 30_000 },
+        jwksCooldownMs: { type: 'integer', minimum: 100, maximum: 60_000, default: 1000 },
         jwksTimeoutMs: { type: 'integer', minimum: 100, maximum: 60_000, default: 5_000 },
         issuers: {
           type: 'array',
@@ -427,7 +420,7 @@ const schema = {
 } as const;
 
 const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true });
-const validate = ajv.compile(schema);
+const validate = ajv.compile(CONFIG_SCHEMA);
 const isValid = (doc: unknown): boolean => validate(doc);
 
 /** Headers that carry identity or credentials: never forwarded, whatever a route says. */
@@ -632,7 +625,7 @@ export function parseConfig(doc: unknown, source: string, baseDir: string): Gate
   if (!isValid(raw)) {
     throw new ConfigError(source, (validate.errors ?? []).map(describeSchemaError));
   }
-  const problems = [...checkSemantics(raw), ...checkStateSemantics(raw), ...checkAuditSemantics(raw), ...checkListenerTls(raw, baseDir), ...checkSessionKeyFile(raw, baseDir)];
+  const problems = [...checkSemantics(raw), ...checkStateSemantics(raw), ...checkLimits(raw), ...checkAuditSemantics(raw), ...checkListenerTls(raw, baseDir), ...checkSessionKeyFile(raw, baseDir)];
   if (problems.length > 0) throw new ConfigError(source, problems);
 
   for (const iss of raw.identity.issuers) {

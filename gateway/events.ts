@@ -126,7 +126,7 @@ function buildEvent(action: EventAction, ctx: DecisionContext, request: FastifyR
       category: ['network', 'iam'],
       type: [allowed ? 'allowed' : 'denied', 'access'],
       action,
-      outcome: allowed && status > 0 && status < 500 ? 'success' : 'failure',
+      outcome: allowed && status > 0 && status < 500 && ctx.errorCode === null ? 'success' : 'failure',
       id: request.id,
       duration: Number(process.hrtime.bigint() - ctx.startedAt), // nanoseconds (ECS)
     },

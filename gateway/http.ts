@@ -10,6 +10,8 @@ import type { Reason } from './reasons.js';
 import { StateLostError } from './store.js';
 import type { PipelineState } from './pipeline.js';
 import type { Runtime } from './runtime.js';
+import { listenerTimeouts } from './limits.js';
+import { auditAlert } from './audit/log.js';
 
 declare module 'fastify' {
   interface FastifyRequest extends PipelineState {}
@@ -62,8 +64,11 @@ export interface ListenerOptions {
 }
 
 export function createListenerApp({ runtime, action, logger, bodyLimitBytes, https }: ListenerOptions): FastifyInstance {
+  const { limits } = runtime.config;
+  const timeouts = listenerTimeouts(limits);
   const app = Fastify({
-    ...(https ? { https } : {}),
+    ...(https ? { https: { ...https, ...timeouts } } : { http: timeouts }),
+    keepAliveTimeout: limits.idleTimeoutMs,
     ...(logger ? { loggerInstance: logger } : { logger: { level: 'warn', stream: process.stderr } }),
     // Decision events replace per-request access logs.
     logController: new LogController({ disableRequestLogging: true }),
@@ -104,6 +109,24 @@ export function createListenerApp({ runtime, action, logger, bodyLimitBytes, htt
     },
   }) as unknown as FastifyInstance;
 
+  app.server.headersTimeout = limits.headersTimeoutMs;
+  app.server.maxConnections = limits.maxConnections;
+  // Node's header timeout starts with the first byte: a connection that sends nothing at all is closed here.
+  app.server.on(https ? 'secureConnection' : 'connection', (socket: Socket) => {
+    const timer = setTimeout(() => socket.bytesRead === 0 && socket.destroy(), limits.headersTimeoutMs);
+    timer.unref();
+    socket.once('close', () => clearTimeout(timer));
+  });
+  let lastDropReport = 0;
+  // Connections past the cap are closed at once by Node; the operator and the SOC hear of it once a minute.
+  app.server.on('drop', (data?: { remoteAddress?: string }) => {
+    const now = Date.now();
+    if (now - lastDropReport < 60_000) return;
+    lastDropReport = now;
+    app.log.warn({ maxConnections: limits.maxConnections, remoteAddress: data?.remoteAddress }, 'connection cap reached: new connections are refused');
+    runtime.decisionLog.write(auditAlert('connection-limit-reached', `Đạt giới hạn ${limits.maxConnections} kết nối: kết nối mới bị từ chối / connection cap of ${limits.maxConnections} reached: new connections are refused`, { max_connections: limits.maxConnections, action, remote_address: data?.remoteAddress ?? null }));
+  });
+
   app.decorateRequest('zt', null as never);
   app.decorateRequest('assertion', null);
   app.addHook('onRequest', async (request, reply) => {
@@ -114,7 +137,8 @@ export function createListenerApp({ runtime, action, logger, bodyLimitBytes, htt
     // A client that goes away before the response ends gets no onResponse: its event is written here.
     reply.raw.once('close', () => {
       if (ctx.emitted || reply.raw.writableFinished) return;
-      ctx.reasons.push('client-aborted');
+      // Cut off by the gateway itself (upstream-timeout): that reason stands.
+      if (ctx.errorCode === null) ctx.reasons.push('client-aborted');
       emitDecision(runtime.decisionLog, action, ctx, request, reply);
     });
   });

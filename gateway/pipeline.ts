@@ -3,13 +3,13 @@ import type { GatewayConfig } from './config.js';
 import type { AssertionHeaders, AssertionSigner } from './assertion.js';
 import { GatewayError } from './errors.js';
 import type { Reason } from './reasons.js';
-import type { DecisionContext } from './events.js';
+import { loggablePath, type DecisionContext } from './events.js';
 import type { PolicyEngine } from '../policies/engine.js';
 import { checkBody, checkMethod, checkPath, stripForgeableIdentityHeaders } from './steps/edge.js';
 import { requireApproved, type RouteTable } from './steps/route.js';
 import { AUTH_PATH_PREFIX, type Authenticator } from './steps/authenticate.js';
 import { requireRouteAssurance } from './steps/assurance.js';
-import { checkLocks, requireAuditWritable, requireStateIntact } from './steps/locks.js';
+import { checkLocks, requireAuditRecord, requireStateIntact } from './steps/locks.js';
 import type { Locks } from './locks.js';
 import type { DecisionLog } from './audit/log.js';
 import { requireDeviceTier, type DeviceAssessor } from './steps/device.js';
@@ -109,8 +109,8 @@ export function createPipeline(deps: PipelineDeps) {
     // Quotas: records this official already received today, against the decision's obligations.
     await checkDailyQuota(deps.store, decision, principal.nationalId);
 
-    // Audit: an audit-required route is not served when its event cannot be written locally.
-    requireAuditWritable(route, deps.config.audit, deps.decisionLog);
+    // Audit: an audit-required route is forwarded only once the local log durably holds its record.
+    await requireAuditRecord(route, deps.config.audit, deps.decisionLog, { requestId: request.id, userId: principal.nationalId, method: request.method, path: loggablePath(request.url), rule: decision.rule, policyVersion: decision.policyVersion });
 
     // Forward: a short-lived signed assertion of who was allowed, and why.
     // The assertion names the method and path the upstream will receive (the proxy's rewritePrefix + inner path).

@@ -1,5 +1,7 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,6 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfigFile } from '../gateway/config.js';
 import { PolicyEngine } from '../policies/engine.js';
 import { freePort, ROOT } from './helpers/harness.js';
+import { ChainWriter } from '../gateway/audit/chain.js';
+import { createCheckpointSigner } from '../gateway/audit/keys.js';
 
 /**
  * The CLI as an operator runs it, through tsx. Each spawn costs about a second, so they all
@@ -20,7 +24,23 @@ interface Run {
   readonly stderr: string;
 }
 
-function cli(args: string[], whileRunning?: (done: () => boolean) => Promise<void>): Promise<Run> {
+/** At most this many CLI processes at once: each compiles TypeScript on start, and the machine is shared. */
+const PARALLEL = 3;
+let running = 0;
+const queue: (() => void)[] = [];
+
+async function cli(args: string[], whileRunning?: (done: () => boolean) => Promise<void>): Promise<Run> {
+  if (running >= PARALLEL) await new Promise<void>((r) => queue.push(r));
+  running++;
+  try {
+    return await spawnCli(args, whileRunning);
+  } finally {
+    running--;
+    queue.shift()?.();
+  }
+}
+
+function spawnCli(args: string[], whileRunning?: (done: () => boolean) => Promise<void>): Promise<Run> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--import', 'tsx', 'gateway/cli.ts', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -60,13 +80,14 @@ async function probeConnections(port: number, done: () => boolean): Promise<numb
 const tmp = mkdtempSync(join(tmpdir(), 'ztgate-cli-'));
 const MODEL = join(ROOT, 'policies/model.conf');
 
-function configYaml(port: number, policyFile: string, securityLevel = 3): string {
+function configYaml(port: number, policyFile: string, securityLevel = 3, extra: { issuer?: string; lines?: string[] } = {}): string {
   return [
     `listen: { host: 127.0.0.1, port: ${port} }`,
     `publicUrl: http://127.0.0.1:${port}`,
     'identity:',
     '  issuers:',
-    '    - { issuer: "http://127.0.0.1:8090", audience: urn:ztgate:data, algorithms: [ES256] }',
+    `    - { issuer: "${extra.issuer ?? 'http://127.0.0.1:8090'}", audience: urn:ztgate:data, algorithms: [ES256] }`,
+    ...(extra.lines ?? []),
     'policy:',
     `  model: ${MODEL}`,
     `  policy: ${policyFile}`,
@@ -88,6 +109,12 @@ const unknownRoutePolicy = join(tmp, 'unknown-route.csv');
 const badConfig = join(tmp, 'bad.yaml');
 const badPolicyConfig = join(tmp, 'bad-policy.yaml');
 let badPolicyPort = 0;
+const missingRosterConfig = join(tmp, 'missing-roster.yaml');
+const idpDownConfig = join(tmp, 'idp-down.yaml');
+const idpUpConfig = join(tmp, 'idp-up.yaml');
+const chainFile = join(tmp, 'audit', 'decisions.log');
+let chainBefore = '';
+let idp: Server;
 
 const runs: Record<string, Promise<Run>> = {};
 const accepted: Record<string, Promise<number>> = {};
@@ -108,16 +135,40 @@ beforeAll(async () => {
   // after the config has loaded — the last moment a careless start could already be listening.
   writeFileSync(badPolicyConfig, configYaml(badPolicyPort, unknownRoutePolicy));
 
-  runs.checkDemo = cli(['check', '--config', 'demo/ztgate.demo.yaml']);
+  // An IdP that answers discovery and JWKS, and one that is not there.
+  idp = createServer((req, res) => {
+    const issuer = `http://127.0.0.1:${(idp.address() as AddressInfo).port}`;
+    res.setHeader('content-type', 'application/json');
+    res.end(JSON.stringify(req.url === '/.well-known/openid-configuration' ? { issuer, jwks_uri: `${issuer}/jwks` } : { keys: [{ kty: 'EC', crv: 'P-256', x: 'f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU', y: 'x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0', kid: 'k1' }] }));
+  });
+  await new Promise<void>((r) => idp.listen(0, '127.0.0.1', r));
+  writeFileSync(idpUpConfig, configYaml(await freePort(), goodPolicy, 3, { issuer: `http://127.0.0.1:${(idp.address() as AddressInfo).port}` }));
+  writeFileSync(idpDownConfig, configYaml(await freePort(), goodPolicy, 3, { issuer: `http://127.0.0.1:${await freePort()}` }));
+  // A roster file that is not there, and an audit chain that already holds records.
+  writeFileSync(missingRosterConfig, configYaml(await freePort(), goodPolicy, 3, { lines: [`  roster: { source: file, file: ${join(tmp, 'no-such-roster.csv')} }`, 'audit:', `  chain: { file: ${chainFile} }`] }));
+  const writer = new ChainWriter({ file: chainFile, signer: createCheckpointSigner({ alg: 'ES256' }), checkpointEvery: 10, checkpointIntervalSeconds: 3600, rotation: 'none', compressRotated: false, timeZone: 'UTC', retentionMonths: 0 }).open();
+  writer.append({ event: { id: 'e1', kind: 'event', action: 'access-decision' } });
+  await writer.close();
+  chainBefore = readFileSync(chainFile, 'utf8');
+
+  runs.checkDemo = cli(['check', '--config', 'demo/ztgate.demo.yaml', '--offline']);
+  runs.checkMissingRoster = cli(['check', '--config', missingRosterConfig, '--offline']);
+  runs.checkIdpDown = cli(['check', '--config', idpDownConfig]);
+  runs.checkIdpDownOffline = cli(['check', '--config', idpDownConfig, '--offline']);
+  runs.checkIdpUp = cli(['check', '--config', idpUpConfig]);
+  runs.startMissingRoster = cli(['start', '--config', missingRosterConfig]);
   runs.checkBad = cli(['check', '--config', badConfig]);
   runs.checkBadPolicy = cli(['check', '--config', badPolicyConfig]);
   runs.unknownCommand = cli(['frobnicate']);
   runs.missingConfig = cli(['check']);
   startWatched('startBadPolicy', ['start', '--config', badPolicyConfig], badPolicyPort);
   await Promise.allSettled(Object.values(runs));
-});
+}, 180_000);
 
-afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+afterAll(async () => {
+  rmSync(tmp, { recursive: true, force: true });
+  await new Promise((r) => idp?.close(r));
+});
 
 describe('ztgate check', () => {
   it('a valid config exits 0 and prints OK with the policy version', async () => {
@@ -126,7 +177,25 @@ describe('ztgate check', () => {
     const { version } = await PolicyEngine.load(config.policy.model, config.policy.policy, new Set(config.routes.map((r) => r.id)), { conditionsFile: config.policy.conditions });
     expect(run.stderr).toBe('');
     expect(run.code).toBe(0);
-    expect(run.stdout).toBe(`demo/ztgate.demo.yaml: OK — ${config.routes.length} routes, policy ${version}\n`);
+    expect(run.stdout).toBe(`demo/ztgate.demo.yaml: OK — ${config.routes.length} routes, policy ${version}, IdPs not asked (--offline)\n`);
+  });
+
+  it('every file the config names is checked: a missing roster file exits 78 and names the key', async () => {
+    const run = await runs.checkMissingRoster!;
+    expect(run.code).toBe(78);
+    expect(run.stdout).toBe('');
+    expect(run.stderr).toContain(`identity.roster.file: ${join(tmp, 'no-such-roster.csv')}: cannot read the file (ENOENT)`);
+  });
+
+  it('the IdP is asked for its discovery document and keys: unreachable exits 69 and names the issuer; --offline skips it', async () => {
+    const down = await runs.checkIdpDown!;
+    expect(down.code).toBe(69);
+    expect(down.stderr).toMatch(/identity\.issuers\[0\] \(http:\/\/127\.0\.0\.1:\d+\): not reachable \(ECONNREFUSED\)/);
+    expect((await runs.checkIdpDownOffline!).code).toBe(0);
+    const up = await runs.checkIdpUp!;
+    expect(up.stderr).toBe('');
+    expect(up.code).toBe(0);
+    expect(up.stdout).toContain('1 IdP(s) answered');
   });
 
   it('a bad config exits 78 (EX_CONFIG) and names the key', async () => {
@@ -162,6 +231,13 @@ describe('usage errors exit 2 with the usage text', () => {
 });
 
 describe('ztgate start refuses a bad config without ever listening', () => {
+  it('a config whose roster file is missing exits 78 and leaves the audit chain exactly as it was', async () => {
+    const run = await runs.startMissingRoster!;
+    expect(run.code).toBe(78);
+    expect(run.stderr).toContain('identity.roster.file');
+    expect(readFileSync(chainFile, 'utf8')).toBe(chainBefore);
+  });
+
   it('a config whose policy is bad exits 78, and its port never accepted a connection', async () => {
     const run = await runs.startBadPolicy!;
     expect(run.signal).toBeNull();

@@ -67,8 +67,8 @@ describe('a valid configuration', () => {
   it('fills every omitted setting with its documented default', () => {
     const config = parse(minimalDoc());
     expect(config.listen).toEqual({ host: '127.0.0.1', port: 8080 });
-    expect(config.limits).toEqual({ bodyLimitBytes: 1024 * 1024, requestTimeoutMs: 30_000 });
-    expect(config.identity).toMatchObject({ clockSkewSeconds: 30, jwksCacheMaxAgeMs: 600_000, jwksCooldownMs: 30_000, jwksTimeoutMs: 5_000 });
+    expect(config.limits).toEqual({ bodyLimitBytes: 1024 * 1024, requestTimeoutMs: 30_000, headersTimeoutMs: 10_000, idleTimeoutMs: 5_000, maxConnections: 4096 });
+    expect(config.identity).toMatchObject({ clockSkewSeconds: 30, jwksCacheMaxAgeMs: 600_000, jwksCooldownMs: 1_000, jwksTimeoutMs: 5_000 });
     expect(config.identity.issuers[0]).toEqual({
       issuer: 'https://idp.khanhhoa.gov.vn',
       audience: ['urn:ztgate:data'],
@@ -153,6 +153,7 @@ const badDocuments: Case[] = [
   ['an unknown key inside a route', (d) => (d.routes[0].upstreamUrl = 'http://127.0.0.1:9101'), 'routes[0]', /^routes\[0\]: unknown key "upstreamUrl"/],
   ['an unknown key inside an issuer', (d) => (d.identity.issuers[0].jwks_uri = 'https://x'), 'identity.issuers[0]', /unknown key "jwks_uri"/],
   ['a port written as a string', (d) => (d.listen = { port: '8080' }), 'listen.port', /must be integer/],
+  ['a header timeout longer than the request timeout', (d) => (d.limits = { requestTimeoutMs: 5000, headersTimeoutMs: 10_000 }), 'limits.headersTimeoutMs', /must not exceed limits.requestTimeoutMs/],
   ['a missing required key', (d) => delete d.routes[1].ownerAgency, 'routes[1]', /missing required key "ownerAgency"/],
   ['security level 0', (d) => (d.routes[0].securityLevel = 0), 'routes[0].securityLevel', /must be >= 1/],
   ['security level 6', (d) => (d.routes[1].securityLevel = 6), 'routes[1].securityLevel', /must be <= 5/],

@@ -1,4 +1,4 @@
-import { closeSync, createReadStream, createWriteStream, existsSync, fdatasyncSync, fstatSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, createReadStream, createWriteStream, existsSync, fdatasync, fdatasyncSync, fstatSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, extname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGzip, gunzipSync } from 'node:zlib';
@@ -19,18 +19,53 @@ import type { CheckpointSigner } from './keys.js';
  * (a request is refused rather than served unaudited), it keeps the order of records the order
  * of the chain without a lock, and a local append of one line costs microseconds. Nothing remote
  * is ever awaited here.
+ *
+ * Two more record types keep the log honest on a full or failing disk. A `forward` record is
+ * written, and flushed to disk, before an audit-required request is forwarded: the evidence that
+ * it was forwarded exists before the upstream sees it. Events that could not be written are
+ * counted, and the first write that succeeds again is preceded by a `gap` record naming how many,
+ * when, and which event ids — `ztgate audit verify` reports it.
  */
 
 export type CheckpointReason = 'open' | 'periodic' | 'rotate' | 'retention' | 'close';
 
 export interface ChainRecord {
   seq: number;
-  type: 'event' | 'checkpoint';
+  type: 'event' | 'checkpoint' | 'forward' | 'gap';
   prev_hash: string;
   event?: Record<string, unknown>;
   checkpoint?: CheckpointBody;
+  forward?: ForwardBody;
+  gap?: GapBody;
   hash: string;
 }
+
+/**
+ * An audit-required request about to be forwarded — who, what, and the decision that allowed it —
+ * so that the decision is on disk before the upstream acts on it; the full decision event (status,
+ * records, duration) follows when the response ends.
+ */
+export interface ForwardBody {
+  request_id: string;
+  at: string;
+  route: string;
+  user_id: string | null;
+  method: string;
+  path: string;
+  rule: string | null;
+  policy_version: string | null;
+}
+
+/** Events that could not be written (disk full, I/O error) between two records that could. */
+export interface GapBody {
+  events: number;
+  first_at: string;
+  last_at: string;
+  /** event.id of the lost events, the first MAX_GAP_IDS of them. */
+  event_ids: string[];
+}
+
+const MAX_GAP_IDS = 1000;
 
 export interface CheckpointBody {
   reason: CheckpointReason;
@@ -121,6 +156,9 @@ export class ChainWriter {
   private failed: Error | null = null;
   private lastFailureLog = 0;
   private timer: NodeJS.Timeout | null = null;
+  private lost: GapBody | null = null;
+  private syncing: Promise<boolean> | null = null;
+  private nextSync: Promise<boolean> | null = null;
   private readonly now: () => Date;
   readonly pending = new Set<Promise<void>>();
 
@@ -187,14 +225,68 @@ export class ChainWriter {
 
   append(event: Record<string, unknown>): boolean {
     this.maybeRotate();
-    if (!this.ensureOpen()) return false;
-    const ok = this.write({ seq: this.seq + 1, type: 'event', prev_hash: this.head, event });
-    if (ok && ++this.sinceCheckpoint >= this.opts.checkpointEvery) this.checkpoint('periodic');
-    return ok;
+    const ok = this.ensureOpen() && this.writeGap() && this.write({ seq: this.seq + 1, type: 'event', prev_hash: this.head, event });
+    if (!ok) {
+      this.recordLost(String((event.event as { id?: unknown } | undefined)?.id ?? ''));
+      return false;
+    }
+    if (++this.sinceCheckpoint >= this.opts.checkpointEvery) this.checkpoint('periodic');
+    return true;
+  }
+
+  /** Events written so far that the disk did not take, not yet recorded in a gap record. */
+  get lostEvents(): number {
+    return this.lost?.events ?? 0;
+  }
+
+  /** Writes the forward record of an audit-required request and resolves once it is on disk. */
+  forward(entry: Omit<ForwardBody, 'at'>): Promise<boolean> {
+    this.maybeRotate();
+    const ok = this.ensureOpen() && this.writeGap() && this.write({ seq: this.seq + 1, type: 'forward', prev_hash: this.head, forward: { ...entry, at: this.now().toISOString() } });
+    return ok ? this.durable() : Promise.resolve(false);
+  }
+
+  /**
+   * fdatasync, shared: every caller waiting while one runs is served by the next one, so a burst of
+   * audit-required requests costs two flushes, not one each.
+   */
+  private durable(): Promise<boolean> {
+    if (!this.syncing) {
+      const fd = this.fd;
+      this.syncing = new Promise<boolean>((resolve) =>
+        fdatasync(fd, (err) => {
+          if (err) this.fail(err);
+          resolve(!err);
+        }),
+      ).finally(() => (this.syncing = null));
+      return this.syncing;
+    }
+    this.nextSync ??= this.syncing.then(() => {
+      this.nextSync = null;
+      return this.durable();
+    });
+    return this.nextSync;
+  }
+
+  private recordLost(eventId: string): void {
+    const at = this.now().toISOString();
+    this.lost ??= { events: 0, first_at: at, last_at: at, event_ids: [] };
+    this.lost.events++;
+    this.lost.last_at = at;
+    if (eventId && this.lost.event_ids.length < MAX_GAP_IDS) this.lost.event_ids.push(eventId);
+  }
+
+  /** Before anything else is written after a failure: the record of what was lost. */
+  private writeGap(): boolean {
+    if (!this.lost) return true;
+    if (!this.write({ seq: this.seq + 1, type: 'gap', prev_hash: this.head, gap: this.lost })) return false;
+    this.opts.log?.warn({ events: this.lost.events, from: this.lost.first_at, to: this.lost.last_at }, 'audit chain writable again; the events it could not write are recorded as a gap');
+    this.lost = null;
+    return true;
   }
 
   checkpoint(reason: CheckpointReason, extra: Partial<CheckpointBody> = {}): boolean {
-    if (!this.ensureOpen()) return false;
+    if (!this.ensureOpen() || !this.writeGap()) return false;
     const at = this.now().toISOString();
     const jws = this.opts.signer.sign({ iss: 'ztgate', reason, at, head_seq: this.seq, head_hash: this.head, ...(extra.deleted ? { deleted: extra.deleted } : {}) });
     const checkpoint: CheckpointBody = { reason, at, head_seq: this.seq, head_hash: this.head, kid: this.opts.signer.kid, jws, ...extra };
@@ -309,7 +401,9 @@ export class ChainWriter {
   async close(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     if (this.fd >= 0) {
-      this.checkpoint('close');
+      if (!this.checkpoint('close') && this.lost) {
+        this.opts.log?.error({ events: this.lost.events, from: this.lost.first_at, to: this.lost.last_at, file: this.opts.file }, 'audit chain closed while still unwritable: these events are in no local record (stdout and the SOC spools only)');
+      }
       closeSync(this.fd);
       this.fd = -1;
     }

@@ -7,7 +7,7 @@ import { readFilesForVerify, verifyChain, type VerifyResult } from './verify.js'
 
 /**
  * `ztgate audit verify` and `ztgate audit export`: evidence work on the local hash-chained log.
- * Exit status: 0 verified / exported, 1 the log does not verify, 2 usage error.
+ * Exit status: 0 verified / exported, 1 the log does not verify or has gaps (events not written), 2 usage error.
  */
 
 export const AUDIT_USAGE = `  ztgate audit verify FILE… [--keys JWKS]     kiểm tra chuỗi băm nhật ký / verify hash-chained log files (oldest first)
@@ -28,6 +28,12 @@ function readKeys(path: string | undefined): PublicJwk[] | undefined {
 
 function report(result: VerifyResult, out: NodeJS.WritableStream, extra: string[] = []): number {
   for (const w of result.warnings) out.write(`cảnh báo / warning: ${w}\n`);
+  if (result.ok && extra.length === 0 && result.gaps.length > 0) {
+    for (const g of result.gaps) out.write(`THIẾU / GAP ${g.message}\n`);
+    const missing = result.gaps.reduce((n, g) => n + g.events, 0);
+    out.write(`KHÔNG ĐẦY ĐỦ / INCOMPLETE: chuỗi toàn vẹn nhưng thiếu ${missing} sự kiện / the chain is intact but ${missing} event(s) are missing (${result.gaps.length} gap(s))\n`);
+    return 1;
+  }
   if (result.ok && extra.length === 0) {
     out.write(`OK: ${result.records} bản ghi / records (${result.events} events, ${result.checkpoints} signed checkpoints), seq ${result.firstSeq ?? '-'}…${result.lastSeq ?? '-'}, keys ${result.keysUsed.join(', ') || '-'}\n`);
     return 0;

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { RemoteSinkConfig } from './config.js';
-import type { Spool, SpoolPosition } from './spool.js';
+import type { Spool, SpoolBatch, SpoolPosition } from './spool.js';
 
 /**
  * Delivery from a spool to one remote sink, in its own loop: in order, at-least-once, never on
@@ -30,6 +30,10 @@ export interface SinkStatus {
   readonly spoolBytes: number;
   readonly backlogBytes: number;
   readonly dropped: number;
+  /** Events the spool's disk did not take. */
+  readonly failed: number;
+  /** Torn or corrupted records found in the spool and skipped. */
+  readonly skipped: number;
   readonly delivered: number;
   readonly lastError: string | null;
 }
@@ -45,12 +49,17 @@ export class RemoteSink {
   private delivered = 0;
   private lastError: string | null = null;
   private backoffMs = 100;
+  private skipped = 0;
+  /** Skipped records are reported once, even when a reconnect reads past them again. */
+  private reportedUpTo: SpoolPosition = { segment: 0, offset: 0 };
 
   constructor(
     readonly cfg: RemoteSinkConfig,
     readonly spool: Spool,
     private readonly transport: Transport,
     private readonly log?: Pick<Logger, 'warn' | 'info'>,
+    /** Torn or corrupted spool records were skipped (the SOC alert). */
+    private readonly onSkipped?: (sink: RemoteSink, detail: { records: number; bytes: number; segment: number; offset: number }) => void,
   ) {}
 
   start(): void {
@@ -63,7 +72,7 @@ export class RemoteSink {
   }
 
   status(): SinkStatus {
-    return { name: this.cfg.name, type: this.cfg.type, connected: this.connected, spoolBytes: this.spool.bytes, backlogBytes: this.spool.backlogBytes, dropped: this.spool.dropped, delivered: this.delivered, lastError: this.lastError };
+    return { name: this.cfg.name, type: this.cfg.type, connected: this.connected, spoolBytes: this.spool.bytes, backlogBytes: this.spool.backlogBytes, dropped: this.spool.dropped, failed: this.spool.failed, skipped: this.skipped, delivered: this.delivered, lastError: this.lastError };
   }
 
   private confirmAfterMs(): number {
@@ -118,6 +127,13 @@ export class RemoteSink {
         await this.idle(this.pending.length > 0 ? Math.max(20, this.confirmAfterMs() / 4) : 1000);
         continue;
       }
+      if (batch.skipped > 0) this.reportSkipped(batch);
+      if (batch.lines.length === 0) {
+        this.spool.advance(batch.end);
+        if (this.pending.length === 0) this.spool.commit(batch.end);
+        else this.pending.push({ pos: batch.end, at: Date.now() });
+        continue;
+      }
       try {
         await this.transport.send(batch.lines);
       } catch (err) {
@@ -133,6 +149,16 @@ export class RemoteSink {
       if (this.transport.deliveryIsAck) this.spool.commit(batch.end);
       else this.pending.push({ pos: batch.end, at: Date.now() });
     }
+  }
+
+  private reportSkipped(batch: SpoolBatch): void {
+    const { segment, offset } = batch.end;
+    if (segment < this.reportedUpTo.segment || (segment === this.reportedUpTo.segment && offset <= this.reportedUpTo.offset)) return;
+    this.reportedUpTo = batch.end;
+    this.skipped += batch.skipped;
+    const detail = { records: batch.skipped, bytes: batch.skippedBytes, segment, offset };
+    this.log?.warn({ sink: this.cfg.name, ...detail }, 'torn or corrupted records in the SOC spool were skipped; delivery continues');
+    this.onSkipped?.(this, detail);
   }
 
   private async retryLater(): Promise<void> {

@@ -34,6 +34,20 @@ export interface VerifyResult {
   readonly startPrevHash: string | null;
   readonly keysUsed: string[];
   readonly warnings: string[];
+  /**
+   * Events the gateway knows it did not write (gap records), and audit-required requests that were
+   * forwarded but whose event never followed before the gateway stopped. The chain can be intact
+   * and still incomplete: `complete` is false then.
+   */
+  readonly gaps: Gap[];
+  readonly complete: boolean;
+}
+
+export interface Gap {
+  readonly file: string;
+  readonly line: number;
+  readonly events: number;
+  readonly message: string;
 }
 
 interface Entry {
@@ -44,6 +58,7 @@ interface Entry {
 }
 
 const HEX64 = /^[0-9a-f]{64}$/;
+const RECORD_TYPES = new Set(['event', 'checkpoint', 'forward', 'gap']);
 
 function parseLine(text: string): { rec: ChainRecord | null; error?: string } {
   let rec: any;
@@ -52,7 +67,7 @@ function parseLine(text: string): { rec: ChainRecord | null; error?: string } {
   } catch {
     return { rec: null, error: 'not JSON' };
   }
-  if (!rec || typeof rec !== 'object' || !Number.isSafeInteger(rec.seq) || (rec.type !== 'event' && rec.type !== 'checkpoint') || typeof rec.prev_hash !== 'string' || !HEX64.test(rec.prev_hash) || typeof rec.hash !== 'string' || !HEX64.test(rec.hash)) {
+  if (!rec || typeof rec !== 'object' || !Number.isSafeInteger(rec.seq) || !RECORD_TYPES.has(rec.type) || typeof rec.prev_hash !== 'string' || !HEX64.test(rec.prev_hash) || typeof rec.hash !== 'string' || !HEX64.test(rec.hash)) {
     return { rec: null, error: 'not a chain record (seq, type, prev_hash, hash)' };
   }
   return { rec };
@@ -100,6 +115,17 @@ export function verifyChain(files: readonly { name: string; text: string }[], op
   let startPrevHash: string | null = null;
   let firstSeq: number | null = null;
   const vouchedStarts = new Set<string>();
+  const gaps: Gap[] = [];
+  /** Forward records whose event has not come yet, by request id. */
+  const forwarded = new Map<string, Entry>();
+  const lostIds = new Set<string>();
+  const unfinished = (why: string) => {
+    for (const [id, at] of forwarded) {
+      if (lostIds.has(id)) continue;
+      gaps.push({ file: at.file, line: at.line, events: 1, message: `${at.file}:${at.line}: yêu cầu ${id} đã được chuyển tiếp nhưng không có sự kiện / request ${id} was forwarded but has no event (${why})` });
+    }
+    forwarded.clear();
+  };
 
   const result = (problem: Problem | null): VerifyResult => ({
     ok: problem === null,
@@ -113,6 +139,8 @@ export function verifyChain(files: readonly { name: string; text: string }[], op
     startPrevHash,
     keysUsed: [...keysUsed],
     warnings,
+    gaps,
+    complete: problem === null && gaps.length === 0,
   });
   const problem = (kind: ProblemKind, e: Entry, message: string, at: Entry = e): VerifyResult =>
     result({ kind, file: at.file, line: at.line, seq: at.rec?.seq ?? null, message: `${at.file}:${at.line}: ${message}` });
@@ -174,11 +202,24 @@ export function verifyChain(files: readonly { name: string; text: string }[], op
         return problem('rewritten', e, `chuỗi bị viết lại / the records between ${since} and this checkpoint were rewritten: the signed head (seq ${String(payload.head_seq)}) does not match`);
       }
       if (cp.reason === 'open' && typeof cp.checkpoint_every === 'number') checkpointEvery = cp.checkpoint_every;
+      // Whatever was in flight when the gateway stopped never gets its event.
+      const afterRotation = lastCheckpoint?.rec?.checkpoint?.reason === 'rotate' && lastCheckpoint.rec.seq === rec.seq - 1;
+      if (cp.reason === 'open' && !afterRotation && forwarded.size > 0) unfinished('the gateway stopped before writing it');
       if (cp.reason === 'retention' && Array.isArray(payload.deleted)) for (const d of payload.deleted as { last_hash: string }[]) vouchedStarts.add(d.last_hash);
       sinceCheckpoint = 0;
       lastCheckpoint = e;
+    } else if (rec.type === 'forward') {
+      const id = rec.forward?.request_id;
+      if (typeof id === 'string') forwarded.set(id, e);
+    } else if (rec.type === 'gap') {
+      const gap = rec.gap;
+      const count = Number(gap?.events ?? 0);
+      for (const id of gap?.event_ids ?? []) lostIds.add(id);
+      gaps.push({ file: e.file, line: e.line, events: count, message: `${e.file}:${e.line}: ${count} sự kiện không ghi được / ${count} event(s) could not be written between ${gap?.first_at ?? '?'} and ${gap?.last_at ?? '?'} (disk full or I/O error)` });
     } else {
       events++;
+      const event = rec.event as { http?: { request?: { id?: unknown } }; event?: { id?: unknown } } | undefined;
+      forwarded.delete(String(event?.http?.request?.id ?? event?.event?.id ?? ''));
       if (checkpointEvery !== null && ++sinceCheckpoint > checkpointEvery) {
         return problem('checkpoint-missing', e, `thiếu điểm kiểm tra / more than ${checkpointEvery} events since the last checkpoint: a signed checkpoint was removed`);
       }
@@ -186,6 +227,8 @@ export function verifyChain(files: readonly { name: string; text: string }[], op
     prev = { seq: rec.seq, hash: rec.hash };
   }
 
+  if (lastCheckpoint?.rec?.checkpoint?.reason === 'close') unfinished('the gateway closed without writing it');
+  if (forwarded.size > 0) warnings.push(`${forwarded.size} yêu cầu đã chuyển tiếp chưa có sự kiện (đang xử lý?) / ${forwarded.size} forwarded request(s) have no event yet: still in flight, or lost if the gateway stopped`);
   if (entries.length === 0) warnings.push('không có bản ghi / no records');
   if (startPrevHash !== null && startPrevHash !== GENESIS_HASH) {
     warnings.push(

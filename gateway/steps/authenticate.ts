@@ -1,5 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
-import { createRemoteJWKSet, decodeJwt, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import { decodeJwt, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import type { GatewayConfig, IssuerConfig } from '../config.js';
 import { GatewayError } from '../errors.js';
 import type { Reason } from '../reasons.js';
@@ -11,6 +11,7 @@ import { StateLostError } from '../store.js';
 import type { SessionManager, SessionProblem, SessionRecord } from '../../identity/sessions.js';
 import { RpError, type RelyingParty } from '../../identity/oidc-rp.js';
 import { sha256hex } from '../../identity/digest.js';
+import { remoteKeySet } from './jwks.js';
 
 /**
  * Step 3, authenticate: who is asking, tied to a national ID.
@@ -145,7 +146,7 @@ export function createAuthenticator(identity: GatewayConfig['identity'], fetchOr
   const introspecting = identity.issuers.find((c) => c.introspection);
   const jwksOptions = {
     cacheMaxAge: identity.jwksCacheMaxAgeMs,
-    // Bounds refetching when tokens arrive with kids the issuer never published.
+    // Least time between refetches for unknown kids: bounds a flood of forged kids, and how long a rotated key waits.
     cooldownDuration: identity.jwksCooldownMs,
     timeoutDuration: identity.jwksTimeoutMs,
   };
@@ -166,11 +167,11 @@ export function createAuthenticator(identity: GatewayConfig['identity'], fetchOr
   function keysFor(trusted: TrustedIssuer): Promise<JWTVerifyGetKey> {
     if (trusted.keys) return Promise.resolve(trusted.keys);
     if (trusted.config.jwksUri) {
-      trusted.keys = createRemoteJWKSet(new URL(trusted.config.jwksUri), jwksOptions);
+      trusted.keys = remoteKeySet(new URL(trusted.config.jwksUri), jwksOptions);
       return Promise.resolve(trusted.keys);
     }
     trusted.discovering ??= discoverJwksUri(trusted.config).then(
-      (uri) => (trusted.keys = createRemoteJWKSet(uri, jwksOptions)),
+      (uri) => (trusted.keys = remoteKeySet(uri, jwksOptions)),
       (err) => {
         trusted.discovering = null; // the next request tries again
         throw idpUnavailable(err);

@@ -78,6 +78,37 @@ export interface ResponseObligations {
   onResponse(request: FastifyRequest, reply: FastifyReply, res: { statusCode: number; headers: IncomingHttpHeaders; stream: import('node:stream').Readable }): void;
 }
 
+/**
+ * The whole upstream exchange — connection, headers and every byte of the body — ends within the
+ * route's upstreamTimeoutMs. undici's own timeouts are per phase and per chunk: a body trickled one
+ * byte at a time would never trip them. When the bound passes before the response started: 504;
+ * after: the response is cut off (the client sees it incomplete) and the event says upstream-timeout.
+ */
+interface BoundedExchange {
+  timedOut: boolean;
+  upstream: import('node:stream').Readable | null;
+}
+const exchanges = new WeakMap<FastifyRequest, BoundedExchange>();
+
+function boundExchange(request: FastifyRequest, reply: FastifyReply, timeoutMs: number): void {
+  const exchange: BoundedExchange = { timedOut: false, upstream: null };
+  exchanges.set(request, exchange);
+  const timer = setTimeout(() => {
+    if (reply.raw.writableFinished || reply.raw.destroyed) return;
+    exchange.timedOut = true;
+    const err = new GatewayError('ZTG_ERR_UPSTREAM_TIMEOUT', 'upstream-timeout', { detail: `no complete upstream response within ${timeoutMs} ms` });
+    exchange.upstream?.destroy();
+    if (!reply.raw.headersSent && !reply.sent) {
+      reply.send(err);
+      return;
+    }
+    request.zt.reasons.push(err.reason);
+    request.zt.errorCode = err.code;
+    reply.raw.destroy();
+  }, timeoutMs);
+  reply.raw.once('close', () => clearTimeout(timer));
+}
+
 export async function registerForwarders(
   app: FastifyInstance,
   routes: readonly RouteConfig[],
@@ -96,9 +127,10 @@ export async function registerForwarders(
       retryMethods: [],
       // The router and the pipeline each matched a route; forward only when they agree (e.g. a Host
       // header in another case can make them differ: the policy must decide for the route served).
-      preHandler: (request, _reply, done) => {
-        if (request.zt?.route?.id === route.id) done();
-        else done(new GatewayError('ZTG_ERR_MISDIRECTED', 'route-mismatch'));
+      preHandler: (request, reply, done) => {
+        if (request.zt?.route?.id !== route.id) return done(new GatewayError('ZTG_ERR_MISDIRECTED', 'route-mismatch'));
+        boundExchange(request, reply, route.upstreamTimeoutMs);
+        done();
       },
       replyOptions: {
         rewriteRequestHeaders: (request) => {
@@ -106,7 +138,14 @@ export async function registerForwarders(
           return obligations ? obligations.requestHeaders(request as FastifyRequest, headers) : headers;
         },
         rewriteHeaders: (headers) => filterResponseHeaders(headers),
-        ...(obligations ? { onResponse: (request, reply, res) => obligations.onResponse(request as FastifyRequest, reply as FastifyReply, res as never) } : {}),
+        onResponse: (request, reply, res) => {
+          const exchange = exchanges.get(request as FastifyRequest);
+          const stream = (res as unknown as { stream: import('node:stream').Readable }).stream;
+          if (exchange?.timedOut) return void stream.destroy();
+          if (exchange) exchange.upstream = stream;
+          if (obligations) obligations.onResponse(request as FastifyRequest, reply as FastifyReply, res as never);
+          else void reply.send(stream);
+        },
       },
       ...(route.host ? { constraints: { host: route.host } } : {}),
     });

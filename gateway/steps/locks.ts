@@ -4,7 +4,7 @@ import type { Reason } from '../reasons.js';
 import type { LockKind, Locks } from '../locks.js';
 import { isAuditRequired, type AuditConfig } from '../audit/config.js';
 import type { RouteConfig } from '../config.js';
-import type { DecisionLog } from '../audit/log.js';
+import type { DecisionLog, ForwardEntry } from '../audit/log.js';
 import { StateLostError } from '../store.js';
 
 /**
@@ -52,9 +52,13 @@ export async function checkLocks(
 }
 
 /**
- * Before forwarding: an audit-required route is refused (503) when the local audit log cannot be
- * written — better no service than service without a record of it.
+ * Before forwarding: an audit-required route is served only once the local audit log holds the
+ * record that this request is being forwarded, flushed to disk — better no service than service
+ * without a record of it. A disk that filled since the last write is found here, not after.
  */
-export function requireAuditWritable(route: RouteConfig & { auditRequired?: boolean }, audit: AuditConfig, log: DecisionLog): void {
-  if (isAuditRequired(route, audit) && !log.healthy()) throw new GatewayError('ZTG_ERR_AUDIT_UNAVAILABLE', 'audit-unavailable');
+export async function requireAuditRecord(route: RouteConfig & { auditRequired?: boolean }, audit: AuditConfig, log: DecisionLog, entry: Omit<ForwardEntry, 'routeId'>): Promise<void> {
+  if (!isAuditRequired(route, audit)) return;
+  if (!log.healthy() || !(await log.recordForward({ ...entry, routeId: route.id }))) {
+    throw new GatewayError('ZTG_ERR_AUDIT_UNAVAILABLE', 'audit-unavailable');
+  }
 }
