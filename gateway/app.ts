@@ -12,6 +12,7 @@ import { registerDeviceRoutes } from './device-routes.js';
 import { DeviceRegistry } from '../identity/devices.js';
 import { registerAuthRoutes } from './auth-routes.js';
 import { httpsServerOptions } from './tls.js';
+import { observeUpstream, registerProbeRoutes } from './observability/index.js';
 
 /** The data plane: the Zero Trust pipeline in front of every shared database service. */
 export async function buildApp(runtime: Runtime, opts: { logger?: Logger } = {}): Promise<FastifyInstance> {
@@ -25,12 +26,13 @@ export async function buildApp(runtime: Runtime, opts: { logger?: Logger } = {})
   app.get('/.well-known/jwks.json', async (_request, reply) => reply.header('cache-control', 'public, max-age=300').send(signer.jwks));
   registerDeviceRoutes(app, deviceRegistry, devices, runtime.locks);
   app.get('/healthz', async () => ({ status: 'ok', policyVersion: runtime.policy().version }));
+  registerProbeRoutes(app, runtime.observability.probes, { details: false });
   await registerAuthRoutes(app, runtime);
 
   await registerForwarders(app, config.routes, (request) => {
     // Unreachable unless the pipeline allowed: the proxy handler only runs after it.
     if (!request.assertion) throw new GatewayError('ZTG_ERR_INTERNAL', 'gateway-error');
     return request.assertion;
-  }, responseObligations(runtime));
+  }, observeUpstream(runtime.observability.tracing, responseObligations(runtime)));
   return app;
 }

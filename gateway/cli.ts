@@ -58,7 +58,7 @@ const commands: Record<string, Handler> = {
     if (!file) throw new UsageError('start needs --config FILE');
     const gateway = await startGateway(await loadChecked(file));
     process.stderr.write(`ztgate listening on ${gateway.url}\n`);
-    onSignal(gateway.close);
+    onSignal(gateway.shutdown);
     return -1;
   },
   async check(args) {

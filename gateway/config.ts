@@ -5,6 +5,7 @@ import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { ConfigError } from './errors.js';
 import { CLAIMS_PRESETS, CLAIMS_PRESET_NAMES, type ClaimsPresetName } from '../identity/claim-presets.js';
 import { AUDIT_SCHEMA, DETECTION_SCHEMA, checkAuditSemantics, resolveAuditPaths, type AuditConfig, type DetectionConfig } from './audit/config.js';
+import { LOG_SCHEMA, OPS_SCHEMA, PROBES_SCHEMA, TRACING_SCHEMA, checkObservabilitySemantics, type LogConfig, type OpsConfig, type ProbesConfig, type TracingConfig } from './observability/config.js';
 
 /**
  * The gateway configuration: one YAML or JSON file, validated by one strict schema
@@ -165,6 +166,11 @@ export interface GatewayConfig {
   readonly devices: DevicesConfig;
   readonly audit: AuditConfig;
   readonly detection: DetectionConfig;
+  /** The ops listener (metrics, probes); absent: none. */
+  readonly ops?: OpsConfig;
+  readonly probes: ProbesConfig;
+  readonly tracing: TracingConfig;
+  readonly log: LogConfig;
 }
 
 const id = { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,62}$' };
@@ -376,6 +382,10 @@ export const CONFIG_SCHEMA = {
     },
     audit: AUDIT_SCHEMA,
     detection: DETECTION_SCHEMA,
+    ops: OPS_SCHEMA,
+    probes: PROBES_SCHEMA,
+    tracing: TRACING_SCHEMA,
+    log: LOG_SCHEMA,
     routes: {
       type: 'array',
       items: {
@@ -625,7 +635,7 @@ export function parseConfig(doc: unknown, source: string, baseDir: string): Gate
   if (!isValid(raw)) {
     throw new ConfigError(source, (validate.errors ?? []).map(describeSchemaError));
   }
-  const problems = [...checkSemantics(raw), ...checkStateSemantics(raw), ...checkLimits(raw), ...checkAuditSemantics(raw), ...checkListenerTls(raw, baseDir), ...checkSessionKeyFile(raw, baseDir)];
+  const problems = [...checkSemantics(raw), ...checkStateSemantics(raw), ...checkLimits(raw), ...checkAuditSemantics(raw), ...checkObservabilitySemantics(raw), ...checkListenerTls(raw, baseDir), ...checkSessionKeyFile(raw, baseDir)];
   if (problems.length > 0) throw new ConfigError(source, problems);
 
   for (const iss of raw.identity.issuers) {

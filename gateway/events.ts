@@ -7,6 +7,8 @@ import type { Reason } from './reasons.js';
 import type { DeviceTrust } from './steps/device.js';
 import type { AuditEvent, DecisionLog } from './audit/log.js';
 import { sessionDigest } from '../identity/digest.js';
+import type { RequestTrace } from './observability/tracing.js';
+import type { StepTimes } from './observability/steps.js';
 
 export { createDecisionLog, type DecisionLog } from './audit/log.js';
 
@@ -41,11 +43,17 @@ export interface DecisionContext {
   /** Client address and source port, taken on arrival: a streamed or aborted request may have lost its socket by the end. */
   readonly source: { readonly ip: string | null; readonly port: number | null };
   emitted: boolean;
+  /** W3C trace of the request (gateway/observability/tracing.ts). */
+  trace: RequestTrace | null;
+  /** Step timings, once a service is matched (gateway/observability/steps.ts). */
+  steps: StepTimes | null;
+  /** Status the upstream answered with; 0 when nothing was forwarded or it did not answer. */
+  upstreamStatus: number;
 }
 
 export function newDecisionContext(socket?: { remoteAddress?: string | undefined; remotePort?: number | undefined } | null): DecisionContext {
   return {
-    source: { ip: socket?.remoteAddress ?? null, port: socket?.remotePort ?? null }, startedAt: process.hrtime.bigint(), route: null, principal: null, decision: null, policyVersion: null, allowedWithoutPolicy: false, admin: null, reasons: [], errorCode: null, strippedHeaders: [], device: null, purpose: null, records: null, emitted: false };
+    source: { ip: socket?.remoteAddress ?? null, port: socket?.remotePort ?? null }, startedAt: process.hrtime.bigint(), route: null, principal: null, decision: null, policyVersion: null, allowedWithoutPolicy: false, admin: null, reasons: [], errorCode: null, strippedHeaders: [], device: null, purpose: null, records: null, emitted: false, trace: null, steps: null, upstreamStatus: 0 };
 }
 
 /** Data-plane requests are access decisions; management requests are audited admin actions. */
@@ -74,8 +82,8 @@ export function loggablePath(target: string): string {
  * The event of a request the HTTP parser refused before the gateway saw it (malformed request line,
  * oversized headers, smuggling attempts, timeouts): no path, no identity, only where it came from.
  */
-export function emitUnparsedRequest(log: DecisionLog, action: EventAction, input: { requestId: string; source: DecisionContext['source']; statusCode: number; reason: Reason; errorCode: string }): void {
-  log.write({
+export function emitUnparsedRequest(log: DecisionLog, action: EventAction, input: { requestId: string; source: DecisionContext['source']; statusCode: number; reason: Reason; errorCode: string }): AuditEvent {
+  const event = {
     '@timestamp': new Date().toISOString(),
     log: { level: 'info' },
     event: { kind: 'event', category: ['network', 'iam'], type: ['denied', 'access'], action, outcome: 'failure', id: input.requestId, duration: 0 },
@@ -84,11 +92,14 @@ export function emitUnparsedRequest(log: DecisionLog, action: EventAction, input
     http: { request: { id: input.requestId, method: '' }, response: { status_code: input.statusCode } },
     url: { path: '' },
     message: 'deny',
-  } as AuditEvent);
+  } as AuditEvent;
+  log.write(event);
+  return event;
 }
 
-export function emitDecision(log: DecisionLog, action: EventAction, ctx: DecisionContext, request: FastifyRequest, reply: FastifyReply): void {
-  if (ctx.emitted) return;
+/** Writes the request's one event; returns it, or null when it was already written. */
+export function emitDecision(log: DecisionLog, action: EventAction, ctx: DecisionContext, request: FastifyRequest, reply: FastifyReply): AuditEvent | null {
+  if (ctx.emitted) return null;
   ctx.emitted = true;
   let event: AuditEvent;
   try {
@@ -104,10 +115,12 @@ export function emitDecision(log: DecisionLog, action: EventAction, ctx: Decisio
       source: ctx.source,
       http: { request: { id: request.id, method: request.method }, response: { status_code: reply.raw.headersSent ? reply.statusCode : 0 } },
       url: { path: '' },
+      trace: ctx.trace ? { id: ctx.trace.traceId } : undefined,
       message: 'deny',
     } as AuditEvent;
   }
   log.write(event);
+  return event;
 }
 
 function buildEvent(action: EventAction, ctx: DecisionContext, request: FastifyRequest, reply: FastifyReply): AuditEvent {
@@ -152,6 +165,7 @@ function buildEvent(action: EventAction, ctx: DecisionContext, request: FastifyR
     http: { request: { id: request.id, method: request.method }, response: { status_code: status } },
     url: { path: loggablePath(request.url) },
     rule: ctx.decision?.rule ? { name: ctx.decision.rule, ruleset: 'policy', version: ctx.decision.policyVersion } : undefined,
+    trace: ctx.trace ? { id: ctx.trace.traceId } : undefined, // ECS trace.id: the OpenTelemetry trace of this request
     message: effect,
   };
   return event;

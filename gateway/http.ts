@@ -5,7 +5,7 @@ import type { ServerOptions as HttpsServerOptions } from 'node:https';
 import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { ERROR_CODES, GatewayError, type ErrorCode } from './errors.js';
-import { emitDecision, emitUnparsedRequest, newDecisionContext, type EventAction } from './events.js';
+import { emitDecision, emitUnparsedRequest, newDecisionContext, type DecisionContext, type EventAction } from './events.js';
 import type { Reason } from './reasons.js';
 import { StateLostError } from './store.js';
 import type { PipelineState } from './pipeline.js';
@@ -23,7 +23,7 @@ declare module 'fastify' {
  */
 
 /** Translates anything thrown into the one error shape the gateway answers with. */
-export function toGatewayError(err: unknown, log: FastifyRequest['log']): GatewayError {
+export function toGatewayError(err: unknown, log: FastifyRequest['log'], trace?: { traceId: string } | null): GatewayError {
   if (err instanceof GatewayError) return err;
   // A governance change refused because the shared state is being rebuilt (gateway/state-keeper.ts).
   if (err instanceof StateLostError) return new GatewayError('ZTG_ERR_STATE_LOST', 'state-lost', { cause: err });
@@ -37,7 +37,7 @@ export function toGatewayError(err: unknown, log: FastifyRequest['log']): Gatewa
   if (code === 'FST_ERR_CTP_BODY_TOO_LARGE') return new GatewayError('ZTG_ERR_BODY_TOO_LARGE', 'body-too-large', { cause: err });
   const status = (err as FastifyError | undefined)?.statusCode;
   if (status !== undefined && status >= 400 && status < 500) return new GatewayError('ZTG_ERR_BAD_REQUEST', 'request-malformed', { detail: (err as Error).message, cause: err });
-  log.error({ err }, 'unexpected gateway error');
+  log.error({ err, trace_id: trace?.traceId }, 'unexpected gateway error');
   return new GatewayError('ZTG_ERR_INTERNAL', 'gateway-error', { cause: err });
 }
 
@@ -45,7 +45,7 @@ export function sendError(request: FastifyRequest, reply: FastifyReply, err: Gat
   request.zt ??= newDecisionContext(request.raw.socket);
   request.zt.reasons.push(err.reason);
   request.zt.errorCode = err.code;
-  if (err.statusCode >= 500 && err.cause) request.log.warn({ err: err.cause, reason: err.reason }, 'request refused');
+  if (err.statusCode >= 500 && err.cause) request.log.warn({ err: err.cause, reason: err.reason, trace_id: request.zt.trace?.traceId }, 'request refused');
   // 5xx details stay in the log; 4xx say what was wrong with the request.
   const message = err.statusCode >= 500 ? ERROR_CODES[err.code as ErrorCode].message : err.message;
   return reply
@@ -66,6 +66,13 @@ export interface ListenerOptions {
 export function createListenerApp({ runtime, action, logger, bodyLimitBytes, https }: ListenerOptions): FastifyInstance {
   const { limits } = runtime.config;
   const timeouts = listenerTimeouts(limits);
+  const plane = action === 'access-decision' ? 'data' : 'admin';
+  const observability = runtime.observability;
+  // The one event of the request, then its metrics and spans.
+  const finish = (ctx: DecisionContext, request: FastifyRequest, reply: FastifyReply): void => {
+    const event = emitDecision(runtime.decisionLog, action, ctx, request, reply);
+    if (event) observability.requestEnded(plane, ctx, event, request.method);
+  };
   const app = Fastify({
     ...(https ? { https: { ...https, ...timeouts } } : { http: timeouts }),
     keepAliveTimeout: limits.idleTimeoutMs,
@@ -94,7 +101,8 @@ export function createListenerApp({ runtime, action, logger, bodyLimitBytes, htt
             `X-Ztgate-Error: ${code}\r\nX-Request-Id: ${requestId}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n${body}`,
         );
       }
-      emitUnparsedRequest(runtime.decisionLog, action, { requestId, source: { ip: socket.remoteAddress ?? null, port: socket.remotePort ?? null }, statusCode: status, reason, errorCode: code });
+      const event = emitUnparsedRequest(runtime.decisionLog, action, { requestId, source: { ip: socket.remoteAddress ?? null, port: socket.remotePort ?? null }, statusCode: status, reason, errorCode: code });
+      observability.requestEnded(plane, newDecisionContext(socket), event, '');
       socket.destroy(err);
     },
     // Errors raised by the router before any hook runs, e.g. undecodable paths.
@@ -105,7 +113,7 @@ export function createListenerApp({ runtime, action, logger, bodyLimitBytes, htt
           : new GatewayError('ZTG_ERR_BAD_REQUEST', 'request-malformed', { cause: err });
       sendError(request, reply, gatewayError);
       // These requests bypass the hooks, onResponse included: the event is written here.
-      reply.raw.once('close', () => emitDecision(runtime.decisionLog, action, request.zt, request, reply));
+      reply.raw.once('close', () => finish(request.zt, request, reply));
     },
   }) as unknown as FastifyInstance;
 
@@ -133,19 +141,20 @@ export function createListenerApp({ runtime, action, logger, bodyLimitBytes, htt
     const ctx = newDecisionContext(request.raw.socket);
     request.zt = ctx;
     ctx.policyVersion = runtime.policy().version;
+    ctx.trace = observability.tracing.begin(request.headers, request.socket.remoteAddress, request.id);
     reply.header('x-request-id', request.id);
     // A client that goes away before the response ends gets no onResponse: its event is written here.
     reply.raw.once('close', () => {
       if (ctx.emitted || reply.raw.writableFinished) return;
       // Cut off by the gateway itself (upstream-timeout): that reason stands.
       if (ctx.errorCode === null) ctx.reasons.push('client-aborted');
-      emitDecision(runtime.decisionLog, action, ctx, request, reply);
+      finish(ctx, request, reply);
     });
   });
   app.addHook('onResponse', async (request, reply) => {
-    emitDecision(runtime.decisionLog, action, request.zt ?? newDecisionContext(request.raw.socket), request, reply);
+    finish(request.zt ?? newDecisionContext(request.raw.socket), request, reply);
   });
-  app.setErrorHandler((err, request, reply) => sendError(request, reply, toGatewayError(err, request.log)));
+  app.setErrorHandler((err, request, reply) => sendError(request, reply, toGatewayError(err, request.log, request.zt?.trace)));
   app.setNotFoundHandler((request, reply) => sendError(request, reply, new GatewayError('ZTG_ERR_ROUTE_NOT_FOUND', 'route-not-found')));
   return app;
 }

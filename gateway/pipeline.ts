@@ -19,9 +19,10 @@ import { upstreamBasePath } from './steps/forward.js';
 import { checkDailyQuota } from './steps/obligations.js';
 import type { Store } from './store.js';
 import type { RecentDecisions } from '../policies/what-if.js';
+import { newStepTimes, STEP, stepEnd, stepStart } from './observability/steps.js';
 
 /** Gateway endpoints that answer without authentication, by design. */
-export const PUBLIC_ENDPOINTS = new Set(['/.well-known/jwks.json', '/healthz']);
+export const PUBLIC_ENDPOINTS = new Set(['/.well-known/jwks.json', '/healthz', '/livez', '/readyz', '/startupz']);
 
 export interface PipelineDeps {
   readonly config: GatewayConfig;
@@ -86,19 +87,25 @@ export function createPipeline(deps: PipelineDeps) {
     const { route, innerPath } = deps.routes.match(request.headers.host, path);
     ctx.route = route;
     requireApproved(route);
+    const steps = (ctx.steps = newStepTimes());
 
     // Authenticate: who is asking, tied to a national ID (bearer token or browser session), on the roster.
+    stepStart(steps, STEP.identity);
     const requestInfo = { method: request.method, url: request.url, note: (reason: Reason) => ctx.reasons.push(reason) };
     const principal = await deps.authenticator.authenticate(request.headers, requestInfo);
     ctx.principal = principal;
     // How recently and how strongly the official authenticated, as the service demands (step-up).
     requireRouteAssurance(principal, route, { identity: deps.config.identity, browser: principal.sessionId !== null && deps.authenticator.isBrowserNavigation(request.headers, requestInfo), returnTo: request.url });
+    stepEnd(steps, STEP.identity);
 
     // Device: proof of possession of a registered device key and its posture → trust tier.
+    stepStart(steps, STEP.device);
     ctx.device = await deps.devices.assess(request, principal);
     requireDeviceTier(ctx.device, route, deps.config.devices);
+    stepEnd(steps, STEP.device);
 
     // Locks: an official, device, session or address locked by the SOC, an admin or a detection rule.
+    stepStart(steps, STEP.decision);
     await checkLocks(deps.locks, { nationalId: principal.nationalId, deviceId: ctx.device?.id, sessionId: principal.sessionId, address: request.socket.remoteAddress });
 
     // Decide: Casbin rules, then attribute conditions (clearance, network, time, purpose…); deny by default, deny overrides allow.
@@ -111,6 +118,7 @@ export function createPipeline(deps: PipelineDeps) {
 
     // Audit: an audit-required route is forwarded only once the local log durably holds its record.
     await requireAuditRecord(route, deps.config.audit, deps.decisionLog, { requestId: request.id, userId: principal.nationalId, method: request.method, path: loggablePath(request.url), rule: decision.rule, policyVersion: decision.policyVersion });
+    stepEnd(steps, STEP.decision);
 
     // Forward: a short-lived signed assertion of who was allowed, and why.
     // The assertion names the method and path the upstream will receive (the proxy's rewritePrefix + inner path).

@@ -17,6 +17,7 @@ import type { PolicyEngine } from '../policies/engine.js';
 import { createPolicyService, type PolicyService } from '../policies/service.js';
 import { createServiceRegistry, type ServiceRegistry } from './services.js';
 import { createDecisionFeed, teeToFeed, type DecisionFeed } from './admin/live.js';
+import { createObservability, type Observability } from './observability/index.js';
 
 /**
  * The parts both planes share — the data-plane pipeline and the management API read the same
@@ -43,6 +44,10 @@ export interface Runtime {
   readonly services: ServiceRegistry;
   /** Recent decisions and per-agency counts for the admin screens (gateway/admin/live.ts). */
   readonly decisionFeed: DecisionFeed;
+  /** Metrics, traces and probes (gateway/observability/). */
+  readonly observability: Observability;
+  /** The operator log: one line per lifecycle change, faults; never one per request at the default level. */
+  readonly log: Logger;
   close(): Promise<void>;
 }
 
@@ -52,13 +57,20 @@ export interface RuntimeOptions {
   readonly fetch?: typeof fetch;
   /** Shared state; by default built from `config.state` and closed with the runtime. */
   readonly store?: Store;
-  /** Operational log (stderr): audit sink outages, detection failures. */
+  /** Operational log: lifecycle changes, audit sink outages, detection failures; by default stderr at `log.level`. */
   readonly logger?: Logger;
+  /** Where the default operator log writes (stderr by default). */
+  readonly logDestination?: DestinationStream;
+}
+
+/** The operator log a process gets when none is given: pino JSON lines at the configured level. */
+export function operatorLogger(config: GatewayConfig, destination: DestinationStream = process.stderr): Logger {
+  return pino({ level: config.log.level }, destination);
 }
 
 export async function createRuntime(config: GatewayConfig, opts: RuntimeOptions = {}): Promise<Runtime> {
   const decisionFeed = createDecisionFeed();
-  const opLog = opts.logger ?? pino({ level: 'warn' }, process.stderr);
+  const opLog = opts.logger ?? operatorLogger(config, opts.logDestination);
   const decisionLog = createDecisionLog(teeToFeed(opts.decisionLog ?? process.stdout, decisionFeed), {
     audit: config.audit,
     stateRedisUrl: config.state.redisUrl,
@@ -101,7 +113,10 @@ export async function createRuntime(config: GatewayConfig, opts: RuntimeOptions 
   }
   const detector = createDetector({ config: config.detection, store, locks, log: decisionLog, opLog });
   decisionLog.start();
+  const observability = createObservability({ config, store, decisionLog, policies, locks, log: opLog, fetch: opts.fetch });
   return {
+    observability,
+    log: opLog,
     config,
     store,
     state,
@@ -115,6 +130,7 @@ export async function createRuntime(config: GatewayConfig, opts: RuntimeOptions 
     services,
     decisionFeed,
     async close() {
+      await observability.close();
       signer.close();
       await services.close();
       await detector.close();

@@ -30,6 +30,8 @@ export interface PolicyService {
   sync(): Promise<void>;
   /** Announces an activation to every instance. */
   announce(version: PolicyVersion): Promise<void>;
+  /** The last switch to a newly activated version here: when it was activated, and when this instance followed. */
+  lastSwitch(): { readonly id: string; readonly activatedAtMs: number | null; readonly switchedAtMs: number } | null;
   close(): Promise<void>;
 }
 
@@ -67,6 +69,7 @@ export async function createPolicyService(config: GatewayConfig, store: Store, l
   const active = await versions.bootstrap(fileSources);
   let engine = active.hash === fromFiles.version ? fromFiles : await build(active.sources, active.id);
   let engineId = active.id;
+  let lastSwitch: ReturnType<PolicyService['lastSwitch']> = null;
   if (active.hash !== fromFiles.version) log?.warn({ active: active.id, files: fromFiles.version }, 'policy: the active version differs from the configured files; the active version is in force');
 
   const follow = async (): Promise<void> => {
@@ -78,6 +81,7 @@ export async function createPolicyService(config: GatewayConfig, store: Store, l
       // One assignment: a request reads either the old engine or the new one, never a mix.
       engine = next;
       engineId = v.id;
+      lastSwitch = { id: v.id, activatedAtMs: v.activatedAt ? Date.parse(v.activatedAt) : null, switchedAtMs: Date.now() };
       log?.info({ version: v.id, hash: v.hash }, 'policy: switched to the active version');
     } catch (err) {
       // Keep deciding with the version in force; the next poll or message retries.
@@ -109,6 +113,7 @@ export async function createPolicyService(config: GatewayConfig, store: Store, l
   return {
     current: () => engine,
     currentId: () => engineId,
+    lastSwitch: () => lastSwitch,
     versions,
     recent: createRecentDecisions(store, settings.whatIfRecentDecisions),
     knownRoutes,

@@ -223,6 +223,9 @@ export class ChainWriter {
     return this.seq;
   }
 
+  /** When this process last wrote a signed checkpoint (epoch ms), or null before the first. */
+  lastCheckpointAtMs: number | null = null;
+
   append(event: Record<string, unknown>): boolean {
     this.maybeRotate();
     const ok = this.ensureOpen() && this.writeGap() && this.write({ seq: this.seq + 1, type: 'event', prev_hash: this.head, event });
@@ -293,6 +296,7 @@ export class ChainWriter {
     const ok = this.write({ seq: this.seq + 1, type: 'checkpoint', prev_hash: this.head, checkpoint });
     if (ok) {
       this.sinceCheckpoint = 0;
+      this.lastCheckpointAtMs = Date.now();
       try {
         fdatasyncSync(this.fd);
       } catch {

@@ -18,7 +18,7 @@ import { syslogTransport } from './syslog.js';
 export type AuditEvent = Record<string, unknown> & { event: Record<string, unknown> & { id: string; kind: string; action: string } };
 
 export interface AuditStatus {
-  readonly chain: { readonly file: string; readonly healthy: boolean; readonly headSeq: number } | null;
+  readonly chain: { readonly file: string; readonly healthy: boolean; readonly headSeq: number; readonly lastCheckpointAtMs: number | null } | null;
   readonly sinks: readonly SinkStatus[];
 }
 
@@ -35,6 +35,8 @@ export interface DecisionLog {
   /** Every event written, after it was written (detection rules, live views). */
   subscribe(listener: (event: AuditEvent) => void): () => void;
   status(): AuditStatus;
+  /** Per remote sink, when the oldest event still waiting for it was written (null: none waits). Reads the spools. */
+  oldestWaiting(): Promise<{ sink: string; atMs: number | null }[]>;
   /** Opens the local chain (its first write would too) and starts delivery to remote sinks. */
   start(): void;
   close(): Promise<void>;
@@ -206,7 +208,8 @@ export function createDecisionLog(destination: DestinationStream, opts: Decision
       listeners.add(listener);
       return () => listeners.delete(listener);
     },
-    status: () => ({ chain: chain && audit?.chain ? { file: audit.chain.file, healthy: chain.healthy(), headSeq: chain.headSeq } : null, sinks: remotes.map((r) => r.status()) }),
+    status: () => ({ chain: chain && audit?.chain ? { file: audit.chain.file, healthy: chain.healthy(), headSeq: chain.headSeq, lastCheckpointAtMs: chain.lastCheckpointAtMs } : null, sinks: remotes.map((r) => r.status()) }),
+    oldestWaiting: () => Promise.all(remotes.map(async (r) => ({ sink: r.cfg.name, atMs: await r.spool.oldestWaitingMs().catch(() => null) }))),
     start() {
       openChain();
       for (const r of remotes) r.start();

@@ -267,6 +267,30 @@ export class Spool {
     this.read = this.committed;
   }
 
+  /**
+   * When the oldest event not yet delivered was written (its @timestamp, epoch ms), or null when
+   * none waits. Read from disk at the committed position: called by a metrics scrape, not per event.
+   */
+  async oldestWaitingMs(): Promise<number | null> {
+    let { segment, offset } = this.committed;
+    while ((this.sizes.get(segment) ?? 0) <= offset) {
+      const later = this.segments.find((s) => s > segment);
+      if (later === undefined) return null;
+      segment = later;
+      offset = 0;
+    }
+    const fh = await open(join(this.dir, name(segment)), 'r');
+    try {
+      const buf = Buffer.alloc(256);
+      const { bytesRead } = await fh.read(buf, 0, buf.length, offset);
+      const at = /"@timestamp":"([^"]{10,40})"/.exec(buf.subarray(0, bytesRead).toString('utf8'))?.[1];
+      const ms = at ? Date.parse(at) : Number.NaN;
+      return Number.isNaN(ms) ? null : ms;
+    } finally {
+      await fh.close();
+    }
+  }
+
   /** Records waiting (sent or not) after the committed position. */
   get backlogBytes(): number {
     let n = 0;

@@ -125,6 +125,8 @@ export async function registerForwarders(
       httpMethods: [...HTTP_METHODS],
       undici: { headersTimeout: route.upstreamTimeoutMs, bodyTimeout: route.upstreamTimeoutMs },
       retryMethods: [],
+      // The proxy logs each exchange at info; the decision event is the per-request record, faults still log at warn.
+      logLevel: 'warn',
       // The router and the pipeline each matched a route; forward only when they agree (e.g. a Host
       // header in another case can make them differ: the policy must decide for the route served).
       preHandler: (request, reply, done) => {
