@@ -162,6 +162,8 @@ export interface HarnessOptions {
   readonly idp?: Partial<DemoIdpOptions>;
   /** The signature the ho-tich demo service verifies (default ES256). */
   readonly hoTichAssertionAlgorithm?: 'ES256' | 'ML-DSA-65';
+  /** Where the gateway's operator log goes (stderr by default). */
+  readonly logDestination?: Writable;
 }
 
 export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> {
@@ -197,7 +199,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   opts.configure?.(doc);
   const config = parseConfig(doc, 'test-harness', ROOT);
   const sink = new EventSink();
-  const gateway = await startGateway(config, { decisionLog: sink });
+  const gateway = await startGateway(config, { decisionLog: sink, logDestination: opts.logDestination });
   const tokens = new Map<string, string>();
   return {
     gateway,
