@@ -1,0 +1,184 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
+import { freePort, ROOT, startHarness, type Harness } from './helpers/harness.js';
+import { eventually } from './helpers/ops.js';
+
+const ALLOWED = '056085000001'; // synthetic official, ho-tich-reader, Sở Tư pháp
+const OTHER_AGENCY_OFFICIAL = '056085000009'; // synthetic official of a commune not named in the configuration
+
+interface Sample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+/** Prometheus text exposition format 0.0.4: samples, and the metric names its # TYPE lines declare. */
+function parseExposition(text: string): { samples: Sample[]; families: Map<string, string> } {
+  const samples: Sample[] = [];
+  const families = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    const type = /^# TYPE (\S+) (\S+)$/.exec(line);
+    if (type) families.set(type[1]!, type[2]!);
+    if (!line || line.startsWith('#')) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (!m) throw new Error(`not an exposition line: ${line}`);
+    const labels: Record<string, string> = {};
+    for (const l of (m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]!] = l[2]!;
+    samples.push({ name: m[1]!, labels, value: Number(m[3]) });
+  }
+  return { samples, families };
+}
+
+/** Every series name the gateway exports: histogram and summary families expand to their suffixes. */
+function exportedNames(families: Map<string, string>): Set<string> {
+  const names = new Set<string>();
+  for (const [name, type] of families) {
+    names.add(name);
+    if (type === 'histogram') for (const s of ['_bucket', '_sum', '_count']) names.add(`${name}${s}`);
+    if (type === 'summary') for (const s of ['_sum', '_count']) names.add(`${name}${s}`);
+  }
+  return names;
+}
+
+function value(samples: Sample[], name: string, labels: Record<string, string> = {}): number | undefined {
+  const found = samples.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v));
+  return found.length === 0 ? undefined : found.reduce((n, s) => n + s.value, 0);
+}
+
+describe('Prometheus metrics on the ops listener', () => {
+  let h: Harness;
+  let dir: string;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'ztgate-metrics-'));
+    const nobodyListens = await freePort();
+    h = await startHarness({
+      configure: (doc) => {
+        doc.ops = { listen: { host: '127.0.0.1', port: 0 } };
+        doc.audit = {
+          sinks: [
+            { type: 'stdout' },
+            // A SOC sink that is down: its spool grows, as the alert rules expect to see.
+            { type: 'syslog', name: 'siem', host: '127.0.0.1', port: nobodyListens, transport: 'tcp', format: 'json', reconnectMaxMs: 200 },
+          ],
+          spoolDir: join(dir, 'spool'),
+          chain: { file: join(dir, 'audit', 'decisions.log'), checkpointEvery: 5 },
+        };
+      },
+    });
+  });
+  afterAll(async () => {
+    await h?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function scrape(): Promise<{ text: string; samples: Sample[]; families: Map<string, string> }> {
+    const res = await fetch(`${h.gateway.opsUrl}/metrics`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
+    const text = await res.text();
+    return { text, ...parseExposition(text) };
+  }
+
+  async function send(path: string, nationalId: string | null, agency = 'so-tu-phap'): Promise<number> {
+    const now = Math.floor(Date.now() / 1000);
+    const headers: Record<string, string> = {};
+    if (nationalId) headers.authorization = `Bearer ${await h.testIssuer.sign({ iss: h.testIssuer.issuer, aud: 'urn:ztgate:data', sub: nationalId, national_id: nationalId, agency, roles: ['ho-tich-reader'], iat: now, exp: now + 300 })}`;
+    const res = await fetch(`${h.gateway.url}${path}`, { headers });
+    await res.arrayBuffer();
+    await h.sink.forRequest(res.headers.get('x-request-id'));
+    return res.status;
+  }
+
+  it('attack: /metrics is not on the data port', async () => {
+    const res = await fetch(`${h.gateway.url}/metrics`);
+    expect(res.status).toBe(404);
+    const event = await h.sink.forRequest(res.headers.get('x-request-id'));
+    expect(event.ztgate.reasons).toEqual(['route-not-found']);
+  });
+
+  it('counts requests and decisions by service, agency, decision, outcome and reason, with step and upstream latencies', async () => {
+    for (let i = 0; i < 3; i++) expect(await send(`/echo/${ALLOWED}/records`, ALLOWED)).toBe(200);
+    expect(await send('/echo/x', OTHER_AGENCY_OFFICIAL, 'ubnd-phuong-loc-tho')).toBe(200);
+    expect(await send('/echo/x', null)).toBe(401);
+    expect(await send('/echo/x', ALLOWED, 'so-tu-phap')).toBe(200);
+    const { text, samples } = await scrape();
+
+    expect(value(samples, 'ztgate_requests_total', { plane: 'data', service: 'echo', agency: 'so-tu-phap', decision: 'allow', outcome: 'success' })).toBe(4);
+    // An agency the configuration does not name is counted, not named: labels stay bounded.
+    expect(value(samples, 'ztgate_requests_total', { service: 'echo', agency: 'other', decision: 'allow' })).toBe(1);
+    expect(samples.some((s) => s.labels.agency === 'ubnd-phuong-loc-tho')).toBe(false);
+    expect(value(samples, 'ztgate_requests_total', { service: 'echo', agency: 'none', decision: 'deny', outcome: 'failure' })).toBe(1);
+    expect(value(samples, 'ztgate_decision_reasons_total', { service: 'echo', decision: 'deny', reason: 'token-missing' })).toBe(1);
+    expect(value(samples, 'ztgate_decision_reasons_total', { service: 'echo', decision: 'allow', reason: 'policy-allowed' })).toBe(5);
+    expect(value(samples, 'ztgate_request_duration_seconds_count', { plane: 'data', service: 'echo', decision: 'allow' })).toBe(5);
+    expect(value(samples, 'ztgate_step_duration_seconds_count', { step: 'identity', service: 'echo' })).toBe(6);
+    for (const step of ['device', 'decision', 'upstream']) expect(value(samples, 'ztgate_step_duration_seconds_count', { step, service: 'echo' }), step).toBe(5);
+    expect(value(samples, 'ztgate_upstream_responses_total', { service: 'echo', status_class: '2xx' })).toBe(5);
+    // Never a national ID, a path or free text in a label.
+    expect(text).not.toContain(ALLOWED);
+    expect(text).not.toContain('/records');
+  });
+
+  it('reports upstream errors per service', async () => {
+    await h.upstreams.recording.close();
+    expect(await send('/echo/down', ALLOWED)).toBe(502);
+    const { samples } = await scrape();
+    expect(value(samples, 'ztgate_upstream_errors_total', { service: 'echo', reason: 'upstream-unavailable' })).toBe(1);
+  });
+
+  it('reports SOC sink health, spool depth and age, the audit chain, readiness, Redis and IdP health, locks, policy and the process', async () => {
+    await h.gateway.runtime.locks.set({ kind: 'user', value: '056085000002', reason: 'metrics test (synthetic)', lockedBy: 'test', seconds: 60 });
+    await eventually(() => h.gateway.runtime.observability.probes.last()?.ready === true, 5000, 'a readiness report');
+    await new Promise((r) => setTimeout(r, 1100));
+    const { samples } = await scrape();
+    expect(value(samples, 'ztgate_audit_sink_up', { sink: 'siem', type: 'syslog' })).toBe(0);
+    expect(value(samples, 'ztgate_audit_spool_backlog_bytes', { sink: 'siem' })).toBeGreaterThan(0);
+    expect(value(samples, 'ztgate_audit_spool_oldest_age_seconds', { sink: 'siem' })).toBeGreaterThan(1);
+    expect(value(samples, 'ztgate_audit_spool_max_bytes', { sink: 'siem' })).toBe(h.config.audit.spoolMaxBytes);
+    expect(value(samples, 'ztgate_audit_sink_delivered_total', { sink: 'siem' })).toBe(0);
+    expect(value(samples, 'ztgate_audit_chain_healthy')).toBe(1);
+    expect(value(samples, 'ztgate_audit_chain_records')).toBeGreaterThan(8);
+    expect(value(samples, 'ztgate_audit_chain_last_checkpoint_age_seconds')).toBeGreaterThanOrEqual(0);
+    expect(value(samples, 'ztgate_ready')).toBe(1);
+    expect(value(samples, 'ztgate_readiness_check', { check: 'issuer-keys' })).toBe(1);
+    expect(value(samples, 'ztgate_state_store_up', { backend: 'memory' })).toBe(1);
+    expect(value(samples, 'ztgate_idp_up', { issuer: h.idp.issuer })).toBe(1);
+    expect(value(samples, 'ztgate_idp_jwks_keys', { issuer: h.testIssuer.issuer })).toBe(1);
+    expect(value(samples, 'ztgate_locks_active', { kind: 'user' })).toBe(1);
+    expect(value(samples, 'ztgate_locks_active', { kind: 'device' })).toBe(0);
+    expect(value(samples, 'ztgate_sessions_active')).toBe(0);
+    expect(value(samples, 'ztgate_policy_info', { version: h.gateway.runtime.policy().version })).toBe(1);
+    expect(value(samples, 'process_cpu_seconds_total')).toBeGreaterThan(0);
+    expect(value(samples, 'nodejs_eventloop_lag_seconds')).toBeDefined();
+  });
+
+  it('the Grafana dashboard and the alert rules in docs/ reference only metrics the gateway exports, and the README documents each', async () => {
+    const { families } = await scrape();
+    const exported = exportedNames(families);
+    const dashboard = JSON.parse(readFileSync(join(ROOT, 'docs/grafana-dashboard.json'), 'utf8'));
+    const rules = parseYaml(readFileSync(join(ROOT, 'docs/prometheus-alerts.yml'), 'utf8'));
+    const exprs: string[] = [];
+    const walk = (node: unknown): void => {
+      if (Array.isArray(node)) node.forEach(walk);
+      else if (node && typeof node === 'object') for (const [k, v] of Object.entries(node)) (k === 'expr' || k === 'query') && typeof v === 'string' ? exprs.push(v) : walk(v);
+    };
+    walk(dashboard);
+    const dashboardExprs = exprs.length;
+    expect(dashboardExprs).toBeGreaterThan(10);
+    walk(rules);
+    const referenced = new Set(exprs.flatMap((e) => [...e.matchAll(/\b((?:ztgate|process|nodejs)_[a-z0-9_]+)\b/g)].map((m) => m[1]!)));
+    expect(referenced.size).toBeGreaterThan(10);
+    expect([...referenced].filter((n) => !exported.has(n))).toEqual([]);
+
+    const alerts = rules.groups.flatMap((g: any) => g.rules.map((r: any) => r.alert));
+    for (const required of ['ZtgateSocSinkDown', 'ZtgateSocSpoolGrowing', 'ZtgateChainCheckpointStale', 'ZtgateStateStoreDown', 'ZtgateIdpUnavailable', 'ZtgateDenyBurst']) expect(alerts).toContain(required);
+
+    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+    const undocumented = [...families.keys()].filter((n) => n.startsWith('ztgate_') && !readme.includes(`\`${n}\``));
+    expect(undocumented).toEqual([]);
+  });
+});
