@@ -80,6 +80,9 @@ describe('health probes on the data and ops listeners', () => {
     expect(log.withMessage('started')).toHaveLength(1);
     expect(log.withMessage('ready')).toHaveLength(1);
     expect(log.lines.filter((l) => l.reqId !== undefined)).toEqual([]);
+
+    const { kid, retiredKid } = await h.gateway.runtime.signer.rotate();
+    expect(log.lines.slice(before)).toEqual([expect.objectContaining({ level: 30, msg: 'assertion signing key rotated', kid, retiredKid })]);
   });
 
   it('graceful shutdown turns /readyz to 503 first, keeps serving during the drain delay, then closes', async () => {
@@ -153,7 +156,7 @@ describe('readiness when Redis or an issuer stops answering', () => {
     await new Promise((r) => setTimeout(r, 600));
     expect(log.withMessage('shared state lost: the state store does not answer; requests that need it are refused')).toHaveLength(1);
     expect(log.withMessage('not ready')).toHaveLength(1);
-    expect(log.withMessage('not ready')[0].failing).toEqual(['state-store']);
+    expect(log.withMessage('not ready')[0]!.failing).toEqual(['state-store']);
 
     await redis.start();
     await eventually(async () => (await getJson(`${h.gateway.opsUrl}/readyz`)).status === 200, 8000, '/readyz 200 again');
