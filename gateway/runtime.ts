@@ -113,7 +113,7 @@ export async function createRuntime(config: GatewayConfig, opts: RuntimeOptions 
   }
   const detector = createDetector({ config: config.detection, store, locks, log: decisionLog, opLog });
   decisionLog.start();
-  const observability = createObservability({ config, store, decisionLog, policies, locks, log: opLog, fetch: opts.fetch });
+  const observability = await createObservability({ config, store, decisionLog, policies, locks, log: opLog, fetch: opts.fetch });
   return {
     observability,
     log: opLog,

@@ -32,10 +32,10 @@ export interface ObservabilityDeps {
   readonly fetch?: typeof fetch;
 }
 
-export function createObservability(deps: ObservabilityDeps): Observability {
+export async function createObservability(deps: ObservabilityDeps): Promise<Observability> {
   const { config } = deps;
   const metrics = createMetrics({ agencies: config.ops?.agencyLabels ?? [...new Set(config.routes.map((r) => r.ownerAgency))], timeoutMs: config.probes.checkTimeoutMs });
-  const tracing = createTracing(config.tracing);
+  const tracing = await createTracing(config.tracing);
   const probes = createProbes({ config, store: deps.store, decisionLog: deps.decisionLog, fetch: deps.fetch, log: deps.log, policyVersion: () => deps.policies.current().version ?? null });
   metrics.bind({
     readiness: () => probes.last(),

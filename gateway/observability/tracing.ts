@@ -1,10 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type Span, type TextMapGetter, type Tracer } from '@opentelemetry/api';
-import { W3CTraceContextPropagator } from '@opentelemetry/core';
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
-import { resourceFromAttributes } from '@opentelemetry/resources';
-import { BatchSpanProcessor, NodeTracerProvider, ParentBasedSampler, TraceIdRatioBasedSampler } from '@opentelemetry/sdk-trace-node';
+import type { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
 import type { TracingConfig } from './config.js';
 import { trustedProxyList } from './config.js';
 import { STEPS, type StepTimes } from './steps.js';
@@ -24,8 +21,8 @@ export interface RequestTrace {
   /** The request span (recording or not); null when tracing is off. */
   readonly span: Span | null;
   readonly context: Context | null;
-  /** The gateway's span id when tracing is off: the parent the upstream sees. */
-  readonly spanId: string;
+  /** The gateway's span id when tracing is off (the parent the upstream sees), made when first needed. */
+  spanId: string | null;
   readonly flags: string;
   readonly tracestate: string | null;
   upstream: Span | null;
@@ -72,7 +69,8 @@ function parentOf(headers: IncomingHttpHeaders): { traceId: string; flags: strin
   return { traceId: m[1]!, flags: m[3]!, tracestate: typeof state === 'string' && state.length <= 512 ? state : null };
 }
 
-export function createTracing(config: TracingConfig): Tracing {
+/** The SDK and exporter are loaded only when spans are exported: a gateway without a collector never loads them. */
+export async function createTracing(config: TracingConfig): Promise<Tracing> {
   const trusted = trustedProxyList(config.trustedProxies);
   const isTrusted = (address: string | undefined): boolean => {
     if (!address || config.trustedProxies.length === 0) return false;
@@ -82,8 +80,16 @@ export function createTracing(config: TracingConfig): Tracing {
 
   let provider: NodeTracerProvider | null = null;
   let tracer: Tracer | null = null;
-  const propagator = new W3CTraceContextPropagator();
+  let extract: ((headers: IncomingHttpHeaders) => Context) | null = null;
   if (config.otlpEndpoint) {
+    const [{ W3CTraceContextPropagator }, { OTLPTraceExporter }, { resourceFromAttributes }, { BatchSpanProcessor, NodeTracerProvider, ParentBasedSampler, TraceIdRatioBasedSampler }] = await Promise.all([
+      import('@opentelemetry/core'),
+      import('@opentelemetry/exporter-trace-otlp-http'),
+      import('@opentelemetry/resources'),
+      import('@opentelemetry/sdk-trace-node'),
+    ]);
+    const propagator = new W3CTraceContextPropagator();
+    extract = (headers) => propagator.extract(ROOT_CONTEXT, headers, headerGetter);
     provider = new NodeTracerProvider({
       resource: resourceFromAttributes({ 'service.name': config.serviceName }),
       sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(config.sampleRatio) }),
@@ -97,17 +103,17 @@ export function createTracing(config: TracingConfig): Tracing {
     begin(headers, remoteAddress, requestId) {
       const parent = isTrusted(remoteAddress) ? parentOf(headers) : null;
       if (tracer) {
-        const parentContext = parent ? propagator.extract(ROOT_CONTEXT, headers, headerGetter) : ROOT_CONTEXT;
+        const parentContext = parent && extract ? extract(headers) : ROOT_CONTEXT;
         const span = tracer.startSpan('ztgate request', { kind: SpanKind.SERVER }, parentContext);
         const sc = span.spanContext();
         return { traceId: sc.traceId, span, context: trace.setSpan(parentContext, span), spanId: sc.spanId, flags: sc.traceFlags & 1 ? '01' : '00', tracestate: parent?.tracestate ?? null, upstream: null };
       }
       // Tracing off: the trace id still links the event, the upstream and the operator log.
       const traceId = parent?.traceId ?? requestId.replaceAll('-', '');
-      return { traceId, span: null, context: null, spanId: randomBytes(8).toString('hex'), flags: parent?.flags ?? '00', tracestate: parent?.tracestate ?? null, upstream: null };
+      return { traceId, span: null, context: null, spanId: null, flags: parent?.flags ?? '00', tracestate: parent?.tracestate ?? null, upstream: null };
     },
     upstreamHeaders(t) {
-      let spanId = t.spanId;
+      let spanId = (t.spanId ??= randomBytes(8).toString('hex'));
       let flags = t.flags;
       if (tracer && t.context) {
         t.upstream = tracer.startSpan('upstream', { kind: SpanKind.CLIENT }, t.context);
