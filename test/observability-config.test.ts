@@ -30,7 +30,7 @@ describe('ops, probes, tracing and log configuration', () => {
   it('defaults: no ops listener unless configured; probes, tracing off, log at info', () => {
     const config = parse(doc());
     expect(config.ops).toBeUndefined();
-    expect(config.probes).toEqual({ checkIntervalMs: 5000, checkTimeoutMs: 2000, drainDelayMs: 5000 });
+    expect(config.probes).toEqual({ checkIntervalMs: 5000, checkTimeoutMs: 2000, issuerKeysMaxAgeMs: 60_000, drainDelayMs: 5000 });
     expect(config.tracing).toEqual({ serviceName: 'ztgate', sampleRatio: 1, exportTimeoutMs: 5000, trustedProxies: [] });
     expect(config.log).toEqual({ level: 'info' });
   });

@@ -133,7 +133,7 @@ describe('readiness when Redis or an issuer stops answering', () => {
         doc.state = { backend: 'redis', redisUrl: redis.url, keyPrefix: 'ztg-probes:', commandTimeoutMs: 300 };
         doc.identity.issuers.push({ issuer: 'https://idp.khanhhoa.invalid', audience: 'urn:ztgate:data', algorithms: ['ES256'], jwksUri: `${jwks.url}/jwks.json` });
         doc.ops = { listen: { host: '127.0.0.1', port: 0 } };
-        doc.probes = { checkIntervalMs: 200, checkTimeoutMs: 500, drainDelayMs: 0 };
+        doc.probes = { checkIntervalMs: 200, checkTimeoutMs: 500, drainDelayMs: 0, issuerKeysMaxAgeMs: 0 };
       },
     });
   });

@@ -17,6 +17,8 @@ export interface ProbesConfig {
   readonly checkIntervalMs: number;
   /** Bound on each readiness check (Redis, issuer keys). */
   readonly checkTimeoutMs: number;
+  /** How long a successful check of an issuer's keys is reused (a failed one is retried at every check): spares the IdP. */
+  readonly issuerKeysMaxAgeMs: number;
   /** On SIGTERM/SIGINT, how long /readyz answers 503 while requests are still served, before the listeners close. */
   readonly drainDelayMs: number;
 }
@@ -69,6 +71,7 @@ export const PROBES_SCHEMA = {
   properties: {
     checkIntervalMs: { type: 'integer', minimum: 100, maximum: 300_000, default: 5000 },
     checkTimeoutMs: { type: 'integer', minimum: 50, maximum: 60_000, default: 2000 },
+    issuerKeysMaxAgeMs: { type: 'integer', minimum: 0, maximum: 3_600_000, default: 60_000 },
     drainDelayMs: { type: 'integer', minimum: 0, maximum: 300_000, default: 5000 }, // longer than the load balancer's probe interval × failures
   },
   default: {},

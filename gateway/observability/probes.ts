@@ -101,6 +101,7 @@ export function createProbes(deps: ProbeDeps): Probes {
   let timer: NodeJS.Timeout | null = null;
   let issuerHealth: IssuerHealth[] = config.identity.issuers.map((i) => ({ issuer: i.issuer, up: null, keys: 0 }));
   let stateUp: boolean | null = null;
+  const issuerCheckedAt: number[] = [];
 
   async function checkState(): Promise<CheckResult> {
     const backend = config.state.backend;
@@ -114,8 +115,12 @@ export function createProbes(deps: ProbeDeps): Probes {
   }
 
   async function checkIssuers(): Promise<CheckResult> {
+    const reuseAfter = Date.now() - config.probes.issuerKeysMaxAgeMs;
     issuerHealth = await Promise.all(
-      config.identity.issuers.map(async (i): Promise<IssuerHealth> => {
+      config.identity.issuers.map(async (i, n): Promise<IssuerHealth> => {
+        const before = issuerHealth[n];
+        if (before?.up && (issuerCheckedAt[n] ?? 0) > reuseAfter) return before;
+        issuerCheckedAt[n] = Date.now();
         try {
           const keys = await withTimeout(issuerKeys(i, fetchImpl, timeoutMs), timeoutMs, `issuer ${i.issuer}`);
           return keys > 0 ? { issuer: i.issuer, up: true, keys } : { issuer: i.issuer, up: false, keys, error: 'no signing key for the configured algorithms' };
