@@ -156,6 +156,23 @@ describe('Prometheus metrics on the ops listener', () => {
     expect(value(samples, 'nodejs_eventloop_lag_seconds')).toBeDefined();
   });
 
+  it('reports the policy version in force and how long the last activation took to reach this instance', async () => {
+    const policies = h.gateway.runtime.policies;
+    const current = await policies.versions.get(policies.currentId());
+    const draft = await policies.versions.createDraft({ author: '056179000006', comment: 'metrics test (synthetic)', sources: { ...current.sources, policy: `${current.sources.policy}\n# reviewed\n` } });
+    await policies.versions.submit(draft.id, '056179000006');
+    const active = await policies.versions.approve(draft.id, '056179000007', 'ok');
+    const before = Date.now();
+    await policies.announce(active);
+    const { samples } = await scrape();
+    expect(samples.filter((s) => s.name === 'ztgate_policy_info').map((s) => s.labels.version_id)).toEqual([active.id]);
+    expect(value(samples, 'ztgate_policy_info', { version: h.gateway.runtime.policy().version })).toBe(1);
+    const delay = value(samples, 'ztgate_policy_propagation_delay_seconds')!;
+    expect(delay).toBeGreaterThanOrEqual(0);
+    expect(delay).toBeLessThanOrEqual((Date.now() - Date.parse(active.activatedAt!)) / 1000);
+    expect(value(samples, 'ztgate_policy_last_switch_timestamp_seconds')! * 1000).toBeGreaterThanOrEqual(before - 1);
+  });
+
   it('the Grafana dashboard and the alert rules in docs/ reference only metrics the gateway exports, and the README documents each', async () => {
     const { families } = await scrape();
     const exported = exportedNames(families);
