@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { freePort, ROOT, startHarness, type Harness } from './helpers/harness.js';
-import { eventually } from './helpers/ops.js';
+import { createServer as createTcpServer, type Server as TcpServer } from 'node:net';
+import { eventually, LogLines } from './helpers/ops.js';
 
 const ALLOWED = '056085000001'; // synthetic official, ho-tich-reader, Sở Tư pháp
 const OTHER_AGENCY_OFFICIAL = '056085000009'; // synthetic official of a commune not named in the configuration
@@ -51,11 +52,15 @@ function value(samples: Sample[], name: string, labels: Record<string, string> =
 describe('Prometheus metrics on the ops listener', () => {
   let h: Harness;
   let dir: string;
+  let sinkPort = 0;
+  let receiver: TcpServer | null = null;
+  const log = new LogLines();
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'ztgate-metrics-'));
-    const nobodyListens = await freePort();
+    const nobodyListens = (sinkPort = await freePort());
     h = await startHarness({
+      logDestination: log,
       configure: (doc) => {
         doc.ops = { listen: { host: '127.0.0.1', port: 0 } };
         doc.audit = {
@@ -72,6 +77,7 @@ describe('Prometheus metrics on the ops listener', () => {
   });
   afterAll(async () => {
     await h?.close();
+    receiver?.close();
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -154,6 +160,21 @@ describe('Prometheus metrics on the ops listener', () => {
     expect(value(samples, 'ztgate_policy_info', { version: h.gateway.runtime.policy().version })).toBe(1);
     expect(value(samples, 'process_cpu_seconds_total')).toBeGreaterThan(0);
     expect(value(samples, 'nodejs_eventloop_lag_seconds')).toBeDefined();
+  });
+
+  it('a SOC sink that comes up: one "unreachable" line for the whole outage, one "connected" line, the spool drains', async () => {
+    const received: Buffer[] = [];
+    receiver = createTcpServer((socket) => socket.on('data', (c: Buffer) => received.push(c)));
+    await new Promise<void>((r) => receiver!.listen(sinkPort, '127.0.0.1', r));
+    await eventually(async () => value((await scrape()).samples, 'ztgate_audit_sink_up', { sink: 'siem' }) === 1, 8000, 'the sink connected');
+    await eventually(async () => value((await scrape()).samples, 'ztgate_audit_spool_oldest_age_seconds', { sink: 'siem' }) === 0, 8000, 'the spool drained');
+    const { samples } = await scrape();
+    expect(value(samples, 'ztgate_audit_sink_delivered_total', { sink: 'siem' })).toBeGreaterThan(8);
+    expect(value(samples, 'ztgate_audit_spool_backlog_bytes', { sink: 'siem' })).toBe(0);
+    // Many reconnection attempts (reconnectMaxMs 200) during the outage, one line.
+    expect(log.withMessage('SOC sink unreachable; events wait in the spool')).toHaveLength(1);
+    expect(log.withMessage('SOC sink connected')).toHaveLength(1);
+    expect(Buffer.concat(received).toString('utf8')).toContain('"decision":"allow"');
   });
 
   it('reports the policy version in force and how long the last activation took to reach this instance', async () => {

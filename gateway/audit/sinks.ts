@@ -52,6 +52,8 @@ export class RemoteSink {
   private skipped = 0;
   /** Skipped records are reported once, even when a reconnect reads past them again. */
   private reportedUpTo: SpoolPosition = { segment: 0, offset: 0 };
+  /** The current outage is in the operator log: one line per outage, not one per reconnection attempt. */
+  private outageLogged = false;
 
   constructor(
     readonly cfg: RemoteSinkConfig,
@@ -88,7 +90,8 @@ export class RemoteSink {
   }
 
   private async down(err: unknown): Promise<void> {
-    if (this.connected) this.log?.warn({ sink: this.cfg.name, err: String((err as Error)?.message ?? err) }, 'SOC sink unreachable; events wait in the spool');
+    if (this.connected || !this.outageLogged) this.log?.warn({ sink: this.cfg.name, err: String((err as Error)?.message ?? err) }, 'SOC sink unreachable; events wait in the spool');
+    this.outageLogged = true;
     this.lastError = String((err as Error)?.message ?? err);
     this.connected = false;
     this.pending = [];
@@ -102,6 +105,7 @@ export class RemoteSink {
         try {
           await this.transport.connect();
           this.connected = true;
+          this.outageLogged = false;
           this.log?.info({ sink: this.cfg.name }, 'SOC sink connected');
         } catch (err) {
           await this.down(err);
