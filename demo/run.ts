@@ -80,6 +80,7 @@ ztgate — bản trình diễn / embedded demo  (DỮ LIỆU GIẢ LẬP — SYN
   Khóa công khai / gateway JWKS  ${g}/.well-known/jwks.json
   Giao diện quản trị / admin UI  ${demo.gateway.adminUrl ?? '(tắt / off)'}/  (056179000006 hoặc 056083000007, mật khẩu demo)
   API quản trị / admin API       ${demo.gateway.adminUrl ?? '(tắt / off)'}/api/v1  (OpenAPI: /api/v1/openapi.json)
+  Giám sát / metrics, probes     ${demo.gateway.opsUrl ?? '(tắt / off)'}/metrics  ${demo.gateway.opsUrl ?? '(tắt / off)'}/readyz
   Dịch vụ dữ liệu / services     ${g}/ho-tich  ${g}/dat-dai  ${g}/y-te  (${g}/cong-thuong: chưa phê duyệt)
 
 Cán bộ giả lập / synthetic officials:
