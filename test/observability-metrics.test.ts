@@ -6,6 +6,7 @@ import { parse as parseYaml } from 'yaml';
 import { freePort, ROOT, startHarness, type Harness } from './helpers/harness.js';
 import { createServer as createTcpServer, type Server as TcpServer } from 'node:net';
 import { eventually, LogLines } from './helpers/ops.js';
+import { Browser, startIdentityHarness, type IdentityHarness } from './helpers/browser.js';
 
 const ALLOWED = '056085000001'; // synthetic official, ho-tich-reader, Sở Tư pháp
 const OTHER_AGENCY_OFFICIAL = '056085000009'; // synthetic official of a commune not named in the configuration
@@ -218,5 +219,28 @@ describe('Prometheus metrics on the ops listener', () => {
     const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
     const undocumented = [...families.keys()].filter((n) => n.startsWith('ztgate_') && !readme.includes(`\`${n}\``));
     expect(undocumented).toEqual([]);
+  });
+});
+
+describe('active sessions', () => {
+  let ih: IdentityHarness;
+
+  beforeAll(async () => {
+    ih = await startIdentityHarness({ configure: (doc) => (doc.ops = { listen: { host: '127.0.0.1', port: 0 } }) });
+  });
+  afterAll(async () => {
+    await ih?.close();
+  });
+
+  it('counts the browser sessions that made a request through the instance', async () => {
+    const gateway = ih.gateways[0]!;
+    const activeSessions = async () => value(parseExposition(await (await fetch(`${gateway.opsUrl}/metrics`)).text()).samples, 'ztgate_sessions_active');
+    expect(await activeSessions()).toBe(0);
+    for (const nationalId of ['056085000001', '056088000003']) {
+      const page = await new Browser().signIn(`${gateway.url}/ho-tich/records?limit=1`, nationalId);
+      expect(page.res.status).toBe(200);
+      await page.res.arrayBuffer();
+    }
+    expect(await activeSessions()).toBe(2);
   });
 });
