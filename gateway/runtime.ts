@@ -46,8 +46,6 @@ export interface Runtime {
   readonly decisionFeed: DecisionFeed;
   /** Metrics, traces and probes (gateway/observability/). */
   readonly observability: Observability;
-  /** The operator log: one line per lifecycle change, faults; never one per request at the default level. */
-  readonly log: Logger;
   close(): Promise<void>;
 }
 
@@ -116,7 +114,6 @@ export async function createRuntime(config: GatewayConfig, opts: RuntimeOptions 
   const observability = await createObservability({ config, store, decisionLog, policies, locks, log: opLog, fetch: opts.fetch });
   return {
     observability,
-    log: opLog,
     config,
     store,
     state,
