@@ -231,9 +231,9 @@ describe('the gateway configuration for Kubernetes', () => {
     place(doc.listen.tls.clientCaFile, readFileSync(join(dir, 'ca.crt')));
     place(doc.identity.session.encryptionKeyFile, Buffer.alloc(32, 7).toString('hex'));
     for (const f of [doc.policy.model, doc.policy.policy, doc.policy.conditions]) place(f, '');
-    // ops and probes are the observability sections; they are checked against the manifests above.
-    const { ops: _ops, probes: _probes, ...rest } = doc;
-    const config = parseConfig(rest, 'deploy/kubernetes/config/ztgate.yaml', ROOT);
+    const config = parseConfig(doc, 'deploy/kubernetes/config/ztgate.yaml', ROOT);
+    expect(config.ops?.listen).toEqual({ host: '0.0.0.0', port: 9464 });
+    expect(config.probes.drainDelayMs).toBe(15_000);
     expect(config.listen.tls!.groups[0]).toBe('X25519MLKEM768');
     expect(config.assertion.algorithms).toEqual(['ES256', 'ML-DSA-65']);
     expect(config.state.backend).toBe('redis');
