@@ -169,3 +169,46 @@ describe('W3C trace context without an exporter, from an untrusted caller', () =
     expect(event.trace.id).toMatch(/^[0-9a-f]{32}$/);
   });
 });
+
+describe('a collector that refuses spans', () => {
+  let h: Harness;
+  let collector: Server;
+  let refusing = true;
+  let accepted = 0;
+  const log = new LogLines();
+
+  beforeAll(async () => {
+    collector = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        if (refusing) res.writeHead(400, { 'content-type': 'application/json' }).end('{"message":"refused (test)"}');
+        else {
+          accepted++;
+          res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+        }
+      });
+    });
+    await new Promise<void>((r) => collector.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(collector.address() as AddressInfo).port}/v1/traces`;
+    h = await startHarness({ logDestination: log, configure: (doc) => (doc.tracing = { otlpEndpoint: url, exportTimeoutMs: 1000 }) });
+  });
+  afterAll(async () => {
+    await h?.close();
+    await new Promise<void>((r) => { collector.closeAllConnections(); collector.close(() => r()); });
+  });
+
+  it('is one operator log line while it refuses, and one when it accepts again', async () => {
+    const failing = 'trace export failing; spans are dropped until the collector answers';
+    for (let round = 0; round < 3; round++) {
+      expect((await fetch(`${h.gateway.url}/livez`)).status).toBe(200);
+      await eventually(() => log.withMessage(failing).length > 0, 5000, 'the failing line');
+    }
+    // Batches keep failing: still one line.
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(log.withMessage(failing)).toHaveLength(1);
+    refusing = false;
+    await fetch(`${h.gateway.url}/livez`);
+    await eventually(() => accepted > 0 && log.withMessage('trace export restored').length === 1, 5000, 'the restored line');
+    expect(log.withMessage(failing)).toHaveLength(1);
+  });
+});

@@ -35,7 +35,7 @@ export interface ObservabilityDeps {
 export async function createObservability(deps: ObservabilityDeps): Promise<Observability> {
   const { config } = deps;
   const metrics = createMetrics({ agencies: config.ops?.agencyLabels ?? [...new Set(config.routes.map((r) => r.ownerAgency))], timeoutMs: config.probes.checkTimeoutMs });
-  const tracing = await createTracing(config.tracing);
+  const tracing = await createTracing(config.tracing, deps.log);
   const probes = createProbes({ config, store: deps.store, decisionLog: deps.decisionLog, fetch: deps.fetch, log: deps.log, policyVersion: () => deps.policies.current().version ?? null });
   metrics.bind({
     readiness: () => probes.last(),

@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type Span, type TextMapGetter, type Tracer } from '@opentelemetry/api';
-import type { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
+import type { NodeTracerProvider, SpanExporter } from '@opentelemetry/sdk-trace-node';
+import type { Logger } from 'pino';
 import type { TracingConfig } from './config.js';
 import { trustedProxyList } from './config.js';
 import { STEPS, type StepTimes } from './steps.js';
@@ -70,7 +71,7 @@ function parentOf(headers: IncomingHttpHeaders): { traceId: string; flags: strin
 }
 
 /** The SDK and exporter are loaded only when spans are exported: a gateway without a collector never loads them. */
-export async function createTracing(config: TracingConfig): Promise<Tracing> {
+export async function createTracing(config: TracingConfig, log?: Pick<Logger, 'info' | 'warn'>): Promise<Tracing> {
   const trusted = trustedProxyList(config.trustedProxies);
   const isTrusted = (address: string | undefined): boolean => {
     if (!address || config.trustedProxies.length === 0) return false;
@@ -93,7 +94,7 @@ export async function createTracing(config: TracingConfig): Promise<Tracing> {
     provider = new NodeTracerProvider({
       resource: resourceFromAttributes({ 'service.name': config.serviceName }),
       sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(config.sampleRatio) }),
-      spanProcessors: [new BatchSpanProcessor(new OTLPTraceExporter({ url: config.otlpEndpoint, timeoutMillis: config.exportTimeoutMs }), { scheduledDelayMillis: 1000, exportTimeoutMillis: config.exportTimeoutMs })],
+      spanProcessors: [new BatchSpanProcessor(reportingExporter(new OTLPTraceExporter({ url: config.otlpEndpoint, timeoutMillis: config.exportTimeoutMs }), config.otlpEndpoint, log), { scheduledDelayMillis: 1000, exportTimeoutMillis: config.exportTimeoutMs })],
     });
     tracer = provider.getTracer('ztgate');
   }
@@ -157,5 +158,23 @@ export async function createTracing(config: TracingConfig): Promise<Tracing> {
     async close() {
       await provider?.shutdown().catch(() => undefined);
     },
+  };
+}
+
+/** The exporter, with each change between failing and succeeding exports in the operator log (once, not per batch). */
+function reportingExporter(inner: SpanExporter, endpoint: string, log?: Pick<Logger, 'info' | 'warn'>): SpanExporter {
+  let failing = false;
+  return {
+    export(spans, done) {
+      inner.export(spans, (result) => {
+        // ExportResultCode.SUCCESS is 0.
+        if (result.code !== 0 && !failing) log?.warn({ endpoint, error: result.error?.message }, 'trace export failing; spans are dropped until the collector answers');
+        else if (result.code === 0 && failing) log?.info({ endpoint }, 'trace export restored');
+        failing = result.code !== 0;
+        done(result);
+      });
+    },
+    shutdown: () => inner.shutdown(),
+    forceFlush: () => inner.forceFlush?.() ?? Promise.resolve(),
   };
 }
