@@ -47,8 +47,8 @@ describe('the container image (Dockerfile)', () => {
     for (const p of written) expect(resolve('/app/demo', p).startsWith('/app/.data/'), p).toBe(true);
   });
 
-  it('has a health check against /healthz, and its build copies only folders that exist', () => {
-    expect(stage.some((i) => i.op === 'HEALTHCHECK' && i.args.includes('/healthz'))).toBe(true);
+  it('has a health check against /readyz, and its build copies only folders that exist', () => {
+    expect(stage.some((i) => i.op === 'HEALTHCHECK' && i.args.includes('/readyz'))).toBe(true);
     for (const m of dockerfile.matchAll(/^COPY (?!--from)(.+) \S+$/gm)) {
       for (const src of m[1]!.split(/\s+/).filter((s) => !s.startsWith('--'))) expect(existsSync(join(ROOT, src)), src).toBe(true);
     }
@@ -76,7 +76,7 @@ describe('the production topology (docker-compose.yml, profile production)', () 
     for (const [name, s] of gateways.filter(([, g]) => inProduction(g))) {
       expect(s.read_only, name).toBe(true);
       expect(s.user, name).toBe('node');
-      expect(s.healthcheck?.test?.join(' '), name).toContain('/healthz');
+      expect(s.healthcheck?.test?.join(' '), name).toContain('/readyz');
       const volumes: string[] = s.volumes;
       const data = volumes.find((v) => v.split(':')[1] === '/data');
       expect(data, `${name} mounts a volume at /data`).toBeDefined();
@@ -96,7 +96,7 @@ describe('the production topology (docker-compose.yml, profile production)', () 
   it('haproxy balances over every gateway with health checks, and retries only idempotent requests', () => {
     const cfg = readFileSync(join(ROOT, 'deploy/haproxy/haproxy.cfg'), 'utf8');
     for (const [name] of gateways.filter(([, g]) => inProduction(g))) expect(cfg).toMatch(new RegExp(`^\\s*server ${name} ${name}:${production.listen.port} check$`, 'm'));
-    expect(cfg).toMatch(/option httpchk GET \/healthz/);
+    expect(cfg).toMatch(/backend ztgate_data\n(?:.*\n)*?\s*option httpchk GET \/readyz/);
     expect(cfg).toMatch(/http-request disable-l7-retry unless METH_GET \|\| METH_HEAD/);
     const idle = /timeout http-keep-alive (\d+)s/.exec(cfg);
     expect(Number(idle![1]) * 1000).toBeLessThan(production.limits.idleTimeoutMs);
