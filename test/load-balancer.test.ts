@@ -121,7 +121,7 @@ beforeAll(async () => {
     '  retry-on conn-failure empty-response response-timeout',
     'backend gateways',
     '  balance roundrobin',
-    '  option httpchk GET /healthz',
+    '  option httpchk GET /readyz',
     '  default-server inter 300ms fall 2 rise 1',
     `  server a 127.0.0.1:${aPort} check`,
     `  server b 127.0.0.1:${bPort} check`,
