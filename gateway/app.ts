@@ -13,6 +13,7 @@ import { DeviceRegistry } from '../identity/devices.js';
 import { registerAuthRoutes } from './auth-routes.js';
 import { httpsServerOptions } from './tls.js';
 import { observeUpstream, registerProbeRoutes } from './observability/index.js';
+import { registerAccessRoutes } from './access/routes.js';
 
 /** The data plane: the Zero Trust pipeline in front of every shared database service. */
 export async function buildApp(runtime: Runtime, opts: { logger?: Logger } = {}): Promise<FastifyInstance> {
@@ -21,10 +22,11 @@ export async function buildApp(runtime: Runtime, opts: { logger?: Logger } = {})
 
   const deviceRegistry = new DeviceRegistry(runtime.store);
   const devices = createDeviceAssessor(config, runtime.store, { registry: deviceRegistry });
-  app.addHook('onRequest', createPipeline({ devices, locks: runtime.locks, decisionLog: runtime.decisionLog, config, routes: runtime.services.table(createRouteTable(config.routes)), authenticator: runtime.authenticator, policy: runtime.policy, signer, store: runtime.store, recentDecisions: runtime.policies.recent, state: runtime.state }));
+  app.addHook('onRequest', createPipeline({ devices, locks: runtime.locks, decisionLog: runtime.decisionLog, config, routes: runtime.services.table(createRouteTable(config.routes)), authenticator: runtime.authenticator, policy: runtime.policy, signer, store: runtime.store, access: runtime.access, recentDecisions: runtime.policies.recent, state: runtime.state }));
 
   app.get('/.well-known/jwks.json', async (_request, reply) => reply.header('cache-control', 'public, max-age=300').send(signer.jwks));
   registerDeviceRoutes(app, deviceRegistry, devices, runtime.locks);
+  registerAccessRoutes(app, runtime.access, runtime.services, config.access, config.publicUrl);
   app.get('/healthz', async () => ({ status: 'ok', policyVersion: runtime.policy().version }));
   registerProbeRoutes(app, runtime.observability.probes, { details: false });
   await registerAuthRoutes(app, runtime);

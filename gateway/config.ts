@@ -4,6 +4,7 @@ import { Ajv, type ErrorObject } from 'ajv';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { ConfigError } from './errors.js';
 import { CLAIMS_PRESETS, CLAIMS_PRESET_NAMES, type ClaimsPresetName } from '../identity/claim-presets.js';
+import { ACCESS_SCHEMA, checkAccessSemantics, resolveAccessPaths, type AccessConfig } from './access/config.js';
 import { AUDIT_SCHEMA, DETECTION_SCHEMA, checkAuditSemantics, resolveAuditPaths, type AuditConfig, type DetectionConfig } from './audit/config.js';
 import { LOG_SCHEMA, OPS_SCHEMA, PROBES_SCHEMA, TRACING_SCHEMA, checkObservabilitySemantics, type LogConfig, type OpsConfig, type ProbesConfig, type TracingConfig } from './observability/config.js';
 
@@ -171,6 +172,7 @@ export interface GatewayConfig {
   readonly probes: ProbesConfig;
   readonly tracing: TracingConfig;
   readonly log: LogConfig;
+  readonly access: AccessConfig;
 }
 
 const id = { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,62}$' };
@@ -381,6 +383,7 @@ export const CONFIG_SCHEMA = {
       default: {},
     },
     audit: AUDIT_SCHEMA,
+    access: ACCESS_SCHEMA,
     detection: DETECTION_SCHEMA,
     ops: OPS_SCHEMA,
     probes: PROBES_SCHEMA,
@@ -635,7 +638,7 @@ export function parseConfig(doc: unknown, source: string, baseDir: string): Gate
   if (!isValid(raw)) {
     throw new ConfigError(source, (validate.errors ?? []).map(describeSchemaError));
   }
-  const problems = [...checkSemantics(raw), ...checkStateSemantics(raw), ...checkLimits(raw), ...checkAuditSemantics(raw), ...checkObservabilitySemantics(raw), ...checkListenerTls(raw, baseDir), ...checkSessionKeyFile(raw, baseDir)];
+  const problems = [...checkSemantics(raw), ...checkStateSemantics(raw), ...checkLimits(raw), ...checkAuditSemantics(raw), ...checkAccessSemantics(raw), ...checkObservabilitySemantics(raw), ...checkListenerTls(raw, baseDir), ...checkSessionKeyFile(raw, baseDir)];
   if (problems.length > 0) throw new ConfigError(source, problems);
 
   for (const iss of raw.identity.issuers) {
@@ -655,6 +658,7 @@ export function parseConfig(doc: unknown, source: string, baseDir: string): Gate
   if (raw.identity.session.encryptionKeyFile) raw.identity.session.encryptionKeyFile = abs(raw.identity.session.encryptionKeyFile);
   resolveAuditPaths(raw, abs);
   raw.state = toStateConfig(raw.state);
+  resolveAccessPaths(raw, abs);
   raw.publicUrl = raw.publicUrl.replace(/\/+$/, '');
   if (raw.admin?.publicUrl) raw.admin.publicUrl = raw.admin.publicUrl.replace(/\/+$/, '');
   return deepFreeze(raw as GatewayConfig);

@@ -38,6 +38,10 @@ export interface DecisionContext {
   device: DeviceTrust | null;
   /** Purpose of access the official declared (X-Purpose, X-Case-Ref), when the policy reads it. */
   purpose: Purpose | null;
+  /** The grant (approved access request or break-glass) the request was decided with. */
+  grant: { id: string; kind: string; role: string; expiresAt: string; confirmed: boolean } | null;
+  /** The access-request step this request made (gateway/access/routes.ts). */
+  access: { operation: string; id?: string; state?: string } | null;
   /** Records the upstream returned, when the response was counted. */
   records: number | null;
   /** Client address and source port, taken on arrival: a streamed or aborted request may have lost its socket by the end. */
@@ -53,7 +57,7 @@ export interface DecisionContext {
 
 export function newDecisionContext(socket?: { remoteAddress?: string | undefined; remotePort?: number | undefined } | null): DecisionContext {
   return {
-    source: { ip: socket?.remoteAddress ?? null, port: socket?.remotePort ?? null }, startedAt: process.hrtime.bigint(), route: null, principal: null, decision: null, policyVersion: null, allowedWithoutPolicy: false, admin: null, reasons: [], errorCode: null, strippedHeaders: [], device: null, purpose: null, records: null, emitted: false, trace: null, steps: null, upstreamStatus: 0 };
+    source: { ip: socket?.remoteAddress ?? null, port: socket?.remotePort ?? null }, startedAt: process.hrtime.bigint(), route: null, principal: null, decision: null, policyVersion: null, allowedWithoutPolicy: false, admin: null, reasons: [], errorCode: null, strippedHeaders: [], device: null, purpose: null, records: null, grant: null, access: null, emitted: false, trace: null, steps: null, upstreamStatus: 0 };
 }
 
 /** Data-plane requests are access decisions; management requests are audited admin actions. */
@@ -156,6 +160,8 @@ function buildEvent(action: EventAction, ctx: DecisionContext, request: FastifyR
       session: principal?.sessionId ? { id_digest: sessionDigest(principal.sessionId) } : undefined,
       purpose: ctx.purpose ? { code: ctx.purpose.code, case_ref: ctx.purpose.caseRef } : undefined,
       records: ctx.records ?? undefined,
+      grant: ctx.grant ? { id: ctx.grant.id, kind: ctx.grant.kind, role: ctx.grant.role, expires_at: ctx.grant.expiresAt, confirmed: ctx.grant.confirmed, break_glass: ctx.grant.kind === 'break-glass' } : undefined,
+      access: ctx.access ?? undefined,
       device: ctx.device ? { id: ctx.device.id, tier: ctx.device.tier, status: ctx.device.status, via: ctx.device.via ?? undefined, posture_failures: ctx.device.postureFailures ?? undefined } : undefined,
     },
     user: ctx.principal ? { id: ctx.principal.nationalId, roles: ctx.principal.roles } : undefined,

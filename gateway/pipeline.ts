@@ -15,9 +15,12 @@ import type { DecisionLog } from './audit/log.js';
 import { requireDeviceTier, type DeviceAssessor } from './steps/device.js';
 import { OFFICIAL_ENDPOINTS } from './device-routes.js';
 import { decide, readPurpose } from './steps/decide.js';
+import type { Grant as DecideGrant } from '../policies/access.js';
 import { upstreamBasePath } from './steps/forward.js';
 import { checkDailyQuota } from './steps/obligations.js';
-import type { Store } from './store.js';
+import { StoreError, type Store } from './store.js';
+import type { AccessService } from './access/requests.js';
+import { ACCESS_PATH_PREFIX } from './access/routes.js';
 import type { RecentDecisions } from '../policies/what-if.js';
 import { newStepTimes, STEP, stepEnd, stepStart } from './observability/steps.js';
 
@@ -35,6 +38,8 @@ export interface PipelineDeps {
   readonly decisionLog: DecisionLog;
   /** Record quotas (obligations); a decision that needs it without a store is refused. */
   readonly store?: Store;
+  /** Grants from approved access requests and break-glass (gateway/access/requests.ts). */
+  readonly access?: Pick<AccessService, 'activeGrant'>;
   /** Decision inputs kept for what-if evaluation of policy drafts. */
   readonly recentDecisions?: RecentDecisions;
   /** Whether the shared state is intact (gateway/state-keeper.ts). */
@@ -76,7 +81,7 @@ export function createPipeline(deps: PipelineDeps) {
     }
     // Shared state lost (Redis lost its data): nothing is decided until it is rebuilt.
     requireStateIntact(deps.state);
-    if (OFFICIAL_ENDPOINTS.has(path)) {
+    if (OFFICIAL_ENDPOINTS.has(path) || path === ACCESS_PATH_PREFIX || path.startsWith(`${ACCESS_PATH_PREFIX}/`)) {
       // Gateway endpoints for any authenticated official (device enrolment): no service, no policy.
       ctx.principal = await deps.authenticator.authenticate(request.headers);
       // A locked official, session or address enrols nothing; the device's own lock is checked once its key is known.
@@ -108,10 +113,22 @@ export function createPipeline(deps: PipelineDeps) {
     stepStart(steps, STEP.decision);
     await checkLocks(deps.locks, { nationalId: principal.nationalId, deviceId: ctx.device?.id, sessionId: principal.sessionId, address: request.socket.remoteAddress });
 
+    // Grants: an approved access request or break-glass on this service, read from the shared store on
+    // every request, so approval, expiry and revocation hold on every instance from the next request.
+    if (policy.usesGrants && deps.access) {
+      try {
+        ctx.grant = await deps.access.activeGrant(principal.nationalId, route.id);
+      } catch (err) {
+        if (err instanceof StoreError) throw new GatewayError('ZTG_ERR_ACCESS_UNAVAILABLE', 'grant-state-unavailable', { cause: err });
+        throw err;
+      }
+      if (ctx.grant?.kind === 'break-glass') ctx.reasons.push('break-glass-access');
+    }
+
     // Decide: Casbin rules, then attribute conditions (clearance, network, time, purpose…); deny by default, deny overrides allow.
     const purpose = policy.usesPurpose ? readPurpose(request.headers) : null;
     ctx.purpose = purpose;
-    const decision = decide(policy, { route, path: innerPath, method: request.method, principal, deviceTier: ctx.device?.tier ?? null, purpose, sourceIp: request.socket.remoteAddress ?? null }, (d) => (ctx.decision = d), deps.recentDecisions);
+    const decision = decide(policy, { route, path: innerPath, method: request.method, principal, deviceTier: ctx.device?.tier ?? null, purpose, sourceIp: request.socket.remoteAddress ?? null, grant: ctx.grant as DecideGrant | null }, (d) => (ctx.decision = d), deps.recentDecisions);
 
     // Quotas: records this official already received today, against the decision's obligations.
     await checkDailyQuota(deps.store, decision, principal.nationalId);

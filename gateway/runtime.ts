@@ -18,6 +18,8 @@ import { createPolicyService, type PolicyService } from '../policies/service.js'
 import { createServiceRegistry, type ServiceRegistry } from './services.js';
 import { createDecisionFeed, teeToFeed, type DecisionFeed } from './admin/live.js';
 import { createObservability, type Observability } from './observability/index.js';
+import { createAccessService, type AccessService } from './access/requests.js';
+import { createAccessWebhooks, type AccessWebhooks } from './access/webhooks.js';
 
 /**
  * The parts both planes share — the data-plane pipeline and the management API read the same
@@ -46,6 +48,9 @@ export interface Runtime {
   readonly decisionFeed: DecisionFeed;
   /** Metrics, traces and probes (gateway/observability/). */
   readonly observability: Observability;
+  /** Just-in-time access requests, break-glass and the grants the pipeline reads (gateway/access/). */
+  readonly access: AccessService;
+  readonly accessWebhooks: AccessWebhooks;
   close(): Promise<void>;
 }
 
@@ -110,8 +115,12 @@ export async function createRuntime(config: GatewayConfig, opts: RuntimeOptions 
     state.onRebuild(async () => void (await roster.replace(await readRosterFile(rosterFile))));
   }
   const detector = createDetector({ config: config.detection, store, locks, log: decisionLog, opLog });
+  const accessWebhooks = createAccessWebhooks(config.access, opLog);
+  const access = createAccessService({ store, config: config.access, route: (id) => services.get(id)?.route ?? null, policy: policies.current, log: decisionLog, notifier: accessWebhooks, onError: (err) => opLog.error({ err }, 'access requests: the periodic check of ended grants failed') });
   decisionLog.start();
   const observability = await createObservability({ config, store, decisionLog, policies, locks, log: opLog, fetch: opts.fetch });
+  access.start();
+  accessWebhooks.start();
   return {
     observability,
     config,
@@ -126,9 +135,13 @@ export async function createRuntime(config: GatewayConfig, opts: RuntimeOptions 
     identity,
     services,
     decisionFeed,
+    access,
+    accessWebhooks,
     async close() {
       await observability.close();
       signer.close();
+      await access.close();
+      await accessWebhooks.close();
       await services.close();
       await detector.close();
       await decisionLog.close();

@@ -4,6 +4,7 @@ import type { GatewayConfig } from './config.js';
 import { buildApp } from './app.js';
 import { buildAdminApp, type AdminModule } from './admin/app.js';
 import { locksModule } from './admin/locks.js';
+import { accessModule } from './admin/access.js';
 import { createRuntime, operatorLogger, type Runtime, type RuntimeOptions } from './runtime.js';
 import { buildOpsApp } from './observability/ops-app.js';
 import { servicesModule } from './admin/services.js';
@@ -43,6 +44,7 @@ export const ADMIN_MODULES: AdminModule[] = [
   uiModule(),
   deviceAdmin,
   locksModule,
+  accessModule,
   identityModule,
   policiesModule,
 ];

@@ -20,6 +20,21 @@ export interface Purpose {
   readonly caseRef: string;
 }
 
+/** How a time-bound grant came about: an approved access request, or break-glass (emergency). */
+export const GRANT_KINDS = ['access-request', 'break-glass'] as const;
+export type GrantKind = (typeof GRANT_KINDS)[number];
+
+/**
+ * A time-bound grant of one role on one service, active for this official now (the gateway reads
+ * it from the shared store on every request). The engine adds the role only where the policy's
+ * `grants` section lets that kind of grant unlock it (policies/conditions.ts).
+ */
+export interface Grant {
+  readonly id: string;
+  readonly kind: GrantKind;
+  readonly role: string;
+}
+
 export interface AccessRequest {
   readonly principal: Principal;
   readonly route: { readonly id: string; readonly securityLevel: number; readonly classification: Classification };
@@ -32,6 +47,8 @@ export interface AccessRequest {
   readonly sourceIp: string | null;
   /** Milliseconds since the epoch; time windows read it in Asia/Ho_Chi_Minh. */
   readonly timeMs: number;
+  /** The official's active grant on this service, if any. */
+  readonly grant?: Grant | null;
 }
 
 export type Obligation =

@@ -3,7 +3,7 @@ import { Ajv, type ErrorObject } from 'ajv';
 import { isMap, isSeq, LineCounter, parseDocument, type Node as YamlNode } from 'yaml';
 import type { Classification } from '../gateway/config.js';
 import { CLEARANCES, type Clearance } from '../identity/principal.js';
-import { DEVICE_TIERS, HTTP_METHODS, type AccessRequest, type DeviceTier, type Obligation } from './access.js';
+import { DEVICE_TIERS, GRANT_KINDS, HTTP_METHODS, type AccessRequest, type DeviceTier, type Grant, type GrantKind, type Obligation } from './access.js';
 
 /**
  * Attribute conditions and obligations, layered over the Casbin decision: Casbin says whether a
@@ -39,6 +39,8 @@ export interface ConditionEntry {
     readonly communeOfficials: boolean | null;
     readonly minSecurityLevel: number | null;
     readonly classifications: ReadonlySet<string> | null;
+    /** Only requests made under these kinds of grant (`none`: without a grant). */
+    readonly grants: ReadonlySet<GrantKind | 'none'> | null;
   };
   readonly require: {
     readonly purpose: boolean;
@@ -68,6 +70,8 @@ export interface Conditions {
   readonly caseRefPattern: RegExp;
   readonly timeWindows: ReadonlyMap<string, TimeWindow>;
   readonly entries: readonly ConditionEntry[];
+  /** Per kind of grant: service → roles such a grant may unlock. Nothing listed: grants unlock nothing. */
+  readonly grants: ReadonlyMap<GrantKind, ReadonlyMap<string, ReadonlySet<string>>>;
 }
 
 export const EMPTY_CONDITIONS: Conditions = Object.freeze({
@@ -80,7 +84,13 @@ export const EMPTY_CONDITIONS: Conditions = Object.freeze({
   caseRefPattern: /^[A-Za-z0-9][A-Za-z0-9/._-]{2,63}$/,
   timeWindows: new Map(),
   entries: [],
+  grants: new Map(),
 });
+
+/** Whether the policy lets this kind of grant unlock this role on this service. */
+export function grantUnlocks(c: Conditions, grant: Grant, routeId: string): boolean {
+  return c.grants.get(grant.kind)?.get(routeId)?.has(grant.role) === true;
+}
 
 const NAME = { type: 'string', pattern: '^[a-z0-9][a-z0-9_.:-]{0,63}$' };
 const names = { type: 'array', uniqueItems: true, items: NAME };
@@ -107,6 +117,15 @@ const schema = {
       properties: {
         codes: { ...names, default: [] },
         caseRefPattern: { type: 'string', minLength: 1, maxLength: 200, default: '^[A-Za-z0-9][A-Za-z0-9/._-]{2,63}$' },
+      },
+      default: {},
+    },
+    grants: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        accessRequest: { type: 'object', propertyNames: NAME, additionalProperties: { ...names, minItems: 1 }, default: {} },
+        breakGlass: { type: 'object', propertyNames: NAME, additionalProperties: { ...names, minItems: 1 }, default: {} },
       },
       default: {},
     },
@@ -146,6 +165,7 @@ const schema = {
               communeOfficials: { type: 'boolean' },
               minSecurityLevel: { type: 'integer', minimum: 1, maximum: 5 },
               classifications: { type: 'array', minItems: 1, uniqueItems: true, items: { enum: ['public', 'internal', 'personal-data', 'sensitive-personal-data', ...STATE_SECRETS] } },
+              grants: { type: 'array', minItems: 1, uniqueItems: true, items: { enum: [...GRANT_KINDS, 'none'] } },
             },
           },
           require: {
@@ -266,6 +286,17 @@ export function parseConditions(text: string, file: string, knownRoutes: Readonl
   const agencies = raw.agencies ? new Set<string>(raw.agencies) : null;
   const communes = new Set<string>(raw.communes);
 
+  const grants = new Map<GrantKind, Map<string, Set<string>>>();
+  for (const [key, kind] of [['accessRequest', 'access-request'], ['breakGlass', 'break-glass']] as const) {
+    const byRoute = new Map<string, Set<string>>();
+    for (const [route, list] of Object.entries(raw.grants[key] as Record<string, string[]>)) {
+      if (!knownRoutes.has(route)) problems.push(`${at(['grants', key, route])}: grants.${key}: route "${route}" is not a configured route`);
+      for (const role of list) if (roles && !roles.has(role)) problems.push(`${at(['grants', key, route])}: grants.${key}.${route}: role "${role}" is not in the roles catalogue`);
+      byRoute.set(route, new Set(list));
+    }
+    grants.set(kind, byRoute);
+  }
+
   const seenNames = new Map<string, number>();
   const entries: ConditionEntry[] = (raw.conditions as any[]).map((c, i) => {
     const where = at(['conditions', i]);
@@ -301,6 +332,7 @@ export function parseConditions(text: string, file: string, knownRoutes: Readonl
         communeOfficials: w.communeOfficials ?? null,
         minSecurityLevel: w.minSecurityLevel ?? null,
         classifications: set(w.classifications),
+        grants: set(w.grants) as ReadonlySet<GrantKind | 'none'> | null,
       },
       require: {
         purpose: r.purpose === true,
@@ -326,6 +358,7 @@ export function parseConditions(text: string, file: string, knownRoutes: Readonl
       caseRefPattern,
       timeWindows,
       entries,
+      grants,
     },
     problems,
   };
@@ -342,6 +375,7 @@ function applies(entry: ConditionEntry, req: AccessRequest, c: Conditions): bool
   if (w.communeOfficials !== null && w.communeOfficials !== (p.agency !== null && c.communes.has(p.agency))) return false;
   if (w.minSecurityLevel !== null && req.route.securityLevel < w.minSecurityLevel) return false;
   if (w.classifications && !w.classifications.has(req.route.classification)) return false;
+  if (w.grants && !w.grants.has(req.grant?.kind ?? 'none')) return false;
   return true;
 }
 

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { newEnforcer, newModelFromString, type Enforcer } from 'casbin';
 import type { Principal } from '../identity/principal.js';
 import { canonicalPolicyPath, HTTP_METHODS, type AccessRequest, type Obligation } from './access.js';
-import { EMPTY_CONDITIONS, evaluateConditions, parseConditions, purposeProblem, type ConditionReason, type Conditions } from './conditions.js';
+import { EMPTY_CONDITIONS, evaluateConditions, grantUnlocks, parseConditions, purposeProblem, type ConditionReason, type Conditions } from './conditions.js';
 import { CANONICAL_MATCHER, NO_RULE, RuleIndex, type EnforceResult } from './fast-match.js';
 
 /**
@@ -365,6 +365,11 @@ export class PolicyEngine {
     return allowRule ? this.decision('allow', 'policy-allowed', allowRule) : this.decision('deny', 'policy-no-match', null);
   }
 
+  /** Whether this policy lets any grant unlock a role; without it, grants are not even read. */
+  get usesGrants(): boolean {
+    return [...this.conditions.grants.values()].some((byRoute) => byRoute.size > 0);
+  }
+
   /** Whether this policy lists purpose codes; without them X-Purpose is neither read nor checked. */
   get usesPurpose(): boolean {
     return this.conditions.purposeCodes.size > 0;
@@ -376,7 +381,14 @@ export class PolicyEngine {
   }
 
   /** The full decision: Casbin, then the attribute conditions, with the obligations of an allow. */
-  decide(request: AccessRequest): Decision {
+  decide(input: AccessRequest): Decision {
+    // A grant is one more role for this service, where the policy lets that kind of grant unlock it;
+    // the conditions (state-secret clearance and networks first) then hold as for any other role.
+    const grant = input.grant;
+    const request: AccessRequest =
+      grant && !input.principal.roles.includes(grant.role) && grantUnlocks(this.conditions, grant, input.route.id)
+        ? { ...input, principal: { ...input.principal, roles: [...input.principal.roles, grant.role] } }
+        : input;
     // Every caller (data plane, admin decide tool, policy tests, what-if) decides on the canonical path.
     const base = this.authorize(request.principal, { routeId: request.route.id, path: canonicalPolicyPath(request.path) }, request.method);
     if (base.effect !== 'allow') return base;

@@ -38,6 +38,13 @@ export interface SinkStatus {
   readonly lastError: string | null;
 }
 
+/** A sink fed by another part of the gateway through the same spool and loop (access webhooks). */
+export interface OtherSinkConfig {
+  readonly name: string;
+  readonly type: 'webhook';
+  readonly reconnectMaxMs: number;
+}
+
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
 
 export class RemoteSink {
@@ -56,7 +63,7 @@ export class RemoteSink {
   private outageLogged = false;
 
   constructor(
-    readonly cfg: RemoteSinkConfig,
+    readonly cfg: RemoteSinkConfig | OtherSinkConfig,
     readonly spool: Spool,
     private readonly transport: Transport,
     private readonly log?: Pick<Logger, 'warn' | 'info'>,

@@ -2,7 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { RouteConfig } from '../config.js';
 import { GatewayError } from '../errors.js';
 import type { Principal } from '../../identity/principal.js';
-import type { AccessRequest, DeviceTier, Purpose } from '../../policies/access.js';
+import type { AccessRequest, DeviceTier, Grant, Purpose } from '../../policies/access.js';
 import type { Decision, PolicyEngine } from '../../policies/engine.js';
 import type { RecentDecisions } from '../../policies/what-if.js';
 
@@ -47,6 +47,8 @@ export interface DecideInput {
   readonly deviceTier: DeviceTier | null;
   readonly purpose: Purpose | null;
   readonly sourceIp: string | null;
+  /** The official's active grant on this service (gateway/access/requests.ts), if any. */
+  readonly grant?: Grant | null;
 }
 
 /**
@@ -63,6 +65,7 @@ export function decide(engine: PolicyEngine, input: DecideInput, onDecision: (de
     purpose: input.purpose,
     sourceIp: input.sourceIp,
     timeMs: Date.now(),
+    grant: input.grant ?? null,
   };
   const problem = engine.purposeProblem(input.purpose);
   if (problem) throw purposeInvalid(problem);
