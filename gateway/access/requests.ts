@@ -42,7 +42,7 @@ export interface AccessRecord {
   /** Why: the purpose for a request, the emergency for break-glass. */
   readonly purpose: string;
   readonly caseRef: string | null;
-  readonly durationMinutes: number;
+  readonly durationSeconds: number;
   readonly requiredApprovals: number;
   approvals: { nationalId: string; at: string; note: string | null }[];
   readonly createdAt: string;
@@ -119,9 +119,9 @@ function text(value: unknown, field: string, min: number, max: number, what: str
   return value.trim();
 }
 
-function minutes(value: unknown, max: number, field: string): number {
-  if (!Number.isInteger(value) || (value as number) < 1 || (value as number) > max) {
-    throw new AccessError('ERR_ACCESS_INPUT', `${field}: thời hạn phải từ 1 đến ${max} phút theo cấp độ của dịch vụ / the period must be 1–${max} minutes for this service's security level`, field);
+function seconds(value: unknown, maxMinutes: number, field: string): number {
+  if (!Number.isInteger(value) || (value as number) < 1 || (value as number) > maxMinutes * 60) {
+    throw new AccessError('ERR_ACCESS_INPUT', `${field}: thời hạn tối đa ${maxMinutes} phút (${maxMinutes * 60} giây) theo cấp độ của dịch vụ / the period must be 1–${maxMinutes * 60} seconds for this service's security level`, field);
   }
   return value as number;
 }
@@ -131,14 +131,14 @@ export interface CreateInput {
   readonly role: unknown;
   readonly purpose: unknown;
   readonly caseRef: unknown;
-  readonly durationMinutes: unknown;
+  readonly durationSeconds: unknown;
 }
 
 export interface BreakGlassInput {
   readonly route: unknown;
   readonly role: unknown;
   readonly reason: unknown;
-  readonly durationMinutes: unknown;
+  readonly durationSeconds: unknown;
 }
 
 export function createAccessService(deps: AccessServiceDeps) {
@@ -257,7 +257,7 @@ export function createAccessService(deps: AccessServiceDeps) {
     const purpose = text(input.purpose, 'purpose', 5, 500, 'cần nêu mục đích / a purpose is required');
     const caseRef = text(input.caseRef, 'caseRef', 3, 64, 'cần số hồ sơ hoặc số văn bản / a case or document number is required');
     if (!/^[\p{L}\p{N}][\p{L}\p{N}/._ -]*$/u.test(caseRef)) throw new AccessError('ERR_ACCESS_INPUT', 'caseRef: chỉ gồm chữ, số và / . _ - / letters, digits and / . _ - only', 'caseRef');
-    const durationMinutes = minutes(input.durationMinutes, config.maxMinutesBySecurityLevel[level(route)], 'durationMinutes');
+    const durationSeconds = seconds(input.durationSeconds, config.maxMinutesBySecurityLevel[level(route)], 'durationSeconds');
     await refuseIfActive(p.nationalId, route.id);
     const r: AccessRecord = {
       id: randomUUID(),
@@ -270,7 +270,7 @@ export function createAccessService(deps: AccessServiceDeps) {
       role,
       purpose,
       caseRef,
-      durationMinutes,
+      durationSeconds,
       requiredApprovals: config.approvalsBySecurityLevel[level(route)],
       approvals: [],
       createdAt: iso(now()),
@@ -315,10 +315,10 @@ export function createAccessService(deps: AccessServiceDeps) {
       const t = now();
       r.state = 'active';
       r.activatedAt = iso(t);
-      r.expiresAt = iso(t + r.durationMinutes * 60_000);
+      r.expiresAt = iso(t + r.durationSeconds * 1000);
       await write(r);
       try {
-        await setGrant(r, t + r.durationMinutes * 60_000);
+        await setGrant(r, t + r.durationSeconds * 1000);
       } catch (err) {
         r.state = 'pending';
         r.approvals.pop();
@@ -378,11 +378,11 @@ export function createAccessService(deps: AccessServiceDeps) {
     const route = serviceOf(input.route);
     const role = checkRole('break-glass', route, input.role);
     const reason = text(input.reason, 'reason', 10, 500, 'lý do khẩn cấp là bắt buộc / the emergency reason is mandatory');
-    const durationMinutes = minutes(input.durationMinutes, Math.min(config.breakGlass.maxMinutes, config.maxMinutesBySecurityLevel[level(route)]), 'durationMinutes');
+    const durationSeconds = seconds(input.durationSeconds, Math.min(config.breakGlass.maxMinutes, config.maxMinutesBySecurityLevel[level(route)]), 'durationSeconds');
     await refuseIfActive(p.nationalId, route.id);
     const t = now();
     const confirmByMs = t + config.breakGlass.confirmWindowSeconds * 1000;
-    const expiresMs = t + durationMinutes * 60_000;
+    const expiresMs = t + durationSeconds * 1000;
     const r: AccessRecord = {
       id: randomUUID(),
       kind: 'break-glass',
@@ -394,7 +394,7 @@ export function createAccessService(deps: AccessServiceDeps) {
       role,
       purpose: reason,
       caseRef: null,
-      durationMinutes,
+      durationSeconds,
       requiredApprovals: 1,
       approvals: [],
       createdAt: iso(t),

@@ -88,8 +88,8 @@ export function registerAccessRoutes(app: FastifyInstance, access: AccessService
     const b = request.body ?? {};
     if (typeof b !== 'object' || Array.isArray(b)) throw new GatewayError('ZTG_ERR_BAD_REQUEST', 'request-malformed', { detail: 'Nội dung phải là một đối tượng JSON / the body must be a JSON object' });
     const o = { ...(b as Record<string, unknown>) };
-    // Forms send numbers as text.
-    if (isForm(request) && typeof o.durationMinutes === 'string' && /^\d{1,6}$/.test(o.durationMinutes)) o.durationMinutes = Number(o.durationMinutes);
+    // The page asks for minutes, as text; the API takes seconds.
+    if (isForm(request)) o.durationSeconds = typeof o.durationMinutes === 'string' && /^\d{1,6}$/.test(o.durationMinutes) ? Number(o.durationMinutes) * 60 : o.durationMinutes;
     return o;
   }
 
@@ -143,11 +143,11 @@ export function registerAccessRoutes(app: FastifyInstance, access: AccessService
         throw accessFailure(err);
       }
     });
-    scope.post(`${ACCESS_PATH_PREFIX}/requests`, step('create', (p, b) => access.create(p, { route: b.route, role: b.role, purpose: b.purpose, caseRef: b.caseRef, durationMinutes: b.durationMinutes })));
+    scope.post(`${ACCESS_PATH_PREFIX}/requests`, step('create', (p, b) => access.create(p, { route: b.route, role: b.role, purpose: b.purpose, caseRef: b.caseRef, durationSeconds: b.durationSeconds })));
     scope.post(`${ACCESS_PATH_PREFIX}/requests/:id/approve`, step('approve', (p, b, id) => access.approve(p, id, b.note)));
     scope.post(`${ACCESS_PATH_PREFIX}/requests/:id/deny`, step('deny', (p, b, id) => access.deny(p, id, b.reason)));
     scope.post(`${ACCESS_PATH_PREFIX}/requests/:id/cancel`, step('cancel', (p, _b, id) => access.cancel(p, id)));
-    scope.post(`${ACCESS_PATH_PREFIX}/break-glass`, step('break-glass', (p, b) => access.openBreakGlass(p, { route: b.route, role: b.role, reason: b.reason, durationMinutes: b.durationMinutes })));
+    scope.post(`${ACCESS_PATH_PREFIX}/break-glass`, step('break-glass', (p, b) => access.openBreakGlass(p, { route: b.route, role: b.role, reason: b.reason, durationSeconds: b.durationSeconds })));
     scope.post(`${ACCESS_PATH_PREFIX}/break-glass/:id/confirm`, step('confirm', (p, _b, id) => access.confirm(p, id)));
 
     scope.get(ACCESS_PATH_PREFIX, async (request, reply) => {

@@ -25,7 +25,7 @@ const record = {
     role: { type: 'string' },
     purpose: { type: 'string' },
     caseRef: { type: ['string', 'null'] },
-    durationMinutes: { type: 'integer' },
+    durationSeconds: { type: 'integer' },
     requiredApprovals: { type: 'integer' },
     approvals: { type: 'array', items: { type: 'object', additionalProperties: true, properties: { nationalId: { type: 'string' }, at: { type: 'string' }, note: { type: ['string', 'null'] } } } },
     createdAt: { type: 'string' },

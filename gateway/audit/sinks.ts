@@ -97,7 +97,7 @@ export class RemoteSink {
   }
 
   private async down(err: unknown): Promise<void> {
-    if (this.connected || !this.outageLogged) this.log?.warn({ sink: this.cfg.name, err: String((err as Error)?.message ?? err) }, 'SOC sink unreachable; events wait in the spool');
+    if (this.connected || !this.outageLogged) this.log?.warn({ sink: this.cfg.name, err: String((err as Error)?.message ?? err) }, this.cfg.type === 'webhook' ? 'webhook receiver unreachable; notifications wait in the spool' : 'SOC sink unreachable; events wait in the spool');
     this.outageLogged = true;
     this.lastError = String((err as Error)?.message ?? err);
     this.connected = false;
@@ -113,7 +113,7 @@ export class RemoteSink {
           await this.transport.connect();
           this.connected = true;
           this.outageLogged = false;
-          this.log?.info({ sink: this.cfg.name }, 'SOC sink connected');
+          if (this.cfg.type !== 'webhook') this.log?.info({ sink: this.cfg.name }, 'SOC sink connected');
         } catch (err) {
           await this.down(err);
           await this.retryLater();
