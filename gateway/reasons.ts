@@ -138,7 +138,7 @@ export const REASONS = {
   'break-glass-reviewed': 'An admin recorded the mandatory after-the-fact review of a break-glass use.',
   'break-glass-not-eligible': 'Only officials with the break-glass role may open or confirm emergency access.',
   'break-glass-access': 'The request was decided under a break-glass grant.',
-  'request-cross-site': 'A change to access requests came from another site (Sec-Fetch-Site or Origin), or not as JSON.',
+  'request-cross-site': 'A form post changing access requests came from another site (its Origin or Sec-Fetch-Site is not this gateway).',
   // forward
   'audit-unavailable': 'The route is audit-required and its events cannot be written to the local audit log; the request is refused rather than served unaudited.',
   'upstream-unavailable': 'The request was allowed but the upstream could not be reached.',
