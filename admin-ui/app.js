@@ -9,6 +9,7 @@ import { whatIfScreen } from './whatif.js';
 import { liveScreen } from './live.js';
 import { devicesScreen } from './devices.js';
 import { officialsScreen } from './officials.js';
+import { accessBadgeCount, accessScreen } from './access.js';
 
 /**
  * The admin UI shell: header, navigation, and one screen at a time chosen by the URL hash
@@ -25,6 +26,7 @@ const SCREENS = [
   { id: 'live', key: 'nav.live', screen: liveScreen },
   { id: 'devices', key: 'nav.devices', screen: devicesScreen },
   { id: 'officials', key: 'nav.officials', screen: officialsScreen },
+  { id: 'access', key: 'nav.access', screen: accessScreen },
 ];
 
 /** @type {(() => void) | void} */
@@ -52,6 +54,11 @@ function renderChrome() {
   nav.setAttribute('aria-label', t('nav.label'));
   const active = currentId();
   replace(nav, h('ul', {}, SCREENS.map((s) => h('li', {}, h('a', { href: `#/${s.id}`, 'aria-current': s.id === active ? 'page' : null, 'data-testid': `nav-${s.id}` }, t(s.key))))));
+  // Pending access requests and unreviewed break-glass uses: a number beside the screen's link.
+  accessBadgeCount().then((n) => {
+    const link = nav.querySelector('[data-testid="nav-access"]');
+    if (link && n > 0) link.append(' ', h('span', { class: 'badge warn', 'data-testid': 'access-badge', 'aria-label': `${n} ${t('access.badge')}` }, String(n)));
+  }, () => undefined);
 }
 
 async function renderScreen({ focus = true } = {}) {

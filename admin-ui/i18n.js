@@ -1,4 +1,5 @@
 // @ts-check
+import { ACCESS_TEXT } from './access-i18n.js';
 /**
  * Every string the admin UI shows, Vietnamese first, English second. The choice is kept in
  * localStorage; `t(key)` falls back to Vietnamese, then to the key, so a missing English
@@ -170,6 +171,7 @@ export const DICTIONARY = {
     'officials.importDone': 'Đã nhập',
     'officials.importHint': 'Cột: nationalId,name,agency,unit,position,roles,clearance,status (vai trò cách nhau bởi |). Thay thế toàn bộ danh sách; một dòng sai thì không thay đổi gì.',
     'officials.setStatus': 'Đổi trạng thái',
+    ...ACCESS_TEXT.vi,
   },
   en: {
     'app.title': 'ztgate — Zero Trust administration',
@@ -335,6 +337,7 @@ export const DICTIONARY = {
     'officials.importDone': 'Imported',
     'officials.importHint': 'Columns: nationalId,name,agency,unit,position,roles,clearance,status (roles separated by |). Replaces the whole roster; one bad row and nothing changes.',
     'officials.setStatus': 'Change status',
+    ...ACCESS_TEXT.en,
   },
 };
 

@@ -82,8 +82,10 @@ export function createPipeline(deps: PipelineDeps) {
     // Shared state lost (Redis lost its data): nothing is decided until it is rebuilt.
     requireStateIntact(deps.state);
     if (OFFICIAL_ENDPOINTS.has(path) || path === ACCESS_PATH_PREFIX || path.startsWith(`${ACCESS_PATH_PREFIX}/`)) {
-      // Gateway endpoints for any authenticated official (device enrolment): no service, no policy.
-      ctx.principal = await deps.authenticator.authenticate(request.headers);
+      // Gateway endpoints for any authenticated official (device enrolment, access requests): no service, no policy.
+      // The access page is visited in a browser: without a session it is sent to sign in, and back.
+      const browserPage = path === ACCESS_PATH_PREFIX ? { method: request.method, url: request.url, note: (reason: Reason) => ctx.reasons.push(reason) } : undefined;
+      ctx.principal = await deps.authenticator.authenticate(request.headers, browserPage);
       // A locked official, session or address enrols nothing; the device's own lock is checked once its key is known.
       await checkLocks(deps.locks, { nationalId: ctx.principal.nationalId, deviceId: null, sessionId: ctx.principal.sessionId, address: request.socket.remoteAddress });
       ctx.allowedWithoutPolicy = true;
