@@ -8,6 +8,7 @@ import { AUDIT_USAGE } from './audit/cli.js';
 import { unsupportedRuntime } from './node-version.js';
 import { configuredFileProblems, identityProviderProblems } from './preflight.js';
 import type { GatewayConfig } from './config.js';
+import { ACCESS_USAGE } from './access/cli.js';
 
 const USAGE = `ztgate — cổng truy cập Zero Trust cho cơ sở dữ liệu dùng chung / Zero Trust gateway
 
@@ -25,7 +26,7 @@ Cách dùng / usage:
                                   lấy access token từ IdP demo (luồng OAuth chuẩn) / get a demo access token
   ztgate device init|enrol|approve|quarantine|posture|curl …
                                   thiết bị giả lập: khóa, đăng ký, báo cáo tình trạng, DPoP / demo device
-${AUDIT_USAGE}`;
+${AUDIT_USAGE}${ACCESS_USAGE}`;
 
 type Handler = (args: string[]) => Promise<number>;
 
@@ -109,6 +110,14 @@ const commands: Record<string, Handler> = {
       return await runAuditCommand(args);
     } catch (err) {
       throw err instanceof AuditUsageError ? new UsageError(err.message) : err;
+    }
+  },
+  async access(args) {
+    const { runAccessCommand, AccessUsageError } = await import('./access/cli.js');
+    try {
+      return await runAccessCommand(args);
+    } catch (err) {
+      throw err instanceof AccessUsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') ? new UsageError((err as Error).message) : err;
     }
   },
   async device(args) {

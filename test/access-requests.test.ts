@@ -9,6 +9,7 @@ import { parseConfig } from '../gateway/config.js';
 import { startGateway, type RunningGateway } from '../gateway/server.js';
 import { EventSink, freePort, ROOT, startHarness, TEST_AUDIENCE, assertEventMatchesSchema, type Harness } from './helpers/harness.js';
 import { deleteKeysWithPrefix, redisUrl } from './helpers/redis.js';
+import { AccessUsageError, runAccessCommand } from '../gateway/access/cli.js';
 
 /**
  * Just-in-time access and break-glass across two gateway instances sharing one real Redis, through
@@ -376,5 +377,29 @@ describe('webhook and page', () => {
     const cross = await fetch(`${A()}/.ztgate/access/requests`, { method: 'POST', headers: { authorization: `Bearer ${await token(REQUESTER)}`, 'content-type': 'application/x-www-form-urlencoded', origin: 'https://evil.example' }, body: 'route=echo&role=ho-so-reader&durationMinutes=5&purpose=abcdef&caseRef=HS-1' });
     expect(cross.status).toBe(403);
     expect((await h.sink.forRequest(cross.headers.get('x-request-id'))).ztgate.reasons).toEqual(['request-cross-site']);
+  });
+});
+
+describe('ztgate access (CLI)', () => {
+  async function cli(as: string, ...args: string[]) {
+    let out = '';
+    let err = '';
+    const code = await runAccessCommand(args, { out: { write: (s: string) => (out += s) }, err: { write: (s: string) => (err += s) }, env: { ZTGATE_TOKEN: await token(as) } });
+    return { code, out: out ? JSON.parse(out) : null, err };
+  }
+
+  it('requests, approves and revokes over the API; a refusal exits 1 with the gateway error; bad usage is named', async () => {
+    const created = await cli(REQUESTER, 'request', '--gateway', A(), '--route', 'echo', '--role', 'ho-so-reader', '--minutes', '5', '--purpose', 'Đối chiếu hồ sơ (kiểm thử)', '--case', 'CV-118/STP');
+    expect(created.code).toBe(0);
+    const id = created.out.request.id;
+    const self = await cli(REQUESTER, 'approve', id, '--gateway', B());
+    expect(self.code).toBe(1);
+    expect(self.err).toContain('access-self-approval');
+    expect((await cli(APPROVER, 'approve', id, '--gateway', B(), '--note', 'Đồng ý')).out.request.state).toBe('active');
+    const listed = await cli(ADMIN, 'admin-list', '--admin', b.adminUrl!, '--state', 'active');
+    expect(listed.out.items.map((r: any) => r.id)).toContain(id);
+    expect((await cli(ADMIN, 'revoke', id, '--admin', b.adminUrl!, '--reason', 'Xong việc (kiểm thử)')).out.state).toBe('revoked');
+    await expect(cli(REQUESTER, 'request', '--gateway', A(), '--route', 'echo')).rejects.toThrow(AccessUsageError);
+    await expect(cli(REQUESTER, 'request', '--gateway', A(), '--route', 'echo', '--role', 'x', '--minutes', 'ten', '--purpose', 'p', '--case', 'c')).rejects.toThrow('--minutes');
   });
 });
