@@ -273,6 +273,20 @@ describe('just-in-time access across two instances (real HTTP, real Redis)', () 
     await call(h.gateway.adminUrl!, 'POST', `/api/v1/access-requests/${id}/revoke`, ADMIN, { reason: 'Dọn dẹp (kiểm thử)' });
   });
 
+  it('a grant record that cannot be read refuses the request (503), never decides without it', async () => {
+    const { Redis } = await import('ioredis');
+    const redis = new Redis(await redisUrl(), { keyPrefix: prefix });
+    try {
+      await redis.set(`access:grant:${REQUESTER}:echo`, '{not json', 'PX', 5000);
+      const r = await call(B(), 'GET', '/echo/ho-so/1', REQUESTER);
+      expect(r.status).toBe(503);
+      expect(r.event.ztgate).toMatchObject({ decision: 'deny', reasons: ['grant-state-unavailable'], error_code: 'ZTG_ERR_ACCESS_UNAVAILABLE' });
+    } finally {
+      await redis.del(`access:grant:${REQUESTER}:echo`);
+      redis.disconnect();
+    }
+  });
+
   it('expiry under load: no request sent after the end of the grant is allowed, on either instance', async () => {
     const created = await request(REQUESTER, { route: 'echo', role: 'ho-so-reader', durationSeconds: 2 });
     const approved = await call(A(), 'POST', `/.ztgate/access/requests/${created.body.request.id}/approve`, APPROVER, {});
