@@ -23,6 +23,7 @@ const OTHER_AGENCY_APPROVER = '056190000002';
 const BREAK_GLASS = '056092000004';
 const BREAK_GLASS_2 = '056088000003';
 const ADMIN = '056179000006';
+const HEAD_OF_HEALTH = '056170000021'; // synthetic head of Sở Y tế
 
 const WHO: Record<string, { agency: string; roles: string[] }> = {
   [REQUESTER]: { agency: 'so-tu-phap', roles: ['ho-tich-reader'] },
@@ -32,6 +33,7 @@ const WHO: Record<string, { agency: string; roles: string[] }> = {
   [BREAK_GLASS]: { agency: 'so-y-te', roles: ['break-glass'] },
   [BREAK_GLASS_2]: { agency: 'so-y-te', roles: ['break-glass'] },
   [ADMIN]: { agency: 'cong-an-tinh', roles: ['security-admin'] },
+  [HEAD_OF_HEALTH]: { agency: 'so-y-te', roles: ['agency-head'] },
 };
 
 interface Hook {
@@ -353,6 +355,9 @@ describe('break-glass', () => {
     expect(still.status).toBe(200);
     expect(still.event.ztgate.grant).toMatchObject({ break_glass: true, confirmed: true });
 
+    // The head of Sở Y tế sees the use of their official until it is reviewed; another agency's head does not.
+    expect((await call(B(), 'GET', '/.ztgate/access/requests', HEAD_OF_HEALTH)).body.unreviewedBreakGlass.map((r: any) => r.id)).toContain(id);
+    expect((await call(B(), 'GET', '/.ztgate/access/requests', APPROVER)).body.unreviewedBreakGlass).toEqual([]);
     const summary = await call(h.gateway.adminUrl!, 'GET', '/api/v1/access-requests/summary', ADMIN);
     expect(summary.body.unreviewedByAgency['so-y-te'].map((r: any) => r.id)).toContain(id);
     const short = await call(h.gateway.adminUrl!, 'POST', `/api/v1/access-requests/${id}/review`, ADMIN, { note: 'ngắn' });
@@ -361,6 +366,7 @@ describe('break-glass', () => {
     expect(reviewed.body.review.by).toBe(ADMIN);
     const after = await call(h.gateway.adminUrl!, 'GET', '/api/v1/access-requests/summary', ADMIN);
     expect((after.body.unreviewedByAgency['so-y-te'] ?? []).map((r: any) => r.id)).not.toContain(id);
+    expect((await call(B(), 'GET', '/.ztgate/access/requests', HEAD_OF_HEALTH)).body.unreviewedBreakGlass.map((r: any) => r.id)).not.toContain(id);
     await call(h.gateway.adminUrl!, 'POST', `/api/v1/access-requests/${id}/revoke`, ADMIN, { reason: 'Kết thúc (kiểm thử)' });
   });
 });

@@ -1,7 +1,9 @@
+import { copyFileSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { DEMO_GATEWAY_CLIENT_ID, DEMO_GATEWAY_CLIENT_SECRET } from '../demo/idp.js';
-import { freePort, startHarness, type Harness } from './helpers/harness.js';
+import { freePort, ROOT, startHarness, type Harness } from './helpers/harness.js';
 import { chromiumAvailable, launchChromium } from './helpers/chromium.js';
 
 /**
@@ -13,6 +15,17 @@ import { chromiumAvailable, launchChromium } from './helpers/chromium.js';
 const OFFICIAL = '056085000001'; // Nguyễn Văn An, ho-tich-reader, Sở Tư pháp
 const APPROVER = '056080000005'; // Hoàng Văn Em, Sở Tư pháp, access-approver (demo roster)
 const ADMIN = '056179000006'; // Vũ Thị Giang, security-admin
+
+const SHOTS = join(ROOT, 'test-artifacts', 'screenshots');
+// The README's pictures are replaced only when asked (UPDATE_DOCS=1).
+const UPDATE_DOCS = process.env.UPDATE_DOCS === '1';
+
+async function shot(page: Page, name: string) {
+  mkdirSync(SHOTS, { recursive: true });
+  const file = join(SHOTS, `${name}.png`);
+  await page.screenshot({ path: file });
+  if (UPDATE_DOCS) copyFileSync(file, join(ROOT, 'docs', 'screenshots', `${name}.png`));
+}
 
 if (!chromiumAvailable()) throw new Error('chromium is not installed at /usr/bin/chromium: apt-get install -y chromium (.ci/run does it)');
 
@@ -81,6 +94,7 @@ describe('just-in-time access in a browser', () => {
 
     const em = await signIn(`${dataUrl}/.ztgate/access`, APPROVER);
     expect(await stateOf(em.page, 'Chờ tôi duyệt')).toBe('pending');
+    await shot(em.page, 'access-page');
     await Promise.all([em.page.waitForURL(`${dataUrl}/.ztgate/access`), em.page.click('button:has-text("Phê duyệt")')]);
 
     await an.page.goto(`${dataUrl}/.ztgate/access`);
@@ -93,6 +107,7 @@ describe('just-in-time access in a browser', () => {
     await admin.page.selectOption('[data-testid=access-filter]', 'active');
     await admin.page.click('form.filters button[type=submit]');
     await admin.page.locator('[data-testid=access-table] td[data-state], [data-testid=access-table] span[data-state="active"]').first().waitFor();
+    await shot(admin.page, 'access');
     await admin.page.click('button[data-testid^="revoke-"]');
     await admin.page.fill('dialog textarea[name=reason]', 'Hồ sơ đã xử lý xong (kiểm thử)');
     await admin.page.click('dialog button[type=submit]');

@@ -22,6 +22,8 @@ export interface AccessConfig {
   readonly maxMinutesBySecurityLevel: Readonly<Record<'1' | '2' | '3' | '4' | '5', number>>;
   /** Approvals a request needs, by security level (two from level 4). */
   readonly approvalsBySecurityLevel: Readonly<Record<'1' | '2' | '3' | '4' | '5', number>>;
+  /** The head of an agency (thủ trưởng) sees their officials' unreviewed break-glass uses on their page. */
+  readonly agencyHeadRole: string;
   /** A request nobody decided within this many minutes expires. */
   readonly pendingMaxMinutes: number;
   readonly breakGlass: {
@@ -52,6 +54,7 @@ export const ACCESS_SCHEMA = {
   additionalProperties: false,
   properties: {
     approverRole: { ...ROLE, default: 'access-approver' },
+    agencyHeadRole: { ...ROLE, default: 'agency-head' },
     maxMinutesBySecurityLevel: byLevel([24 * 60, 24 * 60, 8 * 60, 60, 60], 7 * 24 * 60),
     approvalsBySecurityLevel: byLevel([1, 1, 1, 2, 2], 5),
     pendingMaxMinutes: { type: 'integer', minimum: 1, maximum: 30 * 24 * 60, default: 24 * 60 },

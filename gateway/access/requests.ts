@@ -358,7 +358,8 @@ export function createAccessService(deps: AccessServiceDeps) {
   const cancel = (p: Principal, id: string) =>
     end(id, p.nationalId, 'người yêu cầu hủy / cancelled by the requester', (r) => {
       if (r.requester.nationalId !== p.nationalId) throw new AccessError('ERR_ACCESS_NOT_FOUND', `không có yêu cầu ${id} của bạn / no request ${id} of yours`);
-      if (!LIVE_STATES.includes(r.state)) requireState(r, 'pending');
+      // A pending request is withdrawn; an active grant ends early.
+      if (!LIVE_STATES.includes(r.state)) throw new AccessError('ERR_ACCESS_STATE', `Yêu cầu đã kết thúc (${r.state}) / the request already ended (${r.state})`);
     }, 'cancelled', 'cancelled');
 
   /** An admin or the SOC ends a live grant or request at once. */
@@ -371,6 +372,11 @@ export function createAccessService(deps: AccessServiceDeps) {
 
   function eligible(p: Principal): boolean {
     return p.roles.includes(config.breakGlass.eligibleRole);
+  }
+
+  /** The agency head answers for their officials' break-glass uses until each is reviewed. */
+  function headsAgencyOf(p: Principal, r: AccessRecord): boolean {
+    return p.roles.includes(config.agencyHeadRole) && p.agency !== null && r.requester.agency === p.agency;
   }
 
   async function openBreakGlass(p: Principal, input: BreakGlassInput): Promise<AccessRecord> {
@@ -524,6 +530,7 @@ export function createAccessService(deps: AccessServiceDeps) {
     activeGrant,
     reviews,
     eligible,
+    headsAgencyOf,
     sweep,
     start,
     async close() {

@@ -120,6 +120,7 @@ export function registerAccessRoutes(app: FastifyInstance, access: AccessService
       toReview: all.filter((r) => r.state === 'pending' && access.reviews(p, r) && !r.approvals.some((a) => a.nationalId === p.nationalId)),
       toConfirm: access.eligible(p) ? all.filter((r) => r.kind === 'break-glass' && r.state === 'active' && r.confirmedBy === null && r.requester.nationalId !== p.nationalId) : [],
       breakGlassEligible: access.eligible(p),
+      unreviewedBreakGlass: all.filter((r) => r.kind === 'break-glass' && r.review === null && access.headsAgencyOf(p, r)),
       services: services.list().map(({ route }) => ({
         id: route.id,
         name: route.name,
@@ -178,7 +179,7 @@ const table = (rows: string[]) =>
 
 const form = (action: string, fields: string, button: string) => `<form method="post" action="${action}">${fields}<button type="submit">${button}</button></form>`;
 
-function renderPage(p: Principal, view: { mine: AccessRecord[]; toReview: AccessRecord[]; toConfirm: AccessRecord[]; breakGlassEligible: boolean; services: { id: string; name: string; securityLevel: number; maxMinutes: number; approvals: number }[] }): string {
+function renderPage(p: Principal, view: { mine: AccessRecord[]; toReview: AccessRecord[]; toConfirm: AccessRecord[]; breakGlassEligible: boolean; unreviewedBreakGlass: AccessRecord[]; services: { id: string; name: string; securityLevel: number; maxMinutes: number; approvals: number }[] }): string {
   const P = ACCESS_PATH_PREFIX;
   const options = view.services.map((s) => `<option value="${esc(s.id)}">${esc(s.name)} — cấp độ ${s.securityLevel}, tối đa ${s.maxMinutes} phút, ${s.approvals} người duyệt</option>`).join('');
   const mine = view.mine.map((r) => row(r, r.state === 'pending' || r.state === 'active' ? form(`${P}/requests/${r.id}/cancel`, '', 'Hủy / Cancel') : ''));
@@ -200,5 +201,6 @@ ${form(`${P}/requests`, `<label>Dịch vụ <select name="route">${options}</sel
 <h2>Yêu cầu của tôi / My requests</h2>${table(mine)}
 <h2>Chờ tôi duyệt / Waiting for my review</h2>${table(review)}
 ${breakGlass}
+${view.unreviewedBreakGlass.length > 0 ? `<h2>Truy cập khẩn cấp của cơ quan chưa được xem xét / Unreviewed break-glass uses in your agency</h2>${table(view.unreviewedBreakGlass.map((r) => row(r, '')))}` : ''}
 </body></html>`;
 }
