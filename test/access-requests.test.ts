@@ -260,6 +260,22 @@ describe('just-in-time access across two instances (real HTTP, real Redis)', () 
     }
   });
 
+  it('two approvers approving at the same moment on two instances: both approvals count, the grant starts once', async () => {
+    // Straight into each instance's service, in the same tick, so both read the request before either writes.
+    const approver = (nationalId: string) => ({ nationalId, agency: 'so-y-te', roles: ['access-approver'], clearance: 'none' as const, assuranceLevel: 2 as const, sessionId: null, acr: null, issuer: 'test', authTime: null });
+    for (let round = 0; round < 5; round++) {
+      const created = await request(REQUESTER, { route: 'suc-khoe', role: 'suc-khoe-reader', durationSeconds: 60 });
+      const id = created.body.request.id;
+      const results = await Promise.all([h.gateway.runtime.access.approve(approver(OTHER_AGENCY_APPROVER), id, null), b.runtime.access.approve(approver('056179000098'), id, null)]);
+      expect(results.map((r) => r.state).sort()).toEqual(['active', 'pending']);
+      const final = await h.gateway.runtime.access.get(id);
+      expect(final).toMatchObject({ state: 'active' });
+      expect(final!.approvals.map((x) => x.nationalId).sort()).toEqual([OTHER_AGENCY_APPROVER, '056179000098'].sort());
+      expect(lifecycle(id).filter((e) => e.ztgate.access.operation === 'approved')).toHaveLength(1);
+      await call(A(), 'POST', `/.ztgate/access/requests/${id}/cancel`, REQUESTER, {});
+    }
+  });
+
   it('policy decides what grants unlock: never a state-secret service without clearance, whatever the grant', async () => {
     const notUnlockable = await request(REQUESTER, { route: 'echo', role: 'security-admin', durationSeconds: 60 });
     expect(notUnlockable.status).toBe(400);
