@@ -18,7 +18,7 @@ import { createPolicyService, type PolicyService } from '../policies/service.js'
 import { createServiceRegistry, type ServiceRegistry } from './services.js';
 import { createDecisionFeed, teeToFeed, type DecisionFeed } from './admin/live.js';
 import { createObservability, type Observability } from './observability/index.js';
-import { createAccessService, type AccessService } from './access/requests.js';
+import { createAccessService, isAccessKey, type AccessService } from './access/requests.js';
 import { createAccessWebhooks, type AccessWebhooks } from './access/webhooks.js';
 
 /**
@@ -92,7 +92,7 @@ export async function createRuntime(config: GatewayConfig, opts: RuntimeOptions 
     state = createStateKeeper({
       store: baseStore,
       durable,
-      governed: (k) => isLockKey(k) || isDeviceRecordKey(k) || isPolicyVersionKey(k) || (!rosterFromFile && isRosterKey(k)),
+      governed: (k) => isLockKey(k) || isDeviceRecordKey(k) || isPolicyVersionKey(k) || isAccessKey(k) || (!rosterFromFile && isRosterKey(k)),
       checkIntervalMs: config.state.checkIntervalMs,
       log: opLog,
       alert: (rule, message, detail) => void decisionLog.write(auditAlert(rule, message, detail)),

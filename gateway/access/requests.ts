@@ -110,6 +110,10 @@ const grantKey = (nationalId: string, routeId: string) => `access:grant:${nation
 const mutexKey = (id: string) => `access:mutex:${id}`;
 const ALL = 'access:index';
 const LIVE = 'access:live';
+/** Requests, their indexes and grants are governance records (kept durably where state.durable is set); the mutex is not. */
+export function isAccessKey(key: string): boolean {
+  return key.startsWith('access:req:') || key.startsWith('access:grant:') || key === ALL || key === LIVE;
+}
 const ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 // Records are kept for the agency head's accounting; a year and a month, then Redis forgets them.
 const RECORD_TTL_MS = 400 * 86_400_000;
