@@ -93,6 +93,28 @@ describe('the production topology (docker-compose.yml, profile production)', () 
     }
   });
 
+  it('the gateways find Redis through the Sentinels the topology runs, and keep the durable copy in its PostgreSQL', () => {
+    const sentinelConf = readFileSync(join(ROOT, 'deploy/redis/sentinel.conf'), 'utf8');
+    const monitored = /^sentinel monitor (\S+) /m.exec(sentinelConf)![1];
+    const port = /^port (\d+)$/m.exec(sentinelConf)![1];
+    expect(production.state.redisUrl, 'a single Redis would not follow a failover').toBeUndefined();
+    expect(production.state.sentinel.masterName).toBe(monitored);
+    const sentinelServices = Object.entries(compose.services).filter(([, s]) => inProduction(s) && JSON.stringify(s.command ?? '').includes('redis-sentinel')).map(([n]) => n);
+    expect([...production.state.sentinel.sentinels].sort()).toEqual(sentinelServices.map((n) => `${n}:${port}`).sort());
+    const durable = new URL(production.state.durable.postgresUrl);
+    expect(durable.password, 'the password comes from PGPASSFILE, not the config').toBe('');
+    const db = compose.services[durable.hostname];
+    expect(db && inProduction(db) && /^postgres:/.test(db.image), `${durable.hostname} is a PostgreSQL of the production profile`).toBe(true);
+    expect(db.environment.POSTGRES_DB).toBe(durable.pathname.slice(1));
+    expect(db.environment.POSTGRES_USER).toBe(durable.username);
+    for (const [name, s] of gateways.filter(([, g]) => inProduction(g))) {
+      const pgpass = String(s.environment?.PGPASSFILE ?? '');
+      expect(pgpass.startsWith('/run/secrets/'), `${name}: PGPASSFILE is a secret`).toBe(true);
+      expect(s.secrets, name).toContain(pgpass.slice('/run/secrets/'.length));
+      for (const dep of [durable.hostname, ...sentinelServices]) expect(s.depends_on?.[dep]?.condition, `${name} waits for ${dep}`).toBe('service_healthy');
+    }
+  });
+
   it('haproxy balances over every gateway with health checks, and retries only idempotent requests', () => {
     const cfg = readFileSync(join(ROOT, 'deploy/haproxy/haproxy.cfg'), 'utf8');
     for (const [name] of gateways.filter(([, g]) => inProduction(g))) expect(cfg).toMatch(new RegExp(`^\\s*server ${name} ${name}:${production.listen.port} check$`, 'm'));
