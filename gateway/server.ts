@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import type { Logger } from 'pino';
+import { pino, type Logger } from 'pino';
 import type { GatewayConfig } from './config.js';
 import { buildApp } from './app.js';
 import { buildAdminApp, type AdminModule } from './admin/app.js';
@@ -13,6 +13,7 @@ import { uiModule } from './admin/ui.js';
 import { deviceAdmin } from './admin/devices.js';
 import { identityModule } from './admin/identity.js';
 import { policiesModule } from './admin/policies.js';
+import { startDatabaseListener, type DatabaseListener } from './database/listener.js';
 
 /** Owns the process side: builds the shared runtime, starts the listeners, closes them gracefully. */
 export interface RunningGateway {
@@ -80,6 +81,7 @@ export async function startGateway(config: GatewayConfig, opts: RuntimeOptions &
     }
     const gateway: RunningGateway = {
       runtime,
+      database,
       app,
       url: urlOf(app, config.listen.host, config.listen.tls !== undefined),
       admin,
