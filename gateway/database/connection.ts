@@ -324,7 +324,13 @@ export class DatabaseConnection {
       for (;;) {
         const m = await this.nextMessage();
         if (m.type === 'X') return this.close();
-        await this.exchange(m);
+        // One exchange's answer leaves in as few TLS records as possible.
+        this.client.cork();
+        try {
+          await this.exchange(m);
+        } finally {
+          if (!this.closed) this.client.uncork();
+        }
         if (this.closed) return;
       }
     } catch (err) {
@@ -523,8 +529,18 @@ export class DatabaseConnection {
   private send(messages: Buffer[], onMessage: (m: wire.Message) => void): Promise<string> {
     return new Promise((resolve) => {
       this.phases.push({ onMessage, done: resolve });
-      if (!this.closed) this.upstream!.socket.write(messages.length === 1 ? messages[0]! : Buffer.concat(messages));
+      // What one exchange sends in the same tick (its BEGIN, the statement, its COMMIT) leaves in one write.
+      if (this.outgoing.length === 0) queueMicrotask(() => this.flushUpstream());
+      this.outgoing.push(...messages);
     });
+  }
+
+  private outgoing: Buffer[] = [];
+
+  private flushUpstream(): void {
+    const out = this.outgoing;
+    this.outgoing = [];
+    if (!this.closed && out.length > 0) this.upstream!.socket.write(out.length === 1 ? out[0]! : Buffer.concat(out));
   }
 
   /** A statement of the gateway's own, answered to nobody; an error in it is passed on (a COMMIT that failed). */
@@ -750,16 +766,20 @@ export class DatabaseConnection {
     }
     const exec = this.newExec(rec, obligations);
     const wrap = this.txStatus === 'I' && c.kind !== 'SESSION';
-    const out: Buffer[] = [];
+    // A SELECT's transaction ends the same whether committed or rolled back: its COMMIT goes in the
+    // same round trip (after an error PostgreSQL answers it with ROLLBACK). Writes wait for the outcome.
+    const pipelined = wrap && c.kind === 'SELECT';
     let prefix: Promise<string> | null = null;
     if (wrap) prefix = this.send(this.wrapPrefix(), () => undefined);
     else if (this.txStatus === 'T' && !this.settingsInTransaction && c.kind !== 'SESSION') prefix = this.quiet(this.settingsSql(), false);
-    out.push(m.raw);
-    const status = await this.send(out, (r) => this.onSimpleResponse(exec, r));
+    const statement = this.send([m.raw], (r) => this.onSimpleResponse(exec, r));
+    const commit = pipelined ? this.quiet('COMMIT', true, rec) : null;
+    const status = await statement;
     if (prefix) await prefix;
     if (wrap || this.txStatus === 'T') this.settingsInTransaction = this.txStatus !== 'I';
     let final = status;
-    if (wrap) final = await this.unwrap(!exec.over && rec.upstreamError === null, rec);
+    if (commit) final = await commit;
+    else if (wrap) final = await this.unwrap(!exec.over && rec.upstreamError === null, rec);
     else if (exec.over) final = await this.failTransaction();
     if (c.opensTransaction && final === 'T') {
       await this.quiet(this.settingsSql(), false);
@@ -933,7 +953,10 @@ export class DatabaseConnection {
     let prefix: Promise<string> | null = null;
     if (wrap) prefix = this.send(this.wrapPrefix(), () => undefined);
     else if (this.txStatus === 'T' && hasData && !this.settingsInTransaction) prefix = this.quiet(this.settingsSql(), false);
-    const status = await this.send(forward, (r) => this.onExtendedResponse(responders, r));
+    const pipelined = wrap && refusal === null && execs.every((e) => e.record.statement?.kind === 'SELECT');
+    const main = this.send(forward, (r) => this.onExtendedResponse(responders, r));
+    const commit = pipelined ? this.quiet('COMMIT', true, execs[execs.length - 1]?.record) : null;
+    const status = await main;
     if (prefix) await prefix;
     if (this.txStatus === 'T') this.settingsInTransaction = true;
     const failed = refusal !== null || execs.some((e) => e.over || e.record.upstreamError !== null);
@@ -943,7 +966,8 @@ export class DatabaseConnection {
       this.write(wire.errorResponse(errorFields(refusal.err, 'ERROR')));
     }
     let final = status;
-    if (wrap) final = await this.unwrap(!failed, execs[execs.length - 1]?.record ?? null);
+    if (commit) final = await commit;
+    else if (wrap) final = await this.unwrap(!failed, execs[execs.length - 1]?.record ?? null);
     else if (failed && status === 'T') final = await this.failTransaction();
     if (opensTransaction && final === 'T' && !this.settingsInTransaction) {
       await this.quiet(this.settingsSql(), false);

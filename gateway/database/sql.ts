@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { loadModule, parseSync, scanSync } from 'libpg-query';
+import { loadModule, normalizeSync, parseSync, scanSync } from 'libpg-query';
 import type { Reason } from '../reasons.js';
 
 /**
@@ -280,18 +280,44 @@ export function classify(text: string): Classified {
   return { ...base, ...classifyTree(stmts[0].stmt) };
 }
 
-/** classify() behind a bounded cache keyed by the statement text. */
+/**
+ * classify() behind a bounded cache. The key is the statement with its constants replaced by
+ * $n (the parser's own normalisation, as pg_stat_statements does it): statements that differ
+ * only in their values — the simple protocol inlines them — have one tree shape, so they share
+ * one classification and a repeated statement costs the normalisation and a lookup. The one
+ * classification that depends on a value (SET ztgate.purpose) is made from the text itself.
+ */
 export function createStatementClassifier(entries: number): (text: string) => Classified {
   const cache = new Map<string, Classified>();
+  const remember = (key: string, c: Classified) => {
+    if (entries <= 0 || key.length > 65_536) return;
+    // Oldest first out: a Map iterates in insertion order.
+    if (cache.size >= entries) cache.delete(cache.keys().next().value!);
+    cache.set(key, c);
+  };
   return (text) => {
-    let c = cache.get(text);
-    if (c) return c;
-    c = classify(text);
-    if (entries > 0 && text.length <= 65_536) {
-      // Oldest first out: a Map iterates in insertion order.
-      if (cache.size >= entries) cache.delete(cache.keys().next().value!);
-      cache.set(text, c);
+    const exact = cache.get(text);
+    if (exact) return exact;
+    let key: string;
+    try {
+      key = normalizeSync(text);
+    } catch {
+      // Not parseable: classify() says why, from the text itself.
+      const c = classify(text);
+      remember(text, c);
+      return c;
     }
+    let c = cache.get(key);
+    if (c) return c;
+    c = classify(key);
+    if (c.refusal?.reason === 'statement-unparseable' || c.purpose !== null || c.kind === 'SESSION') {
+      // The normalised text did not parse ($n where the grammar wants a literal) or the statement
+      // carries a setting's value: classify the statement as sent, cached under its own text.
+      c = classify(text);
+      remember(text, c);
+      return c;
+    }
+    remember(key, c);
     return c;
   };
 }
