@@ -481,3 +481,26 @@ describe('attacks (named)', () => {
     expect(await text).toContain('database-protocol-violation');
   });
 });
+
+// Last: it changes the active policy for the rest of the file.
+describe('revocation by a policy change', () => {
+  it('a new policy version that no longer allows what a connection did closes it within one second', async () => {
+    const c = client(READER, await readerToken());
+    c.on('error', () => undefined);
+    await c.connect();
+    await c.query('SELECT id FROM citizens WHERE id = 2');
+    const closed = new Promise<number>((resolve) => c.on('end', () => resolve(Date.now())));
+    const { policies } = h.gateway.runtime;
+    const current = policies.current().sources;
+    const sources = { ...current, policy: current.policy.replace('p, ho-tich-reader, *, db:ho-tich-db, /public.citizens, SELECT, allow\n', '') };
+    expect(sources.policy).not.toBe(current.policy);
+    const draft = await policies.versions.createDraft({ author: '056179000006', comment: 'rút quyền đọc công dân / withdraw', sources });
+    await policies.versions.submit(draft.id, '056179000006');
+    const from = h.sink.events.length;
+    const at = Date.now();
+    await policies.announce(await policies.versions.approve(draft.id, '056179000007', 'đồng ý / approved'));
+    expect((await closed) - at).toBeLessThan(1000);
+    await eventsSettle();
+    expect(dbEvents(from).some((e) => e.ztgate.reasons.includes('connection-revoked') && e.ztgate.reasons.includes('policy-no-match'))).toBe(true);
+  });
+});

@@ -49,14 +49,15 @@ export function loadParser(): Promise<void> {
   return (loaded ??= loadModule());
 }
 
-const KEEP_TOKENS = new Set(['IDENT', 'PARAM', 'Op', 'TYPECAST', 'DOT_DOT', 'COLON_EQUALS', 'EQUALS_GREATER', 'LESS_EQUALS', 'GREATER_EQUALS', 'NOT_EQUALS']);
+const KEEP_TOKENS = new Set(['IDENT', 'Op', 'TYPECAST', 'DOT_DOT', 'COLON_EQUALS', 'EQUALS_GREATER', 'LESS_EQUALS', 'GREATER_EQUALS', 'NOT_EQUALS']);
 const COMMENTS = new Set(['C_COMMENT', 'SQL_COMMENT']);
 
 /**
  * The statement with every literal replaced by `?` and comments dropped. Deny by default: a token
- * is kept only when it is a keyword, an identifier, a parameter or punctuation; anything else
- * (string, number, bit-string, dollar-quoted constants, and token kinds the scanner reports
- * without a name) becomes `?`. Values are personal data and never reach the log.
+ * is kept only when it is a keyword, an identifier or punctuation; anything else (string,
+ * number, bit-string, dollar-quoted constants, token kinds the scanner reports without a name)
+ * becomes `?`, as do parameters ($1), so a statement has one fingerprint whether its values were
+ * inlined (simple protocol) or bound (extended). Values are personal data and never reach the log.
  */
 export function normalise(text: string): string {
   let tokens: { text: string; tokenName: string; keywordKind: number }[];
