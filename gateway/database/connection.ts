@@ -210,7 +210,10 @@ export class DatabaseConnection {
       this.wake();
     });
     socket.on('close', () => this.close());
-    socket.on('error', () => this.close());
+    socket.on('error', () => {
+      this.close();
+      socket.destroy();
+    });
   }
 
   private wake(): void {
@@ -279,10 +282,11 @@ export class DatabaseConnection {
     this.fail(rec, err);
     emitStatement(this.deps.decisionLog, rec);
     if (!this.closed) this.client.end(wire.errorResponse(errorFields(err, 'FATAL', this.upstream === null)));
-    this.close();
+    this.close(true);
   }
 
-  close(): void {
+  /** `ending`: the client socket was ended with a last message; it is destroyed only if it does not close by itself. */
+  close(ending = false): void {
     if (this.closed) return;
     this.closed = true;
     if (this.watcher) clearInterval(this.watcher);
@@ -300,7 +304,8 @@ export class DatabaseConnection {
     }
     for (const p of this.phases.splice(0)) p.done('closed');
     if (this.revocationHandle) void this.deps.store.del(sessionKeys.ended(this.revocationHandle)).catch(() => undefined);
-    this.client.destroy();
+    if (ending) setTimeout(() => this.client.destroy(), 1000).unref();
+    else this.client.destroy();
   }
 
   /** Called by the listener for a CancelRequest naming this connection. */
