@@ -6,7 +6,8 @@ import pg from 'pg';
 import { serialize } from 'pg-protocol';
 import { DeviceRegistry } from '../identity/devices.js';
 import { maskValue } from '../gateway/steps/obligations.js';
-import { startHarness, TEST_AUDIENCE, type Harness } from './helpers/harness.js';
+import { monthOf } from '../gateway/admin/live.js';
+import { assertEventMatchesSchema, startHarness, TEST_AUDIENCE, type Harness } from './helpers/harness.js';
 import { createTestDatabase, makeTlsMaterial, psql, type TestDatabase, type TlsMaterial } from './helpers/database.js';
 
 /**
@@ -71,8 +72,12 @@ function client(user: string, password: string, extra: Partial<pg.ClientConfig> 
   });
 }
 
-/** Events of the database plane (db.*) written since `from`. */
-const dbEvents = (from = 0) => h.sink.events.slice(from).filter((e) => e.db);
+/** Events of the database plane (db.*) written since `from`, each checked against the published schema. */
+const dbEvents = (from = 0) => {
+  const events = h.sink.events.slice(from).filter((e) => e.db);
+  events.forEach(assertEventMatchesSchema);
+  return events;
+};
 
 async function eventsSettle(): Promise<void> {
   await new Promise((r) => setTimeout(r, 60));
@@ -129,6 +134,14 @@ describe('an official with psql (sslmode=verify-full, client certificate, token 
     expect(e.db.statement).toBe('SELECT id , ho_ten , so_dinh_danh , so_dien_thoai , noi_dang_ky FROM citizens WHERE id <= ? ORDER BY id');
     expect(e.db.bytes).toBeGreaterThan(0);
     expect(e.ztgate.route).toMatchObject({ id: 'db:ho-tich-db', classification: 'personal-data' });
+    // The admin live feed shows it like an HTTP decision: the statement kind and its normalised text.
+    const live = h.gateway.runtime.decisionFeed.recent({ service: 'db:ho-tich-db', official: READER }, 50).find((d) => d.id === e.event.id);
+    expect(live).toMatchObject({ decision: 'allow', method: 'SELECT', path: e.db.statement, agency: 'phuong-nha-trang' });
+    // And the per-agency statistics for the yearly report count it.
+    await h.gateway.runtime.decisionFeed.flush();
+    const month = monthOf(e['@timestamp']);
+    const counts = await h.gateway.runtime.decisionFeed.counts({ fromMonth: month, toMonth: month });
+    expect(counts.find((x) => x.agency === 'phuong-nha-trang' && x.service === 'db:ho-tich-db')?.allowed).toBeGreaterThan(0);
   });
 
   it('is refused DDL with SQLSTATE 42501 and a message naming the reason', async () => {
