@@ -4,7 +4,9 @@ import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { serialize } from 'pg-protocol';
+import { randomBytes } from 'node:crypto';
 import { DeviceRegistry } from '../identity/devices.js';
+import { createSessionManager } from '../identity/sessions.js';
 import { maskValue } from '../gateway/steps/obligations.js';
 import { monthOf } from '../gateway/admin/live.js';
 import { assertEventMatchesSchema, startHarness, TEST_AUDIENCE, type Harness } from './helpers/harness.js';
@@ -361,9 +363,9 @@ describe('revocation mid-connection', () => {
   it('signing the official out everywhere closes the connection', async () => {
     const { closed } = await connected(SIGNED_OUT);
     const at = Date.now();
-    const store = h.gateway.runtime.store;
-    // What sessions.endAllOf does: a tombstone for every session indexed under the official.
-    for (const handle of await store.smembers(`session-index:official:${SIGNED_OUT}`)) await store.set(`session-ended:${handle}`, '1', { ttlMs: 60_000 });
+    // The session manager's "end every session of this official" (admin revocation, sign-out everywhere).
+    const sessions = createSessionManager(h.gateway.runtime.store, { absoluteLifetimeSeconds: 3600, idleTimeoutSeconds: 600, refreshLockTtlMs: 1000, secure: true, tokenKey: randomBytes(32) });
+    expect(await sessions.endAllOf(SIGNED_OUT)).toBe(0); // no browser session; the database connection is indexed beside them
     expect((await closed) - at).toBeLessThan(1000);
   });
 });
