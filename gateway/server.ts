@@ -13,7 +13,7 @@ import { uiModule } from './admin/ui.js';
 import { deviceAdmin } from './admin/devices.js';
 import { identityModule } from './admin/identity.js';
 import { policiesModule } from './admin/policies.js';
-import { startDatabaseListener, type DatabaseListener } from './database/listener.js';
+import type { DatabaseListener } from './database/listener.js';
 
 /** Owns the process side: builds the shared runtime, starts the listeners, closes them gracefully. */
 export interface RunningGateway {
