@@ -130,6 +130,12 @@ export function parsePurpose(value: string): Purpose {
 
 const PURPOSE_APPLICATION_NAME = 'purpose:';
 
+/** The gateway's own prepared statement and portal on the upstream; client names with this prefix are refused. */
+const RESERVED_NAME_PREFIX = 'ztgate_';
+const SETTINGS_STATEMENT = 'ztgate_settings';
+const SETTINGS_CALLS = ['national_id', 'agency', 'commune', 'purpose', 'case_ref'].map((n, i) => `set_config('ztgate.${n}', $${i + 1}, true)`);
+const SETTINGS_SQL = `SELECT ${SETTINGS_CALLS.join(', ')}`;
+
 /** A SQL string literal; standard_conforming_strings is pinned on upstream, so only quotes need doubling. */
 const literal = (v: string) => `'${v.replaceAll('\0', '').replaceAll("'", "''")}'`;
 
@@ -152,7 +158,7 @@ interface Exec {
 
 /** Upstream responses of one exchange, routed to what they answer. */
 interface Responder {
-  readonly kind: 'one' | 'describe-statement' | 'describe-portal' | 'execute' | 'sync' | 'swallow-describe';
+  readonly kind: 'one' | 'describe-statement' | 'describe-portal' | 'execute' | 'sync' | 'swallow-describe' | 'swallow-one' | 'swallow-execute';
   readonly exec?: Exec;
   readonly masked?: ReadonlySet<string>;
   readonly portal?: PortalState;
@@ -558,6 +564,30 @@ export class DatabaseConnection {
     });
   }
 
+  /** The ztgate.* values, in the order of SETTINGS_STATEMENT's parameters. */
+  private settingsValues(): string[] {
+    const p = this.principal!;
+    return [p.nationalId, p.agency ?? '', p.unit ?? p.agency ?? '', this.purpose?.code ?? '', this.purpose?.caseRef ?? ''];
+  }
+
+  private settingsPrepared = false;
+
+  /**
+   * Extended-protocol messages that set the ztgate.* values for the transaction they run in —
+   * the implicit one that ends at the client's Sync — with the responders that swallow their answers.
+   */
+  private settingsMessages(responders: Responder[]): Buffer[] {
+    const out: Buffer[] = [];
+    if (!this.settingsPrepared) {
+      out.push(serialize.parse({ name: SETTINGS_STATEMENT, text: SETTINGS_SQL, types: [] }));
+      responders.push({ kind: 'swallow-one' });
+      this.settingsPrepared = true;
+    }
+    out.push(serialize.bind({ portal: SETTINGS_STATEMENT, statement: SETTINGS_STATEMENT, values: this.settingsValues() }), serialize.execute({ portal: SETTINGS_STATEMENT }));
+    responders.push({ kind: 'swallow-one' }, { kind: 'swallow-execute' });
+    return out;
+  }
+
   private settingsSql(): string {
     const p = this.principal!;
     const set = (name: string, value: string | null | undefined) => `set_config('ztgate.${name}', ${literal(value ?? '')}, true)`;
@@ -770,6 +800,23 @@ export class DatabaseConnection {
       }
     }
     const exec = this.newExec(rec, obligations);
+    if (this.txStatus === 'I' && c.kind === 'SELECT') {
+      // One query string is one implicit transaction: the settings and the SELECT travel and commit
+      // together, in one round trip. (The text was parsed as exactly one statement, so nothing of it
+      // can reach into the settings statement before it.)
+      let settingsDone = false;
+      const status = await this.send([serialize.query(`${this.settingsSql()};\n${wire.readQuery(m)}`)], (r) => {
+        if (settingsDone) return this.onSimpleResponse(exec, r);
+        if (r.type === 'C') settingsDone = true;
+        else if (r.type === 'E') {
+          exec.record.upstreamError = wire.readErrorFields(r).C ?? 'XX000';
+          this.write(r.raw);
+        }
+      });
+      this.write(wire.readyForQuery(status));
+      await this.finishExec(exec);
+      return;
+    }
     const wrap = this.txStatus === 'I' && c.kind !== 'SESSION';
     // A SELECT's transaction ends the same whether committed or rolled back: its COMMIT goes in the
     // same round trip (after an error PostgreSQL answers it with ROLLBACK). Writes wait for the outcome.
@@ -856,6 +903,10 @@ export class DatabaseConnection {
       switch (m.type) {
         case 'P': {
           const { name, text } = wire.readParse(m);
+          if (name.startsWith(RESERVED_NAME_PREFIX)) {
+            refusal = { rec: this.record(null), err: protocolError(`statement names starting with ${RESERVED_NAME_PREFIX} are the gateway's`) };
+            break;
+          }
           const c = this.deps.classify(text);
           if (c.refusal || c.purpose) {
             const err = c.refusal ? refused(c.refusal.reason, c.refusal.detail) : refused('statement-not-allowed', 'Khai báo mục đích bằng truy vấn đơn giản (SET ztgate.purpose) / declare the purpose with a simple query');
@@ -869,6 +920,10 @@ export class DatabaseConnection {
         }
         case 'B': {
           const { portal, statement, resultFormats } = wire.readBind(m);
+          if (portal.startsWith(RESERVED_NAME_PREFIX)) {
+            refusal = { rec: this.record(null), err: protocolError(`portal names starting with ${RESERVED_NAME_PREFIX} are the gateway's`) };
+            break;
+          }
           const st = this.statements.get(statement);
           if (!st) {
             refusal = { rec: this.record(null), err: protocolError(`no prepared statement "${statement}"`) };
@@ -954,6 +1009,16 @@ export class DatabaseConnection {
       }
     }
 
+    if (this.txStatus === 'I' && hasData && !opensTransaction && refusal === null && execs.every((e) => e.record.statement?.kind === 'SELECT')) {
+      // Messages up to Sync run in one implicit transaction: the settings go first in it, and the
+      // whole exchange is one round trip with no BEGIN or COMMIT.
+      const prefixResponders: Responder[] = [];
+      const settings = this.settingsMessages(prefixResponders);
+      const status = await this.send([...settings, ...forward], (r) => this.onExtendedResponse(prefixResponders.length > 0 ? prefixResponders : responders, r));
+      this.write(wire.readyForQuery(status));
+      for (const e of execs) await this.finishExec(e);
+      return;
+    }
     const wrap = this.txStatus === 'I' && hasData && !opensTransaction;
     let prefix: Promise<string> | null = null;
     if (wrap) prefix = this.send(this.wrapPrefix(), () => undefined);
@@ -1018,6 +1083,12 @@ export class DatabaseConnection {
         if (m.type === 'T') {
           this.write(this.safeDescribe(m, r.masked!, r.portal));
         } else this.write(m.raw);
+        return;
+      case 'swallow-one':
+        responders.shift();
+        return;
+      case 'swallow-execute':
+        if (m.type === 'C') responders.shift();
         return;
       case 'swallow-describe':
         responders.shift();
