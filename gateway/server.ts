@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { pino, type Logger } from 'pino';
+import type { Logger } from 'pino';
 import type { GatewayConfig } from './config.js';
 import { buildApp } from './app.js';
 import { buildAdminApp, type AdminModule } from './admin/app.js';
@@ -26,6 +26,8 @@ export interface RunningGateway {
   /** The ops listener (metrics, probes), when `ops` is configured. */
   readonly ops: FastifyInstance | null;
   readonly opsUrl: string | null;
+  /** The PostgreSQL listener (gateway/database/), when `databases` is configured. */
+  readonly database: DatabaseListener | null;
   /** Closes at once: listeners, then the runtime. */
   close(): Promise<void>;
   /** Graceful shutdown (SIGTERM): /readyz turns 503, requests are served for probes.drainDelayMs, then close(). */
@@ -56,8 +58,10 @@ export async function startGateway(config: GatewayConfig, opts: RuntimeOptions &
   const runtime = await createRuntime(config, { ...opts, logger });
   const started: FastifyInstance[] = [];
   let closing: Promise<void> | null = null;
+  let database: DatabaseListener | null = null;
   const closeAll = () =>
     (closing ??= (async () => {
+      await database?.close();
       for (const app of started.reverse()) await app.close();
       await runtime.close();
       logger.info('stopped');
@@ -78,6 +82,11 @@ export async function startGateway(config: GatewayConfig, opts: RuntimeOptions &
       admin = await buildAdminApp(runtime, { logger, modules: ADMIN_MODULES });
       started.push(admin);
       await admin.listen({ host: config.admin.listen.host, port: config.admin.listen.port, listenTextResolver: (address) => `listening: management at ${address}` });
+    }
+    if (config.databases) {
+      // Loaded only when configured: the PostgreSQL parser is WebAssembly, compiled at first use.
+      const { startDatabaseListener } = await import('./database/listener.js');
+      database = await startDatabaseListener(runtime, config.databases, { logger });
     }
     const gateway: RunningGateway = {
       runtime,
