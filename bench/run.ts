@@ -12,7 +12,7 @@
  *   BENCH_WARMUP_SECONDS=0.5     warm-up seconds per HTTP scenario (plus 2 s once, of gateway traffic)
  *   BENCH_CONCURRENCY=1,8        closed-loop workers (comma-separated list)
  *   BENCH_SCENARIOS=direct,gateway-allowed,gateway-denied   which HTTP scenarios
- *   BENCH_ONLY=policy|gateway    run one part
+ *   BENCH_ONLY=policy|gateway|database   run one part (database: pgbench through the database plane)
  *   BENCH_CPU_PROF=1             gateway child writes a .cpuprofile to bench/results/profiles/
  */
 import { execFileSync } from 'node:child_process';
@@ -24,6 +24,7 @@ import { runGatewayBench, SCENARIOS, type GatewayBenchResult, type ScenarioName 
 import { compareDecisions, runPolicyVariant, type Agreement, type EngineVariant, type PolicyWorkerResult } from './policy-bench.js';
 import { DEFAULT_MIX } from './policy-gen.js';
 import { renderMarkdown, type BenchReport, type Machine, type Settings } from './report.js';
+import { renderDatabaseMarkdown, runDatabaseBench } from './database-bench.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const MODEL = join(ROOT, 'policies/model.conf');
@@ -65,7 +66,7 @@ function machine(): Machine {
 function settings(): Settings {
   const full = process.env.BENCH_FULL === '1';
   const only = process.env.BENCH_ONLY;
-  if (only !== undefined && only !== '' && only !== 'policy' && only !== 'gateway') throw new Error('BENCH_ONLY must be policy or gateway');
+  if (only !== undefined && only !== '' && only !== 'policy' && only !== 'gateway' && only !== 'database') throw new Error('BENCH_ONLY must be policy, gateway or database');
   const scenarios = (process.env.BENCH_SCENARIOS || SCENARIOS.join(',')).split(',').map((x) => x.trim());
   if (!scenarios.every((x): x is ScenarioName => (SCENARIOS as readonly string[]).includes(x))) throw new Error(`BENCH_SCENARIOS: choose from ${SCENARIOS.join(', ')}`);
   const concurrency = (process.env.BENCH_CONCURRENCY || '1,8').split(',').map((c) => Number(c.trim()));
@@ -192,7 +193,18 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
+/** The database plane's part: pgbench through the gateway against direct (bench/database-bench.ts). */
+async function database(): Promise<void> {
+  const only = process.env.BENCH_ONLY;
+  if (only === 'policy' || only === 'gateway') return;
+  const result = await runDatabaseBench({ seconds: envNumber('BENCH_SECONDS', 5), clients: 4, log });
+  mkdirSync(RESULTS, { recursive: true });
+  writeFileSync(join(RESULTS, 'database-latest.json'), JSON.stringify(result, null, 2) + '\n');
+  process.stdout.write(renderDatabaseMarkdown(result));
+  if (result.runs.some((r) => r.failed > 0)) process.exitCode = 1;
+}
+
+(process.env.BENCH_ONLY === 'database' ? database() : main().then(database)).then(
   // Nothing is left running by now; exit rather than wait on idle keep-alive sockets.
   () => process.exit(process.exitCode ?? 0),
   (err: unknown) => {

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { knownServices } from '../policies/access.js';
 import { parseArgs } from 'node:util';
 import { ConfigError } from './errors.js';
 import { loadConfigFile } from './config.js';
@@ -66,7 +67,7 @@ const commands: Record<string, Handler> = {
     const { config: file, offline } = options(args, { config: { type: 'string' }, offline: { type: 'boolean' } });
     if (!file) throw new UsageError('check needs --config FILE');
     const config = await loadChecked(file);
-    const engine = await PolicyEngine.load(config.policy.model, config.policy.policy, new Set(config.routes.map((r) => r.id)), { conditionsFile: config.policy.conditions });
+    const engine = await PolicyEngine.load(config.policy.model, config.policy.policy, knownServices(config), { conditionsFile: config.policy.conditions });
     if (!offline) {
       const problems = await identityProviderProblems(config);
       if (problems.length > 0) {

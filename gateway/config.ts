@@ -37,6 +37,7 @@ import { ASSERTION_SCHEMA, checkAssertionConfig, type AssertionConfig } from './
 import { sessionKeyFileProblem } from '../identity/session-crypto.js';
 import { checkStateSemantics, STATE_SCHEMA, toStateConfig, type StateConfig } from './state-config.js';
 import { checkLimits, LIMITS_SCHEMA, type LimitsConfig } from './limits.js';
+import { checkDatabases, DATABASES_SCHEMA, type DatabasesConfig } from './database/config.js';
 export { DEVICE_TIERS, type DeviceTier };
 
 /** Algorithms a device key may sign DPoP proofs with: no RSA keys on devices, no symmetric keys. */
@@ -164,6 +165,8 @@ export interface GatewayConfig {
     readonly responseBufferLimitBytes: number;
   };
   readonly routes: readonly RouteConfig[];
+  /** The PostgreSQL wire-protocol listener and its database services (gateway/database/config.ts). */
+  readonly databases?: DatabasesConfig;
   readonly devices: DevicesConfig;
   readonly audit: AuditConfig;
   readonly detection: DetectionConfig;
@@ -389,6 +392,7 @@ export const CONFIG_SCHEMA = {
     probes: PROBES_SCHEMA,
     tracing: TRACING_SCHEMA,
     log: LOG_SCHEMA,
+    databases: DATABASES_SCHEMA,
     routes: {
       type: 'array',
       items: {
@@ -638,7 +642,7 @@ export function parseConfig(doc: unknown, source: string, baseDir: string): Gate
   if (!isValid(raw)) {
     throw new ConfigError(source, (validate.errors ?? []).map(describeSchemaError));
   }
-  const problems = [...checkSemantics(raw), ...checkStateSemantics(raw), ...checkLimits(raw), ...checkAuditSemantics(raw), ...checkAccessSemantics(raw), ...checkObservabilitySemantics(raw), ...checkListenerTls(raw, baseDir), ...checkSessionKeyFile(raw, baseDir)];
+  const problems = [...checkSemantics(raw), ...checkStateSemantics(raw), ...checkLimits(raw), ...checkAuditSemantics(raw), ...checkAccessSemantics(raw), ...checkObservabilitySemantics(raw), ...checkListenerTls(raw, baseDir), ...checkSessionKeyFile(raw, baseDir), ...checkDatabases(raw, baseDir)];
   if (problems.length > 0) throw new ConfigError(source, problems);
 
   for (const iss of raw.identity.issuers) {

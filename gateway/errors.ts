@@ -55,6 +55,9 @@ export const ERROR_CODES = {
   ZTG_ERR_ACCESS_UNAVAILABLE: { status: 503, message: 'Không đọc được quyền truy cập theo yêu cầu lúc này / Grants cannot be read now' },
   ZTG_ERR_UPSTREAM_UNAVAILABLE: { status: 502, message: 'Dịch vụ dữ liệu không phản hồi / Upstream unavailable' },
   ZTG_ERR_UPSTREAM_TIMEOUT: { status: 504, message: 'Dịch vụ dữ liệu phản hồi quá thời gian / Upstream timeout' },
+  ZTG_ERR_TLS_REQUIRED: { status: 403, message: 'Cần kết nối TLS (sslmode=verify-full) / TLS is required (sslmode=verify-full)' },
+  ZTG_ERR_PROTOCOL_VIOLATION: { status: 400, message: 'Thông điệp giao thức PostgreSQL không hợp lệ / Malformed PostgreSQL protocol message' },
+  ZTG_ERR_STATEMENT_REFUSED: { status: 403, message: 'Câu lệnh SQL bị từ chối / SQL statement refused' },
   ZTG_ERR_INTERNAL: { status: 500, message: 'Lỗi nội bộ của cổng / Internal gateway error' },
 } as const;
 

@@ -144,6 +144,18 @@ export const REASONS = {
   'upstream-unavailable': 'The request was allowed but the upstream could not be reached.',
   'upstream-timeout': 'The request was allowed but the upstream did not answer in time.',
   'client-aborted': 'The client closed the connection before the response was complete; what was decided still stands in the event.',
+  // database plane (PostgreSQL wire protocol)
+  'database-tls-required': 'A PostgreSQL client started without TLS (no SSLRequest); the database listener refuses plaintext.',
+  'database-protocol-violation': 'A PostgreSQL frontend message was malformed, of an unknown type, out of order, or larger than databases.maxMessageBytes.',
+  'database-user-mismatch': 'The PostgreSQL user name is not the national ID of the access token given as the password.',
+  'statement-multiple': 'A query string carried more than one SQL statement (stacked statements); each statement is sent and decided on its own.',
+  'statement-unparseable': 'The PostgreSQL parser could not parse the statement; what the gateway cannot read it does not forward.',
+  'statement-ddl': 'A data definition statement (CREATE, ALTER, DROP, GRANT, TRUNCATE, SELECT INTO…): schema and privileges are not changed through the gateway.',
+  'statement-escape': 'The statement would escape the decision: COPY with PROGRAM or a server file, server file or large-object functions, dblink, functions that run SQL text, SET ROLE / SESSION AUTHORIZATION, ztgate.*, search_path or parser settings, LOAD.',
+  'statement-not-allowed': 'A statement kind the gateway does not forward (COPY, DO, CALL, PREPARE/EXECUTE in SQL, EXPLAIN, LISTEN/NOTIFY, LOCK, VACUUM…).',
+  'masked-column-in-expression': 'A column the policy masks is used other than as a plain output column (in an expression, condition, subquery, RETURNING or whole-row value), which would reveal what masking hides.',
+  'statement-session-control': 'Transaction control or an allowed session statement (BEGIN, COMMIT, SET of a listed parameter, SHOW, purpose of access): decided by the gateway without a policy rule.',
+  'connection-revoked': 'An open database connection was closed because its grant no longer holds (lock, sign-out, expired token, or a policy change that denies what it did).',
   // catch-all
   'gateway-error': 'An unexpected gateway fault; details are in the operational log.',
 } as const;

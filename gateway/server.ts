@@ -13,6 +13,7 @@ import { uiModule } from './admin/ui.js';
 import { deviceAdmin } from './admin/devices.js';
 import { identityModule } from './admin/identity.js';
 import { policiesModule } from './admin/policies.js';
+import type { DatabaseListener } from './database/listener.js';
 
 /** Owns the process side: builds the shared runtime, starts the listeners, closes them gracefully. */
 export interface RunningGateway {
@@ -25,6 +26,8 @@ export interface RunningGateway {
   /** The ops listener (metrics, probes), when `ops` is configured. */
   readonly ops: FastifyInstance | null;
   readonly opsUrl: string | null;
+  /** The PostgreSQL listener (gateway/database/), when `databases` is configured. */
+  readonly database: DatabaseListener | null;
   /** Closes at once: listeners, then the runtime. */
   close(): Promise<void>;
   /** Graceful shutdown (SIGTERM): /readyz turns 503, requests are served for probes.drainDelayMs, then close(). */
@@ -55,8 +58,10 @@ export async function startGateway(config: GatewayConfig, opts: RuntimeOptions &
   const runtime = await createRuntime(config, { ...opts, logger });
   const started: FastifyInstance[] = [];
   let closing: Promise<void> | null = null;
+  let database: DatabaseListener | null = null;
   const closeAll = () =>
     (closing ??= (async () => {
+      await database?.close();
       for (const app of started.reverse()) await app.close();
       await runtime.close();
       logger.info('stopped');
@@ -78,8 +83,14 @@ export async function startGateway(config: GatewayConfig, opts: RuntimeOptions &
       started.push(admin);
       await admin.listen({ host: config.admin.listen.host, port: config.admin.listen.port, listenTextResolver: (address) => `listening: management at ${address}` });
     }
+    if (config.databases) {
+      // Loaded only when configured: the PostgreSQL parser is WebAssembly, compiled at first use.
+      const { startDatabaseListener } = await import('./database/listener.js');
+      database = await startDatabaseListener(runtime, config.databases, { logger });
+    }
     const gateway: RunningGateway = {
       runtime,
+      database,
       app,
       url: urlOf(app, config.listen.host, config.listen.tls !== undefined),
       admin,

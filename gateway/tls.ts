@@ -113,6 +113,11 @@ function checkOne(problems: string[], at: string, tls: Record<string, any>, publ
   if (publicUrl !== undefined && !publicUrl.startsWith('https://')) problems.push(`${publicUrlKey}: must be an https URL when ${at} is set`);
 }
 
+/** Checks one listener's TLS files (another section's listener, e.g. `databases.listen.tls`). */
+export function checkTlsFiles(problems: string[], at: string, tls: Record<string, any>, baseDir: string): void {
+  checkOne(problems, at, tls, undefined, '', baseDir);
+}
+
 /**
  * Checks `listen.tls` and `admin.listen.tls`: files readable, the key matches the certificate,
  * a client CA when client certificates are asked for, https public URLs. Resolves the file

@@ -14,6 +14,20 @@ export { DEVICE_TIERS, type DeviceTier };
 /** The methods the gateway serves; the order is the Allow header's. */
 export const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
 
+/**
+ * Statement kinds a database-plane decision names as its action (gateway/database/): policy
+ * rules for a `db:<service>` object list these instead of HTTP methods.
+ */
+export const SQL_ACTIONS = ['SELECT', 'INSERT', 'UPDATE', 'DELETE'] as const;
+
+/** Policy objects of database services are `db:<service id>`; their paths are `/<schema>.<table>`. */
+export const DATABASE_OBJECT_PREFIX = 'db:';
+
+/** Every service a policy may name: the HTTP routes and the database services (`db:<id>`). */
+export function knownServices(config: { readonly routes: readonly { readonly id: string }[]; readonly databases?: { readonly services: readonly { readonly id: string }[] } }): Set<string> {
+  return new Set([...config.routes.map((r) => r.id), ...(config.databases?.services ?? []).map((s) => `${DATABASE_OBJECT_PREFIX}${s.id}`)]);
+}
+
 /** Purpose of access (mục đích khai thác) as the client declared it: X-Purpose and X-Case-Ref. */
 export interface Purpose {
   readonly code: string;

@@ -1,3 +1,4 @@
+import { knownServices } from './access.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { loadConfigFile } from '../gateway/config.js';
 import { PolicyEngine } from './engine.js';
@@ -25,7 +26,7 @@ export async function policyCommand(sub: string | undefined, opts: { config?: st
   }
   const casesFile = opts.cases ?? config.policy.policy.replace(/\.csv$/, '.test.yaml');
   if (!existsSync(casesFile)) throw new UsageError(`no test table: ${casesFile} (use --cases FILE)`);
-  const engine = await PolicyEngine.fromSources(sources, names, new Set(config.routes.map((r) => r.id)), { cacheEntries: 0 });
+  const engine = await PolicyEngine.fromSources(sources, names, knownServices(config), { cacheEntries: 0 });
   let results;
   try {
     results = runPolicyCases(engine, config, readFileSync(casesFile, 'utf8'), casesFile);

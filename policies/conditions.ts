@@ -3,7 +3,7 @@ import { Ajv, type ErrorObject } from 'ajv';
 import { isMap, isSeq, LineCounter, parseDocument, type Node as YamlNode } from 'yaml';
 import type { Classification } from '../gateway/config.js';
 import { CLEARANCES, type Clearance } from '../identity/principal.js';
-import { DEVICE_TIERS, GRANT_KINDS, HTTP_METHODS, type AccessRequest, type DeviceTier, type Grant, type GrantKind, type Obligation } from './access.js';
+import { DEVICE_TIERS, GRANT_KINDS, HTTP_METHODS, SQL_ACTIONS, type AccessRequest, type DeviceTier, type Grant, type GrantKind, type Obligation } from './access.js';
 
 /**
  * Attribute conditions and obligations, layered over the Casbin decision: Casbin says whether a
@@ -161,7 +161,7 @@ const schema = {
               roles: { ...names, minItems: 1 },
               exceptRoles: { ...names, minItems: 1 },
               agencies: { ...names, minItems: 1 },
-              methods: { type: 'array', minItems: 1, uniqueItems: true, items: { enum: [...HTTP_METHODS] } },
+              methods: { type: 'array', minItems: 1, uniqueItems: true, items: { enum: [...new Set<string>([...HTTP_METHODS, ...SQL_ACTIONS])] } },
               communeOfficials: { type: 'boolean' },
               minSecurityLevel: { type: 'integer', minimum: 1, maximum: 5 },
               classifications: { type: 'array', minItems: 1, uniqueItems: true, items: { enum: ['public', 'internal', 'personal-data', 'sensitive-personal-data', ...STATE_SECRETS] } },

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { newEnforcer, newModelFromString, type Enforcer } from 'casbin';
 import type { Principal } from '../identity/principal.js';
-import { canonicalPolicyPath, HTTP_METHODS, type AccessRequest, type Obligation } from './access.js';
+import { canonicalPolicyPath, DATABASE_OBJECT_PREFIX, HTTP_METHODS, SQL_ACTIONS, type AccessRequest, type Obligation } from './access.js';
 import { EMPTY_CONDITIONS, evaluateConditions, grantUnlocks, parseConditions, purposeProblem, type ConditionReason, type Conditions } from './conditions.js';
 import { CANONICAL_MATCHER, NO_RULE, RuleIndex, type EnforceResult } from './fast-match.js';
 
@@ -44,6 +44,7 @@ export class PolicyError extends Error {
 
 const NAME = /^(\*|[a-z0-9][a-z0-9_.:-]{0,63})$/;
 const METHODS: ReadonlySet<string> = new Set(HTTP_METHODS);
+const STATEMENT_KINDS: ReadonlySet<string> = new Set(SQL_ACTIONS);
 // keyMatch2 turns a rule path into a regular expression: ":name" and "*" are only safe as whole
 // segments (":id.json" would match any segment, "/records*" would match "/record").
 const SEGMENT = '(?:[A-Za-z0-9._~-]+|:[A-Za-z0-9_]+|\\*)';
@@ -89,6 +90,7 @@ export function parsePolicy(text: string, file: string, knownRoutes: ReadonlySet
     return null;
   });
   const methodsOk = memo((act: string) => act === '*' || act.split('|').every((m) => METHODS.has(m)));
+  const kindsOk = memo((act: string) => act === '*' || act.split('|').every((m) => STATEMENT_KINDS.has(m)));
   text.split(/\r?\n/).forEach((raw, index) => {
     const line = raw.trim();
     if (line === '' || line.startsWith('#')) return;
@@ -106,7 +108,10 @@ export function parsePolicy(text: string, file: string, knownRoutes: ReadonlySet
       if (route !== '*' && !knownRoutes.has(route)) problems.push(`${at}: service "${route}" is not a configured route`);
       const badPath = pathProblem(path);
       if (badPath) problems.push(`${at}: ${badPath}`);
-      if (!methodsOk(act)) problems.push(`${at}: methods "${act}" must be * or HTTP methods joined by | (e.g. GET|HEAD)`);
+      if (route.startsWith(DATABASE_OBJECT_PREFIX)) {
+        // A database service is decided per statement: its actions are statement kinds, never HTTP methods.
+        if (!kindsOk(act)) problems.push(`${at}: statement kinds "${act}" must be * or ${SQL_ACTIONS.join(', ')} joined by | (e.g. SELECT|INSERT)`);
+      } else if (!methodsOk(act)) problems.push(`${at}: methods "${act}" must be * or HTTP methods joined by | (e.g. GET|HEAD)`);
       if (eft !== 'allow' && eft !== 'deny') problems.push(`${at}: effect "${eft}" must be allow or deny`);
       const key = rest.join(',');
       const earlier = seen.get(key);

@@ -1,3 +1,4 @@
+import { knownServices } from './access.js';
 import type { GatewayConfig } from '../gateway/config.js';
 import { PolicyEngine, PolicyError, type PolicySources } from './engine.js';
 import { isStateSecret } from './conditions.js';
@@ -73,7 +74,7 @@ function methodsCover(outer: Rule['methods'], inner: Rule['methods']): boolean {
 
 export async function lintPolicy(config: GatewayConfig, sources: PolicySources, names: { model: string; policy: string; conditions: string }): Promise<LintFinding[]> {
   const findings: LintFinding[] = [];
-  const knownRoutes = new Set(config.routes.map((r) => r.id));
+  const knownRoutes = knownServices(config);
   let engine: PolicyEngine;
   try {
     engine = await PolicyEngine.fromSources(sources, names, knownRoutes, { cacheEntries: 0 });

@@ -1,3 +1,4 @@
+import { knownServices } from './access.js';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Logger } from 'pino';
@@ -56,7 +57,7 @@ export function readPolicySources(settings: PolicyFiles): PolicySources {
 
 export async function createPolicyService(config: GatewayConfig, store: Store, log?: Logger): Promise<PolicyService> {
   const settings = config.policy;
-  const knownRoutes = new Set(config.routes.map((r) => r.id));
+  const knownRoutes = knownServices(config);
   const cacheEntries = settings.decisionCacheEntries;
   const build = (sources: PolicySources, label: string) =>
     PolicyEngine.fromSources(sources, { model: `${label}/model.conf`, policy: `${label}/policy.csv`, conditions: `${label}/conditions.yaml` }, knownRoutes, { cacheEntries });

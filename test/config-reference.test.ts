@@ -7,6 +7,7 @@ import { CONFIG_SCHEMA, loadConfigFile } from '../gateway/config.js';
 import { configuredFileProblems } from '../gateway/preflight.js';
 import { ROOT } from './helpers/harness.js';
 import { schemaKeys } from './helpers/schema-keys.js';
+import { makeTlsMaterial } from './helpers/database.js';
 
 const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
 
@@ -51,6 +52,13 @@ describe('the production example config (docs/ztgate.production.yaml)', () => {
     writeFileSync(join(secrets, 'audit-key.pem'), ec());
     writeFileSync(join(secrets, 'session-key'), randomBytes(32).toString('hex'));
     writeFileSync(join(secrets, 'syslog-ca.pem'), '-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n');
+    // The database listener's TLS material and the device CA (synthetic), and the gateway's database password.
+    const dbTls = makeTlsMaterial();
+    writeFileSync(join(secrets, 'db-listener.crt'), readFileSync(dbTls.serverCert));
+    writeFileSync(join(secrets, 'db-listener.key'), readFileSync(dbTls.serverKey));
+    writeFileSync(join(etc, 'device-ca.crt'), readFileSync(dbTls.deviceCa));
+    dbTls.remove();
+    writeFileSync(join(secrets, 'hotich-db-password'), 'synthetic-password\n');
     const text = readFileSync(join(ROOT, 'docs/ztgate.production.yaml'), 'utf8')
       .replaceAll('/etc/ztgate/', `${etc}/`)
       .replaceAll('/run/secrets/', `${secrets}/`)

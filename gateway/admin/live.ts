@@ -100,8 +100,9 @@ export function summarise(e: Record<string, any>): DecisionSummary | null {
     securityLevel: typeof e.ztgate.route?.security_level === 'number' ? e.ztgate.route.security_level : null,
     official: str(e.user?.id),
     agency: str(e.organization?.id),
-    method: str(e.http?.request?.method),
-    path: str(e.url?.path),
+    // Database-plane statements: the statement kind and its normalised text (no literal is ever in it).
+    method: str(e.http?.request?.method) ?? str(e.db?.operation),
+    path: str(e.url?.path) ?? str(e.db?.statement),
     status: typeof e.http?.response?.status_code === 'number' ? e.http.response.status_code : null,
   };
 }

@@ -40,7 +40,8 @@ export function readPurpose(headers: IncomingHttpHeaders): Purpose | null {
 }
 
 export interface DecideInput {
-  readonly route: RouteConfig;
+  /** An HTTP route, or a database service as `db:<id>` with the classification of the table at hand. */
+  readonly route: Pick<RouteConfig, 'id' | 'securityLevel' | 'classification'>;
   readonly path: string;
   readonly method: string;
   readonly principal: Principal;

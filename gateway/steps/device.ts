@@ -66,12 +66,12 @@ export function deviceError(reason: Reason, detail?: string, cause?: unknown): G
 }
 
 /** The route's own minimum, else the default for its security level (cấp độ). */
-export function minimumTier(route: RouteConfig, devices: GatewayConfig['devices']): DeviceTier {
+export function minimumTier(route: Pick<RouteConfig, 'minDeviceTier' | 'securityLevel'>, devices: GatewayConfig['devices']): DeviceTier {
   return route.minDeviceTier ?? devices.defaultMinTierBySecurityLevel[String(route.securityLevel) as '1'];
 }
 
 /** Ends the request when the device falls short of what the route asks for. */
-export function requireDeviceTier(device: DeviceTrust, route: RouteConfig, devices: GatewayConfig['devices']): void {
+export function requireDeviceTier(device: DeviceTrust, route: Pick<RouteConfig, 'minDeviceTier' | 'securityLevel'>, devices: GatewayConfig['devices']): void {
   if (device.refusal) throw device.refusal;
   const minimum = minimumTier(route, devices);
   if (tierAtLeast(device.tier, minimum)) return;

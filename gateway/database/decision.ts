@@ -1,0 +1,178 @@
+import { GatewayError } from '../errors.js';
+import type { Reason } from '../reasons.js';
+import type { AuditEvent, DecisionLog } from '../audit/log.js';
+import type { DeviceTrust } from '../steps/device.js';
+import { decide } from '../steps/decide.js';
+import type { Principal } from '../../identity/principal.js';
+import type { Obligation, Purpose } from '../../policies/access.js';
+import { DATABASE_OBJECT_PREFIX } from '../../policies/access.js';
+import type { Decision, PolicyEngine } from '../../policies/engine.js';
+import type { RecentDecisions } from '../../policies/what-if.js';
+import type { Classification } from '../config.js';
+import { CLASSIFICATIONS } from '../config.js';
+import type { DatabaseServiceConfig } from './config.js';
+import type { Classified, TableRef } from './sql.js';
+
+/**
+ * One decision per statement: every table it names is an object `db:<service>/<schema>.<table>`
+ * decided through the same policy engine as HTTP requests, with the statement kind as the
+ * action and the table's classification against the official's clearance. Every table must be
+ * allowed; obligations of all of them apply (masks add up, the smallest limits win).
+ */
+
+export const policyPath = (t: TableRef) => `/${t.schema}.${t.table}`;
+
+export function tableClassification(service: DatabaseServiceConfig, t: TableRef): Classification {
+  return service.tables[`${t.schema}.${t.table}`]?.classification ?? service.classification;
+}
+
+export interface StatementDecision {
+  readonly decision: Decision;
+  /** The highest classification among the statement's tables. */
+  readonly classification: Classification;
+}
+
+function merge(decisions: readonly Decision[]): readonly Obligation[] {
+  const masked = new Set<string>();
+  let perResponse = Infinity;
+  let perDay = Infinity;
+  for (const d of decisions) {
+    for (const o of d.obligations) {
+      if (o.type === 'mask-fields') o.fields.forEach((f) => masked.add(f.toLowerCase()));
+      else if (o.type === 'max-records-per-response') perResponse = Math.min(perResponse, o.max);
+      else if (o.type === 'max-records-per-day') perDay = Math.min(perDay, o.max);
+    }
+  }
+  const out: Obligation[] = [];
+  if (masked.size > 0) out.push({ type: 'mask-fields', fields: [...masked].sort() });
+  if (perResponse !== Infinity) out.push({ type: 'max-records-per-response', max: perResponse });
+  if (perDay !== Infinity) out.push({ type: 'max-records-per-day', max: perDay });
+  return out;
+}
+
+/**
+ * Decides a data statement. Returns the allow; a denial throws the GatewayError of the first
+ * table refused, after `onDecision` has seen the decision.
+ */
+export function decideStatement(
+  engine: PolicyEngine,
+  input: { service: DatabaseServiceConfig; statement: Classified; principal: Principal; device: DeviceTrust | null; purpose: Purpose | null; sourceIp: string | null },
+  onDecision: (d: StatementDecision) => void,
+  recent?: RecentDecisions,
+): StatementDecision {
+  const { service, statement } = input;
+  // A statement without a table (SELECT now()) is decided on the service's root object.
+  const tables: readonly (TableRef | null)[] = statement.tables.length > 0 ? statement.tables : [null];
+  const decisions: Decision[] = [];
+  let classification: Classification = tables[0] ? tableClassification(service, tables[0]) : service.classification;
+  for (const t of tables) {
+    const c = t ? tableClassification(service, t) : service.classification;
+    if (CLASSIFICATIONS.indexOf(c) > CLASSIFICATIONS.indexOf(classification)) classification = c;
+    let denied: GatewayError | null = null;
+    let seen: Decision | null = null;
+    try {
+      decide(engine, {
+        route: { id: `${DATABASE_OBJECT_PREFIX}${service.id}`, securityLevel: service.securityLevel, classification: c },
+        path: t ? policyPath(t) : '/',
+        method: statement.kind!,
+        principal: input.principal,
+        deviceTier: input.device?.tier ?? null,
+        purpose: input.purpose,
+        sourceIp: input.sourceIp,
+      }, (d) => (seen = d), recent);
+    } catch (err) {
+      if (!(err instanceof GatewayError)) throw err;
+      denied = err;
+    }
+    if (denied) {
+      if (seen) onDecision({ decision: seen, classification: c });
+      throw denied;
+    }
+    decisions.push(seen!);
+  }
+  const first = decisions[0]!;
+  const decision: Decision = Object.freeze({ ...first, obligations: Object.freeze(merge(decisions)) });
+  const result = { decision, classification };
+  onDecision(result);
+  return result;
+}
+
+/** Everything the event of one statement (or one refused connection) records. */
+export interface StatementRecord {
+  readonly id: string;
+  readonly startedAt: bigint;
+  readonly service: DatabaseServiceConfig | null;
+  readonly classification: Classification | null;
+  readonly principal: Principal | null;
+  readonly device: DeviceTrust | null;
+  readonly purpose: Purpose | null;
+  readonly source: { readonly ip: string | null; readonly port: number | null };
+  readonly connectionId: string;
+  statement: Classified | null;
+  decision: Decision | null;
+  policyVersion: string | null;
+  /** Allowed without a policy rule (session control). */
+  allowedWithoutPolicy: boolean;
+  reasons: Reason[];
+  errorCode: string | null;
+  rows: number;
+  bytes: number;
+  /** The database answered with an error of its own (SQLSTATE). */
+  upstreamError: string | null;
+}
+
+const REFUSED_AFTER_POLICY = new Set(['ZTG_ERR_QUOTA_EXCEEDED', 'ZTG_ERR_QUOTA_UNAVAILABLE', 'ZTG_ERR_OBLIGATION_FAILED', 'ZTG_ERR_STATEMENT_REFUSED', 'ZTG_ERR_AUDIT_UNAVAILABLE']);
+
+/** The decision event of a statement: ECS fields, db.* for the statement, never a literal. */
+export function emitStatement(log: DecisionLog, r: StatementRecord): void {
+  const refusedAfter = r.errorCode !== null && REFUSED_AFTER_POLICY.has(r.errorCode);
+  const allowed = r.decision ? r.decision.effect === 'allow' && !refusedAfter && r.errorCode === null : r.allowedWithoutPolicy && r.errorCode === null;
+  const effect = allowed ? 'allow' : 'deny';
+  const reasons = [...new Set([...(r.decision?.reasons ?? []), ...r.reasons])];
+  const p = r.principal;
+  const s = r.service;
+  const event = {
+    '@timestamp': new Date().toISOString(),
+    log: { level: 'info' },
+    event: {
+      kind: 'event',
+      category: ['database', 'iam'],
+      type: [allowed ? 'allowed' : 'denied', 'access'],
+      action: 'access-decision',
+      outcome: allowed && r.upstreamError === null ? 'success' : 'failure',
+      id: r.id,
+      duration: Number(process.hrtime.bigint() - r.startedAt),
+    },
+    ztgate: {
+      decision: effect,
+      reasons,
+      rule: r.decision?.rule ?? null,
+      policy_version: r.decision?.policyVersion ?? r.policyVersion,
+      error_code: r.errorCode,
+      route: s ? { id: `${DATABASE_OBJECT_PREFIX}${s.id}`, security_level: s.securityLevel, classification: r.classification ?? s.classification, owner_agency: s.ownerAgency } : null,
+      assurance: p ? { level: p.assuranceLevel, acr: p.acr } : undefined,
+      purpose: r.purpose ? { code: r.purpose.code, case_ref: r.purpose.caseRef } : undefined,
+      records: r.statement?.kind === 'SELECT' ? r.rows : undefined,
+      device: r.device ? { id: r.device.id, tier: r.device.tier, status: r.device.status, via: r.device.via ?? undefined, posture_failures: r.device.postureFailures ?? undefined } : undefined,
+    },
+    user: p ? { id: p.nationalId, roles: p.roles } : undefined,
+    organization: p?.agency ? { id: p.agency } : undefined,
+    host: r.device?.id ? { id: r.device.id } : undefined,
+    source: r.source,
+    db: {
+      system: 'postgresql',
+      name: s?.id ?? null,
+      connection_id: r.connectionId,
+      operation: r.statement?.kind ?? null,
+      statement: r.statement?.fingerprintText ?? null,
+      fingerprint: r.statement?.fingerprint ?? null,
+      tables: (r.statement?.tables ?? []).map((t) => `${t.schema}.${t.table}`),
+      rows: r.rows,
+      bytes: r.bytes,
+      error_code: r.upstreamError ?? undefined,
+    },
+    rule: r.decision?.rule ? { name: r.decision.rule, ruleset: 'policy', version: r.decision.policyVersion } : undefined,
+    message: effect,
+  };
+  log.write(event as unknown as AuditEvent);
+}

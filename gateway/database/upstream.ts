@@ -1,0 +1,138 @@
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+import { serialize } from 'pg-protocol';
+import { Parser } from 'pg-protocol/dist/parser.js';
+// node-postgres' SCRAM-SHA-256 client (RFC 5802 / RFC 7677), as its own connections use it.
+import sasl from 'pg/lib/crypto/sasl.js';
+import type { DatabaseServiceConfig } from './config.js';
+
+/**
+ * The gateway's own connection to a database service, made with credentials only the gateway
+ * holds. Parameters pinned at startup keep the upstream reading statements as the gateway's
+ * parser did: `standard_conforming_strings` (backslashes in literals) and `search_path`
+ * (unqualified table names are decided as `public.<table>`); clients may not change them.
+ */
+
+export interface UpstreamConnection {
+  readonly socket: Socket;
+  readonly processId: number;
+  readonly secretKey: number;
+  /** ParameterStatus values the server reported, relayed to the client. */
+  readonly parameters: ReadonlyMap<string, string>;
+}
+
+export class UpstreamError extends Error {
+  readonly code = 'ERR_UPSTREAM';
+}
+
+function password(service: DatabaseServiceConfig): string | null {
+  const c = service.credentials;
+  if (c.passwordFile) return readFileSync(c.passwordFile, 'utf8').replace(/\r?\n$/, '');
+  if (c.passwordEnv) {
+    const v = process.env[c.passwordEnv];
+    if (v === undefined) throw new UpstreamError(`environment variable ${c.passwordEnv} (credentials of ${service.id}) is not set`);
+    return v;
+  }
+  return null;
+}
+
+const md5 = (s: string | Buffer) => createHash('md5').update(s).digest('hex');
+
+export function connectUpstream(service: DatabaseServiceConfig, timeoutMs: number, extra: Readonly<Record<string, string>> = {}): Promise<UpstreamConnection> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: service.upstream.host, port: service.upstream.port });
+    socket.setNoDelay(true);
+    const parser = new Parser();
+    const parameters = new Map<string, string>();
+    let processId = 0;
+    let secretKey = 0;
+    let scram: any = null;
+    let done = false;
+    const fail = (err: Error) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      socket.destroy();
+      reject(err);
+    };
+    const timer = setTimeout(() => fail(new UpstreamError(`no answer from ${service.upstream.host}:${service.upstream.port} within ${timeoutMs} ms`)), timeoutMs);
+    socket.once('error', (err) => fail(new UpstreamError(`${service.upstream.host}:${service.upstream.port}: ${err.message}`)));
+    socket.once('close', () => fail(new UpstreamError('the database closed the connection during startup')));
+    socket.once('connect', () => {
+      socket.write(serialize.startup({
+        ...extra,
+        user: service.credentials.user,
+        database: service.upstream.database,
+        application_name: 'ztgate',
+        client_encoding: 'UTF8',
+        options: '-c search_path=public -c standard_conforming_strings=on',
+      }));
+    });
+    const onData = (chunk: Buffer) => {
+      parser.parse(chunk, (msg: any) => {
+        void (async () => {
+          try {
+            switch (msg.name) {
+              case 'authenticationCleartextPassword': {
+                const pw = password(service);
+                if (pw === null) throw new UpstreamError('the database asks for a password and none is configured');
+                socket.write(serialize.password(pw));
+                break;
+              }
+              case 'authenticationMD5Password': {
+                const pw = password(service);
+                if (pw === null) throw new UpstreamError('the database asks for a password and none is configured');
+                const inner = md5(pw + service.credentials.user);
+                socket.write(serialize.password('md5' + md5(Buffer.concat([Buffer.from(inner), msg.salt]))));
+                break;
+              }
+              case 'authenticationSASL':
+                scram = sasl.startSession(msg.mechanisms);
+                socket.write(serialize.sendSASLInitialResponseMessage(scram.mechanism, scram.response));
+                break;
+              case 'authenticationSASLContinue': {
+                const pw = password(service);
+                if (pw === null) throw new UpstreamError('the database asks for a password and none is configured');
+                await sasl.continueSession(scram, pw, msg.data);
+                socket.write(serialize.sendSCRAMClientFinalMessage(scram.response));
+                break;
+              }
+              case 'authenticationSASLFinal':
+                sasl.finalizeSession(scram, msg.data);
+                break;
+              case 'parameterStatus':
+                parameters.set(msg.parameterName, msg.parameterValue);
+                break;
+              case 'backendKeyData':
+                processId = msg.processID;
+                secretKey = msg.secretKey;
+                break;
+              case 'error':
+                throw new UpstreamError(`the database refused the gateway: ${msg.code} ${msg.message}`);
+              case 'readyForQuery':
+                if (done) return;
+                done = true;
+                clearTimeout(timer);
+                socket.removeListener('data', onData);
+                socket.removeAllListeners('error');
+                socket.removeAllListeners('close');
+                resolve({ socket, processId, secretKey, parameters });
+                break;
+            }
+          } catch (err) {
+            fail(err instanceof UpstreamError ? err : new UpstreamError((err as Error).message));
+          }
+        })();
+      });
+    };
+    socket.on('data', onData);
+  });
+}
+
+/** Sends a CancelRequest for an upstream backend (on a connection of its own, as the protocol has it). */
+export function cancelUpstream(service: DatabaseServiceConfig, processId: number, secretKey: number): void {
+  const socket = connect({ host: service.upstream.host, port: service.upstream.port }, () => socket.end(serialize.cancel(processId, secretKey)));
+  socket.on('error', () => socket.destroy());
+  socket.setTimeout(5000, () => socket.destroy());
+}
