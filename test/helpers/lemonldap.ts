@@ -1,6 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from './harness.js';
@@ -217,9 +217,14 @@ function stop(child: ChildProcess | null): Promise<void> {
 export async function startLemonLdap(opts: LemonLdapOptions): Promise<LemonLdap> {
   const missing = lemonLdapMissing();
   if (missing.length) throw new Error(`LemonLDAP::NG cannot start: missing ${missing.join(', ')} (apt-get install lemonldap-ng lemonldap-ng-fastcgi-server nginx; .ci/run does it)`);
+  // Without these (Recommends and a Suggests of the packages) the portal only answers 500 "Initialization failed".
+  const perl = spawnSync('perl', ['-MGD::SecurityImage', '-MImage::Magick', '-MString::Random', '-e', '1'], { encoding: 'utf8' });
+  if (perl.status !== 0) {
+    throw new Error(`LemonLDAP::NG's portal cannot start: ${(perl.stderr || String(perl.error)).split('\n')[0]} (apt-get install libgd-securityimage-perl libimage-magick-perl libstring-random-perl; .ci/run does it)`);
+  }
   const asRoot = userInfo().uid === 0;
   const dir = mkdtempSync(join(tmpdir(), 'ztgate-llng-'));
-  for (const sub of ['conf', 'sessions/lock', 'psessions/lock', 'cache', 'nginx-tmp']) spawnSync('mkdir', ['-p', join(dir, sub)]);
+  for (const sub of ['conf', 'sessions/lock', 'psessions/lock', 'cache', 'nginx-tmp']) mkdirSync(join(dir, sub), { recursive: true });
   const port = await freePort();
   const portal = `http://127.0.0.1:${port}/`;
   let options = { ...opts };
