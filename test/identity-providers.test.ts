@@ -8,6 +8,7 @@ import { pino } from 'pino';
 import { parseConfig } from '../gateway/config.js';
 import { ConfigError } from '../gateway/errors.js';
 import { startGateway, type RunningGateway } from '../gateway/server.js';
+import { toCef } from '../gateway/audit/syslog.js';
 import { DEMO_GATEWAY_CLIENT_ID, DEMO_GATEWAY_CLIENT_SECRET, startDemoIdp, type DemoIdp } from '../demo/idp.js';
 import { Browser } from './helpers/browser.js';
 import { EventSink, freePort, ROOT, startHarness, startRecordingUpstream, TEST_AUDIENCE, type Harness, type RecordingUpstream } from './helpers/harness.js';
@@ -187,6 +188,15 @@ describe('client authentication at the token endpoint (identity.browser.tokenEnd
     expect(line.level).toBe(40);
     expect(line.msg).toContain("the token endpoint refused the gateway's client authentication (client_secret_basic): 401 invalid_client");
     expect(JSON.stringify(g.log.lines)).not.toContain(DEMO_GATEWAY_CLIENT_SECRET);
+  });
+});
+
+describe('an identity presented but not accepted, as the SOC receives it', () => {
+  it('CEF marks suser as unverified; a verified official carries no such mark', () => {
+    const base = { '@timestamp': '2026-12-06T01:00:00.000Z', event: { kind: 'event', action: 'access-decision', id: 'e1' }, ztgate: { decision: 'deny', reasons: ['official-not-on-roster'] } };
+    const unverified = toCef({ ...base, user: { id: '056088009003', verified: false, id_type: 'national-id', issuer: 'https://sso.example' } });
+    expect(unverified).toContain('suser=056088009003 flexString1Label=userVerified flexString1=false ');
+    expect(toCef({ ...base, user: { id: '056085000001', roles: [] } })).not.toContain('userVerified');
   });
 });
 
