@@ -69,6 +69,8 @@ export interface DemoIdpOptions {
   gatewayBackchannelLogoutUri?: string;
   /** Issue opaque access tokens (checked by RFC 7662 introspection) instead of JWTs. */
   opaqueAccessTokens?: boolean; // default false
+  /** How ztgate-gateway authenticates at the token endpoint; private_key_jwt needs its public keys. */
+  gatewayTokenEndpointAuth?: { method: 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt'; jwks?: { keys: Record<string, unknown>[] } };
 }
 
 export interface DemoIdp {
@@ -236,7 +238,8 @@ export async function startDemoIdp(opts: DemoIdpOptions = {}): Promise<DemoIdp> 
         client_secret: DEMO_GATEWAY_CLIENT_SECRET,
         client_name: 'ztgate gateway',
         application_type: 'web',
-        token_endpoint_auth_method: 'client_secret_basic',
+        token_endpoint_auth_method: opts.gatewayTokenEndpointAuth?.method ?? 'client_secret_basic',
+        ...(opts.gatewayTokenEndpointAuth?.jwks ? { jwks: opts.gatewayTokenEndpointAuth.jwks } : {}),
         grant_types: ['authorization_code', 'refresh_token'],
         response_types: ['code'],
         redirect_uris: [...opts.gatewayRedirectUris],

@@ -9,7 +9,7 @@ import { StoreError } from './store.js';
 import { AUTH_PATH_PREFIX, clearCookieHeader, cookieAttributes, cookieValue, safeReturnPath } from './steps/authenticate.js';
 import type { Principal } from '../identity/principal.js';
 import { acrValuesFor, assuranceLevelOf } from '../identity/assurance.js';
-import { RpError } from '../identity/oidc-rp.js';
+import { RpError, type RpErrorCode } from '../identity/oidc-rp.js';
 import type { SessionRecord } from '../identity/sessions.js';
 import { sha256hex } from '../identity/digest.js';
 
@@ -22,6 +22,7 @@ import { sha256hex } from '../identity/digest.js';
  *   GET logout               → a page asking to confirm (a form that POSTs)
  *   POST logout              → same-origin only: end the session here, then at the IdP (RP-Initiated Logout 1.0)
  *   POST backchannel-logout  ← the IdP ends sessions (OIDC Back-Channel Logout 1.0)
+ *   GET  frontchannel-logout ← the IdP ends sessions from an iframe in the browser (OIDC Front-Channel Logout 1.0)
  *   GET  signed-out          → where the IdP sends the browser after sign-out
  *
  * Each answers with exactly one decision event, like any other request.
@@ -32,6 +33,7 @@ export const AUTH_PATHS = {
   callback: `${AUTH_PATH_PREFIX}callback`,
   logout: `${AUTH_PATH_PREFIX}logout`,
   backchannelLogout: `${AUTH_PATH_PREFIX}backchannel-logout`,
+  frontchannelLogout: `${AUTH_PATH_PREFIX}frontchannel-logout`,
   signedOut: `${AUTH_PATH_PREFIX}signed-out`,
 } as const;
 
@@ -53,6 +55,17 @@ export const transactionKey = (state: string) => `auth-tx:${sha256hex(state)}`;
 function signInFailed(reason: Reason, detail?: string, cause?: unknown): GatewayError {
   return new GatewayError('ZTG_ERR_SIGN_IN_FAILED', reason, { detail, cause });
 }
+
+/** Each way the code exchange can fail has its own reason, so the SOC and the operator see which step it was. */
+const SIGN_IN_FAILURES: Record<RpErrorCode, Reason> = {
+  ERR_IDP_UNREACHABLE: 'identity-provider-unavailable',
+  ERR_AUTHORIZATION_ERROR: 'auth-idp-error',
+  ERR_GRANT_REJECTED: 'auth-code-rejected',
+  ERR_CLIENT_AUTH_FAILED: 'auth-client-authentication-failed',
+  ERR_ID_TOKEN_INVALID: 'auth-id-token-invalid',
+  ERR_ID_TOKEN_CLOCK_SKEW: 'auth-clock-skew',
+  ERR_LOGOUT_TOKEN_INVALID: 'auth-id-token-invalid',
+};
 
 function storeGuard(err: unknown): never {
   if (err instanceof StoreError) throw new GatewayError('ZTG_ERR_IDP_UNAVAILABLE', 'session-store-unavailable', { cause: err });
@@ -108,7 +121,7 @@ export async function registerAuthRoutes(app: FastifyInstance, runtime: Runtime)
         state,
         nonce: tx.nonce,
         codeVerifier: tx.codeVerifier,
-        acrValues: level > 0 ? acrValuesFor(level, issuerConfig.assurance ?? {}) : undefined,
+        acrValues: level > 0 ? (issuerConfig.stepUpAcrValues?.[String(level) as '1' | '2'] ?? acrValuesFor(level, issuerConfig.assurance ?? {})) : undefined,
         maxAgeSeconds: maxAge,
       });
     } catch (err) {
@@ -139,8 +152,10 @@ export async function registerAuthRoutes(app: FastifyInstance, runtime: Runtime)
       grant = await rp!.exchangeCode(url, { state, nonce: tx.nonce, codeVerifier: tx.codeVerifier, maxAgeSeconds: tx.maxAgeSeconds });
     } catch (err) {
       const code = err instanceof RpError ? err.code : 'ERR_IDP_UNREACHABLE';
-      if (code === 'ERR_IDP_UNREACHABLE') throw new GatewayError('ZTG_ERR_IDP_UNAVAILABLE', 'identity-provider-unavailable', { cause: err });
-      const reason: Reason = code === 'ERR_AUTHORIZATION_ERROR' ? 'auth-idp-error' : code === 'ERR_GRANT_REJECTED' ? 'auth-code-rejected' : 'auth-id-token-invalid';
+      const reason = SIGN_IN_FAILURES[code];
+      // The official sees "sign-in failed"; the operator needs the step and the IdP's own words.
+      request.log.warn({ reason, code, err }, `sign-in failed (${reason}): ${(err as Error).message}`);
+      if (code === 'ERR_IDP_UNREACHABLE') throw new GatewayError('ZTG_ERR_IDP_UNAVAILABLE', reason, { cause: err });
       throw signInFailed(reason, undefined, err);
     }
     const id = grant.idClaims!;
@@ -187,21 +202,34 @@ export async function registerAuthRoutes(app: FastifyInstance, runtime: Runtime)
   // Sign-out changes state: only a page of this gateway may ask for it, never another site.
   const ownOrigin = new URL(config.publicUrl).origin;
 
-  /** A small page of the gateway's own: no script, no external resource, forms only to itself. */
-  function gatewayPage(request: FastifyRequest, reply: FastifyReply, title: string, body: string) {
+  /**
+   * A small page of the gateway's own: no script, no external resource, forms only to itself —
+   * and, on the sign-out page, to exactly the IdP's end-session origin: CSP form-action also
+   * governs the redirects after a submission (CSP 3 §6.2.1), so without it a browser stops the
+   * 303 to end_session_endpoint and the IdP session survives.
+   */
+  function gatewayPage(request: FastifyRequest, reply: FastifyReply, title: string, body: string, formTargets: readonly string[] = []) {
     request.zt.reasons.push('public-endpoint');
     request.zt.allowedWithoutPolicy = true;
+    const formAction = ["'self'", ...formTargets].join(' ');
     return noStore(reply)
       .type('text/html; charset=utf-8')
-      .header('content-security-policy', "default-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+      .header('content-security-policy', `default-src 'none'; base-uri 'none'; form-action ${formAction}; frame-ancestors 'none'`)
       .header('x-content-type-options', 'nosniff')
       .send(`<!DOCTYPE html><html lang="vi"><head><meta charset="utf-8"><title>${title}</title></head>\n<body>${body}</body></html>`);
   }
 
   async function confirmLogout(request: FastifyRequest, reply: FastifyReply) {
+    let endSession: string | null = null;
+    try {
+      endSession = await rp!.endSessionOrigin();
+    } catch (err) {
+      // Sign-out still ends the gateway session; the POST then lands on the signed-out page.
+      request.log.warn({ err }, 'IdP discovery failed; the sign-out page allows forms to this gateway only');
+    }
     return gatewayPage(request, reply, 'Đăng xuất — Sign out', `<h1>Đăng xuất khỏi ztgate?</h1><p lang="en">Sign out of ztgate?</p>
 <form method="post" action="${AUTH_PATHS.logout}"><button type="submit">Đăng xuất / Sign out</button></form>
-<p><a href="/">Ở lại / Stay signed in</a></p>`);
+<p><a href="/">Ở lại / Stay signed in</a></p>`, endSession && endSession !== ownOrigin ? [endSession] : []);
   }
 
   async function logout(request: FastifyRequest, reply: FastifyReply) {
@@ -256,6 +284,35 @@ export async function registerAuthRoutes(app: FastifyInstance, runtime: Runtime)
     return noStore(reply).code(200).send();
   }
 
+  const idpOrigin = new URL(browser.issuer).origin;
+
+  /**
+   * OIDC Front-Channel Logout 1.0 §2: the IdP's logout page loads this in an iframe with `iss` and
+   * `sid`. A GET any page can make, so: `iss` must be the configured IdP, `sid` is required, only
+   * an iframe load counts (Sec-Fetch-Dest, when sent), and only sessions of that IdP end. With
+   * frontchannelLogout `sub` (IdPs whose `sid` is the subject) whoever knows an official's subject
+   * can sign them out — a nuisance, never access; docs/identity-providers.md weighs it.
+   */
+  async function frontchannelLogout(request: FastifyRequest<{ Querystring: Record<string, string | string[] | undefined> }>, reply: FastifyReply) {
+    const { iss, sid } = request.query;
+    const refuse = (detail: string) => new GatewayError('ZTG_ERR_BAD_REQUEST', 'frontchannel-logout-invalid', { detail });
+    if (typeof iss !== 'string' || typeof sid !== 'string' || !iss || !sid) throw refuse('iss and sid are required, once each');
+    if (iss !== browser!.issuer) throw refuse('iss is not the configured identity provider');
+    if (sid.length > 256 || /[\u0000-\u001f\u007f]/.test(sid)) throw refuse('sid is malformed');
+    const dest = request.headers['sec-fetch-dest'];
+    if (dest !== undefined && dest !== 'iframe') throw refuse(`front-channel logout is loaded in an iframe, not as ${String(dest)}`);
+    const ended = browser!.frontchannelLogout === 'sub' ? await sessions!.endByIdpSubject(iss, sid).catch(storeGuard) : await sessions!.endByIdpSession(iss, sid).catch(storeGuard);
+    request.log.info({ ended, mode: browser!.frontchannelLogout }, 'front-channel logout from the IdP');
+    request.zt.reasons.push('frontchannel-logout');
+    request.zt.allowedWithoutPolicy = true;
+    // Shown inside the IdP's page only: framing by anyone else is refused.
+    return noStore(reply)
+      .type('text/html; charset=utf-8')
+      .header('content-security-policy', `default-src 'none'; frame-ancestors ${idpOrigin}`)
+      .header('x-content-type-options', 'nosniff')
+      .send('<!DOCTYPE html><html lang="vi"><head><meta charset="utf-8"><title>ztgate</title></head><body>Đã đăng xuất / Signed out</body></html>');
+  }
+
   async function signedOut(request: FastifyRequest, reply: FastifyReply) {
     return gatewayPage(request, reply, 'Đã đăng xuất — Signed out', `<h1>Đã đăng xuất khỏi ztgate</h1><p lang="en">You have signed out of ztgate.</p><p><a href="/">Trang chủ / Home</a></p>`);
   }
@@ -269,6 +326,7 @@ export async function registerAuthRoutes(app: FastifyInstance, runtime: Runtime)
     scope.get(AUTH_PATHS.logout, confirmLogout);
     scope.post(AUTH_PATHS.logout, logout);
     scope.post(AUTH_PATHS.backchannelLogout, backchannelLogout);
+    if (browser.frontchannelLogout !== 'off') scope.get(AUTH_PATHS.frontchannelLogout, frontchannelLogout);
     scope.get(AUTH_PATHS.signedOut, signedOut);
   });
 }

@@ -38,6 +38,7 @@ import { sessionKeyFileProblem } from '../identity/session-crypto.js';
 import { checkStateSemantics, STATE_SCHEMA, toStateConfig, type StateConfig } from './state-config.js';
 import { checkLimits, LIMITS_SCHEMA, type LimitsConfig } from './limits.js';
 import { checkDatabases, DATABASES_SCHEMA, type DatabasesConfig } from './database/config.js';
+import { BROWSER_CLIENT_AUTH_PROPERTIES, checkBrowserClientAuth, ISSUER_ASSURANCE_PROPERTIES, type BrowserClientAuthConfig, type IssuerAssuranceConfig } from './identity-config.js';
 export { DEVICE_TIERS, type DeviceTier };
 
 /** Algorithms a device key may sign DPoP proofs with: no RSA keys on devices, no symmetric keys. */
@@ -95,7 +96,7 @@ export interface RouteConfig {
   readonly maxAuthAgeSeconds?: number;
 }
 
-export interface IssuerConfig {
+export interface IssuerConfig extends Partial<IssuerAssuranceConfig> {
   readonly issuer: string;
   readonly audience: readonly string[];
   readonly algorithms: readonly string[];
@@ -111,7 +112,7 @@ export interface IssuerConfig {
 }
 
 /** Browser sign-in (OIDC authorization code flow with PKCE); the redirect URI is `<publicUrl>/.ztgate/auth/callback`. */
-export interface BrowserSignInConfig {
+export interface BrowserSignInConfig extends BrowserClientAuthConfig {
   readonly issuer: string;
   readonly clientId: string;
   readonly clientSecret: string;
@@ -244,6 +245,7 @@ export const CONFIG_SCHEMA = {
                 propertyNames: { minLength: 1, maxLength: 256 },
                 additionalProperties: { enum: [0, 1, 2] },
               },
+              ...ISSUER_ASSURANCE_PROPERTIES,
               introspection: {
                 type: 'object',
                 additionalProperties: false,
@@ -270,6 +272,7 @@ export const CONFIG_SCHEMA = {
             resource: nonEmpty,
             loginTimeoutSeconds: { type: 'integer', minimum: 60, maximum: 3600, default: 600 }, // 10 min to complete sign-in
             idTokenSigningAlgorithm: { enum: ALLOWED_TOKEN_ALGORITHMS, default: 'RS256' }, // the OIDC default
+            ...BROWSER_CLIENT_AUTH_PROPERTIES,
           },
         },
         session: {
@@ -557,6 +560,14 @@ function checkSessionKeyFile(raw: Record<string, any>, baseDir: string): string[
   return problem ? [`identity.session.encryptionKeyFile: ${problem}`] : [];
 }
 
+function checkBrowserClient(raw: Record<string, any>, baseDir: string): string[] {
+  const browser = raw.identity.browser;
+  if (!browser) return [];
+  const problems: string[] = [];
+  checkBrowserClientAuth(problems, 'identity.browser', { ...browser, clientAssertionKeyFile: browser.clientAssertionKeyFile && resolve(baseDir, browser.clientAssertionKeyFile) });
+  return problems;
+}
+
 /** Cross-field rules: what the schema cannot say. */
 function checkSemantics(raw: Record<string, any>): string[] {
   const problems: string[] = [];
@@ -642,7 +653,7 @@ export function parseConfig(doc: unknown, source: string, baseDir: string): Gate
   if (!isValid(raw)) {
     throw new ConfigError(source, (validate.errors ?? []).map(describeSchemaError));
   }
-  const problems = [...checkSemantics(raw), ...checkStateSemantics(raw), ...checkLimits(raw), ...checkAuditSemantics(raw), ...checkAccessSemantics(raw), ...checkObservabilitySemantics(raw), ...checkListenerTls(raw, baseDir), ...checkSessionKeyFile(raw, baseDir), ...checkDatabases(raw, baseDir)];
+  const problems = [...checkSemantics(raw), ...checkStateSemantics(raw), ...checkLimits(raw), ...checkAuditSemantics(raw), ...checkAccessSemantics(raw), ...checkObservabilitySemantics(raw), ...checkListenerTls(raw, baseDir), ...checkSessionKeyFile(raw, baseDir), ...checkDatabases(raw, baseDir), ...checkBrowserClient(raw, baseDir)];
   if (problems.length > 0) throw new ConfigError(source, problems);
 
   for (const iss of raw.identity.issuers) {
@@ -660,6 +671,7 @@ export function parseConfig(doc: unknown, source: string, baseDir: string): Gate
   if (raw.assertion.mlDsaKeyFile) raw.assertion.mlDsaKeyFile = abs(raw.assertion.mlDsaKeyFile);
   if (raw.identity.roster.file) raw.identity.roster.file = abs(raw.identity.roster.file);
   if (raw.identity.session.encryptionKeyFile) raw.identity.session.encryptionKeyFile = abs(raw.identity.session.encryptionKeyFile);
+  if (raw.identity.browser?.clientAssertionKeyFile) raw.identity.browser.clientAssertionKeyFile = abs(raw.identity.browser.clientAssertionKeyFile);
   resolveAuditPaths(raw, abs);
   raw.state = toStateConfig(raw.state);
   resolveAccessPaths(raw, abs);

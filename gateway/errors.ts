@@ -69,15 +69,26 @@ export class GatewayError extends Error {
   readonly reason: Reason;
   /** Extra response headers, e.g. WWW-Authenticate (RFC 6750 §3). */
   readonly headers: Readonly<Record<string, string>>;
+  /** Who a refused, verified token named, though no principal could be built (not on the roster, …): the event says who tried. */
+  readonly presented: PresentedIdentity | null;
 
-  constructor(code: ErrorCode, reason: Reason, options: { detail?: string; headers?: Record<string, string>; cause?: unknown } = {}) {
+  constructor(code: ErrorCode, reason: Reason, options: { detail?: string; headers?: Record<string, string>; cause?: unknown; presented?: PresentedIdentity } = {}) {
     super(options.detail ?? ERROR_CODES[code].message, { cause: options.cause });
     this.name = 'GatewayError';
     this.code = code;
     this.statusCode = ERROR_CODES[code].status;
     this.reason = reason;
     this.headers = Object.freeze({ ...options.headers });
+    this.presented = options.presented ?? null;
   }
+}
+
+/** An identity a valid token presented that the gateway did not accept as an official. */
+export interface PresentedIdentity {
+  readonly issuer: string;
+  readonly sub: string | null;
+  /** The national ID claim when it is a well-formed one, else null. */
+  readonly nationalId: string | null;
 }
 
 /** Thrown while loading configuration or policy files; `key` names what is wrong. */

@@ -4,6 +4,7 @@ import type { Principal } from '../identity/principal.js';
 import type { Decision } from '../policies/engine.js';
 import type { Purpose } from '../policies/access.js';
 import type { Reason } from './reasons.js';
+import type { PresentedIdentity } from './errors.js';
 import type { DeviceTrust } from './steps/device.js';
 import type { AuditEvent, DecisionLog } from './audit/log.js';
 import { sessionDigest } from '../identity/digest.js';
@@ -33,6 +34,8 @@ export interface DecisionContext {
   /** Reason of the step that ended the request, when it was not the policy. */
   reasons: Reason[];
   errorCode: string | null;
+  /** Who a refused token named when no principal was built (e.g. not on the roster); logged as unverified. */
+  presented: PresentedIdentity | null;
   strippedHeaders: string[];
   /** The device and its trust tier (step 4), once assessed; what policies can require. */
   device: DeviceTrust | null;
@@ -57,7 +60,7 @@ export interface DecisionContext {
 
 export function newDecisionContext(socket?: { remoteAddress?: string | undefined; remotePort?: number | undefined } | null): DecisionContext {
   return {
-    source: { ip: socket?.remoteAddress ?? null, port: socket?.remotePort ?? null }, startedAt: process.hrtime.bigint(), route: null, principal: null, decision: null, policyVersion: null, allowedWithoutPolicy: false, admin: null, reasons: [], errorCode: null, strippedHeaders: [], device: null, purpose: null, records: null, grant: null, access: null, emitted: false, trace: null, steps: null, upstreamStatus: 0 };
+    source: { ip: socket?.remoteAddress ?? null, port: socket?.remotePort ?? null }, startedAt: process.hrtime.bigint(), route: null, principal: null, decision: null, policyVersion: null, allowedWithoutPolicy: false, admin: null, reasons: [], errorCode: null, presented: null, strippedHeaders: [], device: null, purpose: null, records: null, grant: null, access: null, emitted: false, trace: null, steps: null, upstreamStatus: 0 };
 }
 
 /** Data-plane requests are access decisions; management requests are audited admin actions. */
@@ -127,6 +130,14 @@ export function emitDecision(log: DecisionLog, action: EventAction, ctx: Decisio
   return event;
 }
 
+/** ECS user.* for an identity that was presented but not accepted: the SOC sees who tried, marked unverified. */
+function presentedUser(presented: PresentedIdentity | null): AuditEvent['user'] {
+  if (!presented) return undefined;
+  const id = presented.nationalId ?? presented.sub;
+  if (!id) return undefined;
+  return { id, verified: false, id_type: presented.nationalId ? 'national-id' : 'sub', issuer: presented.issuer };
+}
+
 function buildEvent(action: EventAction, ctx: DecisionContext, request: FastifyRequest, reply: FastifyReply): AuditEvent {
   const status = reply.raw.headersSent || reply.sent ? reply.statusCode : 0;
   // Refusals after the policy allowed (nothing forwarded) are denials; upstream faults stay allows that failed.
@@ -164,7 +175,7 @@ function buildEvent(action: EventAction, ctx: DecisionContext, request: FastifyR
       access: ctx.access ?? undefined,
       device: ctx.device ? { id: ctx.device.id, tier: ctx.device.tier, status: ctx.device.status, via: ctx.device.via ?? undefined, posture_failures: ctx.device.postureFailures ?? undefined } : undefined,
     },
-    user: ctx.principal ? { id: ctx.principal.nationalId, roles: ctx.principal.roles } : undefined,
+    user: ctx.principal ? { id: ctx.principal.nationalId, roles: ctx.principal.roles } : presentedUser(ctx.presented),
     organization: ctx.principal?.agency ? { id: ctx.principal.agency } : undefined,
     host: ctx.device?.id ? { id: ctx.device.id } : undefined, // the official's device (ECS host.id)
     source: ctx.source,

@@ -45,6 +45,7 @@ export function sendError(request: FastifyRequest, reply: FastifyReply, err: Gat
   request.zt ??= newDecisionContext(request.raw.socket);
   request.zt.reasons.push(err.reason);
   request.zt.errorCode = err.code;
+  if (err.presented && !request.zt.principal) request.zt.presented = err.presented;
   if (err.statusCode >= 500 && err.cause) request.log.warn({ err: err.cause, reason: err.reason, trace_id: request.zt.trace?.traceId }, 'request refused');
   // 5xx details stay in the log; 4xx say what was wrong with the request.
   const message = err.statusCode >= 500 ? ERROR_CODES[err.code as ErrorCode].message : err.message;

@@ -43,6 +43,13 @@ export const CLAIMS_PRESETS = {
     claims: { nationalId: 'national_id', agency: 'agency', roles: 'roles', acr: 'acr', assuranceLevel: '' },
     assurance: { 'vneid-level-1': 1, 'vneid-level-2': 2, '1': 1, '2': 2 },
   },
+  // LemonLDAP::NG: `national_id` and `agency` exported from macros; `acr` is loa-<authentication level>
+  // (Demo and password over http: 1, LDAP/password: 2, Kerberos/certificate: 3, with second factors
+  // as configured up to 5). Its access tokens carry no acr: see issuers[].defaultAssuranceLevel.
+  lemonldap: {
+    claims: { nationalId: 'national_id', agency: 'agency', roles: 'roles', acr: 'acr', assuranceLevel: '' },
+    assurance: { 'loa-1': 0, 'loa-2': 1, 'loa-3': 1, 'loa-4': 2, 'loa-5': 2 },
+  },
 } as const satisfies Record<string, ClaimsPreset>;
 
 export type ClaimsPresetName = keyof typeof CLAIMS_PRESETS;

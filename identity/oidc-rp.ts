@@ -1,5 +1,6 @@
 import * as oidc from 'openid-client';
-import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import { readFileSync } from 'node:fs';
+import { createRemoteJWKSet, errors as joseErrors, importPKCS8, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import type { BrowserSignInConfig } from '../gateway/config.js';
 
 /**
@@ -17,8 +18,12 @@ export type RpErrorCode =
   | 'ERR_AUTHORIZATION_ERROR'
   /** The token endpoint refused the code (reused, expired, wrong PKCE verifier) or the refresh token. */
   | 'ERR_GRANT_REJECTED'
+  /** The token endpoint refused the gateway's own credentials (invalid_client, 401): secret, method or key. */
+  | 'ERR_CLIENT_AUTH_FAILED'
   /** The ID token or the token response failed validation. */
   | 'ERR_ID_TOKEN_INVALID'
+  /** The ID token's exp, nbf or iat is outside the clock tolerance: the two clocks disagree. */
+  | 'ERR_ID_TOKEN_CLOCK_SKEW'
   | 'ERR_LOGOUT_TOKEN_INVALID';
 
 export class RpError extends Error {
@@ -72,6 +77,8 @@ export interface RelyingParty {
   authorizationUrl(request: AuthorizationRequest): Promise<URL>;
   exchangeCode(callbackUrl: URL, checks: { state: string; nonce: string; codeVerifier: string; maxAgeSeconds: number | null }): Promise<GrantResult>;
   refresh(refreshToken: string): Promise<GrantResult>;
+  /** The origin of the IdP's end_session_endpoint (where sign-out sends the browser), or null. */
+  endSessionOrigin(): Promise<string | null>;
   /** Null when the IdP publishes no end_session_endpoint. */
   endSessionUrl(idTokenHint: string | null, postLogoutRedirectUri: string, state?: string): Promise<URL | null>;
   verifyLogoutToken(token: string): Promise<LogoutToken>;
@@ -95,6 +102,20 @@ function idClaimsOf(payload: JWTPayload | undefined): IdTokenClaims | null {
   };
 }
 
+/** The client authentication the token endpoint gets (OIDC Core §9), from configuration. */
+async function clientAuthentication(browser: BrowserSignInConfig): Promise<oidc.ClientAuth> {
+  switch (browser.tokenEndpointAuthMethod) {
+    case 'client_secret_post':
+      return oidc.ClientSecretPost(browser.clientSecret);
+    case 'private_key_jwt': {
+      const key = await importPKCS8(readFileSync(browser.clientAssertionKeyFile!, 'utf8'), browser.clientAssertionAlgorithm);
+      return oidc.PrivateKeyJwt(browser.clientAssertionKeyId ? { key, kid: browser.clientAssertionKeyId } : key);
+    }
+    default:
+      return oidc.ClientSecretBasic(browser.clientSecret);
+  }
+}
+
 export function createRelyingParty(opts: {
   browser: BrowserSignInConfig;
   publicUrl: string;
@@ -114,7 +135,7 @@ export function createRelyingParty(opts: {
         issuerUrl,
         browser.clientId,
         { client_secret: browser.clientSecret, id_token_signed_response_alg: browser.idTokenSigningAlgorithm, [oidc.clockTolerance]: opts.clockSkewSeconds },
-        oidc.ClientSecretBasic(browser.clientSecret),
+        await clientAuthentication(browser),
         {
           timeout: Math.ceil(opts.timeoutMs / 1000),
           // Plain http only reaches this far on a loopback issuer (config.ts refuses it elsewhere).
@@ -132,11 +153,27 @@ export function createRelyingParty(opts: {
     return configuring;
   };
 
+  // Which step failed decides the reason: an operator must tell a bad client secret from a bad ID token or a clock skew.
   const translate = (err: unknown, grant: 'code' | 'refresh'): RpError => {
     if (err instanceof RpError) return err;
     if (err instanceof oidc.AuthorizationResponseError) return new RpError('ERR_AUTHORIZATION_ERROR', `the IdP answered ${err.error}`, { cause: err });
-    if (err instanceof oidc.ResponseBodyError) return new RpError('ERR_GRANT_REJECTED', `the token endpoint answered ${err.error}`, { cause: err });
+    // RFC 6749 §5.2: invalid_client (400 or 401), or a bare 401 with a WWW-Authenticate challenge.
+    if ((err instanceof oidc.ResponseBodyError && (err.error === 'invalid_client' || err.status === 401)) || err instanceof oidc.WWWAuthenticateChallengeError) {
+      const challenge = err instanceof oidc.WWWAuthenticateChallengeError ? err.cause[0] : undefined;
+      const what =
+        err instanceof oidc.ResponseBodyError
+          ? `${err.status} ${err.error}${err.error_description ? ` (${err.error_description})` : ''}`
+          : `${err.status} ${challenge?.parameters.error ?? 'unauthorized'}${challenge?.parameters.error_description ? ` (${challenge.parameters.error_description})` : ''}, ${challenge?.scheme ?? 'no'} challenge`;
+      return new RpError('ERR_CLIENT_AUTH_FAILED', `the token endpoint refused the gateway's client authentication (${browser.tokenEndpointAuthMethod}): ${what}`, { cause: err });
+    }
+    if (err instanceof oidc.ResponseBodyError) return new RpError('ERR_GRANT_REJECTED', `the token endpoint answered ${err.status} ${err.error}${err.error_description ? ` (${err.error_description})` : ''}`, { cause: err });
     const code = (err as { code?: string }).code ?? '';
+    // openid-client wraps oauth4webapi's error, whose cause names the claim.
+    let claim: unknown;
+    for (let e: any = err, depth = 0; e && depth < 4 && claim === undefined; e = e.cause, depth++) claim = e.cause?.claim;
+    if (code === 'OAUTH_JWT_TIMESTAMP_CHECK_FAILED' && (claim === 'exp' || claim === 'nbf' || claim === 'iat')) {
+      return new RpError('ERR_ID_TOKEN_CLOCK_SKEW', `ID token ${claim} is outside the ${opts.clockSkewSeconds} s clock tolerance (the gateway's and the IdP's clocks disagree): ${(err as Error).message}`, { cause: err });
+    }
     if (code.startsWith('OAUTH_') || err instanceof joseErrors.JOSEError) {
       return new RpError(grant === 'code' ? 'ERR_ID_TOKEN_INVALID' : 'ERR_GRANT_REJECTED', `${code || 'invalid response'}: ${(err as Error).message}`, { cause: err });
     }
@@ -190,6 +227,11 @@ export function createRelyingParty(opts: {
         }, browser.resource ? { resource: browser.resource } : undefined);
         const result = resultOf(tokens);
         if (!result.idClaims || !result.idToken) throw new RpError('ERR_ID_TOKEN_INVALID', 'the token response carries no usable ID token');
+        // OIDC Core §3.1.3.7 step 10: an ID token issued in the future means the clocks disagree.
+        const iat = result.idClaims.raw.iat;
+        if (typeof iat === 'number' && iat > Date.now() / 1000 + opts.clockSkewSeconds) {
+          throw new RpError('ERR_ID_TOKEN_CLOCK_SKEW', `ID token iat is ${Math.round(iat - Date.now() / 1000)} s in the future, beyond the ${opts.clockSkewSeconds} s clock tolerance (the gateway's and the IdP's clocks disagree)`);
+        }
         return result;
       } catch (err) {
         throw translate(err, 'code');
@@ -203,6 +245,12 @@ export function createRelyingParty(opts: {
       } catch (err) {
         throw translate(err, 'refresh');
       }
+    },
+
+    async endSessionOrigin() {
+      const { config } = await configure();
+      const endpoint = config.serverMetadata().end_session_endpoint;
+      return endpoint ? new URL(endpoint).origin : null;
     },
 
     async endSessionUrl(idTokenHint, postLogoutRedirectUri, state) {

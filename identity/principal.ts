@@ -18,6 +18,8 @@ export interface Principal {
   readonly roles: readonly string[];
   readonly clearance: Clearance;
   readonly assuranceLevel: AssuranceLevel;
+  /** Where assuranceLevel came from: the token's acr/amr/level claim, the session's ID token, or the issuer's defaultAssuranceLevel because the token said nothing. */
+  readonly assuranceFrom?: 'token' | 'session' | 'issuer-default';
   /** The browser session, when the request came with one. */
   readonly sessionId: string | null;
   /** Authentication context class (OIDC Core §2), e.g. "vneid-level-2"; null when absent. */

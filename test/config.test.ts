@@ -77,6 +77,7 @@ describe('a valid configuration', () => {
       claimsPreset: 'ztgate-demo',
       claims: { nationalId: 'national_id', agency: 'agency', roles: 'roles', acr: 'acr', assuranceLevel: '' },
       assurance: { 'vneid-level-1': 1, 'vneid-level-2': 2 },
+      defaultAssuranceLevel: 0,
     });
     expect(config.identity.session).toEqual({ absoluteLifetimeSeconds: 28_800, idleTimeoutSeconds: 1800, refreshLockTtlMs: 10_000 });
     expect(config.identity.roster).toEqual({ source: 'none' });

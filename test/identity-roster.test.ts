@@ -128,6 +128,18 @@ describe('the roster decides who is an official', () => {
     const { res, event } = await call(`${h.gateways[0]!.url}/echo/x`, token);
     expect(res.status).toBe(403);
     expect(event.ztgate).toMatchObject({ decision: 'deny', reasons: ['official-not-on-roster'], error_code: 'ZTG_ERR_IDENTITY_REFUSED' });
+    // Who tried, for the SOC: the presented national ID, marked as not verified.
+    expect(event.user).toEqual({ id: KHOA, verified: false, id_type: 'national-id', issuer: h.idp.issuer });
+    expect(event.organization).toBeUndefined();
+  });
+
+  it('a valid token without a national ID is refused, and the event names its sub (unverified)', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const token = await h.testIssuer.sign({ iss: h.testIssuer.issuer, aud: TEST_AUDIENCE, sub: 'svc-account-7', roles: ['ho-tich-reader'], iat: now, exp: now + 300 });
+    const { res, event } = await call(`${h.gateways[0]!.url}/echo/x`, token);
+    expect(res.status).toBe(403);
+    expect(event.ztgate.reasons).toEqual(['identity-national-id-missing']);
+    expect(event.user).toEqual({ id: 'svc-account-7', verified: false, id_type: 'sub', issuer: h.testIssuer.issuer });
   });
 
   it('a valid token for a suspended official → 403 official-suspended', async () => {
@@ -136,6 +148,7 @@ describe('the roster decides who is an official', () => {
     const { res, event } = await call(`${h.gateways[0]!.url}/echo/x`, token);
     expect(res.status).toBe(403);
     expect(event.ztgate.reasons).toEqual(['official-suspended']);
+    expect(event.user).toEqual({ id: HANH, verified: false, id_type: 'national-id', issuer: h.testIssuer.issuer });
   });
 
   it('agency, roles and clearance come from the roster, not from the token', async () => {

@@ -45,6 +45,9 @@ export function toCef(e: Ev): string {
     ['outcome', e.event?.outcome],
     ['reason', (alert ? e.ztgate?.alert?.reasons : e.ztgate?.reasons)?.join(',')],
     ['suser', e.user?.id],
+    // Who tried but was not accepted (not on the roster, …): a SIEM must not read suser as a verified official.
+    ['flexString1Label', e.user?.verified === false ? 'userVerified' : undefined],
+    ['flexString1', e.user?.verified === false ? 'false' : undefined],
     ['src', e.source?.ip],
     ['spt', e.source?.port],
     ['requestMethod', e.http?.request?.method],

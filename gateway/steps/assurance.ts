@@ -35,8 +35,8 @@ export function requireRouteAssurance(
     if (maxAge !== null) params.set('max_age', String(maxAge));
     throw new GatewayError('ZTG_ERR_SIGN_IN_REQUIRED', reason, { headers: { location: `${LOGIN_PATH}?${params}` } });
   }
-  const mapping = opts.identity.issuers.find((i) => i.issuer === principal.issuer)?.assurance ?? {};
-  const acrValues = minLevel > 0 ? acrValuesFor(minLevel as 1 | 2, mapping) : [];
+  const issuer = opts.identity.issuers.find((i) => i.issuer === principal.issuer);
+  const acrValues = minLevel > 0 ? (issuer?.stepUpAcrValues?.[String(minLevel) as '1' | '2'] ?? acrValuesFor(minLevel as 1 | 2, issuer?.assurance ?? {})) : [];
   // RFC 9470 §3: the challenge says which acr values and which max_age would do.
   const challenge = [
     'Bearer realm="ztgate"',

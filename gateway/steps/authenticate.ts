@@ -92,6 +92,24 @@ function normaliseTyp(typ: string | undefined): string {
   return t.startsWith('application/') ? t.slice('application/'.length) : t;
 }
 
+/**
+ * Why a verified JWT looks like an ID token rather than an access token, or null. An IdP that
+ * signs both with one key and puts the API audience in both (LemonLDAP::NG's additional
+ * audiences) makes an ID token verify as an access token; once `typ` is a plain `JWT`, only the
+ * claims tell them apart (RFC 9068 §4). Claims only ID tokens carry (OIDC Core §2, §3.3.2.11)
+ * refuse a token whatever its type. A plain `JWT` must then show it is an access token: RFC 9068
+ * §2.2's `client_id`, or Keycloak's own `typ: Bearer` claim (its ID tokens say `typ: ID`).
+ */
+export function idTokenShape(payload: JWTPayload, typ: string): string | null {
+  for (const claim of ['nonce', 'at_hash', 'c_hash', 's_hash']) {
+    if (payload[claim] !== undefined) return `carries ${claim}, an ID token claim`;
+  }
+  if (payload.typ === 'ID') return 'its typ claim says ID';
+  if (typ === 'at+jwt') return null;
+  if (typeof payload.client_id === 'string' || payload.typ === 'Bearer') return null;
+  return payload.azp !== undefined ? 'carries azp without client_id' : `typ ${typ || '(none)'} without client_id (RFC 9068 §2.2)`;
+}
+
 /** The value of cookie `name` in a Cookie header (RFC 6265 §5.4), or null. */
 export function cookieValue(header: string | undefined, name: string): string | null {
   if (!header) return null;
@@ -180,6 +198,10 @@ export function createAuthenticator(identity: GatewayConfig['identity'], fetchOr
     return trusted.discovering;
   }
 
+  const subOf = (payload: JWTPayload) => (typeof payload.sub === 'string' && payload.sub.length > 0 && payload.sub.length <= 256 ? payload.sub : null);
+  /** The subject each principal was built from, for the event of a roster refusal. */
+  const subjects = new WeakMap<Principal, string | null>();
+
   function principalOf(payload: JWTPayload, config: IssuerConfig): Principal {
     let principal: Principal;
     try {
@@ -188,11 +210,17 @@ export function createAuthenticator(identity: GatewayConfig['identity'], fetchOr
       if (!(err instanceof PrincipalError)) throw err;
       const reason: Reason =
         err.code === 'ERR_NATIONAL_ID_MISSING' ? 'identity-national-id-missing' : err.code === 'ERR_NATIONAL_ID_INVALID' ? 'identity-national-id-invalid' : 'token-claim-invalid';
-      throw new GatewayError('ZTG_ERR_IDENTITY_REFUSED', reason, { detail: err.message, cause: err });
+      throw new GatewayError('ZTG_ERR_IDENTITY_REFUSED', reason, { detail: err.message, cause: err, presented: { issuer: config.issuer, sub: subOf(payload), nationalId: null } });
     }
     const levelClaim = config.claims.assuranceLevel;
-    const assuranceLevel = assuranceLevelOf({ acr: payload[config.claims.acr], amr: payload.amr, level: levelClaim ? payload[levelClaim] : undefined }, config.assurance ?? {});
-    return { ...principal, assuranceLevel };
+    const evidence = { acr: payload[config.claims.acr], amr: payload.amr, level: levelClaim ? payload[levelClaim] : undefined };
+    // A token that says nothing about assurance (LemonLDAP::NG access tokens) gets what the operator configured for its issuer, 0 unless set.
+    const silent = evidence.acr == null && evidence.level == null && !(Array.isArray(evidence.amr) && evidence.amr.length > 0);
+    const built: Principal = silent
+      ? { ...principal, assuranceLevel: config.defaultAssuranceLevel ?? 0, assuranceFrom: 'issuer-default' }
+      : { ...principal, assuranceLevel: assuranceLevelOf(evidence, config.assurance ?? {}), assuranceFrom: 'token' };
+    subjects.set(built, subOf(payload));
+    return built;
   }
 
   async function verifyJwt(token: string): Promise<Principal> {
@@ -218,9 +246,12 @@ export function createAuthenticator(identity: GatewayConfig['identity'], fetchOr
     } catch (err) {
       throw reasonForJoseError(err);
     }
-    if (!trusted.tokenTypes.has(normaliseTyp(verified.protectedHeader.typ))) {
+    const typ = normaliseTyp(verified.protectedHeader.typ);
+    if (!trusted.tokenTypes.has(typ)) {
       throw unauthenticated('token-type-invalid', 'not an access token');
     }
+    const idTokenLike = idTokenShape(verified.payload, typ);
+    if (idTokenLike) throw unauthenticated('token-id-token-presented', `not an access token: ${idTokenLike}`);
     return principalOf(verified.payload, trusted.config);
   }
 
@@ -283,9 +314,11 @@ export function createAuthenticator(identity: GatewayConfig['identity'], fetchOr
       if (err instanceof RosterUnavailableError) throw new GatewayError('ZTG_ERR_IDP_UNAVAILABLE', 'roster-unavailable', { cause: err });
       throw err;
     }
-    if (!entry) throw new GatewayError('ZTG_ERR_IDENTITY_REFUSED', 'official-not-on-roster', { detail: 'Cán bộ không có trong danh sách cán bộ của tỉnh / The official is not on the roster' });
+    // Refused, but the SOC must see who tried: the national ID the token presented, marked unverified.
+    const presented = { issuer: principal.issuer, sub: subjects.get(principal) ?? null, nationalId: principal.nationalId };
+    if (!entry) throw new GatewayError('ZTG_ERR_IDENTITY_REFUSED', 'official-not-on-roster', { detail: 'Cán bộ không có trong danh sách cán bộ của tỉnh / The official is not on the roster', presented });
     if (entry.status !== 'active') {
-      throw new GatewayError('ZTG_ERR_IDENTITY_REFUSED', 'official-suspended', { detail: `Cán bộ đang ở trạng thái "${entry.status}" / The official is ${entry.status}` });
+      throw new GatewayError('ZTG_ERR_IDENTITY_REFUSED', 'official-suspended', { detail: `Cán bộ đang ở trạng thái "${entry.status}" / The official is ${entry.status}`, presented });
     }
     return withRosterEntry(principal, entry);
   }
@@ -388,12 +421,16 @@ export function createAuthenticator(identity: GatewayConfig['identity'], fetchOr
       const principal = await verifyAccessToken(record.accessToken);
       if (principal.nationalId !== record.nationalId) throw sessionRefused('session-unknown', headers, request, true);
       const sessionLevel: AssuranceLevel = assuranceLevelOf({ acr: record.acr, amr: record.amr }, issuers.get(record.issuer)?.config.assurance ?? {});
+      // What the ID token said at sign-in outranks an issuer default that only stands in for silence.
+      const sessionSaid = record.acr !== null || record.amr.length > 0;
+      const tokenLevel = sessionSaid && principal.assuranceFrom === 'issuer-default' ? 0 : principal.assuranceLevel;
       return Object.freeze({
         ...principal,
         sessionId: resolved.handle,
         acr: record.acr ?? principal.acr,
         authTime: record.authTime ?? principal.authTime,
-        assuranceLevel: Math.max(sessionLevel, principal.assuranceLevel) as AssuranceLevel,
+        assuranceLevel: Math.max(sessionLevel, tokenLevel) as AssuranceLevel,
+        assuranceFrom: sessionSaid && sessionLevel >= tokenLevel ? 'session' : principal.assuranceFrom,
       });
     } catch (err) {
       if (err instanceof StoreError) throw new GatewayError('ZTG_ERR_IDP_UNAVAILABLE', 'session-store-unavailable', { cause: err });
