@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { StoreError } from './store.js';
+import { redactUrl, StoreError } from './store.js';
 
 /**
  * The durable copy of the governance records (policy versions and their approvals, locks, the
@@ -50,22 +50,12 @@ CREATE TABLE IF NOT EXISTS ztgate_record_member (
 /** Any number: one advisory lock id so that two instances starting together create the tables once. */
 const SCHEMA_LOCK = 5_700_057;
 
-export function redactPostgresUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return '(invalid URL)';
-  }
-}
-
 export async function openDurableRecords(opts: DurableOptions): Promise<DurableRecords> {
   const pool = new pg.Pool({ connectionString: opts.url, max: 4, connectionTimeoutMillis: opts.timeoutMs, query_timeout: opts.timeoutMs, statement_timeout: opts.timeoutMs });
   // An idle connection that breaks (PostgreSQL restarted) must not take the process with it.
   pool.on('error', () => undefined);
   const fail = (err: unknown): never => {
-    throw new StoreError(`durable store (PostgreSQL at ${redactPostgresUrl(opts.url)}) failed: ${(err as Error).message}`, { cause: err });
+    throw new StoreError(`durable store (PostgreSQL at ${redactUrl(opts.url)}) failed: ${(err as Error).message}`, { cause: err });
   };
   const q = async (text: string, values: unknown[] = []) => {
     try {

@@ -268,7 +268,8 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<Store> 
   };
 }
 
-function redactUrl(url: string): string {
+/** A connection URL fit for a log line: the password replaced. */
+export function redactUrl(url: string): string {
   try {
     const u = new URL(url);
     if (u.password) u.password = '***';
