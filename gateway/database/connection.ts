@@ -341,6 +341,7 @@ export class DatabaseConnection {
           await this.exchange(m);
         } finally {
           if (!this.closed) this.client.uncork();
+          await this.settleDeferred();
         }
         if (this.closed) return;
       }
@@ -741,7 +742,34 @@ export class DatabaseConnection {
     this.write(m.raw);
   }
 
+  /** Statements answered in this exchange whose event and quota count wait until the answer has left. */
+  private deferred: Exec[] = [];
+
   private async finishExec(exec: Exec): Promise<void> {
+    // An audit-required service records the statement before the client sees its result; others
+    // send the result first (the connection takes no next message before the event is written).
+    if (!isAuditRequired({ securityLevel: this.service!.securityLevel }, this.deps.config.audit)) {
+      this.deferred.push(exec);
+      return;
+    }
+    await this.settle(exec);
+  }
+
+  /** Events of the deferred statements (written in the same tick, in order), then their quota counts. */
+  private async settleDeferred(): Promise<void> {
+    const execs = this.deferred;
+    if (execs.length === 0) return;
+    this.deferred = [];
+    for (const e of execs) emitStatement(this.deps.decisionLog, e.record);
+    for (const e of execs) await this.countQuota(e);
+  }
+
+  private async settle(exec: Exec): Promise<void> {
+    await this.countQuota(exec);
+    emitStatement(this.deps.decisionLog, exec.record);
+  }
+
+  private async countQuota(exec: Exec): Promise<void> {
     if (exec.quota && exec.delivered > 0 && exec.record.upstreamError === null) {
       try {
         await this.deps.store.incr(dailyQuotaKey(this.principal!.nationalId, Date.now()), exec.delivered, 2 * 86_400_000);
@@ -749,7 +777,6 @@ export class DatabaseConnection {
         this.deps.log.error({ err, connection: this.id }, 'daily record quota could not be counted');
       }
     }
-    emitStatement(this.deps.decisionLog, exec.record);
   }
 
   /** Before the client's statement: open the transaction the ztgate.* settings live in. */
