@@ -24,7 +24,7 @@ import type { RecentDecisions } from '../../policies/what-if.js';
 import type { DatabaseServiceConfig, DatabasesConfig } from './config.js';
 import { decideStatement, emitStatement, type StatementRecord } from './decision.js';
 import type { Classified } from './sql.js';
-import { cancelUpstream, connectUpstream, type UpstreamConnection } from './upstream.js';
+import { cancelUpstream, connectUpstream, UpstreamError, type UpstreamConnection } from './upstream.js';
 import * as wire from './wire.js';
 
 /**
@@ -403,8 +403,15 @@ export class DatabaseConnection {
       const extra = Object.fromEntries(FORWARDED_STARTUP.filter((k) => params[k] !== undefined).map((k) => [k, params[k]!]));
       this.upstream = await connectUpstream(service, this.deps.databases.upstreamConnectTimeoutMs, extra);
     } catch (err) {
-      this.deps.log.warn({ err, service: service.id }, 'database service unreachable');
-      throw new GatewayError('ZTG_ERR_UPSTREAM_UNAVAILABLE', 'upstream-unavailable', { cause: err });
+      const kind = err instanceof UpstreamError ? err.kind : 'network';
+      // The client learns which part failed; the operator log has the database's own words.
+      const detail = {
+        credentials: `Cơ sở dữ liệu ${service.id} từ chối thông tin đăng nhập của cổng / the database ${service.id} refused the gateway's own credentials (see the operator log)`,
+        tls: `Không thiết lập được TLS tới cơ sở dữ liệu ${service.id} / TLS to the database ${service.id} could not be established (see the operator log)`,
+        network: `Không kết nối được cơ sở dữ liệu ${service.id} / the database ${service.id} could not be reached`,
+      }[kind];
+      this.deps.log.error({ err, service: service.id, failure: kind }, kind === 'credentials' ? 'database service refused the gateway credentials' : kind === 'tls' ? 'TLS to the database service failed' : 'database service unreachable');
+      throw new GatewayError('ZTG_ERR_UPSTREAM_UNAVAILABLE', 'upstream-unavailable', { cause: err, detail });
     }
     if (this.closed) return false;
     this.attachUpstream();
