@@ -248,8 +248,29 @@ export class DatabaseConnection {
     });
   }
 
+  /** What an exchange answers, gathered so that it leaves in one write (one TLS record, one syscall). */
+  private outbox: Buffer[] | null = null;
+  private outboxBytes = 0;
+
+  private flushOutbox(): void {
+    const out = this.outbox;
+    if (!out) return;
+    this.outbox = [];
+    this.outboxBytes = 0;
+    if (!this.closed && out.length > 0) this.client.write(out.length === 1 ? out[0]! : Buffer.concat(out));
+  }
+
   private write(buf: Buffer | Buffer[]): void {
     if (this.closed) return;
+    if (this.outbox) {
+      for (const b of Array.isArray(buf) ? buf : [buf]) {
+        this.outbox.push(b);
+        this.outboxBytes += b.length;
+      }
+      // A large result goes out as it comes rather than piling up in memory.
+      if (this.outboxBytes >= 64 * 1024) this.flushOutbox();
+      return;
+    }
     if (Array.isArray(buf)) {
       if (buf.length > 0) this.client.write(buf.length === 1 ? buf[0]! : Buffer.concat(buf));
     } else this.client.write(buf);
@@ -287,6 +308,8 @@ export class DatabaseConnection {
   private refuseConnection(err: GatewayError, rec = this.record(null)): void {
     this.fail(rec, err);
     emitStatement(this.deps.decisionLog, rec);
+    this.flushOutbox();
+    this.outbox = null;
     if (!this.closed) this.client.end(wire.errorResponse(errorFields(err, 'FATAL', this.upstream === null)));
     this.close(true);
   }
@@ -335,12 +358,12 @@ export class DatabaseConnection {
       for (;;) {
         const m = await this.nextMessage();
         if (m.type === 'X') return this.close();
-        // One exchange's answer leaves in as few TLS records as possible.
-        this.client.cork();
+        this.outbox = [];
         try {
           await this.exchange(m);
         } finally {
-          if (!this.closed) this.client.uncork();
+          this.flushOutbox();
+          this.outbox = null;
           await this.settleDeferred();
         }
         if (this.closed) return;
