@@ -602,6 +602,7 @@ export class DatabaseConnection {
   }
 
   private settingsPrepared = false;
+  private settingsBound: { readonly key: string; readonly raw: Buffer } | null = null;
 
   /**
    * Extended-protocol messages that set the ztgate.* values for the transaction they run in —
@@ -614,7 +615,13 @@ export class DatabaseConnection {
       responders.push({ kind: 'swallow-one' });
       this.settingsPrepared = true;
     }
-    out.push(serialize.bind({ portal: SETTINGS_STATEMENT, statement: SETTINGS_STATEMENT, values: this.settingsValues() }), serialize.execute({ portal: SETTINGS_STATEMENT }));
+    // The values change only with the purpose: their Bind and Execute are serialised once per value.
+    const values = this.settingsValues();
+    const key = values.join('\0');
+    if (this.settingsBound?.key !== key) {
+      this.settingsBound = { key, raw: Buffer.concat([serialize.bind({ portal: SETTINGS_STATEMENT, statement: SETTINGS_STATEMENT, values }), serialize.execute({ portal: SETTINGS_STATEMENT })]) };
+    }
+    out.push(this.settingsBound.raw);
     responders.push({ kind: 'swallow-one' }, { kind: 'swallow-execute' });
     return out;
   }
