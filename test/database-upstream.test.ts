@@ -53,6 +53,7 @@ beforeAll(async () => {
     ['own-tls-name', 'gw_md5', 'md5.pw', { mode: 'verify-full', caFile: cluster.caFile, servername: 'localhost' }],
     ['own-tls-wrong-ca', 'gw_scram', 'scram.pw', { caFile: cluster.otherCaFile }],
     ['own-tls-wrong-name', 'gw_scram', 'scram.pw', { caFile: cluster.caFile, servername: 'db.khac.example' }],
+    ['own-tls-require', 'gw_md5', 'md5.pw', { mode: 'require' }],
   ] as const;
   const policy = [...services.map(([id]) => id), 'plain-db'].map((id) => `p, analyst, *, db:${id}, /public.danh_muc, SELECT, allow`).join('\n');
   writeFileSync(join(work, 'policy.csv'), `${policy}\n`);
@@ -111,8 +112,11 @@ async function connectAs(database: string): Promise<pg.Client> {
   return c;
 }
 
-/** Whether the gateway's session of `role` on the cluster is encrypted, as the server sees it. */
-const upstreamSsl = (role: string) => cluster.sql(`SELECT coalesce(bool_and(s.ssl)::text, 'none') FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) WHERE a.usename = '${role}' AND a.application_name = 'ztgate'`).trim();
+/** Whether the gateway's upstream session behind client `c` is encrypted, as the server sees it. */
+async function upstreamSsl(c: pg.Client): Promise<string> {
+  const { pid } = (await c.query('SELECT pg_backend_pid() AS pid FROM danh_muc')).rows[0];
+  return cluster.sql(`SELECT ssl::text FROM pg_stat_ssl WHERE pid = ${Number(pid)}`).trim();
+}
 
 const refusal = async (database: string) => {
   const before = events.length;
@@ -133,7 +137,7 @@ describe('the gateway logs in to the database with credentials only it holds', (
     try {
       expect((await c.query('SELECT ten FROM danh_muc')).rows).toEqual([{ ten: 'Danh mục giả lập' }]);
       expect((await c.query('SELECT current_user AS u FROM danh_muc')).rows).toEqual([{ u: 'gw_scram' }]);
-      expect(upstreamSsl('gw_scram')).toBe('false');
+      expect(await upstreamSsl(c)).toBe('false');
     } finally {
       await c.end();
     }
@@ -169,16 +173,26 @@ describe('TLS from the gateway to the database', () => {
     const c = await connectAs('own-tls');
     try {
       expect((await c.query('SELECT ten FROM danh_muc')).rows).toEqual([{ ten: 'Danh mục giả lập' }]);
-      expect(upstreamSsl('gw_scram')).toBe('true');
+      expect(await upstreamSsl(c)).toBe('true');
     } finally {
       await c.end();
     }
     const named = await connectAs('own-tls-name');
     try {
       expect((await named.query('SELECT current_user AS u FROM danh_muc')).rows).toEqual([{ u: 'gw_md5' }]);
-      expect(upstreamSsl('gw_md5')).toBe('true');
+      expect(await upstreamSsl(named)).toBe('true');
     } finally {
       await named.end();
+    }
+  });
+
+  it('require encrypts without checking the certificate (no CA configured)', async () => {
+    const c = await connectAs('own-tls-require');
+    try {
+      expect((await c.query('SELECT current_user AS u FROM danh_muc')).rows).toEqual([{ u: 'gw_md5' }]);
+      expect(await upstreamSsl(c)).toBe('true');
+    } finally {
+      await c.end();
     }
   });
 
