@@ -7,7 +7,7 @@
  */
 import { execFile, execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
@@ -34,6 +34,8 @@ export interface DatabaseBenchResult {
   readonly seconds: number;
   readonly runs: readonly PgbenchRun[];
   readonly events: number;
+  /** The machine's 1-minute load average before and after the runs: other work skews every figure. */
+  readonly loadAverage: { readonly start: number; readonly end: number };
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -113,6 +115,7 @@ export async function runDatabaseBench(opts: { seconds: number; clients: number;
         runs.push(r);
         return r;
       };
+      const loadAtStart = loadavg()[0]!;
       for (const mode of ['simple', 'extended'] as const) {
         await one('direct', mode, null);
         const g = await one('gateway', mode, null);
@@ -120,7 +123,7 @@ export async function runDatabaseBench(opts: { seconds: number; clients: number;
         await one('direct', mode, g.tps / 2);
         await one('gateway', mode, g.tps / 2);
       }
-      return { clients: opts.clients, seconds: opts.seconds, runs, events };
+      return { clients: opts.clients, seconds: opts.seconds, runs, events, loadAverage: { start: loadAtStart, end: loadavg()[0]! } };
     } finally {
       await gw.close();
     }
@@ -135,6 +138,8 @@ export async function runDatabaseBench(opts: { seconds: number; clients: number;
 export function renderDatabaseMarkdown(r: DatabaseBenchResult): string {
   const lines = [
     `### Database plane: pgbench -S (select-only), ${r.clients} clients, ${r.seconds} s per run`,
+    '',
+    `Load average (1 min) ${r.loadAverage.start.toFixed(2)} before the runs, ${r.loadAverage.end.toFixed(2)} after.`,
     '',
     '| protocol | path | offered rate | tps | p50 | p99 | gateway ÷ direct tps | added p99 |',
     '|---|---|---:|---:|---:|---:|---:|---:|',

@@ -77,4 +77,21 @@ describe('databases configuration', () => {
     expect(await errors('p, r, *, db:ho-tich-db, /public.citizens, GET, allow\n')).toEqual([expect.stringContaining('statement kinds "GET" must be * or SELECT, INSERT, UPDATE, DELETE')]);
     expect(await errors('p, r, *, db:dat-dai-db, /public.thua_dat, SELECT, allow\n')).toEqual([expect.stringContaining('service "db:dat-dai-db" is not a configured route')]);
   });
+  it('upstream TLS: verify-full by default; a CA that does not exist, a CA with mode require, an unknown mode are refused', () => {
+    const config = parseConfig(doc({ listen: listen(), services: [service({ tls: { caFile: tls.serverCa } })] }), 'test.yaml', ROOT);
+    expect(config.databases!.services[0]!.tls).toEqual({ mode: 'verify-full', caFile: tls.serverCa });
+    const p = problems({
+      listen: listen(),
+      services: [
+        service({ tls: { caFile: '/nonexistent/ca.crt' } }),
+        service({ id: 'b', tls: { mode: 'require', caFile: tls.serverCa } }),
+      ],
+    });
+    expect(p).toEqual(expect.arrayContaining([
+      expect.stringContaining('databases.services[0].tls.caFile: /nonexistent/ca.crt does not exist'),
+      expect.stringContaining('databases.services[1].tls.caFile: only verify-full checks the certificate'),
+    ]));
+    // libpq's prefer would fall back to plain TCP: only modes that insist on TLS exist.
+    expect(problems({ listen: listen(), services: [service({ tls: { mode: 'prefer' } })] })).toEqual([expect.stringContaining('databases.services[0].tls.mode')]);
+  });
 });

@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { classify, createStatementClassifier, loadParser, normalise } from '../gateway/database/sql.js';
+import { classify, createStatementClassifier, integerShape, loadParser, normalise } from '../gateway/database/sql.js';
 
 /** Statement classification by the real PostgreSQL parser, and its cache. */
 
@@ -29,6 +29,21 @@ describe('statement classification', () => {
     expect(classifier("SET ztgate.purpose = 'thanh-tra/HS-1'").purpose).toEqual({ value: 'thanh-tra/HS-1' });
     expect(classifier("SET ztgate.purpose = 'thong-ke/HS-2'").purpose).toEqual({ value: 'thong-ke/HS-2' });
     // A cached shape never hides a refusal: a second statement makes another shape.
+    expect(classifier('SELECT abalance FROM pgbench_accounts WHERE aid = 1; DROP TABLE x').refusal?.reason).toBe('statement-multiple');
+  });
+  it('inlined integers share a shape without the parser, only where the parser itself replaces them', () => {
+    expect(integerShape('SELECT abalance FROM pgbench_accounts WHERE aid = 42;')).toBe('SELECT abalance FROM pgbench_accounts WHERE aid = #;');
+    // Quotes, dollar quoting, backslashes and comments could hide digits from the lexer: no shape.
+    expect(integerShape("SELECT * FROM t WHERE a = 1 AND b = 'x'")).toBeNull();
+    expect(integerShape('SELECT * FROM t WHERE a = 1 -- = 2')).toBeNull();
+    expect(integerShape('SELECT * FROM t WHERE a = 1 /* x */')).toBeNull();
+    expect(integerShape('SELECT * FROM t WHERE a = 1.5 AND b = 0x1f AND c = 1e3')).toBeNull();
+    const classifier = createStatementClassifier(100);
+    const a = classifier('SELECT abalance FROM pgbench_accounts WHERE aid = 7');
+    expect(classifier('SELECT abalance FROM pgbench_accounts WHERE aid = 123456')).toBe(a);
+    // A statement whose integer the normalisation keeps (a storage parameter) gets no shape: each text is classified.
+    const ddl = classifier('CREATE TABLE t (a int) WITH (fillfactor = 70)');
+    expect(classifier('CREATE TABLE t (a int) WITH (fillfactor = 80)')).not.toBe(ddl);
     expect(classifier('SELECT abalance FROM pgbench_accounts WHERE aid = 1; DROP TABLE x').refusal?.reason).toBe('statement-multiple');
   });
 });

@@ -25,6 +25,18 @@ export interface DatabaseServiceConfig {
   readonly approval: { readonly status: ApprovalStatus; readonly approvedBy?: string; readonly approvedAt?: string; readonly reason?: string };
   readonly minDeviceTier?: DeviceTier;
   readonly minAssuranceLevel: 0 | 1 | 2;
+  /**
+   * TLS from the gateway to the database (the protocol's SSLRequest). `verify-full` checks the
+   * certificate against `caFile` (or the system's CAs) and the name `servername` (default: the
+   * upstream host); `require` encrypts without checking who answers. Absent: plain TCP.
+   */
+  readonly tls?: UpstreamTlsConfig;
+}
+
+export interface UpstreamTlsConfig {
+  readonly mode: 'require' | 'verify-full';
+  readonly caFile?: string;
+  readonly servername?: string;
 }
 
 export interface DatabasesConfig {
@@ -105,6 +117,11 @@ export const DATABASES_SCHEMA = {
           },
           minDeviceTier: { enum: ['unknown', 'registered', 'compliant', 'high-assurance'] },
           minAssuranceLevel: { enum: [0, 1, 2], default: 0 },
+          tls: {
+            type: 'object',
+            additionalProperties: false,
+            properties: { mode: { enum: ['require', 'verify-full'], default: 'verify-full' }, caFile: text, servername: { type: 'string', minLength: 1, maxLength: 253 } },
+          },
         },
       },
     },
@@ -128,6 +145,11 @@ export function checkDatabases(raw: Record<string, any>, baseDir: string): strin
     if (s.credentials.passwordFile) {
       if (!isAbsolute(s.credentials.passwordFile)) s.credentials.passwordFile = resolve(baseDir, s.credentials.passwordFile);
       if (!existsSync(s.credentials.passwordFile)) problems.push(`${at}.credentials.passwordFile: ${s.credentials.passwordFile} does not exist`);
+    }
+    if (s.tls?.caFile) {
+      if (s.tls.mode === 'require') problems.push(`${at}.tls.caFile: only verify-full checks the certificate; with mode require the CA would be ignored`);
+      if (!isAbsolute(s.tls.caFile)) s.tls.caFile = resolve(baseDir, s.tls.caFile);
+      if (!existsSync(s.tls.caFile)) problems.push(`${at}.tls.caFile: ${s.tls.caFile} does not exist`);
     }
     if (s.approval.status === 'approved' && (!s.approval.approvedBy || !s.approval.approvedAt)) {
       problems.push(`${at}.approval: an approved service must record approvedBy and approvedAt (who approved it, and when)`);

@@ -24,7 +24,7 @@ import type { RecentDecisions } from '../../policies/what-if.js';
 import type { DatabaseServiceConfig, DatabasesConfig } from './config.js';
 import { decideStatement, emitStatement, type StatementRecord } from './decision.js';
 import type { Classified } from './sql.js';
-import { cancelUpstream, connectUpstream, type UpstreamConnection } from './upstream.js';
+import { cancelUpstream, connectUpstream, UpstreamError, type UpstreamConnection } from './upstream.js';
 import * as wire from './wire.js';
 
 /**
@@ -248,8 +248,29 @@ export class DatabaseConnection {
     });
   }
 
+  /** What an exchange answers, gathered so that it leaves in one write (one TLS record, one syscall). */
+  private outbox: Buffer[] | null = null;
+  private outboxBytes = 0;
+
+  private flushOutbox(): void {
+    const out = this.outbox;
+    if (!out) return;
+    this.outbox = [];
+    this.outboxBytes = 0;
+    if (!this.closed && out.length > 0) this.client.write(out.length === 1 ? out[0]! : Buffer.concat(out));
+  }
+
   private write(buf: Buffer | Buffer[]): void {
     if (this.closed) return;
+    if (this.outbox) {
+      for (const b of Array.isArray(buf) ? buf : [buf]) {
+        this.outbox.push(b);
+        this.outboxBytes += b.length;
+      }
+      // A large result goes out as it comes rather than piling up in memory.
+      if (this.outboxBytes >= 64 * 1024) this.flushOutbox();
+      return;
+    }
     if (Array.isArray(buf)) {
       if (buf.length > 0) this.client.write(buf.length === 1 ? buf[0]! : Buffer.concat(buf));
     } else this.client.write(buf);
@@ -287,6 +308,8 @@ export class DatabaseConnection {
   private refuseConnection(err: GatewayError, rec = this.record(null)): void {
     this.fail(rec, err);
     emitStatement(this.deps.decisionLog, rec);
+    this.flushOutbox();
+    this.outbox = null;
     if (!this.closed) this.client.end(wire.errorResponse(errorFields(err, 'FATAL', this.upstream === null)));
     this.close(true);
   }
@@ -335,12 +358,13 @@ export class DatabaseConnection {
       for (;;) {
         const m = await this.nextMessage();
         if (m.type === 'X') return this.close();
-        // One exchange's answer leaves in as few TLS records as possible.
-        this.client.cork();
+        this.outbox = [];
         try {
           await this.exchange(m);
         } finally {
-          if (!this.closed) this.client.uncork();
+          this.flushOutbox();
+          this.outbox = null;
+          await this.settleDeferred();
         }
         if (this.closed) return;
       }
@@ -402,8 +426,15 @@ export class DatabaseConnection {
       const extra = Object.fromEntries(FORWARDED_STARTUP.filter((k) => params[k] !== undefined).map((k) => [k, params[k]!]));
       this.upstream = await connectUpstream(service, this.deps.databases.upstreamConnectTimeoutMs, extra);
     } catch (err) {
-      this.deps.log.warn({ err, service: service.id }, 'database service unreachable');
-      throw new GatewayError('ZTG_ERR_UPSTREAM_UNAVAILABLE', 'upstream-unavailable', { cause: err });
+      const kind = err instanceof UpstreamError ? err.kind : 'network';
+      // The client learns which part failed; the operator log has the database's own words.
+      const detail = {
+        credentials: `Cơ sở dữ liệu ${service.id} từ chối thông tin đăng nhập của cổng / the database ${service.id} refused the gateway's own credentials (see the operator log)`,
+        tls: `Không thiết lập được TLS tới cơ sở dữ liệu ${service.id} / TLS to the database ${service.id} could not be established (see the operator log)`,
+        network: `Không kết nối được cơ sở dữ liệu ${service.id} / the database ${service.id} could not be reached`,
+      }[kind];
+      this.deps.log.error({ err, service: service.id, failure: kind }, kind === 'credentials' ? 'database service refused the gateway credentials' : kind === 'tls' ? 'TLS to the database service failed' : 'database service unreachable');
+      throw new GatewayError('ZTG_ERR_UPSTREAM_UNAVAILABLE', 'upstream-unavailable', { cause: err, detail });
     }
     if (this.closed) return false;
     this.attachUpstream();
@@ -571,6 +602,7 @@ export class DatabaseConnection {
   }
 
   private settingsPrepared = false;
+  private settingsBound: { readonly key: string; readonly raw: Buffer } | null = null;
 
   /**
    * Extended-protocol messages that set the ztgate.* values for the transaction they run in —
@@ -583,7 +615,13 @@ export class DatabaseConnection {
       responders.push({ kind: 'swallow-one' });
       this.settingsPrepared = true;
     }
-    out.push(serialize.bind({ portal: SETTINGS_STATEMENT, statement: SETTINGS_STATEMENT, values: this.settingsValues() }), serialize.execute({ portal: SETTINGS_STATEMENT }));
+    // The values change only with the purpose: their Bind and Execute are serialised once per value.
+    const values = this.settingsValues();
+    const key = values.join('\0');
+    if (this.settingsBound?.key !== key) {
+      this.settingsBound = { key, raw: Buffer.concat([serialize.bind({ portal: SETTINGS_STATEMENT, statement: SETTINGS_STATEMENT, values }), serialize.execute({ portal: SETTINGS_STATEMENT })]) };
+    }
+    out.push(this.settingsBound.raw);
     responders.push({ kind: 'swallow-one' }, { kind: 'swallow-execute' });
     return out;
   }
@@ -741,7 +779,34 @@ export class DatabaseConnection {
     this.write(m.raw);
   }
 
+  /** Statements answered in this exchange whose event and quota count wait until the answer has left. */
+  private deferred: Exec[] = [];
+
   private async finishExec(exec: Exec): Promise<void> {
+    // An audit-required service records the statement before the client sees its result; others
+    // send the result first (the connection takes no next message before the event is written).
+    if (!isAuditRequired({ securityLevel: this.service!.securityLevel }, this.deps.config.audit)) {
+      this.deferred.push(exec);
+      return;
+    }
+    await this.settle(exec);
+  }
+
+  /** Events of the deferred statements (written in the same tick, in order), then their quota counts. */
+  private async settleDeferred(): Promise<void> {
+    const execs = this.deferred;
+    if (execs.length === 0) return;
+    this.deferred = [];
+    for (const e of execs) emitStatement(this.deps.decisionLog, e.record);
+    for (const e of execs) await this.countQuota(e);
+  }
+
+  private async settle(exec: Exec): Promise<void> {
+    await this.countQuota(exec);
+    emitStatement(this.deps.decisionLog, exec.record);
+  }
+
+  private async countQuota(exec: Exec): Promise<void> {
     if (exec.quota && exec.delivered > 0 && exec.record.upstreamError === null) {
       try {
         await this.deps.store.incr(dailyQuotaKey(this.principal!.nationalId, Date.now()), exec.delivered, 2 * 86_400_000);
@@ -749,7 +814,6 @@ export class DatabaseConnection {
         this.deps.log.error({ err, connection: this.id }, 'daily record quota could not be counted');
       }
     }
-    emitStatement(this.deps.decisionLog, exec.record);
   }
 
   /** Before the client's statement: open the transaction the ztgate.* settings live in. */

@@ -282,6 +282,27 @@ export function classify(text: string): Classified {
 }
 
 /**
+ * A cheaper key than the parser's normalisation for the commonest inlined values: integer
+ * literals after a comparison operator (`WHERE aid = 42`), each replaced by '#'. Only texts with
+ * no quote, dollar, backslash or comment characters qualify — there every character outside those
+ * digits lexes the same whatever the digits are. `null`: no such literal, or a text that does not qualify.
+ */
+const INTEGER_AFTER_COMPARISON = /([=<>]\s*)\d+(?![\w.$])/g;
+const NOT_PLAIN = /['"$\\]|--|\/\*/;
+export function integerShape(text: string): string | null {
+  if (NOT_PLAIN.test(text)) return null;
+  let found = false;
+  const shape = text.replace(INTEGER_AFTER_COMPARISON, (_m, op: string) => {
+    found = true;
+    return `${op}#`;
+  });
+  return found ? shape : null;
+}
+
+/** The text with every literal integerShape() replaces changed to another value. */
+const otherIntegers = (text: string) => text.replace(INTEGER_AFTER_COMPARISON, (m, op: string) => `${op}${m.endsWith('7') ? 8 : 7}`);
+
+/**
  * classify() behind a bounded cache. The key is the statement with its constants replaced by
  * $n (the parser's own normalisation, as pg_stat_statements does it): statements that differ
  * only in their values — the simple protocol inlines them — have one tree shape, so they share
@@ -290,6 +311,8 @@ export function classify(text: string): Classified {
  */
 export function createStatementClassifier(entries: number): (text: string) => Classified {
   const cache = new Map<string, Classified>();
+  /** integerShape() → classification, for shapes proved to be values the normalisation replaces. */
+  const shapes = new Map<string, Classified>();
   const remember = (key: string, c: Classified) => {
     if (entries <= 0 || key.length > 65_536) return;
     // Oldest first out: a Map iterates in insertion order.
@@ -299,6 +322,11 @@ export function createStatementClassifier(entries: number): (text: string) => Cl
   return (text) => {
     const exact = cache.get(text);
     if (exact) return exact;
+    const shape = text.length <= 65_536 ? integerShape(text) : null;
+    if (shape !== null) {
+      const known = shapes.get(shape);
+      if (known) return known;
+    }
     let key: string;
     try {
       key = normalizeSync(text);
@@ -309,8 +337,7 @@ export function createStatementClassifier(entries: number): (text: string) => Cl
       return c;
     }
     let c = cache.get(key);
-    if (c) return c;
-    c = classify(key);
+    if (c === undefined) c = classify(key);
     if (c.refusal?.reason === 'statement-unparseable' || c.purpose !== null || c.kind === 'SESSION') {
       // The normalised text did not parse ($n where the grammar wants a literal) or the statement
       // carries a setting's value: classify the statement as sent, cached under its own text.
@@ -319,6 +346,20 @@ export function createStatementClassifier(entries: number): (text: string) => Cl
       return c;
     }
     remember(key, c);
+    if (shape !== null && entries > 0) {
+      // The shape stands for the statement only if the parser replaced every integer it hides:
+      // the same text with other integers must normalise to the same key.
+      let same = false;
+      try {
+        same = normalizeSync(otherIntegers(text)) === key;
+      } catch {
+        same = false;
+      }
+      if (same) {
+        if (shapes.size >= entries) shapes.delete(shapes.keys().next().value!);
+        shapes.set(shape, c);
+      }
+    }
     return c;
   };
 }

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { connect, type Socket } from 'node:net';
+import { connect, isIP, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { serialize } from 'pg-protocol';
 import { Parser } from 'pg-protocol/dist/parser.js';
 // node-postgres' SCRAM-SHA-256 client (RFC 5802 / RFC 7677), as its own connections use it.
@@ -24,6 +25,10 @@ export interface UpstreamConnection {
 
 export class UpstreamError extends Error {
   readonly code = 'ERR_UPSTREAM';
+  /** What failed: the gateway's credentials, TLS to the database, or reaching it at all. */
+  constructor(message: string, readonly kind: 'credentials' | 'tls' | 'network' = 'network') {
+    super(message);
+  }
 }
 
 function password(service: DatabaseServiceConfig): string | null {
@@ -39,10 +44,76 @@ function password(service: DatabaseServiceConfig): string | null {
 
 const md5 = (s: string | Buffer) => createHash('md5').update(s).digest('hex');
 
-export function connectUpstream(service: DatabaseServiceConfig, timeoutMs: number, extra: Readonly<Record<string, string>> = {}): Promise<UpstreamConnection> {
+/**
+ * A socket to the database: plain TCP, or TLS after the protocol's SSLRequest when the service
+ * has `tls`. A server that answers the SSLRequest with 'N' (no TLS) is refused, never used in the clear.
+ */
+export function openUpstreamSocket(service: DatabaseServiceConfig, timeoutMs: number): Promise<Socket> {
+  const where = `${service.upstream.host}:${service.upstream.port}`;
   return new Promise((resolve, reject) => {
     const socket = connect({ host: service.upstream.host, port: service.upstream.port });
     socket.setNoDelay(true);
+    let current: Socket = socket;
+    let done = false;
+    const fail = (err: Error) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      current.destroy();
+      socket.destroy();
+      reject(err);
+    };
+    const succeed = (s: Socket) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      s.removeAllListeners('error');
+      s.removeAllListeners('close');
+      socket.removeAllListeners('error');
+      socket.removeAllListeners('close');
+      resolve(s);
+    };
+    const timer = setTimeout(() => fail(new UpstreamError(`no answer from ${where} within ${timeoutMs} ms`)), timeoutMs);
+    socket.once('error', (err) => fail(new UpstreamError(`${where}: ${err.message}`)));
+    socket.once('close', () => fail(new UpstreamError(`${where} closed the connection before it was ready`)));
+    const tls = service.tls;
+    socket.once('connect', () => {
+      if (!tls) return succeed(socket);
+      socket.write(serialize.requestSsl());
+      socket.once('data', (answer: Buffer) => {
+        if (answer.length !== 1 || (answer[0] !== 0x53 && answer[0] !== 0x4e)) return fail(new UpstreamError(`${where} answered the SSLRequest with something other than S or N`, 'tls'));
+        if (answer[0] === 0x4e) return fail(new UpstreamError(`${where} does not accept TLS connections (it answered the SSLRequest with N), and tls.mode ${tls.mode} requires TLS`, 'tls'));
+        const verify = tls.mode === 'verify-full';
+        const servername = tls.servername ?? service.upstream.host;
+        let ca: Buffer | undefined;
+        try {
+          ca = verify && tls.caFile ? readFileSync(tls.caFile) : undefined;
+        } catch (err) {
+          return fail(new UpstreamError(`tls.caFile of ${service.id}: ${(err as Error).message}`, 'tls'));
+        }
+        const secure = tlsConnect({
+          socket,
+          host: servername,
+          // SNI carries host names only (RFC 6066 §3); the certificate is still checked against an address.
+          servername: isIP(servername) ? undefined : servername,
+          ca,
+          rejectUnauthorized: verify,
+          minVersion: 'TLSv1.2',
+        });
+        current = secure;
+        secure.once('error', (err) => fail(new UpstreamError(`TLS to ${where} (${tls.mode}): ${err.message}`, 'tls')));
+        secure.once('secureConnect', () => succeed(secure));
+      });
+    });
+  });
+}
+
+export function connectUpstream(service: DatabaseServiceConfig, timeoutMs: number, extra: Readonly<Record<string, string>> = {}): Promise<UpstreamConnection> {
+  return openUpstreamSocket(service, timeoutMs).then((socket) => login(service, socket, timeoutMs, extra));
+}
+
+function login(service: DatabaseServiceConfig, socket: Socket, timeoutMs: number, extra: Readonly<Record<string, string>>): Promise<UpstreamConnection> {
+  return new Promise((resolve, reject) => {
     const parser = new Parser();
     const parameters = new Map<string, string>();
     let processId = 0;
@@ -59,16 +130,14 @@ export function connectUpstream(service: DatabaseServiceConfig, timeoutMs: numbe
     const timer = setTimeout(() => fail(new UpstreamError(`no answer from ${service.upstream.host}:${service.upstream.port} within ${timeoutMs} ms`)), timeoutMs);
     socket.once('error', (err) => fail(new UpstreamError(`${service.upstream.host}:${service.upstream.port}: ${err.message}`)));
     socket.once('close', () => fail(new UpstreamError('the database closed the connection during startup')));
-    socket.once('connect', () => {
-      socket.write(serialize.startup({
-        ...extra,
-        user: service.credentials.user,
-        database: service.upstream.database,
-        application_name: 'ztgate',
-        client_encoding: 'UTF8',
-        options: '-c search_path=public -c standard_conforming_strings=on',
-      }));
-    });
+    socket.write(serialize.startup({
+      ...extra,
+      user: service.credentials.user,
+      database: service.upstream.database,
+      application_name: 'ztgate',
+      client_encoding: 'UTF8',
+      options: '-c search_path=public -c standard_conforming_strings=on',
+    }));
     const onData = (chunk: Buffer) => {
       parser.parse(chunk, (msg: any) => {
         void (async () => {
@@ -76,13 +145,13 @@ export function connectUpstream(service: DatabaseServiceConfig, timeoutMs: numbe
             switch (msg.name) {
               case 'authenticationCleartextPassword': {
                 const pw = password(service);
-                if (pw === null) throw new UpstreamError('the database asks for a password and none is configured');
+                if (pw === null) throw new UpstreamError('the database asks for a password and none is configured', 'credentials');
                 socket.write(serialize.password(pw));
                 break;
               }
               case 'authenticationMD5Password': {
                 const pw = password(service);
-                if (pw === null) throw new UpstreamError('the database asks for a password and none is configured');
+                if (pw === null) throw new UpstreamError('the database asks for a password and none is configured', 'credentials');
                 const inner = md5(pw + service.credentials.user);
                 socket.write(serialize.password('md5' + md5(Buffer.concat([Buffer.from(inner), msg.salt]))));
                 break;
@@ -93,7 +162,7 @@ export function connectUpstream(service: DatabaseServiceConfig, timeoutMs: numbe
                 break;
               case 'authenticationSASLContinue': {
                 const pw = password(service);
-                if (pw === null) throw new UpstreamError('the database asks for a password and none is configured');
+                if (pw === null) throw new UpstreamError('the database asks for a password and none is configured', 'credentials');
                 await sasl.continueSession(scram, pw, msg.data);
                 socket.write(serialize.sendSCRAMClientFinalMessage(scram.response));
                 break;
@@ -109,7 +178,8 @@ export function connectUpstream(service: DatabaseServiceConfig, timeoutMs: numbe
                 secretKey = msg.secretKey;
                 break;
               case 'error':
-                throw new UpstreamError(`the database refused the gateway: ${msg.code} ${msg.message}`);
+                // 28P01 invalid_password, 28000 invalid_authorization_specification (pg_hba.conf).
+                throw new UpstreamError(`the database refused the gateway: ${msg.code} ${msg.message}`, msg.code?.startsWith('28') ? 'credentials' : 'network');
               case 'readyForQuery':
                 if (done) return;
                 done = true;
@@ -121,7 +191,7 @@ export function connectUpstream(service: DatabaseServiceConfig, timeoutMs: numbe
                 break;
             }
           } catch (err) {
-            fail(err instanceof UpstreamError ? err : new UpstreamError((err as Error).message));
+            fail(err instanceof UpstreamError ? err : new UpstreamError((err as Error).message, scram ? 'credentials' : 'network'));
           }
         })();
       });
@@ -132,7 +202,13 @@ export function connectUpstream(service: DatabaseServiceConfig, timeoutMs: numbe
 
 /** Sends a CancelRequest for an upstream backend (on a connection of its own, as the protocol has it). */
 export function cancelUpstream(service: DatabaseServiceConfig, processId: number, secretKey: number): void {
-  const socket = connect({ host: service.upstream.host, port: service.upstream.port }, () => socket.end(serialize.cancel(processId, secretKey)));
-  socket.on('error', () => socket.destroy());
-  socket.setTimeout(5000, () => socket.destroy());
+  // Over TLS too when the service has it: the cancel key is as secret as the session.
+  openUpstreamSocket(service, 5000).then(
+    (socket) => {
+      socket.on('error', () => socket.destroy());
+      socket.setTimeout(5000, () => socket.destroy());
+      socket.end(serialize.cancel(processId, secretKey));
+    },
+    () => undefined,
+  );
 }
