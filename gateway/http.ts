@@ -41,17 +41,21 @@ export function toGatewayError(err: unknown, log: FastifyRequest['log'], trace?:
   return new GatewayError('ZTG_ERR_INTERNAL', 'gateway-error', { cause: err });
 }
 
+/** Refusals that are attack signals the operator must see in the log, beside the decision event. */
+const LOGGED_REFUSALS: ReadonlySet<Reason> = new Set<Reason>(['cookie-duplicate']);
+
 export function sendError(request: FastifyRequest, reply: FastifyReply, err: GatewayError): FastifyReply {
   request.zt ??= newDecisionContext(request.raw.socket);
   request.zt.reasons.push(err.reason);
   request.zt.errorCode = err.code;
   if (err.presented && !request.zt.principal) request.zt.presented = err.presented;
   if (err.statusCode >= 500 && err.cause) request.log.warn({ err: err.cause, reason: err.reason, trace_id: request.zt.trace?.traceId }, 'request refused');
+  else if (LOGGED_REFUSALS.has(err.reason)) request.log.warn({ reason: err.reason, requestId: request.id, source: request.socket.remoteAddress, detail: err.message, trace_id: request.zt.trace?.traceId }, 'request refused: attack signal');
   // 5xx details stay in the log; 4xx say what was wrong with the request.
   const message = err.statusCode >= 500 ? ERROR_CODES[err.code as ErrorCode].message : err.message;
   return reply
     .code(err.statusCode)
-    .headers({ ...err.headers, 'x-ztgate-error': err.code, 'cache-control': 'no-store', 'x-request-id': request.id })
+    .headers({ ...err.headers, 'x-ztgate-error': err.code, 'cache-control': 'no-store', 'x-content-type-options': 'nosniff', 'x-request-id': request.id })
     .send({ error: { code: err.code, reason: err.reason, message }, requestId: request.id });
 }
 

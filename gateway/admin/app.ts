@@ -36,6 +36,13 @@ export async function buildAdminApp(runtime: Runtime, opts: { logger?: Logger; m
   const scheme = admin.listen.tls ? 'https' : 'http';
   const devices = createDeviceAssessor(runtime.config, runtime.store, { publicUrl: (request) => admin.publicUrl ?? `${scheme}://${String(request.headers.host)}` });
 
+  // Admin pages and answers carry officials' personal data and the admin's view of the province:
+  // no cache anywhere may keep them (not even the browser's back button), and no browser may
+  // guess a type other than the one sent. Set first, so refusals carry them too.
+  app.addHook('onRequest', async (_request, reply) => {
+    reply.header('cache-control', 'no-store').header('x-content-type-options', 'nosniff');
+  });
+
   app.addHook('onRequest', async (request) => {
     const ctx = request.zt;
     ctx.strippedHeaders = stripForgeableIdentityHeaders(request.headers);

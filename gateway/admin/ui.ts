@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,8 +32,9 @@ const SECURITY_HEADERS = {
   'referrer-policy': 'no-referrer',
   'cross-origin-opener-policy': 'same-origin',
   'cross-origin-resource-policy': 'same-origin',
-  // Revalidate every time: an admin must never run yesterday's script against today's API.
-  'cache-control': 'no-cache',
+  // Never kept: an admin must never run yesterday's script against today's API, and a shared
+  // office PC must not give the next user the admin's pages from its cache.
+  'cache-control': 'no-store',
 };
 
 export function findAdminUiDir(from: string = dirname(fileURLToPath(import.meta.url))): string {
@@ -48,7 +48,6 @@ export function findAdminUiDir(from: string = dirname(fileURLToPath(import.meta.
 interface Asset {
   readonly body: Buffer;
   readonly type: string;
-  readonly etag: string;
 }
 
 export function loadAssets(dir: string): Map<string, Asset> {
@@ -56,7 +55,7 @@ export function loadAssets(dir: string): Map<string, Asset> {
   for (const name of readdirSync(dir)) {
     if (!FILE.test(name)) continue;
     const body = readFileSync(join(dir, name));
-    assets.set(name, { body, type: TYPES[name.slice(name.lastIndexOf('.'))]!, etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 22)}"` });
+    assets.set(name, { body, type: TYPES[name.slice(name.lastIndexOf('.'))]! });
   }
   return assets;
 }
@@ -64,14 +63,13 @@ export function loadAssets(dir: string): Map<string, Asset> {
 export function uiModule(dir?: string): AdminModule {
   return (app) => {
     const assets = loadAssets(dir ?? findAdminUiDir());
-    const send = (request: FastifyRequest, reply: FastifyReply, name: string) => {
+    const send = (reply: FastifyReply, name: string) => {
       const asset = assets.get(name);
       if (!asset) throw new GatewayError('ZTG_ERR_ROUTE_NOT_FOUND', 'route-not-found');
-      reply.headers({ ...SECURITY_HEADERS, etag: asset.etag, 'content-type': asset.type });
-      if (request.headers['if-none-match'] === asset.etag) return reply.code(304).send();
+      reply.headers({ ...SECURITY_HEADERS, 'content-type': asset.type });
       return reply.send(asset.body);
     };
-    app.get('/', (request, reply) => send(request, reply, 'index.html'));
-    app.get('/ui/:file', (request: FastifyRequest<{ Params: { file: string } }>, reply) => send(request, reply, request.params.file));
+    app.get('/', (_request, reply) => send(reply, 'index.html'));
+    app.get('/ui/:file', (request: FastifyRequest<{ Params: { file: string } }>, reply) => send(reply, request.params.file));
   };
 }
