@@ -22,20 +22,25 @@ const FILE = /^[a-z][a-z0-9-]*\.(html|js|css|svg)$/;
 
 /**
  * Only our own files: no inline script or style, nothing from elsewhere, no framing
- * (clickjacking of admin actions), no <base> or form posts to other origins.
+ * (clickjacking of admin actions), no <base>, forms only to this listener — and to the IdP, whose
+ * end-session page the sign-out form is redirected to (browsers apply form-action to redirects).
  */
-const SECURITY_HEADERS = {
-  'content-security-policy':
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
-  'x-content-type-options': 'nosniff',
-  'x-frame-options': 'DENY',
-  'referrer-policy': 'no-referrer',
-  'cross-origin-opener-policy': 'same-origin',
-  'cross-origin-resource-policy': 'same-origin',
-  // Never kept: an admin must never run yesterday's script against today's API, and a shared
-  // office PC must not give the next user the admin's pages from its cache.
-  'cache-control': 'no-store',
-};
+function securityHeaders(idpOrigin: string | null) {
+  return {
+    'content-security-policy':
+      `default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; form-action 'self'${idpOrigin ? ` ${idpOrigin}` : ''}; base-uri 'none'; frame-ancestors 'none'`,
+    'x-content-type-options': 'nosniff',
+    'x-frame-options': 'DENY',
+    // Nothing to other sites; to itself, the origin: with no-referrer a browser sends `Origin: null`
+    // on form posts (the sign-out button), which no same-origin check can accept.
+    'referrer-policy': 'same-origin',
+    'cross-origin-opener-policy': 'same-origin',
+    'cross-origin-resource-policy': 'same-origin',
+    // Never kept: an admin must never run yesterday's script against today's API, and a shared
+    // office PC must not give the next user the admin's pages from its cache.
+    'cache-control': 'no-store',
+  };
+}
 
 export function findAdminUiDir(from: string = dirname(fileURLToPath(import.meta.url))): string {
   // gateway/admin/ui.ts in development, dist/gateway/admin/ui.js when built: admin-ui/ is at the root.
@@ -61,12 +66,14 @@ export function loadAssets(dir: string): Map<string, Asset> {
 }
 
 export function uiModule(dir?: string): AdminModule {
-  return (app) => {
+  return (app, runtime) => {
     const assets = loadAssets(dir ?? findAdminUiDir());
+    const issuer = runtime.config.identity.browser?.issuer;
+    const headers = securityHeaders(issuer ? new URL(issuer).origin : null);
     const send = (reply: FastifyReply, name: string) => {
       const asset = assets.get(name);
       if (!asset) throw new GatewayError('ZTG_ERR_ROUTE_NOT_FOUND', 'route-not-found');
-      reply.headers({ ...SECURITY_HEADERS, 'content-type': asset.type });
+      reply.headers({ ...headers, 'content-type': asset.type });
       return reply.send(asset.body);
     };
     app.get('/', (_request, reply) => send(reply, 'index.html'));
