@@ -81,10 +81,10 @@ const commands: Record<string, Handler> = {
   },
   async policy(args) {
     const [sub, ...rest] = args;
-    const { config, cases } = options(rest, { config: { type: 'string' }, cases: { type: 'string' } });
+    const { config, cases, samples } = options(rest, { config: { type: 'string' }, cases: { type: 'string' }, samples: { type: 'string' } });
     const { policyCommand, UsageError: PolicyUsageError } = await import('../policies/cli.js');
     try {
-      return await policyCommand(sub, { config, cases }, process.stdout, process.stderr);
+      return await policyCommand(sub, { config, cases, samples }, process.stdout, process.stderr);
     } catch (err) {
       throw err instanceof PolicyUsageError ? new UsageError(err.message) : err;
     }
