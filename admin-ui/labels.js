@@ -92,6 +92,7 @@ export const REASON_VI = {
   'locked-session': 'Phiên đang bị khóa',
   'locked-address': 'Địa chỉ đang bị khóa',
   'lock-state-unavailable': 'Không kiểm tra được trạng thái khóa',
+  'state-lost': 'Dữ liệu dùng chung bị mất, đang khôi phục',
   'lock-not-found': 'Không tìm thấy khóa',
   'lock-self-lift': 'Tự gỡ khóa của chính mình',
   'policy-denied': 'Chính sách từ chối',
