@@ -79,3 +79,14 @@ export async function api(method, path, opts = {}) {
 }
 
 export const get = (/** @type {string} */ path) => api('GET', path);
+
+/** @type {Promise<{ nationalId: string, agency: string | null, roles: string[], assuranceLevel: number }> | null} */
+let me = null;
+/** The signed-in admin, asked once per page: screens offer only what this admin may do. */
+export function whoami() {
+  me ??= get('/api/v1/whoami').catch((err) => {
+    me = null;
+    throw err;
+  });
+  return me;
+}

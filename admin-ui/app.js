@@ -1,6 +1,6 @@
 // @ts-check
 import { h, replace } from './dom.js';
-import { get } from './api.js';
+import { whoami } from './api.js';
 import { currentLang, setLang, t } from './i18n.js';
 import { errorBox } from './common.js';
 import { servicesScreen } from './services.js';
@@ -46,6 +46,8 @@ function renderChrome() {
     const el = document.getElementById(id);
     if (el) el.textContent = t(key);
   }
+  const signOut = document.getElementById('sign-out');
+  if (signOut) signOut.textContent = t('app.signOut');
   const toggle = /** @type {HTMLButtonElement} */ (document.getElementById('lang-toggle'));
   toggle.textContent = t('app.lang');
   toggle.setAttribute('aria-label', t('app.lang.label'));
@@ -82,7 +84,7 @@ async function renderScreen({ focus = true } = {}) {
 async function showWho() {
   const who = /** @type {HTMLElement} */ (document.getElementById('who'));
   try {
-    const me = await get('/api/v1/whoami');
+    const me = await whoami();
     replace(who, `${t('app.signedInAs')} ${me.nationalId}${me.agency ? ` · ${me.agency}` : ''}`);
   } catch (err) {
     replace(who, '');

@@ -1,7 +1,23 @@
 // @ts-check
 import { h } from './dom.js';
 import { ApiError } from './api.js';
-import { t } from './i18n.js';
+import { currentLang, t } from './i18n.js';
+import { nameOf } from './labels.js';
+
+/**
+ * A code of the gateway by its name in the admin's language, the code itself on hover.
+ * @param {string} kind 'reason' or a kind of labels.js ENUMS
+ * @param {string} code
+ * @param {string} [cls]
+ */
+export function codeLabel(kind, code, cls = '') {
+  return h('span', { class: `code-label ${cls}`.trim(), title: code, 'data-code': code }, nameOf(kind, code, currentLang()));
+}
+
+/** @param {string[]} reasons */
+export function reasonList(reasons) {
+  return reasons.flatMap((r, i) => (i === 0 ? [codeLabel('reason', r)] : [', ', codeLabel('reason', r)]));
+}
 
 /**
  * What a screen shows when a call fails: the API missing on this gateway, a refused CSRF token,
@@ -16,7 +32,7 @@ export function errorBox(err) {
     if (err.status === 401) return h('p', { class: 'notice error', role: 'alert' }, t('common.signin'), ' ', h('a', { href: '/' }, '↻'));
     // The gateway lists problems one per line ("\n  - row 2, column clearance: …"): one item each.
     const [first, ...problems] = err.message.split('\n').map((l) => l.replace(/^\s*-\s*/, '')).filter((l) => l.trim());
-    return h('div', { class: 'notice error', role: 'alert' }, `${t('common.error')} ${err.status} (${err.reason}): ${first ?? ''}`,
+    return h('div', { class: 'notice error', role: 'alert', 'data-testid': 'error-box' }, h('strong', {}, `${t('common.error')} ${err.status}: `), codeLabel('reason', err.reason), ` (${err.reason}) — ${first ?? ''}`,
       problems.length ? h('ul', {}, problems.map((p) => h('li', {}, p))) : null);
   }
   return h('p', { class: 'notice error', role: 'alert' }, `${t('common.error')}: ${String(/** @type {any} */ (err)?.message ?? err)}`);
@@ -44,7 +60,7 @@ export function table(caption, headers, rows, testId) {
 
 /** @param {'allow' | 'deny' | string} decision */
 export function decisionBadge(decision) {
-  return h('span', { class: `badge ${decision === 'allow' ? 'ok' : 'bad'}` }, decision === 'allow' ? t('live.allow') : t('live.deny'));
+  return codeLabel('outcome', decision, `badge ${decision === 'allow' ? 'ok' : 'bad'}`);
 }
 
 /**

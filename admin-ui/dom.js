@@ -47,11 +47,28 @@ export function replace(el, ...children) {
   append(el, children);
 }
 
-/** @param {string | null | undefined} iso */
+/** Vietnam has kept UTC+7 all year since 1975: one zone, no daylight saving. */
+export const VIETNAM_TIME_ZONE = 'Asia/Ho_Chi_Minh';
+/** @type {Map<string, Intl.DateTimeFormat>} */
+const timeFormats = new Map();
+
+/**
+ * A time as an admin in the province reads it: Vietnam time, whatever the PC's own zone, with
+ * the zone said. Exports keep ISO 8601 UTC.
+ * @param {string | number | null | undefined} iso
+ */
 export function formatTime(iso) {
-  if (!iso) return '—';
+  if (iso === null || iso === undefined || iso === '') return '—';
   const d = new Date(iso);
-  return Number.isNaN(d.getTime()) ? iso : d.toLocaleString(document.documentElement.lang === 'en' ? 'en-GB' : 'vi-VN', { hour12: false });
+  if (Number.isNaN(d.getTime())) return String(iso);
+  const en = document.documentElement.lang === 'en';
+  const locale = en ? 'en-GB' : 'vi-VN';
+  let format = timeFormats.get(locale);
+  if (!format) {
+    format = new Intl.DateTimeFormat(locale, { timeZone: VIETNAM_TIME_ZONE, year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false });
+    timeFormats.set(locale, format);
+  }
+  return `${format.format(d)} ${en ? '(Vietnam time, UTC+7)' : '(giờ Việt Nam, UTC+7)'}`;
 }
 
 let fieldCounter = 0;

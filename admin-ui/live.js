@@ -1,15 +1,16 @@
 // @ts-check
 import { field, formatTime, h, replace, select } from './dom.js';
 import { get } from './api.js';
-import { t } from './i18n.js';
-import { decisionBadge, errorBox, table } from './common.js';
+import { currentLang, t } from './i18n.js';
+import { nameOf } from './labels.js';
+import { decisionBadge, errorBox, reasonList, table } from './common.js';
 
 /** Rows kept on screen: enough to watch, few enough for a modest office PC. */
 const MAX_ROWS = 200;
 
 /** @param {HTMLElement} main */
 export async function liveScreen(main) {
-  const outcome = select(t('live.outcome'), [{ value: '', label: t('common.all') }, { value: 'allow', label: t('live.allow') }, { value: 'deny', label: t('live.deny') }], '', { name: 'outcome' });
+  const outcome = select(t('live.outcome'), [{ value: '', label: t('common.all') }, { value: 'allow', label: nameOf('outcome', 'allow', currentLang()) }, { value: 'deny', label: nameOf('outcome', 'deny', currentLang()) }], '', { name: 'outcome' });
   const agency = field(t('live.agency'), h('input', { name: 'agency', size: 18, pattern: '[a-z0-9][a-z0-9\\-]{0,62}' }));
   const service = field(t('live.service'), h('input', { name: 'service', size: 14, pattern: '[a-z0-9][a-z0-9\\-]{0,62}' }));
   const official = field(t('live.official'), h('input', { name: 'official', size: 14, inputmode: 'numeric', pattern: '\\d{12}' }));
@@ -44,7 +45,7 @@ export async function liveScreen(main) {
     h('td', {}, d.agency ?? '—'),
     h('td', {}, d.service ?? '—'),
     h('td', {}, h('code', {}, `${d.method ?? ''} ${d.path ?? ''}`), ' ', h('small', {}, String(d.status ?? ''))),
-    h('td', {}, h('small', {}, d.reasons.join(', '))));
+    h('td', {}, h('small', {}, reasonList(d.reasons))));
   const connect = () => {
     source?.close();
     replace(tbody);

@@ -1,13 +1,15 @@
 // @ts-check
 import { field, h, replace, select } from './dom.js';
-import { api, get } from './api.js';
-import { t } from './i18n.js';
-import { errorBox, openDialog, table } from './common.js';
+import { api, get, whoami } from './api.js';
+import { currentLang, t } from './i18n.js';
+import { codeLabel, errorBox, openDialog, table } from './common.js';
+import { nameOf } from './labels.js';
 
 const STATUSES = ['active', 'suspended', 'retired'];
 
 /** @param {HTMLElement} main */
 export async function officialsScreen(main) {
+  const me = await whoami().then((w) => w.nationalId, () => '');
   const list = h('div', { 'aria-live': 'polite' });
   const importOut = h('div', { 'aria-live': 'polite' });
   const file = /** @type {HTMLInputElement} */ (h('input', { type: 'file', name: 'file', accept: '.csv,text/csv', required: true, 'data-testid': 'roster-file' }));
@@ -36,9 +38,10 @@ export async function officialsScreen(main) {
       replace(list, table(t('officials.title'), [t('officials.nationalId'), t('officials.name'), t('officials.agency'), t('officials.roles'), t('common.status'), t('common.actions')],
         items.map((/** @type {any} */ o) => [
           h('code', {}, o.nationalId), o.name, o.agency, o.roles.join(', '),
-          h('span', { class: `badge ${o.status === 'active' ? 'ok' : 'bad'}` }, o.status),
-          h('button', { type: 'button', 'aria-label': `${t('officials.setStatus')}: ${o.name}`, onclick: () => openDialog(`${t('officials.setStatus')}: ${o.name}`, () => [
-            select(t('common.status'), STATUSES.map((s) => ({ value: s, label: s })), o.status, { name: 'status' }),
+          codeLabel('officialStatus', o.status, `badge ${o.status === 'active' ? 'ok' : 'bad'}`),
+          // Four-eyes: an admin's own entry is changed by another admin.
+          o.nationalId === me ? h('small', {}, t('officials.ownEntry')) : h('button', { type: 'button', 'aria-label': `${t('officials.setStatus')}: ${o.name}`, onclick: () => openDialog(`${t('officials.setStatus')}: ${o.name}`, () => [
+            select(t('common.status'), STATUSES.map((s) => ({ value: s, label: nameOf('officialStatus', s, currentLang()) })), o.status, { name: 'status' }),
             field(t('common.reason'), h('textarea', { name: 'reason', rows: 2, required: true, maxlength: 1000 }), t('services.reasonHint')),
           ], async (d) => {
             await api('PATCH', `/api/v1/roster/${o.nationalId}`, { body: { status: d.get('status'), reason: d.get('reason') } });

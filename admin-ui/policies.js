@@ -1,8 +1,8 @@
 // @ts-check
 import { field, formatTime, h, replace } from './dom.js';
-import { api, ApiError, get } from './api.js';
+import { api, ApiError, get, whoami } from './api.js';
 import { t } from './i18n.js';
-import { errorBox, openDialog, table } from './common.js';
+import { codeLabel, errorBox, openDialog, table } from './common.js';
 
 /**
  * Policies: the active version as readable rules, a draft with validation as you type, its diff
@@ -38,7 +38,7 @@ function diffView(diff) {
 /** @param {string} state */
 function stateBadge(state) {
   const cls = state === 'active' ? 'ok' : state === 'rejected' ? 'bad' : state === 'superseded' ? '' : 'warn';
-  return h('span', { class: `badge ${cls}` }, t(/** @type {any} */ (`policies.state.${state}`)));
+  return codeLabel('policyState', state, `badge ${cls}`);
 }
 
 /**
@@ -56,7 +56,7 @@ function policyError(err) {
 export async function policiesScreen(main) {
   const box = h('div', { 'aria-live': 'polite' });
   replace(main, h('h1', {}, t('policies.title')), h('p', {}, t('policies.fourEyes')), box);
-  const me = await get('/api/v1/whoami').then((w) => String(w.nationalId), () => '');
+  const me = await whoami().then((w) => w.nationalId, () => '');
 
   async function load() {
     const list = await get(`${V}/versions`);
@@ -128,7 +128,8 @@ export async function policiesScreen(main) {
             /** @type {HTMLElement} */ (ev.target).after(errorBox(err));
           }
         } }, t('policies.submit')) : null,
-        v.state === 'submitted' ? h('button', { type: 'button', class: 'primary', 'data-testid': 'approve', onclick: () => review(v, 'approve') }, t('policies.approve')) : null,
+        // Four-eyes: the author is never offered the approval the gateway would refuse them.
+        v.state === 'submitted' && v.author !== me ? h('button', { type: 'button', class: 'primary', 'data-testid': 'approve', onclick: () => review(v, 'approve') }, t('policies.approve')) : null,
         h('button', { type: 'button', class: 'danger', 'data-testid': 'reject', onclick: () => review(v, 'reject') }, t('policies.reject'))));
 
     replace(box,

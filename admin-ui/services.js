@@ -1,8 +1,8 @@
 // @ts-check
 import { field, formatTime, h, replace, select } from './dom.js';
-import { api, get } from './api.js';
+import { api, get, whoami } from './api.js';
 import { t } from './i18n.js';
-import { openDialog, table } from './common.js';
+import { codeLabel, openDialog, table } from './common.js';
 
 const CLASSIFICATIONS = ['public', 'internal', 'personal-data', 'sensitive-personal-data', 'mat', 'toi-mat', 'tuyet-mat'];
 const STATUSES = ['approved', 'pending', 'rejected', 'suspended'];
@@ -10,14 +10,14 @@ const STATUSES = ['approved', 'pending', 'rejected', 'suspended'];
 /** @param {string} status */
 function approvalBadge(status) {
   const cls = status === 'approved' ? 'ok' : status === 'pending' ? 'warn' : 'bad';
-  // @ts-ignore -- keys are built from the closed list of statuses
-  return h('span', { class: `badge ${cls}` }, t(`approval.${status}`));
+  return codeLabel('approval', status, `badge ${cls}`);
 }
 
 /** @param {HTMLElement} main */
 export async function servicesScreen(main) {
   const list = h('div', { 'aria-live': 'polite' });
   replace(main, h('h1', {}, t('services.title')), h('p', {}, t('services.intro')), list);
+  const me = await whoami().then((w) => w.nationalId, () => '');
 
   async function load() {
     const { items } = await get('/api/v1/services');
@@ -27,8 +27,7 @@ export async function servicesScreen(main) {
         s.name,
         h('code', {}, s.pathPrefix),
         String(s.securityLevel),
-        // @ts-ignore -- closed list
-        t(`class.${s.classification}`),
+        h('span', { class: 'code-label', title: s.classification, 'data-code': s.classification }, t(/** @type {any} */ (`class.${s.classification}`))),
         s.ownerAgency,
         h('div', {}, approvalBadge(s.approval.status), s.approval.reason ? h('div', {}, h('small', {}, s.approval.reason)) : null,
           s.approval.approvedBy ? h('div', {}, h('small', {}, `${s.approval.approvedBy} · ${formatTime(s.approval.approvedAt)}`)) : null),
@@ -49,7 +48,8 @@ export async function servicesScreen(main) {
     return h('div', { class: 'pending-change', 'data-testid': `pending-${s.id}` },
       h('span', { class: 'badge warn' }, t('services.pendingChange')), ' ', h('small', {}, `${what} · ${c.proposedBy} · ${formatTime(c.proposedAt)}`),
       c.reason ? h('div', {}, h('small', {}, c.reason)) : null,
-      h('button', { type: 'button', 'data-testid': `confirm-${s.id}`, onclick: () => decide(s, c, 'confirm') }, t('services.confirm')), ' ',
+      // Four-eyes: its proposer is not offered the confirmation the gateway would refuse.
+      c.proposedBy === me ? h('small', { class: 'notice' }, t('services.yourOwn')) : h('button', { type: 'button', 'data-testid': `confirm-${s.id}`, onclick: () => decide(s, c, 'confirm') }, t('services.confirm')), ' ',
       h('button', { type: 'button', 'data-testid': `reject-${s.id}`, onclick: () => decide(s, c, 'reject') }, t('services.reject')));
   }
 

@@ -1,8 +1,9 @@
 // @ts-check
 import { field, formatTime, h, replace, select } from './dom.js';
 import { api, get } from './api.js';
-import { t } from './i18n.js';
-import { decisionBadge, errorBox, table } from './common.js';
+import { currentLang, t } from './i18n.js';
+import { codeLabel, decisionBadge, errorBox, reasonList, table } from './common.js';
+import { nameOf } from './labels.js';
 
 /**
  * What-if: the decision a policy version would take for an official, device tier, service,
@@ -33,7 +34,7 @@ export async function whatIfScreen(main) {
     select(t('policies.version'), versions, versions[1]?.value ?? '', { name: 'version', 'data-testid': 'whatif-version' }),
     field(t('whatif.official'), h('input', { name: 'nationalId', required: true, inputmode: 'numeric', pattern: '\\d{12}', size: 14 })),
     field(t('whatif.roles'), h('input', { name: 'roles', size: 18, pattern: '[a-z][a-z0-9_.:\\-]*(\\s*,\\s*[a-z][a-z0-9_.:\\-]*)*' }), t('whatif.rolesHint')),
-    select(t('whatif.tier'), TIERS.map((x) => ({ value: x, label: x })), 'registered', { name: 'deviceTier' }),
+    select(t('whatif.tier'), TIERS.map((x) => ({ value: x, label: nameOf('tier', x, currentLang()) })), 'registered', { name: 'deviceTier' }),
     select(t('whatif.service'), services, services[0]?.value, { name: 'routeId' }),
     select(t('whatif.method'), METHODS.map((m) => ({ value: m, label: m })), 'GET', { name: 'method' }),
     field(t('whatif.path'), h('input', { name: 'path', required: true, value: '/records', pattern: '/.*', size: 20 })),
@@ -45,7 +46,7 @@ export async function whatIfScreen(main) {
       replace(flips, h('p', {}, t('whatif.evaluated', { n: r.evaluated, version: r.id })),
         r.flips.length === 0 ? h('p', {}, t('whatif.noFlips')) : table(t('whatif.flips'), [t('live.time'), t('live.official'), t('live.service'), t('live.request'), t('whatif.decision'), t('whatif.rule')],
           r.flips.map((/** @type {any} */ f) => [formatTime(f.at), `${f.nationalId} · ${(f.roles ?? []).join(', ')}`, f.route, `${f.method} ${f.path}`,
-            h('span', {}, decisionBadge(f.before.effect), ' → ', decisionBadge(f.after.effect), h('small', {}, ` ${f.after.reason}`)), h('code', {}, f.after.rule ?? f.before.rule ?? '—')]), 'flips-table'));
+            h('span', {}, decisionBadge(f.before.effect), ' → ', decisionBadge(f.after.effect), ' ', h('small', {}, codeLabel('reason', f.after.reason))), h('code', {}, f.after.rule ?? f.before.rule ?? '—')]), 'flips-table'));
     } catch (err) {
       replace(flips, errorBox(err));
     }
@@ -68,7 +69,7 @@ export async function whatIfScreen(main) {
         h('dt', {}, t('whatif.official')), h('dd', {}, `${r.principal.nationalId} · ${r.principal.agency ?? '—'} · ${r.principal.roles.join(', ') || '—'}`),
         h('dt', {}, t('whatif.decision')), h('dd', { 'data-testid': 'whatif-effect' }, decisionBadge(r.effect)),
         h('dt', {}, t('whatif.rule')), h('dd', {}, h('code', { 'data-testid': 'whatif-rule' }, r.rule ?? '—')),
-        h('dt', {}, t('whatif.reasons')), h('dd', { 'data-testid': 'whatif-reasons' }, [...r.reasons, ...(r.condition ? [r.condition] : [])].join(', '))));
+        h('dt', {}, t('whatif.reasons')), h('dd', { 'data-testid': 'whatif-reasons' }, reasonList(r.reasons), r.condition ? h('span', {}, ', ', h('code', {}, r.condition)) : null)));
     } catch (err) {
       replace(out, errorBox(err));
     }

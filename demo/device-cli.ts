@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, SignJWT, type CryptoKey, type JWK } from 'jose';
 import { findRepoRoot } from './paths.js';
+import { didYouMean } from '../gateway/suggest.js';
 
 export const DEMO_POSTURE_ISSUER = 'urn:ztgate:demo:endpoint-management';
 const DEMO_MARK = 'DỮ LIỆU GIẢ LẬP — DEMO ONLY: synthetic key material for the embedded demo; never use in production.';
@@ -176,8 +177,16 @@ export interface DeviceCliIo {
   out(text: string): void;
 }
 
+const DEVICE_COMMANDS = ['init', 'enrol', 'approve', 'quarantine', 'posture', 'curl', 'help'];
+
 export async function runDeviceCommand(args: string[], io: DeviceCliIo = { out: (t) => process.stdout.write(t) }): Promise<number> {
   const [sub, ...rest] = args;
+  // `ztgate device --help`, `ztgate device enrol -h`: the usage, not an error.
+  if (sub === '--help' || sub === '-h' || rest.includes('--help') || rest.includes('-h')) {
+    io.out(DEVICE_USAGE);
+    return 0;
+  }
+  if (sub !== undefined && !DEVICE_COMMANDS.includes(sub)) throw new CliUsageError(`unknown device command "${sub}"${didYouMean(sub, DEVICE_COMMANDS)}\n\n${DEVICE_USAGE}`);
   const { values, positionals } = parseArgs({
     args: rest,
     strict: true,

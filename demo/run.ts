@@ -1,5 +1,6 @@
 import { loadConfigFile } from '../gateway/config.js';
 import { startGateway, type RunningGateway } from '../gateway/server.js';
+import type { RuntimeOptions } from '../gateway/runtime.js';
 import { startDemoIdp, type DemoIdp } from './idp.js';
 import { demoFile } from './paths.js';
 import { startDemoUpstream, type DemoUpstream, type DemoDatasetId } from './upstreams.js';
@@ -18,7 +19,7 @@ export interface RunningDemo {
   close(): Promise<void>;
 }
 
-export async function startDemo(configFile = DEMO_CONFIG_FILE): Promise<RunningDemo> {
+export async function startDemo(configFile = DEMO_CONFIG_FILE, opts: RuntimeOptions = {}): Promise<RunningDemo> {
   const config = loadConfigFile(configFile);
   const issuer = new URL(config.identity.issuers[0]!.issuer);
   const started: { close(): Promise<void> }[] = [];
@@ -58,7 +59,7 @@ export async function startDemo(configFile = DEMO_CONFIG_FILE): Promise<RunningD
       const jwks = new URL(postureSigner.jwksUri!);
       started.push(await startDemoPostureSigner({ host: jwks.hostname, port: Number(jwks.port) }));
     }
-    const gateway = await startGateway(config);
+    const gateway = await startGateway(config, opts);
     started.push(gateway);
     return { gateway, idp, upstreams, close: closeAll };
   } catch (err) {

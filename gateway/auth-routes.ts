@@ -189,6 +189,7 @@ export async function registerAuthRoutes(app: FastifyInstance, runtime: Runtime)
         refreshToken: grant.refreshToken,
         idToken: grant.idToken!,
         requested: tx.minAssuranceLevel > 0 || tx.maxAgeSeconds !== null ? { minAssuranceLevel: tx.minAssuranceLevel, maxAgeSeconds: tx.maxAgeSeconds } : null,
+        client: { address: request.socket.remoteAddress ?? null, userAgent: request.headers['user-agent']?.slice(0, 300) ?? null },
       })
       .catch(storeGuard);
     request.zt.principal = Object.freeze({ ...principal, sessionId: created.handle, acr: id.acr ?? principal.acr, authTime: id.authTime ?? principal.authTime });

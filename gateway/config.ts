@@ -3,6 +3,8 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { ConfigError } from './errors.js';
+import { withLines } from './config-lines.js';
+import { didYouMean } from './suggest.js';
 import { CLAIMS_PRESETS, CLAIMS_PRESET_NAMES, type ClaimsPresetName } from '../identity/claim-presets.js';
 import { ACCESS_SCHEMA, checkAccessSemantics, resolveAccessPaths, type AccessConfig } from './access/config.js';
 import { AUDIT_SCHEMA, DETECTION_SCHEMA, checkAuditSemantics, resolveAuditPaths, type AuditConfig, type DetectionConfig } from './audit/config.js';
@@ -439,7 +441,8 @@ export const CONFIG_SCHEMA = {
   },
 } as const;
 
-const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true });
+// verbose: errors carry their schema, so an unknown key can be matched against the known ones.
+const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true, verbose: true });
 const validate = ajv.compile(CONFIG_SCHEMA);
 const isValid = (doc: unknown): boolean => validate(doc);
 
@@ -463,8 +466,11 @@ function keyPath(instancePath: string): string {
 function describeSchemaError(e: ErrorObject): string {
   const at = keyPath(e.instancePath);
   switch (e.keyword) {
-    case 'additionalProperties':
-      return `${at}: unknown key "${(e.params as { additionalProperty: string }).additionalProperty}" / khóa không được hỗ trợ`;
+    case 'additionalProperties': {
+      const key = (e.params as { additionalProperty: string }).additionalProperty;
+      const known = Object.keys((e.parentSchema as { properties?: Record<string, unknown> } | undefined)?.properties ?? {});
+      return `${at}: unknown key "${key}" / khóa không được hỗ trợ${didYouMean(key, known)}`;
+    }
     case 'required':
       return `${at}: missing required key "${(e.params as { missingProperty: string }).missingProperty}" / thiếu khóa bắt buộc`;
     case 'enum':
@@ -694,5 +700,10 @@ export function loadConfigFile(path: string): GatewayConfig {
     const where = err instanceof YAMLParseError && err.linePos ? `line ${err.linePos[0].line}` : 'syntax';
     throw new ConfigError(path, [`${where}: ${(err as Error).message.split('\n')[0]}`]);
   }
-  return parseConfig(doc, path, dirname(resolve(path)));
+  try {
+    return parseConfig(doc, path, dirname(resolve(path)));
+  } catch (err) {
+    if (err instanceof ConfigError && !path.endsWith('.json')) throw new ConfigError(path, withLines(text, err.problems));
+    throw err;
+  }
 }

@@ -41,18 +41,27 @@ export function toGatewayError(err: unknown, log: FastifyRequest['log'], trace?:
   return new GatewayError('ZTG_ERR_INTERNAL', 'gateway-error', { cause: err });
 }
 
-export function sendError(request: FastifyRequest, reply: FastifyReply, err: GatewayError): FastifyReply {
+/** Refusals that are attack signals the operator must see in the log, beside the decision event. */
+const LOGGED_REFUSALS: ReadonlySet<Reason> = new Set<Reason>(['cookie-duplicate']);
+
+export function sendError(request: FastifyRequest, reply: FastifyReply, err: GatewayError, page?: string): FastifyReply {
   request.zt ??= newDecisionContext(request.raw.socket);
   request.zt.reasons.push(err.reason);
   request.zt.errorCode = err.code;
   if (err.presented && !request.zt.principal) request.zt.presented = err.presented;
   if (err.statusCode >= 500 && err.cause) request.log.warn({ err: err.cause, reason: err.reason, trace_id: request.zt.trace?.traceId }, 'request refused');
+  else if (LOGGED_REFUSALS.has(err.reason)) request.log.warn({ reason: err.reason, requestId: request.id, source: request.socket.remoteAddress, detail: err.message, trace_id: request.zt.trace?.traceId }, 'request refused: attack signal');
   // 5xx details stay in the log; 4xx say what was wrong with the request.
   const message = err.statusCode >= 500 ? ERROR_CODES[err.code as ErrorCode].message : err.message;
-  return reply
+  reply
     .code(err.statusCode)
-    .headers({ ...err.headers, 'x-ztgate-error': err.code, 'cache-control': 'no-store', 'x-request-id': request.id })
-    .send({ error: { code: err.code, reason: err.reason, message }, requestId: request.id });
+    .headers({ ...err.headers, 'x-ztgate-error': err.code, 'cache-control': 'no-store', 'x-content-type-options': 'nosniff', 'x-request-id': request.id });
+  if (page !== undefined) {
+    return reply
+      .headers({ 'content-type': 'text/html; charset=utf-8', 'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'" })
+      .send(page);
+  }
+  return reply.send({ error: { code: err.code, reason: err.reason, message }, requestId: request.id });
 }
 
 export interface ListenerOptions {
@@ -62,9 +71,22 @@ export interface ListenerOptions {
   readonly bodyLimitBytes: number;
   /** TLS (and client certificates) of the listener, from gateway/tls.ts; plain http without. */
   readonly https?: HttpsServerOptions;
+  /**
+   * An HTML page for a refusal, for listeners people open in a browser (the admin UI): a page
+   * load that fails gets this page; API calls keep the JSON error.
+   */
+  readonly errorPage?: (err: GatewayError, requestId: string) => string;
 }
 
-export function createListenerApp({ runtime, action, logger, bodyLimitBytes, https }: ListenerOptions): FastifyInstance {
+/** A page load by a browser (Fetch Metadata, else an Accept that prefers HTML), not a script's call. */
+function isPageLoad(request: FastifyRequest): boolean {
+  const mode = request.headers['sec-fetch-mode'];
+  if (mode !== undefined) return mode === 'navigate';
+  const accept = String(request.headers.accept ?? '');
+  return accept.includes('text/html') && !accept.includes('application/json');
+}
+
+export function createListenerApp({ runtime, action, logger, bodyLimitBytes, https, errorPage }: ListenerOptions): FastifyInstance {
   const { limits } = runtime.config;
   const timeouts = listenerTimeouts(limits);
   const plane = action === 'access-decision' ? 'data' : 'admin';
@@ -74,6 +96,8 @@ export function createListenerApp({ runtime, action, logger, bodyLimitBytes, htt
     const event = emitDecision(runtime.decisionLog, action, ctx, request, reply);
     if (event) observability.requestEnded(plane, ctx, event, request.method);
   };
+  const answer = (request: FastifyRequest, reply: FastifyReply, err: GatewayError): FastifyReply =>
+    sendError(request, reply, err, errorPage && err.statusCode >= 400 && isPageLoad(request) ? errorPage(err, request.id) : undefined);
   const app = Fastify({
     ...(https ? { https: { ...https, ...timeouts } } : { http: timeouts }),
     keepAliveTimeout: limits.idleTimeoutMs,
@@ -112,7 +136,7 @@ export function createListenerApp({ runtime, action, logger, bodyLimitBytes, htt
         err.code === 'FST_ERR_BAD_URL'
           ? new GatewayError('ZTG_ERR_PATH_AMBIGUOUS', 'path-ambiguous', { detail: 'Đường dẫn không rõ ràng / ambiguous path: invalid percent-encoding', cause: err })
           : new GatewayError('ZTG_ERR_BAD_REQUEST', 'request-malformed', { cause: err });
-      sendError(request, reply, gatewayError);
+      answer(request, reply, gatewayError);
       // These requests bypass the hooks, onResponse included: the event is written here.
       reply.raw.once('close', () => finish(request.zt, request, reply));
     },
@@ -155,7 +179,7 @@ export function createListenerApp({ runtime, action, logger, bodyLimitBytes, htt
   app.addHook('onResponse', async (request, reply) => {
     finish(request.zt ?? newDecisionContext(request.raw.socket), request, reply);
   });
-  app.setErrorHandler((err, request, reply) => sendError(request, reply, toGatewayError(err, request.log, request.zt?.trace)));
-  app.setNotFoundHandler((request, reply) => sendError(request, reply, new GatewayError('ZTG_ERR_ROUTE_NOT_FOUND', 'route-not-found')));
+  app.setErrorHandler((err, request, reply) => answer(request, reply, toGatewayError(err, request.log, request.zt?.trace)));
+  app.setNotFoundHandler((request, reply) => answer(request, reply, new GatewayError('ZTG_ERR_ROUTE_NOT_FOUND', 'route-not-found')));
   return app;
 }

@@ -41,6 +41,7 @@ export const REASONS = {
   'official-suspended': 'The official is on the roster but suspended or retired.',
   'roster-unavailable': 'The official roster could not be read; the request is refused rather than trusted.',
   'session-missing': 'A browser came with neither a session nor a bearer token; it is sent to sign in.',
+  'cookie-duplicate': 'The request carries one of the gateway\'s cookies twice (cookie tossing from a sibling host, the start of session fixation); refused rather than guessing which is meant.',
   'session-unknown': 'The session cookie names no session this gateway issued.',
   'session-expired': 'The session reached its absolute lifetime.',
   'session-idle-timeout': 'The session was idle for longer than the idle timeout.',

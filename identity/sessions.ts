@@ -37,6 +37,25 @@ export interface SessionRecord {
   readonly idToken: string;
   /** What the sign-in that created this session asked for (step-up), so it is not asked again in a loop. */
   readonly requested: { readonly minAssuranceLevel: number; readonly maxAgeSeconds: number | null } | null;
+  /** Where the sign-in came from, for the admins' list of sessions (absent in records made before it was kept). */
+  readonly client?: SessionClient;
+}
+
+export interface SessionClient {
+  readonly address: string | null;
+  readonly userAgent: string | null;
+}
+
+/** One live session as the admins' list shows it: no token, no cookie. */
+export interface SessionSummary {
+  /** The session handle (SHA-256 of the cookie): what locks and decision events name. */
+  readonly handle: string;
+  readonly nationalId: string;
+  readonly acr: string | null;
+  readonly createdAt: number;
+  readonly expiresAt: number;
+  readonly lastSeenAt: number | null;
+  readonly client: SessionClient | null;
 }
 
 export type NewSession = Omit<SessionRecord, 'v' | 'createdAt' | 'expiresAt'>;
@@ -55,6 +74,8 @@ export interface SessionManager {
   /** Writes a record back after a token refresh; false when the session was ended meanwhile. */
   replace(handle: string, record: SessionRecord): Promise<boolean>;
   end(handle: string): Promise<void>;
+  /** Every live session on every instance, newest first. */
+  list(): Promise<SessionSummary[]>;
   endAllOf(nationalId: string): Promise<number>;
   endByIdpSession(issuer: string, sid: string): Promise<number>;
   endByIdpSubject(issuer: string, sub: string): Promise<number>;
@@ -90,6 +111,7 @@ export const sessionKeys = {
   byOfficial: (nationalId: string) => `session-index:official:${nationalId}`,
   bySid: (issuer: string, sid: string) => `session-index:sid:${sessionDigest(`${issuer}\n${sid}`)}`,
   bySub: (issuer: string, sub: string) => `session-index:sub:${sessionDigest(`${issuer}\n${sub}`)}`,
+  all: 'session-index:all',
 };
 
 export function createSessionManager(store: Store, opts: SessionOptions): SessionManager {
@@ -126,6 +148,7 @@ export function createSessionManager(store: Store, opts: SessionOptions): Sessio
       await store.set(sessionKeys.ended(handle), '1', { ttlMs: absoluteMs });
       ended += await store.del(sessionKeys.record(handle));
       await store.del(sessionKeys.seen(handle));
+      await store.srem(sessionKeys.all, handle);
     }
     return ended;
   };
@@ -153,6 +176,7 @@ export function createSessionManager(store: Store, opts: SessionOptions): Sessio
       for (const other of await store.smembers(officialIndex)) if ((await store.get(sessionKeys.record(other))) === null) stale.push(other);
       if (stale.length > 0) await store.srem(officialIndex, ...stale);
       await store.sadd(officialIndex, handle);
+      await store.sadd(sessionKeys.all, handle);
       if (input.sid) await store.sadd(sessionKeys.bySid(input.issuer, input.sid), handle);
       await store.sadd(sessionKeys.bySub(input.issuer, input.sub), handle);
       return { id, handle, record };
@@ -198,6 +222,23 @@ export function createSessionManager(store: Store, opts: SessionOptions): Sessio
     },
 
     end: async (handle) => void (await endHandles([handle])),
+    async list() {
+      const summaries: SessionSummary[] = [];
+      const gone: string[] = [];
+      const t = now();
+      for (const handle of await store.smembers(sessionKeys.all)) {
+        const [json, seenText] = await Promise.all([store.get(sessionKeys.record(handle)), store.get(sessionKeys.seen(handle))]);
+        const record = json === null ? null : decode(handle, json);
+        // Expired (the store's TTL) or idle past the timeout: not a session anyone can use.
+        if (!record || record.expiresAt <= t || seenText === null) {
+          if (json === null) gone.push(handle);
+          continue;
+        }
+        summaries.push({ handle, nationalId: record.nationalId, acr: record.acr, createdAt: record.createdAt, expiresAt: record.expiresAt, lastSeenAt: Number(seenText) || null, client: record.client ?? null });
+      }
+      if (gone.length > 0) await store.srem(sessionKeys.all, ...gone);
+      return summaries.sort((a, b) => b.createdAt - a.createdAt);
+    },
     endAllOf: (nationalId) => endIndex(sessionKeys.byOfficial(nationalId)),
     endByIdpSession: (issuer, sid) => endIndex(sessionKeys.bySid(issuer, sid)),
     endByIdpSubject: (issuer, sub) => endIndex(sessionKeys.bySub(issuer, sub)),

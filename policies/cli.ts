@@ -2,7 +2,9 @@ import { knownServices } from './access.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { loadConfigFile } from '../gateway/config.js';
 import { PolicyEngine } from './engine.js';
-import { lintPolicy } from './lint.js';
+import { lintPolicy, type LintFinding } from './lint.js';
+import { ConfigError } from '../gateway/errors.js';
+import { didYouMean } from '../gateway/suggest.js';
 import { readPolicySources } from './service.js';
 import { CasesError, runPolicyCases } from './test-runner.js';
 
@@ -11,15 +13,28 @@ import { CasesError, runPolicyCases } from './test-runner.js';
  * Both exit 0 when all is well and 1 when not (78 for a configuration that does not load), so
  * CI can gate a policy change on them.
  */
-export async function policyCommand(sub: string | undefined, opts: { config?: string; cases?: string }, out: NodeJS.WritableStream, err: NodeJS.WritableStream): Promise<number> {
-  if (sub !== 'lint' && sub !== 'test') throw new UsageError('policy needs "lint" or "test"');
+export async function policyCommand(sub: string | undefined, opts: { config?: string; cases?: string; samples?: string }, out: NodeJS.WritableStream, err: NodeJS.WritableStream): Promise<number> {
+  if (sub !== 'lint' && sub !== 'test') throw new UsageError(`policy needs "lint" or "test"${sub ? `, not "${sub}"${didYouMean(sub, ['lint', 'test'])}` : ''}`);
   if (!opts.config) throw new UsageError(`policy ${sub} needs --config FILE`);
-  const config = loadConfigFile(opts.config);
+  const write = (f: LintFinding) => err.write(`${f.at}: ${f.level === 'error' ? 'lỗi / error' : 'cảnh báo / warning'}: ${f.message}\n`);
+  let config;
+  try {
+    config = loadConfigFile(opts.config);
+  } catch (e) {
+    if (!(sub === 'lint' && e instanceof ConfigError)) throw e;
+    // Every problem of the configuration, each at its file:line, in the linter's own format.
+    for (const p of e.problems) {
+      const m = /^line (\d+): (.*)$/s.exec(p);
+      write({ level: 'error', at: m ? `${opts.config}:${m[1]}` : opts.config, message: m ? m[2]! : p });
+    }
+    out.write(`${opts.config}: FAILED — ${e.problems.length} lỗi / errors in the configuration; the policy needs a valid configuration to be checked\n`);
+    return 78;
+  }
   const names = { model: config.policy.model, policy: config.policy.policy, conditions: config.policy.conditions ?? 'conditions' };
   const sources = readPolicySources(config.policy);
   if (sub === 'lint') {
-    const findings = await lintPolicy(config, sources, names);
-    for (const f of findings) err.write(`${f.at}: ${f.level === 'error' ? 'lỗi / error' : 'cảnh báo / warning'}: ${f.message}\n`);
+    const findings = await lintPolicy(config, sources, names, { samplesDir: opts.samples });
+    for (const f of findings) write(f);
     const errors = findings.filter((f) => f.level === 'error').length;
     out.write(`${opts.config}: ${errors === 0 ? 'OK' : 'FAILED'} — ${errors} lỗi / errors, ${findings.length - errors} cảnh báo / warnings\n`);
     return errors === 0 ? 0 : 1;

@@ -1,7 +1,8 @@
 import { knownServices } from './access.js';
 import type { GatewayConfig } from '../gateway/config.js';
 import { PolicyEngine, PolicyError, type PolicySources } from './engine.js';
-import { isStateSecret } from './conditions.js';
+import { EMPTY_CONDITIONS, isStateSecret, parseConditions, type Conditions } from './conditions.js';
+import { lintMaskedSamples, readSamples } from './lint-samples.js';
 import { MAX_HIERARCHY_LEVEL } from './fast-match.js';
 import { isNationalId } from '../identity/national-id.js';
 
@@ -72,23 +73,27 @@ function methodsCover(outer: Rule['methods'], inner: Rule['methods']): boolean {
   return inner.every((m) => outer.includes(m));
 }
 
-export async function lintPolicy(config: GatewayConfig, sources: PolicySources, names: { model: string; policy: string; conditions: string }): Promise<LintFinding[]> {
+export async function lintPolicy(config: GatewayConfig, sources: PolicySources, names: { model: string; policy: string; conditions: string }, opts: { samplesDir?: string } = {}): Promise<LintFinding[]> {
   const findings: LintFinding[] = [];
   const knownRoutes = knownServices(config);
-  let engine: PolicyEngine;
+  let c: Conditions;
   try {
-    engine = await PolicyEngine.fromSources(sources, names, knownRoutes, { cacheEntries: 0 });
+    c = (await PolicyEngine.fromSources(sources, names, knownRoutes, { cacheEntries: 0 })).conditions;
   } catch (err) {
     if (!(err instanceof PolicyError)) throw err;
     for (const p of err.problems) {
       const m = /^(.*?:\d+): (.*)$/s.exec(p);
       findings.push({ level: 'error', at: m ? m[1]! : names.policy, message: m ? m[2]! : p });
     }
-    return findings;
+    // Go on with what does parse: a reviewer wants every problem of the change in one run.
+    c = sources.conditions === null ? EMPTY_CONDITIONS : parseConditions(sources.conditions, names.conditions, knownRoutes).conditions;
+  }
+  if (opts.samplesDir) {
+    const { samples, findings: unreadable } = readSamples(opts.samplesDir, knownRoutes);
+    findings.push(...unreadable, ...lintMaskedSamples(c, names.conditions, samples));
   }
   const at = (line: number) => `${names.policy}:${line}`;
   const { rules, groupings } = rulesOf(sources.policy);
-  const c = engine.conditions;
   const parents = new Map<string, string[]>();
   for (const g of groupings) parents.set(g.child, [...(parents.get(g.child) ?? []), g.parent]);
 

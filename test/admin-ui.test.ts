@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createServer } from 'node:http';
@@ -26,7 +27,7 @@ const DOC_SHOTS = join(ROOT, 'docs', 'screenshots');
 // A test run leaves the tracked README screenshots alone unless asked to refresh them.
 const UPDATE_DOCS = process.env.UPDATE_DOCS === '1';
 /** Screens the README shows. */
-const FOR_README = new Set(['services', 'services-edit', 'live', 'policies', 'whatif', 'devices', 'officials', 'english']);
+const FOR_README = new Set(['services', 'services-edit', 'live', 'policies', 'whatif', 'devices', 'sessions', 'officials', 'english', 'error-page']);
 
 if (!chromiumAvailable()) throw new Error('chromium is not installed at /usr/bin/chromium: apt-get install -y chromium (.ci/run does it)');
 
@@ -68,7 +69,8 @@ async function shot(page: Page, name: string) {
 
 /** A fresh browser profile (its own cookie jar) signed in at the demo IdP as `nationalId`. */
 async function signIn(nationalId: string): Promise<{ context: BrowserContext; page: Page }> {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: 'vi-VN' });
+  // The PC's own clock is in another zone: the UI must still show Vietnam time.
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: 'vi-VN', timezoneId: 'America/New_York' });
   const page = await context.newPage();
   await page.goto(`${adminUrl}/`);
   // Not signed in: the admin listener sent the browser to the IdP.
@@ -139,8 +141,22 @@ describe('admin UI in a browser', () => {
     const res = await fetch(`${h.gateway.url}/ho-tich/records?limit=1`, { headers: { authorization: `Bearer ${await h.token(OFFICIAL)}` } });
     const id = res.headers.get('x-request-id')!;
     await page.locator(`[data-testid=live-rows] tr[data-id="${id}"]`).waitFor();
-    expect(await page.locator(`[data-testid=live-rows] tr[data-id="${id}"]`).textContent()).toContain(OFFICIAL);
+    const row = page.locator(`[data-testid=live-rows] tr[data-id="${id}"]`);
+    expect(await row.textContent()).toContain(OFFICIAL);
     await page.getByTestId('counts-table').getByText('so-tu-phap').first().waitFor();
+
+    // Regression: outcome and reasons by their Vietnamese names, each code kept on hover.
+    expect(await row.locator('[data-code=allow]').textContent()).toBe('Cho phép');
+    expect(await row.locator('[data-code=allow]').getAttribute('title')).toBe('allow');
+    expect(await row.locator('[data-code=policy-allowed]').textContent()).toBe('Được chính sách cho phép');
+    expect(await row.locator('[data-code=policy-allowed]').getAttribute('title')).toBe('policy-allowed');
+    // Regression: Vietnam time with the zone said, though this browser's clock is in New York.
+    const at = new Date((await h.sink.forRequest(id))['@timestamp']);
+    const vn = new Date(at.getTime() + 7 * 3600_000);
+    const hms = [vn.getUTCHours(), vn.getUTCMinutes(), vn.getUTCSeconds()].map((n) => String(n).padStart(2, '0')).join(':');
+    const shown = (await row.locator('td').first().textContent())!;
+    expect(shown).toContain(hms);
+    expect(shown).toMatch(/\(giờ Việt Nam, UTC\+7\)$/);
     await shot(page, 'live');
   });
 
@@ -172,18 +188,14 @@ describe('admin UI in a browser', () => {
     expect(await draft.getByTestId('policy-diff').textContent()).toContain('+ p, van-thu, *, echo, /records, GET, allow');
     await draft.getByTestId('submit').click();
     const pending = page.getByTestId(`version-${id}`);
-    await pending.getByTestId('approve').waitFor();
+    await pending.getByText('Bạn là người soạn: một quản trị viên an ninh khác phải phê duyệt.').waitFor();
 
-    // A approves their own draft: the UI says why it cannot be, and the API refused it.
-    await pending.getByTestId('approve').click();
-    const dialog = page.locator('dialog');
-    await dialog.locator('textarea[name=comment]').fill('tự duyệt');
-    await dialog.locator('button[type=submit]').click();
-    await dialog.getByTestId('four-eyes-refusal').waitFor();
+    // Regression: its author is not offered the approval the gateway would refuse (four eyes);
+    // the state is named in Vietnamese, its code on hover.
+    expect(await pending.getByTestId('approve').count()).toBe(0);
+    expect(await pending.locator('[data-code=submitted]').textContent()).toBe('chờ duyệt');
+    expect(await pending.locator('[data-code=submitted]').getAttribute('title')).toBe('submitted');
     await shot(page, 'policies-four-eyes');
-    const refused = h.sink.events.find((e) => e.ztgate?.admin?.operation === 'policy.approve-refused' && e.ztgate.admin.target === id);
-    expect(refused).toMatchObject({ user: { id: ADMIN_A }, http: { response: { status_code: 403 } }, ztgate: { decision: 'deny', reasons: ['policy-same-approver'] } });
-    await dialog.getByRole('button', { name: 'Hủy' }).click();
     expect(await page.getByTestId('active-version').textContent()).toBe(activeBefore);
     await shot(page, 'policies');
 
@@ -196,7 +208,9 @@ describe('admin UI in a browser', () => {
     await form.locator('select[name=routeId]').selectOption('echo');
     await form.locator('button[type=submit]').click();
     await page.getByTestId('whatif-rule').getByText('p, van-thu, *, echo, /records, GET, allow').waitFor();
-    expect(await page.getByTestId('whatif-reasons').textContent()).toBe('policy-allowed');
+    // Reasons by their Vietnamese name, the code on hover.
+    expect(await page.getByTestId('whatif-reasons').textContent()).toBe('Được chính sách cho phép');
+    expect(await page.getByTestId('whatif-reasons').locator('[title=policy-allowed]').count()).toBe(1);
     await page.getByTestId('whatif-replay').click();
     await page.getByTestId('flips-table').getByText(VAN_THU).first().waitFor();
     await shot(page, 'whatif');
@@ -374,7 +388,7 @@ describe('admin UI in a browser', () => {
     await dialog.locator('textarea[name=reason]').fill('Tạm đình chỉ công tác (kiểm thử)');
     await dialog.locator('button[type=submit]').click();
     await dialog.waitFor({ state: 'detached' });
-    await page.getByTestId('roster-table').locator('tr', { hasText: KHOA }).getByText('suspended').waitFor();
+    await page.getByTestId('roster-table').locator('tr', { hasText: KHOA }).locator('[data-code=suspended]', { hasText: 'Tạm dừng' }).waitFor();
     const changed = h.sink.events.find((e) => e.ztgate?.admin?.operation === 'roster.status' && e.ztgate.admin.target === KHOA);
     expect(changed?.ztgate.admin.detail).toMatchObject({ before: 'active', after: 'suspended', reason: 'Tạm đình chỉ công tác (kiểm thử)' });
     await shot(page, 'officials');
@@ -383,9 +397,13 @@ describe('admin UI in a browser', () => {
   it('refuses an official without the security-admin role', async () => {
     const { context, page } = await signIn(OFFICIAL);
     try {
-      const status = await page.evaluate(async () => (await fetch('/api/v1/whoami')).status);
-      expect(status).toBe(403);
-      expect(await page.content()).toContain('admin-role-required');
+      const cookie = (await context.cookies()).find((c) => c.name === 'ztgate-session')!;
+      const res = await fetch(`${adminUrl}/api/v1/whoami`, { headers: { cookie: `ztgate-session=${cookie.value}` } });
+      expect(res.status).toBe(403);
+      expect(((await res.json()) as any).error.reason).toBe('admin-role-required');
+      // Regression: the page they land on is a readable Vietnamese page, not bare JSON.
+      expect(await page.getByTestId('error-title').textContent()).toBe('403 — Không được phép');
+      expect(await page.getByTestId('error-reason').textContent()).toBe('admin-role-required');
       // Every admin request of theirs past sign-in itself.
       const denied = h.sink.events.filter((e) => e.event.action === 'admin-request' && e.user?.id === OFFICIAL && !e.url.path.startsWith('/.ztgate/auth/'));
       expect(denied.length).toBeGreaterThan(0);
@@ -401,5 +419,107 @@ describe('admin UI in a browser', () => {
     expect(res.headers.get('content-security-policy')).toContain("frame-ancestors 'none'");
     const html = await res.text();
     expect(html).not.toMatch(/https?:\/\//);
+  });
+
+  it('regression: a refused page load shows a readable Vietnamese page with the error code and reason, not bare JSON', async () => {
+    const { page } = a;
+    const res = await page.goto(`${adminUrl}/khong-co-trang-nay`);
+    expect(res!.status()).toBe(404);
+    expect(res!.headers()['content-type']).toContain('text/html');
+    expect(await page.getByTestId('error-title').textContent()).toBe('404 — Không tìm thấy trang');
+    expect(await page.getByTestId('error-code').textContent()).toBe('ZTG_ERR_ROUTE_NOT_FOUND');
+    expect(await page.getByTestId('error-reason').textContent()).toBe('route-not-found');
+    expect(await page.getByTestId('error-request-id').textContent()).toBe(res!.headers()['x-request-id']);
+    await shot(page, 'error-page');
+    await page.goto(`${adminUrl}/#/services`);
+    await page.getByTestId('services-table').waitFor();
+  });
+
+  it('regression: Vietnamese in policy text is drawn with one monospace font that has every letter', async () => {
+    const { page } = a;
+    await page.getByTestId('nav-policies').click();
+    const editor = page.getByTestId('draft-editor');
+    await editor.waitFor();
+    const text = '# Sở Tư pháp tỉnh Khánh Hòa: đọc hộ tịch — ặ ẫ ỹ ờ ử ệ (kiểm thử phông chữ)';
+    await editor.fill(`${await editor.inputValue()}${text}\n`);
+    await page.getByTestId('draft-comment').fill('Ghi chú tiếng Việt trong chính sách (kiểm thử)');
+    await page.getByTestId('draft-save').click();
+    const line = page.locator('[data-testid=policy-diff] span', { hasText: 'Khánh Hòa' }).first();
+    await line.waitFor();
+    // The fonts Chromium actually drew the line with (DevTools protocol): one, and a Vietnamese one.
+    const cdp = await a.context.newCDPSession(page);
+    await cdp.send('DOM.enable');
+    await cdp.send('CSS.enable');
+    const { root } = await cdp.send('DOM.getDocument', { depth: -1 });
+    const { nodeIds } = await cdp.send('DOM.querySelectorAll', { nodeId: root.nodeId, selector: '[data-testid=policy-diff] span' });
+    let fonts: { familyName: string; glyphCount: number }[] = [];
+    for (const nodeId of nodeIds) {
+      const { outerHTML } = await cdp.send('DOM.getOuterHTML', { nodeId });
+      if (outerHTML.includes('Khánh Hòa')) fonts = (await cdp.send('CSS.getPlatformFontsForNode', { nodeId })).fonts;
+    }
+    await cdp.detach();
+    // One font for the whole line (no per-letter fallback), and one fontconfig says covers
+    // Vietnamese: DejaVu Sans Mono and Liberation Mono do not, and misplace stacked marks (ẫ, ặ).
+    expect(fonts).toHaveLength(1);
+    const vietnameseMono = execFileSync('fc-list', [':lang=vi', 'family'], { encoding: 'utf8' }).split('\n').flatMap((l) => l.split(',')).map((f) => f.trim()).filter(Boolean);
+    expect(vietnameseMono).toContain(fonts[0]!.familyName);
+    expect(fonts[0]!.familyName).toBe('Noto Sans Mono');
+    await line.scrollIntoViewIfNeeded();
+    await line.screenshot({ path: join(SHOTS, 'mono-vietnamese.png') });
+    if (UPDATE_DOCS) copyFileSync(join(SHOTS, 'mono-vietnamese.png'), join(DOC_SHOTS, 'mono-vietnamese.png'));
+  });
+
+  it('lists active sessions (who, since when, from where) and ends one with a reason; that browser must sign in again', async () => {
+    const b = await signIn(ADMIN_B);
+    try {
+      await b.page.getByTestId('services-table').waitFor();
+      const { page } = a;
+      await page.getByTestId('nav-devices').click();
+      const sessions = page.getByTestId('sessions-table');
+      // Newest first: B's browser of this test is the first of B's rows.
+      const row = sessions.locator('tr', { hasText: ADMIN_B }).first();
+      await row.waitFor();
+      const countB = await sessions.locator('tr', { hasText: ADMIN_B }).count();
+      expect(await row.textContent()).toContain('127.0.0.1');
+      expect(await row.textContent()).toMatch(/Chrom(e|ium) \d+/);
+      expect(await row.textContent()).toContain('(giờ Việt Nam, UTC+7)');
+      expect(await sessions.locator('tr', { hasText: ADMIN_A }).first().textContent()).toContain('phiên của bạn');
+      await shot(page, 'sessions');
+      await row.getByRole('button', { name: 'Kết thúc phiên' }).click();
+      const dialog = page.locator('dialog');
+      await dialog.locator('textarea[name=reason]').fill('Máy dùng chung, quên đăng xuất (kiểm thử)');
+      await dialog.locator('button[type=submit]').click();
+      await dialog.waitFor({ state: 'detached' });
+      await expect.poll(() => sessions.locator('tr', { hasText: ADMIN_B }).count()).toBe(countB - 1);
+      const ended = h.sink.events.find((e) => e.ztgate?.admin?.operation === 'sessions.end' && e.ztgate.admin.detail?.nationalId === ADMIN_B);
+      expect(ended).toMatchObject({ user: { id: ADMIN_A }, ztgate: { decision: 'allow', admin: { detail: { reason: 'Máy dùng chung, quên đăng xuất (kiểm thử)' } } } });
+      const status = await b.page.evaluate(async () => (await fetch('/api/v1/whoami')).status);
+      expect(status).toBe(401);
+    } finally {
+      await b.context.close();
+    }
+  });
+
+  it('signs out with the button in the header: the session ends at the gateway', async () => {
+    const b = await signIn(ADMIN_B);
+    try {
+      await b.page.getByTestId('services-table').waitFor();
+      expect(await b.page.getByTestId('sign-out').textContent()).toBe('Đăng xuất');
+      const cookie = (await b.context.cookies()).find((c) => c.name === 'ztgate-session')!;
+      const blocked: string[] = [];
+      b.page.on('console', (m) => blocked.push(m.text()));
+      await b.page.getByTestId('sign-out').click();
+      // The browser leaves the admin UI for the IdP's end-session page (no CSP refusal on the way).
+      await b.page.waitForURL((url) => url.href.startsWith(h.idp.issuer));
+      expect(blocked.filter((m) => m.includes('Content Security Policy'))).toEqual([]);
+      const signedOut = h.sink.events.find((e) => e.ztgate?.reasons?.includes('signed-out') && e.user?.id === ADMIN_B);
+      expect(signedOut).toBeDefined();
+      // The old cookie names a session that has ended.
+      const res = await fetch(`${adminUrl}/api/v1/whoami`, { headers: { cookie: `ztgate-session=${cookie.value}` } });
+      expect(res.status).toBe(401);
+      expect((await h.sink.forRequest(res.headers.get('x-request-id'))).ztgate.reasons).toContain('session-revoked');
+    } finally {
+      await b.context.close();
+    }
   });
 });

@@ -1,84 +1,44 @@
-import { spawn } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { connect } from 'node:net';
+import { createServer as createHttpServer, type Server } from 'node:http';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfigFile } from '../gateway/config.js';
+import { runCli } from '../gateway/cli-main.js';
 import { PolicyEngine } from '../policies/engine.js';
 import { freePort, ROOT } from './helpers/harness.js';
 import { ChainWriter } from '../gateway/audit/chain.js';
 import { createCheckpointSigner } from '../gateway/audit/keys.js';
 
 /**
- * The CLI as an operator runs it, through tsx. Each spawn costs about a second, so they all
- * start together in beforeAll and each test awaits its own.
+ * The command line. What it says and which status it exits with is decided by runCli, which these
+ * tests run in-process: no process to start, nothing to wait for. The compiled CLI (dist/, what
+ * `npm start` and the `ztgate` bin run) is built once and run as a process only where the process
+ * itself is the point: that it starts at all, and the exit status it hands the shell.
  */
 
-interface Run {
-  readonly code: number | null;
-  readonly signal: NodeJS.Signals | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-/** At most this many CLI processes at once: each compiles TypeScript on start, and the machine is shared. */
-const PARALLEL = 3;
-let running = 0;
-const queue: (() => void)[] = [];
-
-async function cli(args: string[], whileRunning?: (done: () => boolean) => Promise<void>): Promise<Run> {
-  if (running >= PARALLEL) await new Promise<void>((r) => queue.push(r));
-  running++;
-  try {
-    return await spawnCli(args, whileRunning);
-  } finally {
-    running--;
-    queue.shift()?.();
+class Capture extends Writable {
+  text = '';
+  override _write(chunk: Buffer, _enc: string, done: () => void) {
+    this.text += chunk.toString('utf8');
+    done();
   }
 }
 
-function spawnCli(args: string[], whileRunning?: (done: () => boolean) => Promise<void>): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'gateway/cli.ts', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    let exited = false;
-    child.stdout.on('data', (c: Buffer) => (stdout += c));
-    child.stderr.on('data', (c: Buffer) => (stderr += c));
-    // A CLI that should have refused but started serving would never exit: stop it and say so.
-    const guard = setTimeout(() => child.kill('SIGKILL'), 15_000);
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      exited = true;
-      clearTimeout(guard);
-      resolve({ code, signal, stdout, stderr });
-    });
-    whileRunning?.(() => exited).catch(reject);
-  });
-}
-
-/** Tries to connect to the port until `done()`; resolves to how many connections were accepted. */
-async function probeConnections(port: number, done: () => boolean): Promise<number> {
-  let accepted = 0;
-  while (!done()) {
-    accepted += await new Promise<number>((resolve) => {
-      const socket = connect({ host: '127.0.0.1', port });
-      socket.once('connect', () => {
-        socket.destroy();
-        resolve(1);
-      });
-      socket.once('error', () => resolve(0));
-    });
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  return accepted;
+async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = new Capture();
+  const err = new Capture();
+  const code = await runCli(args, { out, err });
+  return { code, stdout: out.text, stderr: err.text };
 }
 
 const tmp = mkdtempSync(join(tmpdir(), 'ztgate-cli-'));
 const MODEL = join(ROOT, 'policies/model.conf');
+const COMPILED = join(ROOT, 'dist/gateway/cli.js');
 
 function configYaml(port: number, policyFile: string, securityLevel = 3, extra: { issuer?: string; lines?: string[] } = {}): string {
   return [
@@ -116,15 +76,6 @@ const chainFile = join(tmp, 'audit', 'decisions.log');
 let chainBefore = '';
 let idp: Server;
 
-const runs: Record<string, Promise<Run>> = {};
-const accepted: Record<string, Promise<number>> = {};
-
-function startWatched(name: string, args: string[], port: number): void {
-  const { promise, resolve } = Promise.withResolvers<number>();
-  accepted[name] = promise;
-  runs[name] = cli(args, async (done) => resolve(await probeConnections(port, done)));
-}
-
 beforeAll(async () => {
   badPolicyPort = await freePort();
   writeFileSync(goodPolicy, 'p, ho-tich-reader, *, ho-tich, /records, GET, allow\n');
@@ -134,9 +85,8 @@ beforeAll(async () => {
   // Schema-valid, with a free port to listen on; only its policy is wrong, so the refusal comes
   // after the config has loaded — the last moment a careless start could already be listening.
   writeFileSync(badPolicyConfig, configYaml(badPolicyPort, unknownRoutePolicy));
-
   // An IdP that answers discovery and JWKS, and one that is not there.
-  idp = createServer((req, res) => {
+  idp = createHttpServer((req, res) => {
     const issuer = `http://127.0.0.1:${(idp.address() as AddressInfo).port}`;
     res.setHeader('content-type', 'application/json');
     res.end(JSON.stringify(req.url === '/.well-known/openid-configuration' ? { issuer, jwks_uri: `${issuer}/jwks` } : { keys: [{ kty: 'EC', crv: 'P-256', x: 'f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU', y: 'x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0', kid: 'k1' }] }));
@@ -150,20 +100,7 @@ beforeAll(async () => {
   writer.append({ event: { id: 'e1', kind: 'event', action: 'access-decision' } });
   await writer.close();
   chainBefore = readFileSync(chainFile, 'utf8');
-
-  runs.checkDemo = cli(['check', '--config', 'demo/ztgate.demo.yaml', '--offline']);
-  runs.checkMissingRoster = cli(['check', '--config', missingRosterConfig, '--offline']);
-  runs.checkIdpDown = cli(['check', '--config', idpDownConfig]);
-  runs.checkIdpDownOffline = cli(['check', '--config', idpDownConfig, '--offline']);
-  runs.checkIdpUp = cli(['check', '--config', idpUpConfig]);
-  runs.startMissingRoster = cli(['start', '--config', missingRosterConfig]);
-  runs.checkBad = cli(['check', '--config', badConfig]);
-  runs.checkBadPolicy = cli(['check', '--config', badPolicyConfig]);
-  runs.unknownCommand = cli(['frobnicate']);
-  runs.missingConfig = cli(['check']);
-  startWatched('startBadPolicy', ['start', '--config', badPolicyConfig], badPolicyPort);
-  await Promise.allSettled(Object.values(runs));
-}, 180_000);
+}, 120_000);
 
 afterAll(async () => {
   rmSync(tmp, { recursive: true, force: true });
@@ -172,7 +109,7 @@ afterAll(async () => {
 
 describe('ztgate check', () => {
   it('a valid config exits 0 and prints OK with the policy version', async () => {
-    const run = await runs.checkDemo!;
+    const run = await cli(['check', '--config', 'demo/ztgate.demo.yaml', '--offline']);
     const config = loadConfigFile(join(ROOT, 'demo/ztgate.demo.yaml'));
     const { version } = await PolicyEngine.load(config.policy.model, config.policy.policy, new Set(config.routes.map((r) => r.id)), { conditionsFile: config.policy.conditions });
     expect(run.stderr).toBe('');
@@ -181,33 +118,33 @@ describe('ztgate check', () => {
   });
 
   it('every file the config names is checked: a missing roster file exits 78 and names the key', async () => {
-    const run = await runs.checkMissingRoster!;
+    const run = await cli(['check', '--config', missingRosterConfig, '--offline']);
     expect(run.code).toBe(78);
     expect(run.stdout).toBe('');
     expect(run.stderr).toContain(`identity.roster.file: ${join(tmp, 'no-such-roster.csv')}: cannot read the file (ENOENT)`);
   });
 
   it('the IdP is asked for its discovery document and keys: unreachable exits 69 and names the issuer; --offline skips it', async () => {
-    const down = await runs.checkIdpDown!;
+    const down = await cli(['check', '--config', idpDownConfig]);
     expect(down.code).toBe(69);
     expect(down.stderr).toMatch(/identity\.issuers\[0\] \(http:\/\/127\.0\.0\.1:\d+\): not reachable \(ECONNREFUSED\)/);
-    expect((await runs.checkIdpDownOffline!).code).toBe(0);
-    const up = await runs.checkIdpUp!;
+    expect((await cli(['check', '--config', idpDownConfig, '--offline'])).code).toBe(0);
+    const up = await cli(['check', '--config', idpUpConfig]);
     expect(up.stderr).toBe('');
     expect(up.code).toBe(0);
     expect(up.stdout).toContain('1 IdP(s) answered');
   });
 
-  it('a bad config exits 78 (EX_CONFIG) and names the key', async () => {
-    const run = await runs.checkBad!;
+  it('a bad config exits 78 (EX_CONFIG) and names the key and its line', async () => {
+    const run = await cli(['check', '--config', badConfig]);
     expect(run.code).toBe(78);
     expect(run.stdout).toBe('');
     expect(run.stderr).toContain(`${badConfig}: `);
-    expect(run.stderr).toMatch(/routes\[0\]\.securityLevel: must be <= 5/);
+    expect(run.stderr).toMatch(/line 15: routes\[0\]\.securityLevel: must be <= 5/);
   });
 
   it('a policy naming an unknown route exits 78 and names file:line', async () => {
-    const run = await runs.checkBadPolicy!;
+    const run = await cli(['check', '--config', badPolicyConfig]);
     expect(run.code).toBe(78);
     expect(run.stdout).toBe('');
     expect(run.stderr).toContain(`${unknownRoutePolicy}:3: service "thue" is not a configured route`);
@@ -215,35 +152,101 @@ describe('ztgate check', () => {
 });
 
 describe('usage errors exit 2 with the usage text', () => {
-  it('an unknown command', async () => {
-    const run = await runs.unknownCommand!;
+  it('an unknown command, with the command it resembles', async () => {
+    const run = await cli(['frobnicate']);
     expect(run.code).toBe(2);
     expect(run.stderr).toContain('unknown command "frobnicate"');
+    expect(run.stderr).not.toContain('did you mean');
     expect(run.stderr).toMatch(/usage[\s\S]*ztgate check --config FILE/);
+    const typo = await cli(['chekc', '--config', 'demo/ztgate.demo.yaml', '--offline']);
+    expect(typo.code).toBe(2);
+    expect(typo.stderr).toContain('unknown command "chekc" — có phải ý bạn là / did you mean "check"?');
+  });
+
+  it('unknown subcommands of policy, device and audit, with the one they resemble', async () => {
+    for (const [args, said] of [
+      [['policy', 'lnit', '--config', 'demo/ztgate.demo.yaml'], 'did you mean "lint"?'],
+      [['device', 'enrl', '--user', '056190000002'], 'unknown device command "enrl" — có phải ý bạn là / did you mean "enrol"?'],
+      [['audit', 'verfy', 'x.log'], 'did you mean "verify"?'],
+    ] as const) {
+      const run = await cli([...args]);
+      expect(run.code, args.join(' ')).toBe(2);
+      expect(run.stderr, args.join(' ')).toContain(said);
+    }
   });
 
   it('check without --config', async () => {
-    const run = await runs.missingConfig!;
+    const run = await cli(['check']);
     expect(run.code).toBe(2);
     expect(run.stderr).toContain('check needs --config FILE');
     expect(run.stderr).toMatch(/usage[\s\S]*ztgate start --config FILE/);
   });
 });
 
+describe('help and version', () => {
+  it('regression: ztgate device --help prints the device usage and exits 0 (it was an error)', async () => {
+    for (const args of [['device', '--help'], ['device', '-h'], ['device', 'enrol', '--help']]) {
+      const run = await cli(args);
+      expect(run.code, args.join(' ')).toBe(0);
+      expect(run.stderr).toBe('');
+      expect(run.stdout).toContain('ztgate device enrol --user NATIONAL_ID');
+    }
+  });
+
+  it('ztgate --version prints the version of package.json', async () => {
+    const { version } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
+    for (const flag of ['--version', '-V', 'version']) {
+      const run = await cli([flag]);
+      expect(run.code).toBe(0);
+      expect(run.stdout).toBe(`ztgate ${version} (Node.js ${process.versions.node})\n`);
+    }
+  });
+
+  it('--help on a command prints the usage and exits 0', async () => {
+    const run = await cli(['check', '--help']);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/usage[\s\S]*ztgate --version/);
+  });
+});
+
 describe('ztgate start refuses a bad config without ever listening', () => {
   it('a config whose roster file is missing exits 78 and leaves the audit chain exactly as it was', async () => {
-    const run = await runs.startMissingRoster!;
+    const run = await cli(['start', '--config', missingRosterConfig]);
     expect(run.code).toBe(78);
     expect(run.stderr).toContain('identity.roster.file');
     expect(readFileSync(chainFile, 'utf8')).toBe(chainBefore);
   });
 
-  it('a config whose policy is bad exits 78, and its port never accepted a connection', async () => {
-    const run = await runs.startBadPolicy!;
-    expect(run.signal).toBeNull();
+  it('a config whose policy is bad exits 78, and its port was never taken', async () => {
+    const run = await cli(['start', '--config', badPolicyConfig]);
     expect(run.code).toBe(78);
     expect(run.stderr).toContain(`${unknownRoutePolicy}:3:`);
     expect(run.stderr).not.toContain('listening');
-    expect(await accepted.startBadPolicy!).toBe(0);
+    // Had the gateway bound the port (even for a moment, and still held), this would fail.
+    const probe = createServer();
+    await new Promise<void>((resolve, reject) => probe.once('error', reject).listen(badPolicyPort, '127.0.0.1', resolve));
+    await new Promise((resolve) => probe.close(resolve));
+  });
+});
+
+describe('the compiled command line (dist/)', () => {
+  beforeAll(() => {
+    // Incremental (dist/.tsbuildinfo): after `npm ci` built it, only what changed is compiled.
+    execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'], { cwd: ROOT, stdio: 'inherit' });
+  }, 180_000);
+
+  const run = promisify(execFile);
+  const status = (err: unknown) => (err as { code?: number }).code;
+
+  it('runs as a process and hands the shell its exit status: 0, 2, 78', async () => {
+    const { version } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
+    const ok = await run(process.execPath, [COMPILED, '--version'], { cwd: ROOT });
+    expect(ok.stdout).toBe(`ztgate ${version} (Node.js ${process.versions.node})\n`);
+    const [usage, config] = await Promise.all([
+      run(process.execPath, [COMPILED, 'frobnicate'], { cwd: ROOT }).then(() => 0, status),
+      run(process.execPath, [COMPILED, 'check', '--config', badConfig], { cwd: ROOT }).then(() => 0, status),
+    ]);
+    expect(usage).toBe(2);
+    expect(config).toBe(78);
   });
 });

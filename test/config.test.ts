@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -253,6 +253,25 @@ describe('a configuration file that cannot be read as a document is refused', ()
     const problems = problemsOf(() => loadConfigFile(file));
     expect(problems).toHaveLength(1);
     expect(problems[0]).toMatch(/^line 5: /);
+  });
+
+  it('every problem of a file names its line, and a mistyped key gets a "did you mean"', () => {
+    const text = readFileSync(join(ROOT, 'demo/ztgate.demo.yaml'), 'utf8')
+      .replace('clockSkewSeconds: 30', 'clockSkewSecond: 30')
+      .replace('securityLevel: 4', 'securityLevel: 9')
+      .replaceAll('../', `${ROOT}/`).replace('file: roster.csv', `file: ${ROOT}/demo/roster.csv`);
+    const lineOf = (needle: string) => text.split('\n').findIndex((l) => l.includes(needle)) + 1;
+    const problems = problemsOf(() => loadConfigFile(writeTmp('typo.yaml', text)));
+    expect(problems).toEqual(expect.arrayContaining([
+      `line ${lineOf('clockSkewSecond: 30')}: identity: unknown key "clockSkewSecond" / khóa không được hỗ trợ — có phải ý bạn là / did you mean "clockSkewSeconds"?`,
+      expect.stringMatching(new RegExp(`^line ${lineOf('securityLevel: 9')}: routes\\[\\d\\]\\.securityLevel: must be <= 5$`)),
+    ]));
+    expect(problems).toHaveLength(2);
+  });
+
+  it('an unknown key far from any known one gets no guess', () => {
+    const problems = problemsOf(() => parse({ ...minimalDoc(), upstreams: [] }));
+    expect(problems.find((p) => p.includes('"upstreams"'))).not.toMatch(/did you mean/);
   });
 
   it('a duplicate YAML key names its line', () => {

@@ -76,7 +76,7 @@ describe('device configuration', () => {
       expect.arrayContaining([
         expect.stringMatching(/^devices\.defaultMinTierBySecurityLevel\[3\]: must be one of "unknown", "registered", "compliant", "high-assurance"/),
         expect.stringMatching(/^devices\.proofAlgorithms\[0\]: must be one of "ES256", "EdDSA"/),
-        'devices: unknown key "proofMaxAgeSecond" / khóa không được hỗ trợ',
+        'devices: unknown key "proofMaxAgeSecond" / khóa không được hỗ trợ — có phải ý bạn là / did you mean "proofMaxAgeSeconds"?',
       ]),
     );
   });

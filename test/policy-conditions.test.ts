@@ -223,9 +223,43 @@ describe('ztgate policy lint', () => {
   const cfg = config([['ho-tich', 'personal-data'], ['bi-mat', 'mat']]);
   const lint = (policy: string, conditions: string | null = 'roles: [reader, editor, boss]\nagencies: [so-a]\ncommunes: [xa-b]\n') => lintPolicy(cfg, { model: MODEL, policy, conditions }, NAMES);
 
-  it('the demo policy is clean', async () => {
+  it('the demo policy is clean, its masks included, over the demo data', async () => {
     const demo = loadConfigFile(join(ROOT, 'demo/ztgate.demo.yaml'));
-    expect(await lintPolicy(demo, readPolicySources(demo.policy), { model: 'model.conf', policy: 'demo-policy.csv', conditions: 'demo-conditions.yaml' })).toEqual([]);
+    expect(await lintPolicy(demo, readPolicySources(demo.policy), { model: 'model.conf', policy: 'demo-policy.csv', conditions: 'demo-conditions.yaml' }, { samplesDir: join(ROOT, 'demo/data') })).toEqual([]);
+  });
+
+  describe('masks that leak through another field of the sample data', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ztgate-samples-'));
+    afterAll(() => rmSync(dir, { recursive: true, force: true }));
+    // Synthetic: a health insurance card number ends with the last 10 digits of the national ID.
+    writeFileSync(join(dir, 'ho-tich.json'), JSON.stringify({ records: [
+      { id: 'R1', soDinhDanh: '056185976201', soTheBHYT: 'GD4566185976201', nguoiThan: { soDinhDanh: '056090000123', ghiChu: 'CCCD 056090000123' } },
+      { id: 'R2', soDinhDanh: '056094948878', soTheBHYT: 'GD4566094948878', ngaySinh: '1994-01-01' },
+    ] }));
+    const conditions = (fields: string) => `roles: [reader]\nconditions:\n  - name: che\n    when: { routes: [ho-tich] }\n    obligations: { maskFields: [${fields}] }\n`;
+    const lintMasks = (fields: string) => lintPolicy(cfg, { model: MODEL, policy: 'p, reader, *, ho-tich, /records, GET, allow\n', conditions: conditions(fields) }, NAMES, { samplesDir: dir });
+
+    it('regression: masking soDinhDanh but not soTheBHYT is a warning at the condition, with the record that shows it', async () => {
+      const findings = await lintMasks('soDinhDanh');
+      expect(findings).toContainEqual({ level: 'warning', at: 'conditions.yaml:3', message: expect.stringMatching(/^che: masks soDinhDanh but not soTheBHYT, which carries its value in 2 sample record\(s\) of "ho-tich" .*record R1: soTheBHYT "GD4566185976201" carries soDinhDanh "056185976201"/) });
+      // Nested too: a relative's ID copied into a note.
+      expect(findings).toContainEqual({ level: 'warning', at: 'conditions.yaml:3', message: expect.stringMatching(/masks soDinhDanh but not ghiChu/) });
+    });
+
+    it('no warning once every derived field is masked', async () => {
+      expect(await lintMasks('soDinhDanh, soTheBHYT, ghiChu')).toEqual([]);
+    });
+  });
+
+  it('reports every problem in one run: a syntax error does not hide the catalogue errors of other lines', async () => {
+    const findings = await lint('p, reader, *, ho-tich, records, GET, allow\np, writer, *, ho-tich, /records, GET, allow\np, reader, so-zz, nope, /x, GET, allow\n');
+    const at = findings.map((f) => `${f.at} ${f.message}`);
+    expect(at).toEqual(expect.arrayContaining([
+      expect.stringMatching(/^policy\.csv:1 .*path "records"/),
+      expect.stringMatching(/^policy\.csv:2 role "writer" is not in the roles catalogue/),
+      expect.stringMatching(/^policy\.csv:3 service "nope" is not a configured route/),
+      expect.stringMatching(/^policy\.csv:3 agency "so-zz"/),
+    ]));
   });
 
   const cases: [string, string, string, RegExp][] = [

@@ -5,6 +5,7 @@ import { createListenerApp } from '../http.js';
 import type { Runtime } from '../runtime.js';
 import { checkPath, stripForgeableIdentityHeaders } from '../steps/edge.js';
 import { registerOpenApi } from './openapi.js';
+import { adminErrorPage } from './error-page.js';
 import { createCsrfGuard, registerCsrfRoute } from './csrf.js';
 import { registerAdminSignIn } from './signin.js';
 import { AUTH_PATH_PREFIX } from '../steps/authenticate.js';
@@ -28,13 +29,20 @@ export const ADMIN_API_PREFIX = '/api/v1';
 
 export async function buildAdminApp(runtime: Runtime, opts: { logger?: Logger; modules?: readonly AdminModule[] } = {}): Promise<FastifyInstance> {
   const admin = runtime.config.admin!;
-  const app = createListenerApp({ runtime, action: 'admin-request', logger: opts.logger, bodyLimitBytes: admin.bodyLimitBytes, https: admin.listen.tls ? httpsServerOptions(admin.listen.tls) : undefined });
+  const app = createListenerApp({ runtime, action: 'admin-request', logger: opts.logger, bodyLimitBytes: admin.bodyLimitBytes, https: admin.listen.tls ? httpsServerOptions(admin.listen.tls) : undefined, errorPage: adminErrorPage });
   // Before any route: the OpenAPI document is built from every route registered after this.
   registerOpenApi(app);
   const csrf = createCsrfGuard(runtime.store);
   // DPoP proofs to this listener name its own URL (htu), not the data plane's.
   const scheme = admin.listen.tls ? 'https' : 'http';
   const devices = createDeviceAssessor(runtime.config, runtime.store, { publicUrl: (request) => admin.publicUrl ?? `${scheme}://${String(request.headers.host)}` });
+
+  // Admin pages and answers carry officials' personal data and the admin's view of the province:
+  // no cache anywhere may keep them (not even the browser's back button), and no browser may
+  // guess a type other than the one sent. Set first, so refusals carry them too.
+  app.addHook('onRequest', async (_request, reply) => {
+    reply.header('cache-control', 'no-store').header('x-content-type-options', 'nosniff');
+  });
 
   app.addHook('onRequest', async (request) => {
     const ctx = request.zt;

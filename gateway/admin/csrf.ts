@@ -10,7 +10,8 @@ import { ADMIN_API_PREFIX } from './app.js';
  * every state-changing request made with a session must also carry
  *  - a synchronizer token bound to that session, in the X-CSRF-Token header (a cross-site page
  *    can neither read it nor set a custom header without a CORS preflight we never grant), and
- *  - a same-origin Origin (and Sec-Fetch-Site, when the browser sends it).
+ *  - a same-origin Origin, or without one a same-origin Referer (and Sec-Fetch-Site, when the
+ *    browser sends it).
  * The token is HMAC(key, session id); the key lives in the shared Store, so every instance
  * accepts the token any instance handed out, and it dies with the session.
  * Scripted calls with a bearer token carry no ambient credential and need no token.
@@ -48,14 +49,17 @@ export function createCsrfGuard(store: Store): CsrfGuard {
     async check(request) {
       const sessionId = request.zt.principal?.sessionId;
       if (!sessionId || !UNSAFE.has(request.method)) return;
+      // The Origin names the page that made the request (RFC 6454 §7); where a client leaves it
+      // out, the Referer stands in for it (OWASP: verifying origin with standard headers). One of
+      // the two must be there and name this listener: a request that proves no origin is refused.
       const origin = request.headers.origin;
-      let originHost: string | null = null;
-      try {
-        originHost = origin ? new URL(origin).host : null;
-      } catch {
-        originHost = null;
+      if (origin !== undefined) {
+        if (hostOf(origin) !== request.headers.host) throw refuse(`Origin ${origin} is not this listener`);
+      } else {
+        const referer = request.headers.referer;
+        if (referer === undefined) throw refuse('no Origin and no Referer');
+        if (hostOf(referer) !== request.headers.host) throw refuse(`no Origin, and the Referer is another site (${hostOf(referer) ?? 'unreadable'})`);
       }
-      if (!originHost || originHost !== request.headers.host) throw refuse('cross-origin or missing Origin');
       const site = request.headers['sec-fetch-site'];
       if (site !== undefined && site !== 'same-origin') throw refuse(`Sec-Fetch-Site is ${String(site)}`);
       const sent = request.headers[CSRF_HEADER];
@@ -72,6 +76,14 @@ export function createCsrfGuard(store: Store): CsrfGuard {
       if (a.length !== b.length || !timingSafeEqual(a, b)) throw refuse('wrong X-CSRF-Token');
     },
   };
+}
+
+function hostOf(url: string): string | null {
+  try {
+    return new URL(url).host || null;
+  } catch {
+    return null;
+  }
 }
 
 export function registerCsrfRoute(app: FastifyInstance, guard: CsrfGuard): void {

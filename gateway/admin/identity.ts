@@ -139,6 +139,55 @@ export const identityModule: AdminModule = (app: FastifyInstance, runtime: Runti
   }
 
   if (sessions) {
+    const summarySchema = {
+      type: 'object',
+      properties: {
+        handle: { type: 'string' }, nationalId: { type: 'string' }, acr: { type: ['string', 'null'] },
+        createdAt: { type: 'string', format: 'date-time' }, expiresAt: { type: 'string', format: 'date-time' }, lastSeenAt: { type: ['string', 'null'], format: 'date-time' },
+        client: { type: ['object', 'null'], properties: { address: { type: ['string', 'null'] }, userAgent: { type: ['string', 'null'] } } },
+        current: { type: 'boolean' },
+      },
+    } as const;
+    const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+    app.get(`${ADMIN_API_PREFIX}/sessions`, {
+      schema: {
+        summary: 'Các phiên đăng nhập đang mở / Active browser sessions',
+        description: 'Who is signed in, from which address and browser, since when and last seen when, on every instance; `current` marks the caller\'s own session. No token or cookie is ever shown.',
+        tags: ['identity'],
+        response: { 200: { type: 'object', properties: { items: { type: 'array', items: summarySchema } } } },
+      },
+    }, async (request) => {
+      const own = request.zt.principal!.sessionId;
+      const items = await sessions.list().catch(unavailable);
+      return { items: items.map((x) => ({ ...x, createdAt: iso(x.createdAt), expiresAt: iso(x.expiresAt), lastSeenAt: iso(x.lastSeenAt), current: x.handle === own })) };
+    });
+
+    app.delete(`${ADMIN_API_PREFIX}/sessions/:handle`, {
+      schema: {
+        summary: 'Kết thúc một phiên đăng nhập / End one session',
+        description: 'The session ends on every gateway instance at once; its browser must sign in again. Body: {"reason": "…"} (required, audited).',
+        tags: ['identity'],
+        params: { type: 'object', required: ['handle'], properties: { handle: { type: 'string', pattern: '^[0-9a-f]{64}$' } } },
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['reason'],
+          properties: { reason: { type: 'string', minLength: 1, maxLength: 1000, description: 'Lý do / why: required' } },
+        },
+        response: { 200: { type: 'object', properties: { sessionsEnded: { type: 'integer' } } } },
+      },
+    }, async (request: FastifyRequest<{ Params: { handle: string }; Body: { reason: string } }>) => {
+      const { handle } = request.params;
+      const reason = request.body.reason.trim();
+      if (!reason) throw new GatewayError('ZTG_ERR_BAD_REQUEST', 'request-malformed', { detail: 'reason: bắt buộc nêu lý do / a reason is required' });
+      const record = await sessions.read(handle).catch(unavailable);
+      if (!record) throw new GatewayError('ZTG_ERR_BAD_REQUEST', 'session-unknown', { detail: 'Không có phiên này (đã kết thúc?) / no such session (already ended?)' });
+      await sessions.end(handle).catch(unavailable);
+      request.zt.admin = { operation: 'sessions.end', target: handle, detail: { reason, nationalId: record.nationalId } };
+      return { sessionsEnded: 1 };
+    });
+
     app.delete(`${ADMIN_API_PREFIX}/officials/:nationalId/sessions`, {
       schema: {
         summary: 'Kết thúc mọi phiên đăng nhập của cán bộ / End every session of an official',

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,19 +22,25 @@ const FILE = /^[a-z][a-z0-9-]*\.(html|js|css|svg)$/;
 
 /**
  * Only our own files: no inline script or style, nothing from elsewhere, no framing
- * (clickjacking of admin actions), no <base> or form posts to other origins.
+ * (clickjacking of admin actions), no <base>, forms only to this listener — and to the IdP, whose
+ * end-session page the sign-out form is redirected to (browsers apply form-action to redirects).
  */
-const SECURITY_HEADERS = {
-  'content-security-policy':
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
-  'x-content-type-options': 'nosniff',
-  'x-frame-options': 'DENY',
-  'referrer-policy': 'no-referrer',
-  'cross-origin-opener-policy': 'same-origin',
-  'cross-origin-resource-policy': 'same-origin',
-  // Revalidate every time: an admin must never run yesterday's script against today's API.
-  'cache-control': 'no-cache',
-};
+function securityHeaders(idpOrigin: string | null) {
+  return {
+    'content-security-policy':
+      `default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; form-action 'self'${idpOrigin ? ` ${idpOrigin}` : ''}; base-uri 'none'; frame-ancestors 'none'`,
+    'x-content-type-options': 'nosniff',
+    'x-frame-options': 'DENY',
+    // Nothing to other sites; to itself, the origin: with no-referrer a browser sends `Origin: null`
+    // on form posts (the sign-out button), which no same-origin check can accept.
+    'referrer-policy': 'same-origin',
+    'cross-origin-opener-policy': 'same-origin',
+    'cross-origin-resource-policy': 'same-origin',
+    // Never kept: an admin must never run yesterday's script against today's API, and a shared
+    // office PC must not give the next user the admin's pages from its cache.
+    'cache-control': 'no-store',
+  };
+}
 
 export function findAdminUiDir(from: string = dirname(fileURLToPath(import.meta.url))): string {
   // gateway/admin/ui.ts in development, dist/gateway/admin/ui.js when built: admin-ui/ is at the root.
@@ -48,7 +53,6 @@ export function findAdminUiDir(from: string = dirname(fileURLToPath(import.meta.
 interface Asset {
   readonly body: Buffer;
   readonly type: string;
-  readonly etag: string;
 }
 
 export function loadAssets(dir: string): Map<string, Asset> {
@@ -56,22 +60,23 @@ export function loadAssets(dir: string): Map<string, Asset> {
   for (const name of readdirSync(dir)) {
     if (!FILE.test(name)) continue;
     const body = readFileSync(join(dir, name));
-    assets.set(name, { body, type: TYPES[name.slice(name.lastIndexOf('.'))]!, etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 22)}"` });
+    assets.set(name, { body, type: TYPES[name.slice(name.lastIndexOf('.'))]! });
   }
   return assets;
 }
 
 export function uiModule(dir?: string): AdminModule {
-  return (app) => {
+  return (app, runtime) => {
     const assets = loadAssets(dir ?? findAdminUiDir());
-    const send = (request: FastifyRequest, reply: FastifyReply, name: string) => {
+    const issuer = runtime.config.identity.browser?.issuer;
+    const headers = securityHeaders(issuer ? new URL(issuer).origin : null);
+    const send = (reply: FastifyReply, name: string) => {
       const asset = assets.get(name);
       if (!asset) throw new GatewayError('ZTG_ERR_ROUTE_NOT_FOUND', 'route-not-found');
-      reply.headers({ ...SECURITY_HEADERS, etag: asset.etag, 'content-type': asset.type });
-      if (request.headers['if-none-match'] === asset.etag) return reply.code(304).send();
+      reply.headers({ ...headers, 'content-type': asset.type });
       return reply.send(asset.body);
     };
-    app.get('/', (request, reply) => send(request, reply, 'index.html'));
-    app.get('/ui/:file', (request: FastifyRequest<{ Params: { file: string } }>, reply) => send(request, reply, request.params.file));
+    app.get('/', (_request, reply) => send(reply, 'index.html'));
+    app.get('/ui/:file', (request: FastifyRequest<{ Params: { file: string } }>, reply) => send(reply, request.params.file));
   };
 }

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { didYouMean } from '../suggest.js';
 import { parseArgs } from 'node:util';
 import { loadConfigFile } from '../config.js';
 import { chainFiles, exportBundle, verifyBundle } from './export.js';
@@ -45,6 +46,8 @@ function report(result: VerifyResult, out: NodeJS.WritableStream, extra: string[
 
 export async function runAuditCommand(args: string[], out: NodeJS.WritableStream = process.stdout): Promise<number> {
   const [sub, ...rest] = args;
+  // Before the options: a mistyped subcommand is named as such, not as an unexpected argument.
+  if (sub !== 'verify' && sub !== 'export') throw new AuditUsageError(`audit: unknown subcommand "${sub ?? ''}" (verify, export)${sub ? didYouMean(sub, ['verify', 'export']) : ''}`);
   const { values, positionals } = parseArgs({
     args: rest,
     strict: true,
@@ -79,5 +82,5 @@ export async function runAuditCommand(args: string[], out: NodeJS.WritableStream
     out.write(`${r.dir}: ${r.events} sự kiện / events, chain seq ${r.firstSeq}…${r.lastSeq}${r.signedEnd ? '' : ' (cuối chưa có điểm kiểm tra ký / end not yet signed)'}\n`);
     return 0;
   }
-  throw new AuditUsageError(`audit: unknown subcommand "${sub ?? ''}" (verify, export)`);
+  throw new AuditUsageError(`audit: unknown subcommand "${sub ?? ''}" (verify, export)${sub ? didYouMean(sub, ['verify', 'export']) : ''}`);
 }

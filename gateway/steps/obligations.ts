@@ -69,6 +69,9 @@ export function maskValue(value: unknown): unknown {
   if (typeof value === 'string') {
     const text: string = value;
     if (isNationalId(value)) return maskNationalId(value);
+    // Health insurance card (thẻ BHYT): object code, benefit level and province stay; the last ten
+    // digits are the holder's national ID number, masked like it.
+    if (/^[A-Z]{2}\d{13}$/.test(text)) return `${text.slice(0, 5)}${'*'.repeat(8)}${text.slice(-2)}`;
     if (/^\+?\d{8,15}$/.test(text)) return `${text.slice(0, 3)}${'*'.repeat(text.length - 5)}${text.slice(-2)}`;
     const comma = text.indexOf(',');
     return comma > 0 ? `***${text.slice(comma)}` : '***';

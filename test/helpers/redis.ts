@@ -1,29 +1,56 @@
+import { existsSync } from 'node:fs';
 import { Redis } from 'ioredis';
 
 let resolved: Promise<string> | null = null;
 
-/**
- * The Redis the tests use: REDIS_URL, else a local one on the default port, else a throwaway
- * container where a Docker engine answers. Tests namespace their keys and delete only those.
- */
-export function redisUrl(): Promise<string> {
-  resolved ??= (async () => {
-    const candidate = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
-    const probe = new Redis(candidate, { lazyConnect: true, maxRetriesPerRequest: 0, connectTimeout: 1000, enableOfflineQueue: false });
-    probe.on('error', () => undefined);
+/** What a developer reads when the tests find no Redis: the service, where, and how to start one. */
+export function redisMissingMessage(url: string, cause: string): string {
+  return [
+    `Redis is not reachable at ${url} (${cause}), and the tests need it.`,
+    'Start it with one of:',
+    '  sudo apt-get install -y redis-server && redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save ""',
+    '  docker compose up -d redis',
+    'or point REDIS_URL at one (redis://host:port). `bash .ci/run` installs and starts it when missing.',
+  ].join('\n');
+}
+
+/** A container engine answers here: a Docker socket, or DOCKER_HOST. Only then is a container tried. */
+function containerEngine(): boolean {
+  return Boolean(process.env.DOCKER_HOST) || existsSync('/var/run/docker.sock') || existsSync(`${process.env.XDG_RUNTIME_DIR ?? '/nonexistent'}/docker.sock`);
+}
+
+/** Resolves to a Redis URL that answers PING, or rejects saying which service is missing and how to start it. */
+export async function findRedis(candidate: string, opts: { containers: boolean } = { containers: containerEngine() }): Promise<string> {
+  const probe = new Redis(candidate, { lazyConnect: true, maxRetriesPerRequest: 0, connectTimeout: 1000, enableOfflineQueue: false, retryStrategy: () => null });
+  let lastError: NodeJS.ErrnoException | null = null;
+  probe.on('error', (e: NodeJS.ErrnoException) => (lastError = e));
+  try {
+    await probe.connect();
+    await probe.ping();
+    return candidate;
+  } catch (err) {
+    const failure = (lastError ?? err) as NodeJS.ErrnoException;
+    const cause = failure.code ?? failure.message;
+    if (!opts.containers) throw new Error(redisMissingMessage(candidate, cause));
     try {
-      await probe.connect();
-      await probe.ping();
-      return candidate;
-    } catch {
       const { GenericContainer } = await import('testcontainers');
       const container = await new GenericContainer('redis:7.2-alpine').withExposedPorts(6379).start();
       process.once('exit', () => void container.stop());
       return `redis://${container.getHost()}:${container.getMappedPort(6379)}`;
-    } finally {
-      probe.disconnect();
+    } catch (containerErr) {
+      throw new Error(`${redisMissingMessage(candidate, cause)}\n(a Redis container could not be started either: ${(containerErr as Error).message})`);
     }
-  })();
+  } finally {
+    probe.disconnect();
+  }
+}
+
+/**
+ * The Redis the tests use: REDIS_URL, else a local one on the default port, else a throwaway
+ * container where a container engine answers. Tests namespace their keys and delete only those.
+ */
+export function redisUrl(): Promise<string> {
+  resolved ??= findRedis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
   return resolved;
 }
 

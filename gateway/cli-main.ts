@@ -1,0 +1,205 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { knownServices } from '../policies/access.js';
+import { didYouMean } from './suggest.js';
+import { ConfigError } from './errors.js';
+import { loadConfigFile } from './config.js';
+import { startGateway } from './server.js';
+import { PolicyEngine, PolicyError } from '../policies/engine.js';
+import { AUDIT_USAGE } from './audit/cli.js';
+import { unsupportedRuntime } from './node-version.js';
+import { configuredFileProblems, identityProviderProblems } from './preflight.js';
+import type { GatewayConfig } from './config.js';
+import { ACCESS_USAGE } from './access/cli.js';
+
+const USAGE = `ztgate — cổng truy cập Zero Trust cho cơ sở dữ liệu dùng chung / Zero Trust gateway
+
+Cách dùng / usage:
+  ztgate start --config FILE      chạy cổng với tệp cấu hình / run the gateway
+  ztgate check --config FILE [--offline]
+                                  kiểm tra cấu hình, tệp, chính sách và IdP / validate config, files, policy and
+                                  the IdPs (--offline: without asking the IdPs), then exit
+  ztgate policy lint --config FILE [--samples DIR]
+                                  rà soát chính sách: mọi lỗi kèm tệp:dòng, vai trò lạ, luật bị che, mặt nạ bị lộ
+                                  trong dữ liệu mẫu / lint the policy: every error with file:line, unknown roles,
+                                  shadowed rules, masks leaking through other fields of sample data (DIR/<route>.json)
+  ztgate policy test --config FILE [--cases FILE]
+                                  chạy bảng quyết định mong đợi / run the expected-decision table
+  ztgate demo                     chạy bản trình diễn nhúng / run the embedded demo
+  ztgate token --user NATIONAL_ID [--issuer URL] [--password PASSWORD]
+                                  lấy access token từ IdP demo (luồng OAuth chuẩn) / get a demo access token
+  ztgate device init|enrol|approve|quarantine|posture|curl …
+                                  thiết bị giả lập: khóa, đăng ký, báo cáo tình trạng, DPoP / demo device
+                                  (ztgate device --help: chi tiết / details)
+  ztgate --version                phiên bản / version
+${AUDIT_USAGE}${ACCESS_USAGE}`;
+
+/** Where the command line writes: the process's streams, or a test's. */
+export interface CliIo {
+  readonly out: NodeJS.WritableStream;
+  readonly err: NodeJS.WritableStream;
+}
+
+type Handler = (args: string[], io: CliIo) => Promise<number>;
+
+function options(args: string[], spec: Record<string, { type: 'string' | 'boolean' }>) {
+  return parseArgs({ args, options: spec, strict: true, allowPositionals: false }).values as Record<string, string | undefined>;
+}
+
+/** Loads the config and checks every file it names, before anything is opened or written. */
+async function loadChecked(file: string): Promise<GatewayConfig> {
+  const config = loadConfigFile(file);
+  const problems = await configuredFileProblems(config);
+  if (problems.length > 0) throw new ConfigError(file, problems);
+  return config;
+}
+
+function onSignal(close: () => Promise<void>): void {
+  let closing = false;
+  const stop = () => {
+    if (closing) process.exit(130);
+    closing = true;
+    close().then(() => process.exit(0), () => process.exit(1));
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+}
+
+const commands: Record<string, Handler> = {
+  async start(args, io) {
+    const { config: file } = options(args, { config: { type: 'string' } });
+    if (!file) throw new UsageError('start needs --config FILE');
+    const gateway = await startGateway(await loadChecked(file));
+    io.err.write(`ztgate listening on ${gateway.url}\n`);
+    onSignal(gateway.shutdown);
+    return -1;
+  },
+  async check(args, io) {
+    const { config: file, offline } = options(args, { config: { type: 'string' }, offline: { type: 'boolean' } });
+    if (!file) throw new UsageError('check needs --config FILE');
+    const config = await loadChecked(file);
+    const engine = await PolicyEngine.load(config.policy.model, config.policy.policy, knownServices(config), { conditionsFile: config.policy.conditions });
+    if (!offline) {
+      const problems = await identityProviderProblems(config);
+      if (problems.length > 0) {
+        io.err.write(`ztgate: ${file}: IdP không trả lời đúng / identity provider check failed\n  - ${problems.join('\n  - ')}\n  (--offline: check without asking the IdPs)\n`);
+        return 69; // EX_UNAVAILABLE (sysexits.h)
+      }
+    }
+    const idps = offline ? 'IdPs not asked (--offline)' : `${config.identity.issuers.length} IdP(s) answered`;
+    io.out.write(`${file}: OK — ${config.routes.length} routes, policy ${engine.version}, ${idps}\n`);
+    return 0;
+  },
+  async policy(args, io) {
+    const [sub, ...rest] = args;
+    const { config, cases, samples } = options(rest, { config: { type: 'string' }, cases: { type: 'string' }, samples: { type: 'string' } });
+    const { policyCommand, UsageError: PolicyUsageError } = await import('../policies/cli.js');
+    try {
+      return await policyCommand(sub, { config, cases, samples }, io.out, io.err);
+    } catch (err) {
+      throw err instanceof PolicyUsageError ? new UsageError(err.message) : err;
+    }
+  },
+  async demo(args, io) {
+    options(args, {});
+    const { startDemo, demoBanner } = await import('../demo/run.js');
+    const demo = await startDemo();
+    io.err.write(demoBanner(demo));
+    onSignal(demo.close);
+    return -1;
+  },
+  async token(args, io) {
+    const { user, issuer, password } = options(args, { user: { type: 'string' }, issuer: { type: 'string' }, password: { type: 'string' } });
+    if (!user) throw new UsageError('token needs --user NATIONAL_ID');
+    const { obtainDemoToken } = await import('../demo/token.js');
+    const tokens = await obtainDemoToken({ issuer: issuer ?? 'http://127.0.0.1:8090', nationalId: user, ...(password ? { password } : {}) });
+    io.out.write(`${tokens.access_token}\n`);
+    return 0;
+  },
+  async audit(args, io) {
+    const { runAuditCommand, AuditUsageError } = await import('./audit/cli.js');
+    try {
+      return await runAuditCommand(args, io.out);
+    } catch (err) {
+      throw err instanceof AuditUsageError ? new UsageError(err.message) : err;
+    }
+  },
+  async access(args, io) {
+    const { runAccessCommand, AccessUsageError } = await import('./access/cli.js');
+    try {
+      return await runAccessCommand(args, { out: io.out, err: io.err, env: process.env });
+    } catch (err) {
+      throw err instanceof AccessUsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') ? new UsageError((err as Error).message) : err;
+    }
+  },
+  async device(args, io) {
+    const { runDeviceCommand, CliUsageError } = await import('../demo/device-cli.js');
+    try {
+      return await runDeviceCommand(args, { out: (t) => io.out.write(t) });
+    } catch (err) {
+      throw err instanceof CliUsageError ? new UsageError(err.message) : err;
+    }
+  },
+};
+
+class UsageError extends Error {}
+
+/** The version in package.json, found above this file (gateway/cli.ts, or dist/gateway/cli.js when built). */
+function version(): string {
+  for (let dir = dirname(fileURLToPath(import.meta.url)); ; dir = dirname(dir)) {
+    const file = join(dir, 'package.json');
+    if (existsSync(file)) return String((JSON.parse(readFileSync(file, 'utf8')) as { version?: unknown }).version);
+    if (dirname(dir) === dir) return 'unknown';
+  }
+}
+
+/** Commands that print their own usage for --help. */
+const OWN_HELP = new Set(['device']);
+
+async function main(argv: string[], io: CliIo): Promise<number> {
+  const unsupported = unsupportedRuntime();
+  if (unsupported) {
+    io.err.write(`ztgate: ${unsupported}\n`);
+    return 69; // EX_UNAVAILABLE (sysexits.h)
+  }
+  const [command, ...rest] = argv;
+  if (!command || command === 'help' || command === '--help' || command === '-h') {
+    io.out.write(USAGE);
+    return command ? 0 : 2;
+  }
+  if (command === '--version' || command === '-V' || command === 'version') {
+    io.out.write(`ztgate ${version()} (Node.js ${process.versions.node})\n`);
+    return 0;
+  }
+  const handler = commands[command];
+  if (!handler) throw new UsageError(`unknown command "${command}"${didYouMean(command, [...Object.keys(commands), 'help', 'version'])}`);
+  if (!OWN_HELP.has(command) && (rest.includes('--help') || rest.includes('-h'))) {
+    io.out.write(USAGE);
+    return 0;
+  }
+  return handler(rest, io);
+}
+
+/**
+ * Runs one command line; resolves to the exit status (0 success, 1 runtime failure, 2 usage
+ * error, 69 a Node.js too old, 78 invalid configuration or policy), or -1 for a command that keeps running (start, demo).
+ */
+export async function runCli(argv: string[], io: CliIo = { out: process.stdout, err: process.stderr }): Promise<number> {
+  try {
+    return await main(argv, io);
+  } catch (err) {
+    if (err instanceof ConfigError || err instanceof PolicyError) {
+      io.err.write(`ztgate: ${err.message}\n`);
+      return 78; // EX_CONFIG (sysexits.h)
+    }
+    if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      io.err.write(`ztgate: ${(err as Error).message}\n\n${USAGE}`);
+      return 2;
+    }
+    const e = err as { code?: string; message?: string };
+    io.err.write(`ztgate: ${e.code ? `[${e.code}] ` : ''}${e.message ?? String(err)}\n`);
+    return 1;
+  }
+}
