@@ -2,7 +2,7 @@
 import { field, formatTime, h, replace, select } from './dom.js';
 import { api, get } from './api.js';
 import { t } from './i18n.js';
-import { errorBox, openDialog, table } from './common.js';
+import { codeLabel, errorBox, openDialog, table } from './common.js';
 
 /**
  * Just-in-time access: pending, active and past requests and break-glass uses; revoke at once;
@@ -68,7 +68,7 @@ export async function accessScreen(main) {
     r.routeId,
     r.role,
     `${r.purpose}${r.caseRef ? ` — ${r.caseRef}` : ''}`,
-    h('span', { 'data-state': r.state }, `${r.state}${r.kind === 'break-glass' && r.state === 'active' && !r.confirmedBy ? ` (${t('access.unconfirmed')})` : ''}`),
+    h('span', { 'data-state': r.state }, codeLabel('accessState', r.state), r.kind === 'break-glass' && r.state === 'active' && !r.confirmedBy ? ` (${t('access.unconfirmed')})` : ''),
     r.kind === 'access-request' ? `${r.approvals.length}/${r.requiredApprovals}` : r.confirmedBy ? r.confirmedBy.nationalId : '—',
     formatTime(r.expiresAt),
     actions(r),

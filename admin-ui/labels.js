@@ -203,6 +203,15 @@ export const ENUMS = {
     'toi-mat': { vi: 'Tối mật', en: 'Top secret (Tối mật)' },
     'tuyet-mat': { vi: 'Tuyệt mật', en: 'Most secret (Tuyệt mật)' },
   },
+  accessState: {
+    pending: { vi: 'chờ duyệt', en: 'pending' },
+    active: { vi: 'đang có hiệu lực', en: 'active' },
+    denied: { vi: 'bị từ chối', en: 'denied' },
+    cancelled: { vi: 'đã hủy', en: 'cancelled' },
+    revoked: { vi: 'đã thu hồi', en: 'revoked' },
+    expired: { vi: 'đã hết hạn', en: 'expired' },
+    'ended-unconfirmed': { vi: 'tự kết thúc (không được xác nhận)', en: 'ended (not confirmed)' },
+  },
   policyState: {
     draft: { vi: 'bản nháp', en: 'draft' },
     submitted: { vi: 'chờ duyệt', en: 'awaiting review' },

@@ -107,6 +107,10 @@ describe('just-in-time access in a browser', () => {
     await admin.page.selectOption('[data-testid=access-filter]', 'active');
     await admin.page.click('form.filters button[type=submit]');
     await admin.page.locator('[data-testid=access-table] td[data-state], [data-testid=access-table] span[data-state="active"]').first().waitFor();
+    // The state in the admin's language, the code on hover.
+    const state = admin.page.locator('[data-testid=access-table] span[data-state="active"] .code-label').first();
+    expect(await state.textContent()).toBe('đang có hiệu lực');
+    expect(await state.getAttribute('title')).toBe('active');
     await shot(admin.page, 'access');
     await admin.page.click('button[data-testid^="revoke-"]');
     await admin.page.fill('dialog textarea[name=reason]', 'Hồ sơ đã xử lý xong (kiểm thử)');

@@ -6,6 +6,7 @@ import { DEVICE_STATUSES } from '../identity/devices.js';
 import { DEVICE_TIERS } from '../identity/device-tiers.js';
 import { OFFICIAL_STATUSES } from '../identity/roster.js';
 import { CLEARANCES } from '../identity/principal.js';
+import { ACCESS_STATES } from '../gateway/access/requests.js';
 // @ts-expect-error -- a browser module of the admin UI, plain JavaScript without declarations
 import { ENUMS, nameOf, REASON_VI } from '../admin-ui/labels.js';
 // @ts-expect-error -- idem
@@ -37,6 +38,7 @@ describe('admin UI labels', () => {
     ['lockKind', LOCK_KINDS],
     ['clearance', CLEARANCES],
     ['policyState', ['draft', 'submitted', 'active', 'superseded', 'rejected']],
+    ['accessState', ACCESS_STATES],
   ];
   for (const [kind, codes] of lists) {
     it(`every ${kind} has a Vietnamese and an English name`, () => {

@@ -27,7 +27,8 @@ import type { AccessConfig } from './config.js';
  * that ran out. Every step is an event to the SOC and a notification to the service's webhook.
  */
 
-export type AccessState = 'pending' | 'active' | 'denied' | 'cancelled' | 'revoked' | 'expired' | 'ended-unconfirmed';
+export const ACCESS_STATES = ['pending', 'active', 'denied', 'cancelled', 'revoked', 'expired', 'ended-unconfirmed'] as const;
+export type AccessState = (typeof ACCESS_STATES)[number];
 export const LIVE_STATES: readonly AccessState[] = ['pending', 'active'];
 
 export interface AccessRecord {
