@@ -12,7 +12,7 @@ import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileS
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { parseCommandLine } from '../gateway/cli-args.js';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, SignJWT, type CryptoKey, type JWK } from 'jose';
 import { findRepoRoot } from './paths.js';
 import { didYouMean } from '../gateway/suggest.js';
@@ -187,7 +187,7 @@ export async function runDeviceCommand(args: string[], io: DeviceCliIo = { out: 
     return 0;
   }
   if (sub !== undefined && !DEVICE_COMMANDS.includes(sub)) throw new CliUsageError(`unknown device command "${sub}"${didYouMean(sub, DEVICE_COMMANDS)}\n\n${DEVICE_USAGE}`);
-  const { values, positionals } = parseArgs({
+  const { values, positionals } = parseCommandLine({
     args: rest,
     strict: true,
     allowPositionals: sub === 'curl',

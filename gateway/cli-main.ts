@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { parseCommandLine } from './cli-args.js';
 import { knownServices } from '../policies/access.js';
 import { didYouMean } from './suggest.js';
 import { ConfigError } from './errors.js';
@@ -45,7 +45,7 @@ export interface CliIo {
 type Handler = (args: string[], io: CliIo) => Promise<number>;
 
 function options(args: string[], spec: Record<string, { type: 'string' | 'boolean' }>) {
-  return parseArgs({ args, options: spec, strict: true, allowPositionals: false }).values as Record<string, string | undefined>;
+  return parseCommandLine({ args, options: spec, strict: true, allowPositionals: false }).values as Record<string, string | undefined>;
 }
 
 /** Loads the config and checks every file it names, before anything is opened or written. */

@@ -183,6 +183,17 @@ describe('usage errors exit 2 with the usage text', () => {
   });
 });
 
+describe('option values', () => {
+  it('regression: a value that starts with "-" is the option\'s value (one device id in 64 does), not an ambiguous option', async () => {
+    const verify = await cli(['audit', 'verify', '--keys', '-Xk3-keys.json', join(tmp, 'no-chain.log')]);
+    expect(verify.stderr).not.toContain('ambiguous');
+    expect(verify.stderr).toContain('-Xk3-keys.json');
+    const device = await cli(['device', 'posture', '--device', '-Xk3fV0pq']);
+    expect(device.stderr).not.toContain('ambiguous');
+    expect(device.stderr).toContain('-Xk3fV0pq');
+  });
+});
+
 describe('help and version', () => {
   it('regression: ztgate device --help prints the device usage and exits 0 (it was an error)', async () => {
     for (const args of [['device', '--help'], ['device', '-h'], ['device', 'enrol', '--help']]) {

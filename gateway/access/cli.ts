@@ -1,4 +1,4 @@
-import { parseArgs } from 'node:util';
+import { parseCommandLine } from '../cli-args.js';
 
 /**
  * `ztgate access …`: just-in-time access from a terminal, over the same HTTP API the page and the
@@ -37,7 +37,7 @@ const SPEC = {
 } as const;
 
 export async function runAccessCommand(args: string[], io: Io = { out: process.stdout, err: process.stderr, env: process.env }): Promise<number> {
-  const { values: o, positionals } = parseArgs({ args, options: SPEC, strict: true, allowPositionals: true });
+  const { values: o, positionals } = parseCommandLine({ args, options: SPEC, strict: true, allowPositionals: true });
   const [sub, id, ...extra] = positionals;
   if (extra.length > 0) throw new AccessUsageError(`unexpected argument "${extra[0]}"`);
   const token = o.token ?? io.env.ZTGATE_TOKEN;

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { didYouMean } from '../suggest.js';
-import { parseArgs } from 'node:util';
+import { parseCommandLine } from '../cli-args.js';
 import { loadConfigFile } from '../config.js';
 import { chainFiles, exportBundle, verifyBundle } from './export.js';
 import type { PublicJwk } from './keys.js';
@@ -48,7 +48,7 @@ export async function runAuditCommand(args: string[], out: NodeJS.WritableStream
   const [sub, ...rest] = args;
   // Before the options: a mistyped subcommand is named as such, not as an unexpected argument.
   if (sub !== 'verify' && sub !== 'export') throw new AuditUsageError(`audit: unknown subcommand "${sub ?? ''}" (verify, export)${sub ? didYouMean(sub, ['verify', 'export']) : ''}`);
-  const { values, positionals } = parseArgs({
+  const { values, positionals } = parseCommandLine({
     args: rest,
     strict: true,
     allowPositionals: sub === 'verify',
