@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { GatewayError } from './errors.js';
 import { createListenerApp } from './http.js';
-import { createPipeline } from './pipeline.js';
+import { createPipeline, expectsContinue } from './pipeline.js';
 import type { Runtime } from './runtime.js';
 import { registerForwarders } from './steps/forward.js';
 import { responseObligations } from './steps/obligations.js';
@@ -22,7 +22,14 @@ export async function buildApp(runtime: Runtime, opts: { logger?: Logger } = {})
 
   const deviceRegistry = new DeviceRegistry(runtime.store);
   const devices = createDeviceAssessor(config, runtime.store, { registry: deviceRegistry });
-  app.addHook('onRequest', createPipeline({ devices, locks: runtime.locks, decisionLog: runtime.decisionLog, config, routes: runtime.services.table(createRouteTable(config.routes)), authenticator: runtime.authenticator, policy: runtime.policy, signer, store: runtime.store, access: runtime.access, recentDecisions: runtime.policies.recent, state: runtime.state }));
+  const pipeline = createPipeline({ devices, locks: runtime.locks, decisionLog: runtime.decisionLog, config, routes: runtime.services.table(createRouteTable(config.routes)), authenticator: runtime.authenticator, policy: runtime.policy, signer, store: runtime.store, access: runtime.access, recentDecisions: runtime.policies.recent, state: runtime.state });
+  // Node answers `Expect: 100-continue` with 100 on arrival unless someone listens for it: the body
+  // is asked for only once the pipeline has authorised the request; a refusal goes out without 100.
+  app.server.on('checkContinue', (req, res) => app.server.emit('request', req, res));
+  app.addHook('onRequest', async (request, reply) => {
+    await pipeline(request, reply);
+    if (expectsContinue(request.headers) && !reply.raw.headersSent) reply.raw.writeContinue();
+  });
 
   app.get('/.well-known/jwks.json', async (_request, reply) => reply.header('cache-control', 'public, max-age=300').send(signer.jwks));
   registerDeviceRoutes(app, deviceRegistry, devices, runtime.locks);

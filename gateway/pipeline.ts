@@ -24,6 +24,12 @@ import { ACCESS_PATH_PREFIX } from './access/routes.js';
 import type { RecentDecisions } from '../policies/what-if.js';
 import { newStepTimes, STEP, stepEnd, stepStart } from './observability/steps.js';
 
+/** RFC 9110 §10.1.1: the client waits for 100 (Continue) before it sends the body. */
+export function expectsContinue(headers: FastifyRequest['headers']): boolean {
+  const expect = headers.expect;
+  return typeof expect === 'string' && expect.toLowerCase() === '100-continue';
+}
+
 /** Gateway endpoints that answer without authentication, by design. */
 export const PUBLIC_ENDPOINTS = new Set(['/.well-known/jwks.json', '/healthz', '/livez', '/readyz', '/startupz']);
 
@@ -66,10 +72,17 @@ export function createPipeline(deps: PipelineDeps) {
     ctx.strippedHeaders = stripForgeableIdentityHeaders(request.headers);
     checkMethod(request.method);
     const { path } = checkPath(request.url);
-    checkBody(request.headers, deps.config.limits.bodyLimitBytes);
+    // A client that sent `Expect: 100-continue` holds its body back until it is asked for
+    // (gateway/app.ts answers 100 only once the request is authorised): nothing is in flight, so
+    // who is asking is settled first and an anonymous client learns nothing about the limits.
+    const bodyHeldBack = expectsContinue(request.headers);
+    if (!bodyHeldBack) checkBody(request.headers, deps.config.limits.bodyLimitBytes);
 
     // Route: the registered, approved shared database service.
-    if (PUBLIC_ENDPOINTS.has(path) && (request.method === 'GET' || request.method === 'HEAD')) {
+    const isPublic = PUBLIC_ENDPOINTS.has(path) && (request.method === 'GET' || request.method === 'HEAD');
+    // Endpoints that answer without identity check the body at once.
+    if (bodyHeldBack && (isPublic || path.startsWith(AUTH_PATH_PREFIX))) checkBody(request.headers, deps.config.limits.bodyLimitBytes);
+    if (isPublic) {
       ctx.reasons.push('public-endpoint');
       ctx.allowedWithoutPolicy = true;
       return;
@@ -86,6 +99,7 @@ export function createPipeline(deps: PipelineDeps) {
       // The access page is visited in a browser: without a session it is sent to sign in, and back.
       const browserPage = path === ACCESS_PATH_PREFIX ? { method: request.method, url: request.url, note: (reason: Reason) => ctx.reasons.push(reason) } : undefined;
       ctx.principal = await deps.authenticator.authenticate(request.headers, browserPage);
+      if (bodyHeldBack) checkBody(request.headers, deps.config.limits.bodyLimitBytes);
       // A locked official, session or address enrols nothing; the device's own lock is checked once its key is known.
       await checkLocks(deps.locks, { nationalId: ctx.principal.nationalId, deviceId: null, sessionId: ctx.principal.sessionId, address: request.socket.remoteAddress });
       ctx.allowedWithoutPolicy = true;
@@ -101,6 +115,7 @@ export function createPipeline(deps: PipelineDeps) {
     const requestInfo = { method: request.method, url: request.url, note: (reason: Reason) => ctx.reasons.push(reason) };
     const principal = await deps.authenticator.authenticate(request.headers, requestInfo);
     ctx.principal = principal;
+    if (bodyHeldBack) checkBody(request.headers, deps.config.limits.bodyLimitBytes);
     // How recently and how strongly the official authenticated, as the service demands (step-up).
     requireRouteAssurance(principal, route, { identity: deps.config.identity, browser: principal.sessionId !== null && deps.authenticator.isBrowserNavigation(request.headers, requestInfo), returnTo: request.url });
     stepEnd(steps, STEP.identity);

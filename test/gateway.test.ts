@@ -367,6 +367,62 @@ describe('edge hygiene', () => {
     expect(event.ztgate.reasons).toEqual(['body-too-large']);
   });
 
+  /** Sends the head only and waits, as a client that sent `Expect: 100-continue` does; sends `body` once 100 arrives. */
+  function expectContinue(head: string, body: string) {
+    const url = new URL(h.gateway.url);
+    return new Promise<string>((resolve, reject) => {
+      const socket = connect(Number(url.port), url.hostname, () => socket.write(head));
+      let data = '';
+      let bodySent = false;
+      socket.on('data', (c) => {
+        data += c.toString('latin1');
+        if (!bodySent && data.startsWith('HTTP/1.1 100 ') && data.includes('\r\n\r\n')) {
+          bodySent = true;
+          socket.write(body);
+        }
+        // Done once a final response is complete (Content-Length or the last chunk).
+        const final = /HTTP\/1\.1 [2-5]\d\d [^]*?\r\n\r\n/.exec(data);
+        if (!final) return;
+        const rest = data.slice(final.index + final[0].length);
+        const length = /content-length: (\d+)/i.exec(final[0]);
+        if (length ? Buffer.byteLength(rest, 'latin1') >= Number(length[1]) : rest.endsWith('0\r\n\r\n')) socket.destroy();
+      });
+      socket.on('close', () => resolve(data));
+      socket.on('error', reject);
+    });
+  }
+  const requestIdIn = (response: string) => /x-request-id: ([0-9a-f-]{36})/i.exec(response)?.[1] ?? null;
+
+  it('attack: an anonymous upload announcing a huge body with Expect: 100-continue → 401 at once, never 100 Continue', async () => {
+    const before = h.upstreams.recording.received.length;
+    const response = await expectContinue('POST /echo/upload HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: 10000000000\r\nExpect: 100-continue\r\n\r\n', '');
+    expect(response).not.toContain('100 Continue');
+    expect(response.startsWith('HTTP/1.1 401 ')).toBe(true);
+    const event = await h.sink.forRequest(requestIdIn(response));
+    expect(event.ztgate).toMatchObject({ decision: 'deny', reasons: ['token-missing'] });
+    expect(h.upstreams.recording.received.length).toBe(before);
+  });
+
+  it('an authorised upload with Expect: 100-continue gets 100 Continue, then its body reaches the upstream', async () => {
+    const before = h.upstreams.recording.received.length;
+    const body = JSON.stringify({ note: 'ghi chú tiếp tục' });
+    const length = Buffer.byteLength(body);
+    const response = await expectContinue(`POST /echo/uploads HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${await h.token(ALLOWED)}\r\nContent-Type: application/json\r\nContent-Length: ${length}\r\nExpect: 100-continue\r\n\r\n`, body);
+    expect(response.startsWith('HTTP/1.1 100 Continue\r\n')).toBe(true);
+    expect(response).toMatch(/\r\n\r\nHTTP\/1\.1 200 /);
+    expect(h.upstreams.recording.received[before]!.body).toBe(body);
+    const event = await h.sink.forRequest(requestIdIn(response));
+    expect(event.ztgate).toMatchObject({ decision: 'allow', reasons: ['policy-allowed'] });
+  });
+
+  it('an authenticated upload announcing a body over the limit with Expect: 100-continue → 413 without 100 Continue', async () => {
+    const response = await expectContinue(`POST /echo/upload HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${await h.token(ALLOWED)}\r\nContent-Type: application/octet-stream\r\nContent-Length: 10000000000\r\nExpect: 100-continue\r\n\r\n`, '');
+    expect(response).not.toContain('100 Continue');
+    expect(response.startsWith('HTTP/1.1 413 ')).toBe(true);
+    const event = await h.sink.forRequest(requestIdIn(response));
+    expect(event.ztgate.reasons).toEqual(['body-too-large']);
+  });
+
   it('an unsupported method → 405 method-not-allowed', async () => {
     const { status, body, requestId } = await rawCall('/echo/x', { authorization: `Bearer ${await h.token(ALLOWED)}` }, 'TRACE');
     expect(status).toBe(405);
