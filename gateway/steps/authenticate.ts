@@ -12,6 +12,7 @@ import type { SessionManager, SessionProblem, SessionRecord } from '../../identi
 import { RpError, type RelyingParty } from '../../identity/oidc-rp.js';
 import { sha256hex } from '../../identity/digest.js';
 import { remoteKeySet } from './jwks.js';
+import { createTokenCache } from './token-cache.js';
 
 /**
  * Step 3, authenticate: who is asking, tied to a national ID.
@@ -170,6 +171,8 @@ export function createAuthenticator(identity: GatewayConfig['identity'], fetchOr
   const { roster = null, sessions = null, rp = null, store } = deps;
   const issuers = new Map<string, TrustedIssuer>(identity.issuers.map((c) => [c.issuer, { config: c, tokenTypes: new Set(c.tokenTypes.map(normaliseTyp)), keys: null, discovering: null }]));
   const introspecting = identity.issuers.find((c) => c.introspection);
+  // Signature checks already done (gateway/steps/token-cache.ts); roster, locks and policy are not cached.
+  const verifiedTokens = createTokenCache();
   const jwksOptions = {
     cacheMaxAge: identity.jwksCacheMaxAgeMs,
     // Least time between refetches for unknown kids: bounds a flood of forged kids, and how long a rotated key waits.
@@ -231,7 +234,7 @@ export function createAuthenticator(identity: GatewayConfig['identity'], fetchOr
     return built;
   }
 
-  async function verifyJwt(token: string): Promise<Principal> {
+  async function verifyJwt(token: string, digest: string): Promise<Principal> {
     let iss: unknown;
     try {
       iss = decodeJwt(token).iss;
@@ -260,7 +263,9 @@ export function createAuthenticator(identity: GatewayConfig['identity'], fetchOr
     }
     const idTokenLike = idTokenShape(verified.payload, typ);
     if (idTokenLike) throw unauthenticated('token-id-token-presented', `not an access token: ${idTokenLike}`);
-    return principalOf(verified.payload, trusted.config);
+    const principal = principalOf(verified.payload, trusted.config);
+    verifiedTokens.set(digest, { principal, expiresAt: verified.payload.exp! * 1000, header: verified.protectedHeader, key: verified.key, keySet: getKey });
+    return principal;
   }
 
   // RFC 7662: an opaque token is asked about; the answer is cached no longer than the token lives.
@@ -332,13 +337,16 @@ export function createAuthenticator(identity: GatewayConfig['identity'], fetchOr
   }
 
   async function verifyAccessToken(token: string): Promise<Principal> {
+    const digest = verifiedTokens.digest(token);
+    const cached = await verifiedTokens.get(digest);
+    if (cached) return fromRoster(cached);
     let isJwt = true;
     try {
       decodeJwt(token);
     } catch {
       isJwt = false;
     }
-    const principal = !isJwt && introspecting ? await introspect(token, introspecting) : await verifyJwt(token);
+    const principal = !isJwt && introspecting ? await introspect(token, introspecting) : await verifyJwt(token, digest);
     return fromRoster(principal);
   }
 
