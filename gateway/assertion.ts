@@ -1,7 +1,7 @@
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, KeyObject, sign as cryptoSign } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
-import { calculateJwkThumbprint, exportJWK, generateKeyPair, importPKCS8, SignJWT, type JWK, type CryptoKey } from 'jose';
+import { calculateJwkThumbprint, exportJWK, generateKeyPair, importPKCS8, type JWK, type CryptoKey } from 'jose';
 import type { Principal } from '../identity/principal.js';
 import type { Decision } from '../policies/engine.js';
 import { ConfigError } from './errors.js';
@@ -111,6 +111,10 @@ export interface AssertionSigner {
 interface SigningKey {
   readonly kid: string;
   readonly privateKey: CryptoKey;
+  /** The same key for node:crypto: signing is synchronous, with no WebCrypto round trip per request. */
+  readonly keyObject: KeyObject;
+  /** base64url of the protected header, which never changes for a key. */
+  readonly encodedHeader: string;
   readonly publicJwk: JWK;
   retiredAt: number | null;
 }
@@ -127,7 +131,8 @@ async function keyFrom(alg: AssertionAlgorithm, privateKey: CryptoKey, publicJwk
   const withAlg = { ...publicJwk, alg };
   // RFC 7638 for EC; for AKP the thumbprint members are alg, kty and pub (draft-ietf-cose-dilithium).
   const kid = await calculateJwkThumbprint(withAlg);
-  return { kid, privateKey, publicJwk: Object.freeze({ ...withAlg, kid, use: 'sig' }), retiredAt: null };
+  const encodedHeader = Buffer.from(JSON.stringify({ alg, kid, typ: ASSERTION_TYP })).toString('base64url');
+  return { kid, privateKey, keyObject: KeyObject.from(privateKey as never), encodedHeader, publicJwk: Object.freeze({ ...withAlg, kid, use: 'sig' }), retiredAt: null };
 }
 
 async function generatedKey(alg: AssertionAlgorithm): Promise<SigningKey> {
@@ -196,21 +201,8 @@ export async function createAssertionSigner(opts: { issuer: string; ttlSeconds: 
         http,
       };
       const iat = Math.floor(now() / 1000);
-      const signed = await Promise.all(
-        rings.map(async (ring) => {
-          const key = ring.current;
-          const jws = await new SignJWT(claims)
-            .setProtectedHeader({ alg: ring.alg, kid: key.kid, typ: ASSERTION_TYP })
-            .setIssuer(opts.issuer)
-            .setAudience(routeId)
-            .setSubject(principal.nationalId)
-            .setJti(decisionId)
-            .setIssuedAt(iat)
-            .setExpirationTime(iat + opts.ttlSeconds)
-            .sign(key.privateKey);
-          return [ring.header, jws] as const;
-        }),
-      );
+      const payload = Buffer.from(JSON.stringify({ ...claims, iss: opts.issuer, aud: routeId, sub: principal.nationalId, jti: decisionId, iat, exp: iat + opts.ttlSeconds })).toString('base64url');
+      const signed = rings.map((ring) => [ring.header, signCompact(ring.alg, ring.current, payload)] as const);
       return Object.fromEntries(signed);
     },
     async rotate() {
@@ -232,6 +224,13 @@ export async function createAssertionSigner(opts: { issuer: string; ttlSeconds: 
     },
   };
   return signer;
+}
+
+/** A compact JWS (RFC 7515 §7.1); ES256 signatures in the JOSE form r‖s (RFC 7518 §3.4), not DER. */
+function signCompact(alg: AssertionAlgorithm, key: SigningKey, encodedPayload: string): string {
+  const input = `${key.encodedHeader}.${encodedPayload}`;
+  const signature = alg === 'ES256' ? cryptoSign('sha256', Buffer.from(input), { key: key.keyObject, dsaEncoding: 'ieee-p1363' }) : cryptoSign(null, Buffer.from(input), key.keyObject);
+  return `${input}.${signature.toString('base64url')}`;
 }
 
 function communeScopeOf(decision: Decision): { commune: string } | undefined {

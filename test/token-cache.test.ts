@@ -91,12 +91,13 @@ describe('the verified-token cache never stands in for what may change', () => {
 
 describe('the verified-token cache is bounded', () => {
   const principal = { nationalId: AN } as Principal;
-  const keySet = async () => 'key';
+  const key = new Uint8Array(1);
+  const keySet = async () => key;
 
   it('keeps at most maxEntries, dropping the oldest, and nothing past its exp', async () => {
     let now = 1_000;
     const cache = createTokenCache({ maxEntries: 2, now: () => now });
-    for (const t of ['a', 'b', 'c']) cache.set(cache.digest(t), { principal, expiresAt: 2_000, header: { alg: 'ES256' }, key: 'key', keySet });
+    for (const t of ['a', 'b', 'c']) cache.set(cache.digest(t), { principal, expiresAt: 2_000, header: { alg: 'ES256' }, key, keySet });
     expect(cache.size).toBe(2);
     expect(await cache.get(cache.digest('a'))).toBeNull();
     expect(await cache.get(cache.digest('c'))).toBe(principal);
