@@ -13,11 +13,14 @@ import { unsupportedRuntime } from './node-version.js';
 import { configuredFileProblems, identityProviderProblems } from './preflight.js';
 import type { GatewayConfig } from './config.js';
 import { ACCESS_USAGE } from './access/cli.js';
+import { checkWorkers, MAX_WORKERS, resolveWorkers } from './workers.js';
 
 const USAGE = `ztgate — cổng truy cập Zero Trust cho cơ sở dữ liệu dùng chung / Zero Trust gateway
 
 Cách dùng / usage:
-  ztgate start --config FILE      chạy cổng với tệp cấu hình / run the gateway
+  ztgate start --config FILE [--workers N]
+                                  chạy cổng với tệp cấu hình / run the gateway (N processes on one port;
+                                  default: config "workers", auto = one per core with Redis state)
   ztgate check --config FILE [--offline]
                                   kiểm tra cấu hình, tệp, chính sách và IdP / validate config, files, policy and
                                   the IdPs (--offline: without asking the IdPs), then exit
@@ -69,9 +72,33 @@ function onSignal(close: () => Promise<void>): void {
 
 const commands: Record<string, Handler> = {
   async start(args, io) {
-    const { config: file } = options(args, { config: { type: 'string' } });
+    const { config: file, workers: workersArg } = options(args, { config: { type: 'string' }, workers: { type: 'string' } });
     if (!file) throw new UsageError('start needs --config FILE');
-    const gateway = await startGateway(await loadChecked(file));
+    const { isWorker, runWorker, startPrimary } = await import('./cluster.js');
+    if (isWorker()) {
+      runWorker(() => loadChecked(file));
+      return -1;
+    }
+    let override: number | undefined;
+    if (workersArg !== undefined) {
+      if (!/^\d{1,3}$/.test(workersArg) || Number(workersArg) < 1 || Number(workersArg) > MAX_WORKERS) throw new UsageError(`--workers: "${workersArg}" must be a whole number from 1 to ${MAX_WORKERS}`);
+      override = Number(workersArg);
+    }
+    const config = await loadChecked(file);
+    const workers = resolveWorkers(config.workers, { stateBackend: config.state.backend, override });
+    if (workers > 1) {
+      const problems = checkWorkers({ ...config, workers });
+      if (problems.length > 0) throw new ConfigError(file, problems);
+      const primary = await startPrimary(config, workers);
+      io.err.write(`ztgate listening on ${primary.url} (${workers} workers)\n`);
+      let restarting: Promise<void> | null = null;
+      process.on('SIGHUP', () => {
+        restarting ??= primary.restart().catch((err: Error) => void io.err.write(`ztgate: restart stopped: ${err.message}\n`)).finally(() => (restarting = null));
+      });
+      onSignal(primary.close);
+      return -1;
+    }
+    const gateway = await startGateway(config);
     io.err.write(`ztgate listening on ${gateway.url}\n`);
     onSignal(gateway.shutdown);
     return -1;

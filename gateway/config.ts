@@ -41,6 +41,7 @@ import { checkStateSemantics, STATE_SCHEMA, toStateConfig, type StateConfig } fr
 import { checkLimits, LIMITS_SCHEMA, type LimitsConfig } from './limits.js';
 import { checkDatabases, DATABASES_SCHEMA, type DatabasesConfig } from './database/config.js';
 import { BROWSER_CLIENT_AUTH_PROPERTIES, checkBrowserClientAuth, ISSUER_ASSURANCE_PROPERTIES, type BrowserClientAuthConfig, type IssuerAssuranceConfig } from './identity-config.js';
+import { checkWorkers, WORKERS_SCHEMA, type WorkersSetting } from './workers.js';
 export { DEVICE_TIERS, type DeviceTier };
 
 /** Algorithms a device key may sign DPoP proofs with: no RSA keys on devices, no symmetric keys. */
@@ -140,6 +141,8 @@ export interface RosterConfig {
 
 export interface GatewayConfig {
   readonly listen: { readonly host: string; readonly port: number; readonly tls?: ListenerTlsConfig };
+  /** Processes serving the listening port (gateway/workers.ts). */
+  readonly workers: WorkersSetting;
   readonly publicUrl: string;
   readonly limits: LimitsConfig;
   readonly identity: {
@@ -204,6 +207,7 @@ export const CONFIG_SCHEMA = {
   required: ['publicUrl', 'identity', 'policy', 'routes'],
   properties: {
     listen: listenSchema(8080),
+    workers: WORKERS_SCHEMA,
     publicUrl: nonEmpty,
     limits: LIMITS_SCHEMA,
     identity: {
@@ -659,7 +663,7 @@ export function parseConfig(doc: unknown, source: string, baseDir: string): Gate
   if (!isValid(raw)) {
     throw new ConfigError(source, (validate.errors ?? []).map(describeSchemaError));
   }
-  const problems = [...checkSemantics(raw), ...checkStateSemantics(raw), ...checkLimits(raw), ...checkAuditSemantics(raw), ...checkAccessSemantics(raw), ...checkObservabilitySemantics(raw), ...checkListenerTls(raw, baseDir), ...checkSessionKeyFile(raw, baseDir), ...checkDatabases(raw, baseDir), ...checkBrowserClient(raw, baseDir)];
+  const problems = [...checkSemantics(raw), ...checkStateSemantics(raw), ...checkLimits(raw), ...checkWorkers(raw), ...checkAuditSemantics(raw), ...checkAccessSemantics(raw), ...checkObservabilitySemantics(raw), ...checkListenerTls(raw, baseDir), ...checkSessionKeyFile(raw, baseDir), ...checkDatabases(raw, baseDir), ...checkBrowserClient(raw, baseDir)];
   if (problems.length > 0) throw new ConfigError(source, problems);
 
   for (const iss of raw.identity.issuers) {

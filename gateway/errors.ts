@@ -53,6 +53,7 @@ export const ERROR_CODES = {
   ZTG_ERR_ACCESS_CONFLICT: { status: 409, message: 'Trạng thái yêu cầu truy cập không cho phép thao tác này / Conflicting access request state' },
   ZTG_ERR_ACCESS_SELF_APPROVAL: { status: 403, message: 'Không được tự phê duyệt, xác nhận hay xem xét yêu cầu của chính mình / You cannot approve, confirm or review your own access' },
   ZTG_ERR_ACCESS_UNAVAILABLE: { status: 503, message: 'Không đọc được quyền truy cập theo yêu cầu lúc này / Grants cannot be read now' },
+  ZTG_ERR_KEY_ROTATION_REFUSED: { status: 409, message: 'Mọi tiến trình của cổng ký bằng cùng một khóa: thay tệp khóa rồi khởi động lại lần lượt (SIGHUP) / Every worker signs with the same key: replace the key file and restart the workers (SIGHUP)' },
   ZTG_ERR_UPSTREAM_UNAVAILABLE: { status: 502, message: 'Dịch vụ dữ liệu không phản hồi / Upstream unavailable' },
   ZTG_ERR_UPSTREAM_TIMEOUT: { status: 504, message: 'Dịch vụ dữ liệu phản hồi quá thời gian / Upstream timeout' },
   ZTG_ERR_TLS_REQUIRED: { status: 403, message: 'Cần kết nối TLS (sslmode=verify-full) / TLS is required (sslmode=verify-full)' },

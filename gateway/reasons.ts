@@ -124,6 +124,7 @@ export const REASONS = {
   'four-eyes-required': 'An admin tried to confirm a pending change that weakens protection (declassify, lower the security level, approve a service) which they proposed themselves; another security admin must.',
   'service-change-not-found': 'No pending service change has this id (already confirmed, rejected, or never proposed).',
   'policy-error': 'The policy engine failed; the request is refused.',
+  'key-rotation-multi-worker': 'An assertion key rotation asked of one worker of a multi-core instance, which would leave the workers signing with different keys; the keys stay.',
   'admin-role-required': 'A management request from an official without a security-admin role.',
   'csrf-token-invalid': "A change made with an admin session cookie without the session's CSRF token or from another origin.",
   // just-in-time access and break-glass (gateway/access/)

@@ -1,6 +1,6 @@
 import { pino, type DestinationStream, type Logger } from 'pino';
 import type { GatewayConfig } from './config.js';
-import { createAssertionSigner, type AssertionSigner } from './assertion.js';
+import { createAssertionSigner, type AssertionSigner, type SharedAssertionKeys } from './assertion.js';
 import { createDecisionLog, type DecisionLog } from './events.js';
 import { createLocks, isLockKey, type Locks } from './locks.js';
 import { auditAlert } from './audit/log.js';
@@ -64,6 +64,10 @@ export interface RuntimeOptions {
   readonly logger?: Logger;
   /** Where the default operator log writes (stderr by default). */
   readonly logDestination?: DestinationStream;
+  /** Assertion keys shared by the workers of one instance (gateway/cluster.ts). */
+  readonly sharedAssertionKeys?: SharedAssertionKeys;
+  /** This process is worker `slot` of `count` serving one port (gateway/cluster.ts). */
+  readonly worker?: { readonly slot: number; readonly count: number };
 }
 
 /** The operator log a process gets when none is given: pino JSON lines at the configured level. */
@@ -81,7 +85,7 @@ export async function createRuntime(config: GatewayConfig, opts: RuntimeOptions 
     maxSecurityLevel: Math.max(1, ...config.routes.map((r) => r.securityLevel)),
     log: opLog,
   });
-  const signer = await createAssertionSigner({ issuer: config.publicUrl, ...config.assertion, log: opLog });
+  const signer = await createAssertionSigner({ issuer: config.publicUrl, ...config.assertion, sharedKeys: opts.sharedAssertionKeys, oneOfWorkers: (opts.worker?.count ?? 1) > 1, log: opLog });
   const baseStore = opts.store ?? (await openStore(config.state));
   let state: StateKeeper;
   let policies: PolicyService;

@@ -4,6 +4,7 @@ import { parseCommandLine } from '../cli-args.js';
 import { loadConfigFile } from '../config.js';
 import { chainFiles, exportBundle, verifyBundle } from './export.js';
 import type { PublicJwk } from './keys.js';
+import { chainBases } from '../workers.js';
 import { readFilesForVerify, verifyChain, type VerifyResult } from './verify.js';
 
 /**
@@ -13,6 +14,7 @@ import { readFilesForVerify, verifyChain, type VerifyResult } from './verify.js'
 
 export const AUDIT_USAGE = `  ztgate audit verify FILE… [--keys JWKS]     kiểm tra chuỗi băm nhật ký / verify hash-chained log files (oldest first)
   ztgate audit verify --config FILE [--keys JWKS]   kiểm tra mọi tệp nhật ký của cấu hình / every chain file of a config
+                                  (với nhiều tiến trình: từng chuỗi của mỗi tiến trình / with workers: each worker's chain)
   ztgate audit verify --bundle DIR [--keys JWKS]    kiểm tra gói chứng cứ / verify an evidence bundle
   ztgate audit export --from ISO --to ISO --out DIR (--config FILE | --chain FILE) [--keys JWKS]
                                   xuất gói chứng cứ / write an evidence bundle
@@ -55,21 +57,38 @@ export async function runAuditCommand(args: string[], out: NodeJS.WritableStream
     options: { keys: { type: 'string' }, bundle: { type: 'string' }, config: { type: 'string' }, chain: { type: 'string' }, from: { type: 'string' }, to: { type: 'string' }, out: { type: 'string' } },
   });
   const keys = readKeys(values.keys);
-  const configuredFiles = () => {
-    if (values.chain) return chainFiles(values.chain);
+  /** Every chain of the config: the configured file and one per worker (gateway/workers.ts), each with its rotated files. */
+  const configuredChains = () => {
+    if (values.chain) return [{ name: values.chain, files: chainFiles(values.chain) }];
     if (!values.config) return null;
     const chain = loadConfigFile(values.config).audit.chain;
     if (!chain) throw new AuditUsageError(`${values.config}: audit.chain is not configured`);
-    return chainFiles(chain.file);
+    return chainBases(chain.file).map((b) => ({ name: b.name, files: chainFiles(b.file) })).filter((c, i) => i === 0 || c.files.length > 0);
+  };
+  const configuredFiles = () => {
+    const chains = configuredChains();
+    if (!chains) return null;
+    const nonEmpty = chains.filter((c) => c.files.length > 0);
+    if (nonEmpty.length > 1) throw new AuditUsageError(`${values.config}: one chain per worker (${nonEmpty.map((c) => c.name).join(', ')}); export each with --chain FILE`);
+    return nonEmpty[0]?.files ?? [];
   };
   if (sub === 'verify') {
     if (values.bundle) {
       const result = verifyBundle(values.bundle, keys ? { keys } : {});
       return report(result, out, result.manifestProblems);
     }
-    const files = positionals.length > 0 ? positionals : configuredFiles();
-    if (!files || files.length === 0) throw new AuditUsageError('audit verify needs FILE…, --config FILE or --bundle DIR');
-    return report(verifyChain(readFilesForVerify(files), keys ? { keys } : {}), out);
+    if (positionals.length > 0) return report(verifyChain(readFilesForVerify(positionals), keys ? { keys } : {}), out);
+    const chains = configuredChains()?.filter((c) => c.files.length > 0);
+    if (!chains || chains.length === 0) throw new AuditUsageError('audit verify needs FILE…, --config FILE or --bundle DIR');
+    if (chains.length === 1) return report(verifyChain(readFilesForVerify(chains[0]!.files), keys ? { keys } : {}), out);
+    // One independent chain per worker: each must verify on its own.
+    let status = 0;
+    for (const c of chains) {
+      // Each line names its chain.
+      const named = { write: (text: string) => out.write(text.replace(/^(?=.)/gm, `${c.name}: `)) } as NodeJS.WritableStream;
+      status = Math.max(status, report(verifyChain(readFilesForVerify(c.files), keys ? { keys } : {}), named));
+    }
+    return status;
   }
   if (sub === 'export') {
     const from = new Date(values.from ?? '');
