@@ -12,7 +12,11 @@
  *   BENCH_WARMUP_SECONDS=0.5     warm-up seconds per HTTP scenario (plus 2 s once, of gateway traffic)
  *   BENCH_CONCURRENCY=1,8        closed-loop workers (comma-separated list)
  *   BENCH_SCENARIOS=direct,gateway-allowed,gateway-denied   which HTTP scenarios
- *   BENCH_ONLY=policy|gateway|database   run one part (database: pgbench through the database plane)
+ *   BENCH_ONLY=policy|gateway|database|compare   run one part (database: pgbench through the database plane)
+ *   BENCH_COMPARE_SECONDS=10     side-by-side HTTP comparison (bench/compare.ts): measured seconds per set-up
+ *   BENCH_COMPARE_WARMUP_SECONDS=2, BENCH_COMPARE_CONNECTIONS=32, BENCH_COMPARE_THREADS=2 (wrk -t)
+ *   BENCH_COMPARE_RULES=10000, BENCH_COMPARE_TOKENS=5000, BENCH_COMPARE_WORKERS=<cores>
+ *   BENCH_COMPARE_SETUPS=direct,bare-proxy,nginx,gateway-warm,gateway-cold,gateway-redis-chain,gateway-multi-core
  *   BENCH_CPU_PROF=1             gateway child writes a .cpuprofile to bench/results/profiles/
  */
 import { execFileSync } from 'node:child_process';
@@ -23,6 +27,7 @@ import { fileURLToPath } from 'node:url';
 import { runGatewayBench, SCENARIOS, type GatewayBenchResult, type ScenarioName } from './gateway-bench.js';
 import { compareDecisions, runPolicyVariant, type Agreement, type EngineVariant, type PolicyWorkerResult } from './policy-bench.js';
 import { DEFAULT_MIX } from './policy-gen.js';
+import { COMPARE_SETUPS, formatCompare, runCompare, writeCompare, type CompareResult, type CompareSetup } from './compare.js';
 import { renderMarkdown, type BenchReport, type Machine, type Settings } from './report.js';
 import { renderDatabaseMarkdown, runDatabaseBench } from './database-bench.js';
 
@@ -66,7 +71,7 @@ function machine(): Machine {
 function settings(): Settings {
   const full = process.env.BENCH_FULL === '1';
   const only = process.env.BENCH_ONLY;
-  if (only !== undefined && only !== '' && only !== 'policy' && only !== 'gateway' && only !== 'database') throw new Error('BENCH_ONLY must be policy, gateway or database');
+  if (only !== undefined && only !== '' && only !== 'policy' && only !== 'gateway' && only !== 'database' && only !== 'compare') throw new Error('BENCH_ONLY must be policy, gateway, database or compare');
   const scenarios = (process.env.BENCH_SCENARIOS || SCENARIOS.join(',')).split(',').map((x) => x.trim());
   if (!scenarios.every((x): x is ScenarioName => (SCENARIOS as readonly string[]).includes(x))) throw new Error(`BENCH_SCENARIOS: choose from ${SCENARIOS.join(', ')}`);
   const concurrency = (process.env.BENCH_CONCURRENCY || '1,8').split(',').map((c) => Number(c.trim()));
@@ -84,7 +89,7 @@ function settings(): Settings {
     initialWarmupSeconds: 2,
     concurrency,
     scenarios,
-    only: only === 'policy' || only === 'gateway' ? only : null,
+    only: only === 'policy' || only === 'gateway' || only === 'compare' ? only : null,
   };
 }
 
@@ -102,8 +107,10 @@ async function main(): Promise<void> {
   let gateway: GatewayBenchResult | null = null;
   let gatewayError: string | null = null;
   let policyError: string | null = null;
+  let compare: CompareResult | null = null;
+  let compareError: string | null = null;
   try {
-    if (s.only !== 'gateway') {
+    if (s.only !== 'gateway' && s.only !== 'compare') {
       for (const rules of s.policySizes) {
         const run = async (variant: EngineVariant): Promise<PolicyWorkerResult> => {
           log(`policy: ${rules.toLocaleString('en-US')} rules, ${variant} engine (fresh process)`);
@@ -135,7 +142,30 @@ async function main(): Promise<void> {
         }
       }
     }
-    if (s.only !== 'policy') {
+    if (!s.only || s.only === 'compare') {
+      log('compare: the whole request path side by side');
+      try {
+        const setups = (process.env.BENCH_COMPARE_SETUPS || COMPARE_SETUPS.join(',')).split(',').map((x) => x.trim());
+        if (!setups.every((x): x is CompareSetup => (COMPARE_SETUPS as readonly string[]).includes(x))) throw new Error(`BENCH_COMPARE_SETUPS: choose from ${COMPARE_SETUPS.join(', ')}`);
+        compare = await runCompare({
+          dir: join(dir, 'compare'),
+          seconds: envNumber('BENCH_COMPARE_SECONDS', 10),
+          warmupSeconds: envNumber('BENCH_COMPARE_WARMUP_SECONDS', 2),
+          connections: envNumber('BENCH_COMPARE_CONNECTIONS', 32),
+          threads: envNumber('BENCH_COMPARE_THREADS', 2),
+          rules: envNumber('BENCH_COMPARE_RULES', 10_000),
+          tokens: envNumber('BENCH_COMPARE_TOKENS', 5000),
+          workers: envNumber('BENCH_COMPARE_WORKERS', availableParallelism()),
+          setups,
+          log,
+        });
+        writeCompare(compare, join(RESULTS, 'compare.json'));
+      } catch (err) {
+        compareError = (err as Error).message;
+        log(`compare bench failed: ${(err as Error).stack ?? compareError}`);
+      }
+    }
+    if (s.only !== 'policy' && s.only !== 'compare') {
       log('gateway: upstream and gateway in their own processes');
       const cpuProfileDir = process.env.BENCH_CPU_PROF === '1' ? join(RESULTS, 'profiles') : null;
       try {
@@ -178,6 +208,12 @@ async function main(): Promise<void> {
   mkdirSync(RESULTS, { recursive: true });
   writeFileSync(join(RESULTS, 'latest.json'), JSON.stringify(report, null, 2) + '\n');
   process.stdout.write(renderMarkdown(report));
+  if (compare) process.stdout.write(`\n## The whole request path, side by side\n\n${formatCompare(compare)}\n`);
+  if (compareError) process.exitCode = 1;
+  if (compare?.setups.some((x) => x.errors > 0)) {
+    log(`errors in the comparison: ${compare.setups.filter((x) => x.errors > 0).map((x) => x.setup).join(', ')}`);
+    process.exitCode = 1;
+  }
   log(`results written to bench/results/latest.json (${report.durationSeconds.toFixed(1)} s)`);
 
   const failed = gateway?.scenarios.filter((x) => x.errors > 0 || Object.keys(x.unexpectedStatus).length > 0) ?? [];
@@ -196,7 +232,7 @@ async function main(): Promise<void> {
 /** The database plane's part: pgbench through the gateway against direct (bench/database-bench.ts). */
 async function database(): Promise<void> {
   const only = process.env.BENCH_ONLY;
-  if (only === 'policy' || only === 'gateway') return;
+  if (only === 'policy' || only === 'gateway' || only === 'compare') return;
   const result = await runDatabaseBench({ seconds: envNumber('BENCH_SECONDS', 5), clients: 4, log });
   mkdirSync(RESULTS, { recursive: true });
   writeFileSync(join(RESULTS, 'database-latest.json'), JSON.stringify(result, null, 2) + '\n');

@@ -1,0 +1,38 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { formatCompare, runCompare, type CompareOptions } from '../bench/compare.js';
+import { redisUrl } from './helpers/redis.js';
+
+/** The side-by-side HTTP comparison of `npm run bench` still runs end to end, with tiny counts. */
+const dir = mkdtempSync(join(tmpdir(), 'ztgate-bench-smoke-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const tiny = async (extra: Partial<CompareOptions>): Promise<CompareOptions> => ({ dir, seconds: 1, warmupSeconds: 0, connections: 4, threads: 1, rules: 50, tokens: 10, workers: 2, redisUrl: await redisUrl(), log: () => undefined, ...extra });
+
+describe('npm run bench: the side-by-side comparison (smoke run)', () => {
+  it('measures every set-up, with ratios to the bare proxy, and no errors', async () => {
+    const r = await runCompare(await tiny({}));
+    const measured = r.setups.filter((s) => !s.skipped);
+    expect(measured.map((s) => s.setup)).toEqual(expect.arrayContaining(['direct', 'bare-proxy', 'gateway-warm', 'gateway-cold', 'gateway-redis-chain', 'gateway-multi-core']));
+    for (const s of measured) {
+      expect(s.requests, s.setup).toBeGreaterThan(0);
+      expect(s.errors, s.setup).toBe(0);
+      expect(s.ratioToBare, s.setup).toBeGreaterThan(0);
+      expect(s.serverCores, s.setup).toBeGreaterThan(0);
+      expect(s.peakRssMiB.max, s.setup).toBeGreaterThan(0);
+    }
+    expect(measured.find((s) => s.setup === 'bare-proxy')!.ratioToBare).toBe(1);
+    const table = formatCompare(r);
+    expect(table).toContain('(e) gateway, cold: distinct tokens in rotation');
+    expect(table).toContain(`${r.machine.cores} cores`);
+  }, 90_000);
+
+  it('runs without wrk too (the closed loop in process)', async () => {
+    const r = await runCompare(await tiny({ generator: 'node', setups: ['direct', 'gateway-cold'] }));
+    expect(r.loadgen).toMatch(/^node closed loop/);
+    for (const s of r.setups) expect(s.requests, s.setup).toBeGreaterThan(0);
+    expect(r.setups.every((s) => s.errors === 0)).toBe(true);
+  }, 60_000);
+});
