@@ -35,20 +35,42 @@ export interface RecentDecisions {
 const SEQ = 'policy:recent:seq';
 const slot = (n: number) => `policy:recent:${n}`;
 
+/** Recorded decisions wait this long in memory and go to the store together, off the request path. */
+const FLUSH_INTERVAL_MS = 250;
+
 export function createRecentDecisions(store: Store, capacity: number, retentionMs = 7 * 86_400_000): RecentDecisions {
+  let pending: RecordedDecision[] = [];
+  let timer: NodeJS.Timeout | null = null;
+  let flushing: Promise<void> = Promise.resolve();
+  // One INCRBY for the batch, then its slots written together (pipelined on the one connection).
+  const flush = (): Promise<void> => {
+    if (timer) clearTimeout(timer);
+    timer = null;
+    const batch = pending.slice(-capacity);
+    pending = [];
+    if (batch.length === 0) return flushing;
+    flushing = flushing
+      .then(async () => {
+        const last = await store.incr(SEQ, batch.length);
+        await Promise.all(batch.map((entry, i) => store.set(slot((last - batch.length + 1 + i) % capacity), JSON.stringify(entry), { ttlMs: retentionMs })));
+      })
+      .catch(() => undefined);
+    return flushing;
+  };
   return {
     record(request, decision) {
       const { sessionId: _secret, ...principal } = request.principal;
-      const entry: RecordedDecision = {
+      pending.push({
         request: { ...request, principal: { ...principal, sessionId: null } },
         decision: { effect: decision.effect, reason: decision.reasons[0] ?? 'policy-no-match', rule: decision.rule, policyVersion: decision.policyVersion },
-      };
-      void store
-        .incr(SEQ)
-        .then((n) => store.set(slot(n % capacity), JSON.stringify(entry), { ttlMs: retentionMs }))
-        .catch(() => undefined);
+      });
+      if (!timer) {
+        timer = setTimeout(() => void flush(), FLUSH_INTERVAL_MS);
+        timer.unref();
+      }
     },
     async list(limit = capacity) {
+      await flush();
       const n = Math.min(limit, capacity);
       const values = await Promise.all(Array.from({ length: capacity }, (_, i) => store.get(slot(i))));
       const entries = values.filter((v): v is string => v !== null).map((v) => JSON.parse(v) as RecordedDecision);

@@ -223,10 +223,17 @@ export function createDecisionFeed(): DecisionFeed {
 
 /** Sends every decision event to its destination and, parsed, to the feed. */
 export function teeToFeed(destination: DestinationStream, feed: DecisionFeed): DestinationStream {
+  // The feed reads the lines after the responses have gone out, in batches, never inside a request.
+  let queued: string[] = [];
+  const drain = () => {
+    const lines = queued;
+    queued = [];
+    for (const line of lines) feed.ingest(line);
+  };
   return {
     write(chunk: string) {
       const result = destination.write(chunk);
-      feed.ingest(chunk);
+      if (queued.push(chunk) === 1) setImmediate(drain);
       return result;
     },
   } as DestinationStream;
