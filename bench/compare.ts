@@ -153,7 +153,9 @@ function started(child: ChildProcess, url: string): Server_ {
 
 function startNode(mode: string, arg: unknown): Promise<Server_> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/compare-servers.ts'), mode, JSON.stringify(arg)], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+    // BENCH_CPU_PROF=1: the gateway writes a V8 CPU profile to bench/results/profiles/ when it stops.
+    const profile = mode === 'gateway' && process.env.BENCH_CPU_PROF === '1' ? ['--cpu-prof', `--cpu-prof-dir=${join(ROOT, 'bench/results/profiles')}`] : [];
+    const child = spawn(process.execPath, [...profile, '--import', 'tsx', join(ROOT, 'bench/compare-servers.ts'), mode, JSON.stringify(arg)], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     child.stdout!.on('data', (c: Buffer) => {
       out += c;
