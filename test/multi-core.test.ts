@@ -176,6 +176,15 @@ describe('the workers setting', () => {
     expect(resolveWorkers(3, { stateBackend: 'redis', override: 2 })).toBe(2);
   });
 
+  it('--workers takes a whole number from 1 to 256, and says so otherwise', async () => {
+    const run = spawn(process.execPath, ['--import', 'tsx', 'gateway/cli.ts', 'start', '--config', configFile, '--workers', 'many'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    run.stderr!.on('data', (c: Buffer) => (err += c));
+    const code = await new Promise<number | null>((resolve) => run.once('exit', resolve));
+    expect(code).toBe(2);
+    expect(err).toContain('--workers: "many" must be a whole number from 1 to 256');
+  }, 20_000);
+
   it('a key rotation asked of one worker of several is refused, the keys stay', async () => {
     const signer = await createAssertionSigner({ issuer: 'http://gw.invalid', ttlSeconds: 60, oneOfWorkers: true });
     const kid = signer.currentKid;
