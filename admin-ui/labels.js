@@ -149,6 +149,7 @@ export const REASON_VI = {
   'four-eyes-required': 'Cần quản trị viên thứ hai xác nhận',
   'service-change-not-found': 'Không tìm thấy thay đổi chờ xác nhận',
   'policy-error': 'Lỗi khi đánh giá chính sách',
+  'key-rotation-multi-worker': 'Không xoay khóa ký trên một tiến trình khi chạy nhiều tiến trình',
   'admin-role-required': 'Cần vai trò quản trị an ninh',
   'csrf-token-invalid': 'Thiếu mã chống giả mạo hoặc khác nguồn gốc',
   'audit-unavailable': 'Không ghi được nhật ký kiểm toán',
