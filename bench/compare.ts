@@ -10,6 +10,7 @@ import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { Redis } from 'ioredis';
 import { generatePolicy } from './policy-gen.js';
 import { createAgent, LoadAccumulator } from './loadgen.js';
+import { deleteKeysByPrefix } from '../test/helpers/redis.js';
 
 /**
  * The whole request path side by side, in one run, on loopback, against one upstream (≈1 KB JSON,
@@ -422,14 +423,7 @@ export async function runCompare(o: CompareOptions): Promise<CompareResult> {
     for (const s of servers) await s.stop();
     jwks.server.close();
     if (redis) {
-      if (redis.status === 'ready') {
-        let cursor = '0';
-        do {
-          const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 500);
-          cursor = next;
-          if (keys.length > 0) await redis.del(...keys);
-        } while (cursor !== '0');
-      }
+      if (redis.status === 'ready') await deleteKeysByPrefix(redis, prefix);
       redis.disconnect();
     }
   }

@@ -7,6 +7,22 @@ import { isNationalId, NATIONAL_ID_PATTERN } from '../../identity/national-id.js
 import { OFFICIAL_STATUSES, parseRoster, RosterError, RosterUnavailableError, type OfficialStatus } from '../../identity/roster.js';
 import { diffRoster, entryChange } from '../../identity/roster-diff.js';
 import { ADMIN_API_PREFIX, type AdminModule } from './app.js';
+
+/** Ending sessions is audited with why: a body of one required reason. */
+const REASON_BODY = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['reason'],
+  properties: { reason: { type: 'string', minLength: 1, maxLength: 1000, description: 'Lý do / why: required' } },
+} as const;
+const SESSIONS_ENDED = { 200: { type: 'object', properties: { sessionsEnded: { type: 'integer' } } } } as const;
+
+/** The schema admits "   "; an audited reason must say something. */
+function requiredReason(text: string): string {
+  const reason = text.trim();
+  if (!reason) throw new GatewayError('ZTG_ERR_BAD_REQUEST', 'request-malformed', { detail: 'reason: bắt buộc nêu lý do / a reason is required' });
+  return reason;
+}
 import { useStrictValidation } from './openapi.js';
 
 /**
@@ -169,18 +185,12 @@ export const identityModule: AdminModule = (app: FastifyInstance, runtime: Runti
         description: 'The session ends on every gateway instance at once; its browser must sign in again. Body: {"reason": "…"} (required, audited).',
         tags: ['identity'],
         params: { type: 'object', required: ['handle'], properties: { handle: { type: 'string', pattern: '^[0-9a-f]{64}$' } } },
-        body: {
-          type: 'object',
-          additionalProperties: false,
-          required: ['reason'],
-          properties: { reason: { type: 'string', minLength: 1, maxLength: 1000, description: 'Lý do / why: required' } },
-        },
-        response: { 200: { type: 'object', properties: { sessionsEnded: { type: 'integer' } } } },
+        body: REASON_BODY,
+        response: SESSIONS_ENDED,
       },
     }, async (request: FastifyRequest<{ Params: { handle: string }; Body: { reason: string } }>) => {
       const { handle } = request.params;
-      const reason = request.body.reason.trim();
-      if (!reason) throw new GatewayError('ZTG_ERR_BAD_REQUEST', 'request-malformed', { detail: 'reason: bắt buộc nêu lý do / a reason is required' });
+      const reason = requiredReason(request.body.reason);
       const record = await sessions.read(handle).catch(unavailable);
       if (!record) throw new GatewayError('ZTG_ERR_BAD_REQUEST', 'session-unknown', { detail: 'Không có phiên này (đã kết thúc?) / no such session (already ended?)' });
       await sessions.end(handle).catch(unavailable);
@@ -194,19 +204,13 @@ export const identityModule: AdminModule = (app: FastifyInstance, runtime: Runti
         description: 'Every browser session of the official ends on every gateway instance at once; their next request must sign in again. Body: {"reason": "…"} (required, audited).',
         tags: ['identity'],
         params: nationalIdParams,
-        body: {
-          type: 'object',
-          additionalProperties: false,
-          required: ['reason'],
-          properties: { reason: { type: 'string', minLength: 1, maxLength: 1000, description: 'Lý do / why: required' } },
-        },
-        response: { 200: { type: 'object', properties: { sessionsEnded: { type: 'integer' } } } },
+        body: REASON_BODY,
+        response: SESSIONS_ENDED,
       },
     }, async (request: FastifyRequest<{ Params: { nationalId: string }; Body: { reason: string } }>) => {
       const { nationalId } = request.params;
       if (!isNationalId(nationalId)) throw new GatewayError('ZTG_ERR_BAD_REQUEST', 'request-malformed');
-      const reason = request.body.reason.trim();
-      if (!reason) throw new GatewayError('ZTG_ERR_BAD_REQUEST', 'request-malformed', { detail: 'reason: bắt buộc nêu lý do / a reason is required' });
+      const reason = requiredReason(request.body.reason);
       const sessionsEnded = await sessions.endAllOf(nationalId).catch(unavailable);
       request.zt.admin = { operation: 'sessions.revoke', target: nationalId, detail: { reason, sessionsEnded } };
       return { sessionsEnded };

@@ -56,16 +56,21 @@ export function redisUrl(): Promise<string> {
 
 /** Deletes the keys under one test's random prefix, and nothing else (SCAN, never FLUSHDB). */
 export async function deleteKeysWithPrefix(prefix: string): Promise<void> {
-  if (!prefix) throw new Error('refusing to delete keys without a prefix');
   const redis = new Redis(await redisUrl());
   try {
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 500);
-      cursor = next;
-      if (keys.length > 0) await redis.del(...keys);
-    } while (cursor !== '0');
+    await deleteKeysByPrefix(redis, prefix);
   } finally {
     redis.disconnect();
   }
+}
+
+/** The same, on a connection the caller already holds. */
+export async function deleteKeysByPrefix(redis: Redis, prefix: string): Promise<void> {
+  if (!prefix) throw new Error('refusing to delete keys without a prefix');
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 500);
+    cursor = next;
+    if (keys.length > 0) await redis.del(...keys);
+  } while (cursor !== '0');
 }
