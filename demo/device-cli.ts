@@ -15,7 +15,8 @@ import { join } from 'node:path';
 import { parseCommandLine } from '../gateway/cli-args.js';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, SignJWT, type CryptoKey, type JWK } from 'jose';
 import { findRepoRoot } from './paths.js';
-import { didYouMean } from '../gateway/suggest.js';
+import { UsageError } from '../core/errors.js';
+import { didYouMean } from '../core/suggest.js';
 
 export const DEMO_POSTURE_ISSUER = 'urn:ztgate:demo:endpoint-management';
 const DEMO_MARK = 'DỮ LIỆU GIẢ LẬP — DEMO ONLY: synthetic key material for the embedded demo; never use in production.';
@@ -140,16 +141,16 @@ export async function loadDemoDevice(id: string | undefined, dir = demoDataDir('
   const known = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.json')).map((f) => f.slice(0, -5)) : [];
   const chosen = id ?? (known.length === 1 ? known[0] : undefined);
   if (!chosen) {
-    throw new CliUsageError(known.length === 0 ? 'chưa có thiết bị / no demo device yet: run `ztgate device init --name NAME`' : `có nhiều thiết bị / several demo devices, choose one with --device: ${known.join(', ')}`);
+    throw new UsageError(known.length === 0 ? 'chưa có thiết bị / no demo device yet: run `ztgate device init --name NAME`' : `có nhiều thiết bị / several demo devices, choose one with --device: ${known.join(', ')}`);
   }
-  if (!/^[A-Za-z0-9_-]{43}$/.test(chosen) || !known.includes(chosen)) throw new CliUsageError(`không có thiết bị / no demo device ${chosen} in ${dir}`);
+  if (!/^[A-Za-z0-9_-]{43}$/.test(chosen) || !known.includes(chosen)) throw new UsageError(`không có thiết bị / no demo device ${chosen} in ${dir}`);
   const file = JSON.parse(readFileSync(join(dir, `${chosen}.json`), 'utf8')) as DeviceFile;
   return { id: file.id, name: file.name, privateKey: (await importJWK(file.privateJwk, 'ES256')) as CryptoKey, publicJwk: file.publicJwk };
 }
 
 async function loadDemoSigner(dir = demoDataDir('demo')) {
   const file = join(dir, 'posture-signer.private.json');
-  if (!existsSync(file)) throw new CliUsageError(`không thấy khóa ký demo / demo signer key not found at ${file}: start \`ztgate demo\` first`);
+  if (!existsSync(file)) throw new UsageError(`không thấy khóa ký demo / demo signer key not found at ${file}: start \`ztgate demo\` first`);
   const { issuer, kid, privateJwk } = JSON.parse(readFileSync(file, 'utf8')) as { issuer: string; kid: string; privateJwk: JWK };
   return { issuer, kid, privateKey: (await importJWK(privateJwk, 'ES256')) as CryptoKey };
 }
@@ -157,7 +158,6 @@ async function loadDemoSigner(dir = demoDataDir('demo')) {
 // ---------------------------------------------------------------------------------------------
 // The command.
 
-export class CliUsageError extends Error {}
 
 export const DEVICE_USAGE = `ztgate device — thiết bị giả lập cho bản trình diễn / demo device
 
@@ -186,7 +186,7 @@ export async function runDeviceCommand(args: string[], io: DeviceCliIo = { out: 
     io.out(DEVICE_USAGE);
     return 0;
   }
-  if (sub !== undefined && !DEVICE_COMMANDS.includes(sub)) throw new CliUsageError(`unknown device command "${sub}"${didYouMean(sub, DEVICE_COMMANDS)}\n\n${DEVICE_USAGE}`);
+  if (sub !== undefined && !DEVICE_COMMANDS.includes(sub)) throw new UsageError(`unknown device command "${sub}"${didYouMean(sub, DEVICE_COMMANDS)}\n\n${DEVICE_USAGE}`);
   const { values, positionals } = parseCommandLine({
     args: rest,
     strict: true,
@@ -221,13 +221,13 @@ export async function runDeviceCommand(args: string[], io: DeviceCliIo = { out: 
 
   switch (sub) {
     case 'init': {
-      if (!values.name) throw new CliUsageError('init needs --name NAME');
+      if (!values.name) throw new UsageError('init needs --name NAME');
       const device = await createDemoDevice(values.name);
       io.out(`${device.id}\n`);
       return 0;
     }
     case 'enrol': {
-      if (!values.user) throw new CliUsageError('enrol needs --user NATIONAL_ID');
+      if (!values.user) throw new UsageError('enrol needs --user NATIONAL_ID');
       const device = await loadDemoDevice(values.device);
       const accessToken = await token(values.user);
       const url = `${gateway}/.ztgate/devices`;
@@ -240,8 +240,8 @@ export async function runDeviceCommand(args: string[], io: DeviceCliIo = { out: 
     }
     case 'approve':
     case 'quarantine': {
-      if (!values.admin) throw new CliUsageError(`${sub} needs --admin NATIONAL_ID`);
-      if (sub === 'quarantine' && !values.reason) throw new CliUsageError('quarantine needs --reason TEXT');
+      if (!values.admin) throw new UsageError(`${sub} needs --admin NATIONAL_ID`);
+      if (sub === 'quarantine' && !values.reason) throw new UsageError('quarantine needs --reason TEXT');
       const device = await loadDemoDevice(values.device);
       const body = sub === 'approve' ? { hardwareKey: values['hardware-key'] ?? false, ...(values.reason ? { reason: values.reason } : {}) } : { reason: values.reason };
       const res = await fetch(`${adminUrl}/api/v1/devices/${device.id}/${sub}`, {
@@ -259,9 +259,9 @@ export async function runDeviceCommand(args: string[], io: DeviceCliIo = { out: 
       return 0;
     }
     case 'curl': {
-      if (!values.user) throw new CliUsageError('curl needs --user NATIONAL_ID');
+      if (!values.user) throw new UsageError('curl needs --user NATIONAL_ID');
       const target = positionals[0];
-      if (!target || positionals.length > 1) throw new CliUsageError('curl needs exactly one URL');
+      if (!target || positionals.length > 1) throw new UsageError('curl needs exactly one URL');
       const device = await loadDemoDevice(values.device);
       const method = (values.method ?? 'GET').toUpperCase();
       const accessToken = await token(values.user);
@@ -278,6 +278,6 @@ export async function runDeviceCommand(args: string[], io: DeviceCliIo = { out: 
       io.out(DEVICE_USAGE);
       return sub ? 0 : 2;
     default:
-      throw new CliUsageError(`unknown device command "${sub}"\n\n${DEVICE_USAGE}`);
+      throw new UsageError(`unknown device command "${sub}"\n\n${DEVICE_USAGE}`);
   }
 }

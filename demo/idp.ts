@@ -14,7 +14,7 @@ import type { AddressInfo } from 'node:net';
 import { demoFile } from './paths.js';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from 'jose';
 import { isLoopback } from '../gateway/config.js';
-import { isNationalId } from '../identity/national-id.js';
+import { isNationalId } from '../core/national-id.js';
 
 export const DEMO_CLI_CLIENT_ID = 'ztgate-cli';
 /** RFC 8252 §7.3 loopback redirect; never listened on (the token client stops at the redirect). */

@@ -17,7 +17,7 @@ import { readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { demoFile } from './paths.js';
-import { isNationalId } from '../identity/national-id.js';
+import { isNationalId } from '../core/national-id.js';
 
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
 import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';

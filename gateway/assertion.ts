@@ -2,9 +2,9 @@ import { generateKeyPairSync, KeyObject, sign as cryptoSign } from 'node:crypto'
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, importPKCS8, type JWK, type CryptoKey } from 'jose';
-import type { Principal } from '../identity/principal.js';
-import type { Decision } from '../policies/engine.js';
-import { ConfigError, GatewayError } from './errors.js';
+import type { Principal, Decision } from '../core/principal.js';
+import { ConfigError } from '../core/errors.js';
+import { GatewayError } from './errors.js';
 
 /**
  * The signed assertion the gateway adds to every forwarded request, so an upstream can

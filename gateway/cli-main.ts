@@ -3,15 +3,14 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseCommandLine } from './cli-args.js';
 import { knownServices } from '../policies/access.js';
-import { didYouMean } from './suggest.js';
-import { ConfigError } from './errors.js';
-import { loadConfigFile } from './config.js';
+import { didYouMean } from '../core/suggest.js';
+import { ConfigError, UsageError } from '../core/errors.js';
 import { startGateway } from './server.js';
 import { PolicyEngine, PolicyError } from '../policies/engine.js';
 import { AUDIT_USAGE } from './audit/cli.js';
 import { unsupportedRuntime } from './node-version.js';
 import { configuredFileProblems, identityProviderProblems } from './preflight.js';
-import type { GatewayConfig } from './config.js';
+import { loadConfigFile, type GatewayConfig } from './config.js';
 import { ACCESS_USAGE } from './access/cli.js';
 import { checkWorkers, MAX_WORKERS, resolveWorkers } from './workers.js';
 
@@ -122,12 +121,8 @@ const commands: Record<string, Handler> = {
   async policy(args, io) {
     const [sub, ...rest] = args;
     const { config, cases, samples } = options(rest, { config: { type: 'string' }, cases: { type: 'string' }, samples: { type: 'string' } });
-    const { policyCommand, UsageError: PolicyUsageError } = await import('../policies/cli.js');
-    try {
-      return await policyCommand(sub, { config, cases, samples }, io.out, io.err);
-    } catch (err) {
-      throw err instanceof PolicyUsageError ? new UsageError(err.message) : err;
-    }
+    const { policyCommand } = await import('../policies/cli.js');
+    return policyCommand(sub, { config, cases, samples }, io.out, io.err);
   },
   async demo(args, io) {
     options(args, {});
@@ -146,32 +141,18 @@ const commands: Record<string, Handler> = {
     return 0;
   },
   async audit(args, io) {
-    const { runAuditCommand, AuditUsageError } = await import('./audit/cli.js');
-    try {
-      return await runAuditCommand(args, io.out);
-    } catch (err) {
-      throw err instanceof AuditUsageError ? new UsageError(err.message) : err;
-    }
+    const { runAuditCommand } = await import('./audit/cli.js');
+    return runAuditCommand(args, io.out);
   },
   async access(args, io) {
-    const { runAccessCommand, AccessUsageError } = await import('./access/cli.js');
-    try {
-      return await runAccessCommand(args, { out: io.out, err: io.err, env: process.env });
-    } catch (err) {
-      throw err instanceof AccessUsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') ? new UsageError((err as Error).message) : err;
-    }
+    const { runAccessCommand } = await import('./access/cli.js');
+    return runAccessCommand(args, { out: io.out, err: io.err, env: process.env });
   },
   async device(args, io) {
-    const { runDeviceCommand, CliUsageError } = await import('../demo/device-cli.js');
-    try {
-      return await runDeviceCommand(args, { out: (t) => io.out.write(t) });
-    } catch (err) {
-      throw err instanceof CliUsageError ? new UsageError(err.message) : err;
-    }
+    const { runDeviceCommand } = await import('../demo/device-cli.js');
+    return runDeviceCommand(args, { out: (t) => io.out.write(t) });
   },
 };
-
-class UsageError extends Error {}
 
 /** The version in package.json, found above this file (gateway/cli.ts, or dist/gateway/cli.js when built). */
 function version(): string {

@@ -2,9 +2,10 @@ import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
-import { ConfigError } from './errors.js';
+import { ConfigError } from '../core/errors.js';
 import { withLines } from './config-lines.js';
-import { didYouMean } from './suggest.js';
+import { didYouMean } from '../core/suggest.js';
+import { APPROVAL_STATUSES, CLASSIFICATIONS, DEVICE_TIERS, type ApprovalStatus, type Classification, type DeviceTier } from '../core/levels.js';
 import { CLAIMS_PRESETS, CLAIMS_PRESET_NAMES, type ClaimsPresetName } from '../identity/claim-presets.js';
 import { ACCESS_SCHEMA, checkAccessSemantics, resolveAccessPaths, type AccessConfig } from './access/config.js';
 import { AUDIT_SCHEMA, DETECTION_SCHEMA, checkAuditSemantics, resolveAuditPaths, type AuditConfig, type DetectionConfig } from './audit/config.js';
@@ -16,24 +17,9 @@ import { LOG_SCHEMA, OPS_SCHEMA, PROBES_SCHEMA, TRACING_SCHEMA, checkObservabili
  * then frozen. Nothing is served until all of it holds.
  */
 
-export const CLASSIFICATIONS = [
-  'public', // công khai
-  'internal', // nội bộ
-  'personal-data', // dữ liệu cá nhân
-  'sensitive-personal-data', // dữ liệu cá nhân nhạy cảm
-  'mat', // Mật
-  'toi-mat', // Tối mật
-  'tuyet-mat', // Tuyệt mật
-] as const;
-export type Classification = (typeof CLASSIFICATIONS)[number];
-
-export const APPROVAL_STATUSES = ['approved', 'pending', 'rejected', 'suspended'] as const;
-export type ApprovalStatus = (typeof APPROVAL_STATUSES)[number];
-
 /** Only asymmetric algorithms: a JWKS is public, so HS* would let anyone with the key sign. */
 export const ALLOWED_TOKEN_ALGORITHMS = ['ES256', 'ES384', 'ES512', 'PS256', 'PS384', 'PS512', 'RS256', 'RS384', 'RS512', 'EdDSA'] as const;
 
-import { DEVICE_TIERS, type DeviceTier } from '../identity/device-tiers.js';
 import { checkListenerTls, TLS_SCHEMA, type ListenerTlsConfig } from './tls.js';
 import { ASSERTION_SCHEMA, checkAssertionConfig, type AssertionConfig } from './assertion.js';
 import { sessionKeyFileProblem } from '../identity/session-crypto.js';
@@ -42,7 +28,6 @@ import { checkLimits, LIMITS_SCHEMA, type LimitsConfig } from './limits.js';
 import { checkDatabases, DATABASES_SCHEMA, type DatabasesConfig } from './database/config.js';
 import { BROWSER_CLIENT_AUTH_PROPERTIES, checkBrowserClientAuth, ISSUER_ASSURANCE_PROPERTIES, type BrowserClientAuthConfig, type IssuerAssuranceConfig } from './identity-config.js';
 import { checkWorkers, WORKERS_SCHEMA, type WorkersSetting } from './workers.js';
-export { DEVICE_TIERS, type DeviceTier };
 
 /** Algorithms a device key may sign DPoP proofs with: no RSA keys on devices, no symmetric keys. */
 export const ALLOWED_DEVICE_PROOF_ALGORITHMS = ['ES256', 'EdDSA'] as const;

@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { GatewayError } from './errors.js';
-import { StoreError } from './store.js';
+import { StoreError } from '../core/store.js';
 import { deviceError, type DeviceAssessor } from './steps/device.js';
 import { checkLocks } from './steps/locks.js';
 import type { Locks } from './locks.js';

@@ -1,5 +1,6 @@
 import pg from 'pg';
-import { redactUrl, StoreError } from './store.js';
+import { redactUrl } from './store-backends.js';
+import { StoreError } from '../core/store.js';
 
 /**
  * The durable copy of the governance records (policy versions and their approvals, locks, the

@@ -1,4 +1,5 @@
-import type { Reason } from './reasons.js';
+import { CodedError } from '../core/errors.js';
+import type { Reason } from '../core/reasons.js';
 
 /**
  * Every response the gateway makes itself comes from a GatewayError: a stable `code`
@@ -64,7 +65,7 @@ export const ERROR_CODES = {
 
 export type ErrorCode = keyof typeof ERROR_CODES;
 
-export class GatewayError extends Error {
+export class GatewayError extends CodedError {
   readonly code: ErrorCode;
   readonly statusCode: number;
   readonly reason: Reason;
@@ -90,16 +91,4 @@ export interface PresentedIdentity {
   readonly sub: string | null;
   /** The national ID claim when it is a well-formed one, else null. */
   readonly nationalId: string | null;
-}
-
-/** Thrown while loading configuration or policy files; `key` names what is wrong. */
-export class ConfigError extends Error {
-  readonly code = 'ZTG_ERR_CONFIG_INVALID';
-  readonly problems: readonly string[];
-
-  constructor(source: string, problems: string[]) {
-    super(`${source}: cấu hình không hợp lệ / invalid configuration\n  - ${problems.join('\n  - ')}`);
-    this.name = 'ConfigError';
-    this.problems = Object.freeze([...problems]);
-  }
 }

@@ -1,9 +1,8 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { RouteConfig } from './config.js';
-import type { Principal } from '../identity/principal.js';
-import type { Decision } from '../policies/engine.js';
+import type { Principal, Decision } from '../core/principal.js';
 import type { Purpose } from '../policies/access.js';
-import type { Reason } from './reasons.js';
+import type { Reason } from '../core/reasons.js';
 import type { PresentedIdentity } from './errors.js';
 import type { DeviceTrust } from './steps/device.js';
 import type { AuditEvent, DecisionLog } from './audit/log.js';

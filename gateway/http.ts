@@ -6,8 +6,8 @@ import Fastify, { LogController, type FastifyError, type FastifyInstance, type F
 import type { Logger } from 'pino';
 import { ERROR_CODES, GatewayError, type ErrorCode } from './errors.js';
 import { emitDecision, emitUnparsedRequest, newDecisionContext, type DecisionContext, type EventAction } from './events.js';
-import type { Reason } from './reasons.js';
-import { StateLostError } from './store.js';
+import type { Reason } from '../core/reasons.js';
+import { StateLostError } from '../core/store.js';
 import type { PipelineState } from './pipeline.js';
 import type { Runtime } from './runtime.js';
 import { listenerTimeouts } from './limits.js';

@@ -1,6 +1,6 @@
 import { isIP } from 'node:net';
-import { STATE_EPOCH_KEY, StateLostError, StoreError, type Store } from './store.js';
-import { isNationalId } from '../identity/national-id.js';
+import { STATE_EPOCH_KEY, StateLostError, StoreError, type Store } from '../core/store.js';
+import { isNationalId } from '../core/national-id.js';
 
 /**
  * Locks (khóa) ordered by the SOC, an admin or a detection rule: an official, a device, a

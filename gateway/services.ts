@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { CLASSIFICATIONS, type ApprovalStatus, type Classification, type RouteConfig } from './config.js';
+import { CLASSIFICATIONS, type ApprovalStatus, type Classification } from '../core/levels.js';
+import type { RouteConfig } from './config.js';
 import type { RouteTable } from './steps/route.js';
-import type { Store } from './store.js';
+import type { Store } from '../core/store.js';
+import { CodedError } from '../core/errors.js';
 
 /**
  * The registry of shared database services as they stand now: the routes of the configuration,
@@ -58,7 +60,7 @@ export interface ServicePatch {
   readonly approval?: { readonly status: ApprovalStatus; readonly reason?: string };
 }
 
-export class ServiceChangeError extends Error {
+export class ServiceChangeError extends CodedError {
   constructor(
     readonly code: 'ERR_SERVICE_UNKNOWN' | 'ERR_APPROVAL_REASON_REQUIRED' | 'ERR_CHANGE_UNKNOWN' | 'ERR_FOUR_EYES_REQUIRED',
     message: string,

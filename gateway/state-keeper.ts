@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { DurableRecords } from './durable.js';
-import { STATE_EPOCH_KEY, StateLostError, type Store } from './store.js';
+import { STATE_EPOCH_KEY, StateLostError, type Store } from '../core/store.js';
 
 /**
  * Keeps the shared state honest. The state in Redis carries a marker (STATE_EPOCH_KEY) written

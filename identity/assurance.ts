@@ -1,4 +1,4 @@
-import type { AssuranceLevel } from './principal.js';
+import type { AssuranceLevel } from '../core/principal.js';
 
 /**
  * The identity assurance level (VNeID mức 1 / mức 2, or what an IdP says through `acr`, `amr` or

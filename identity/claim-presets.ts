@@ -4,7 +4,7 @@
  * to use their own claim names, so the names and the level mapping are configuration, with these
  * presets as starting points (README "Identity"). Explicit `claims` keys override the preset.
  */
-import type { AssuranceLevel } from './principal.js';
+import type { AssuranceLevel } from '../core/principal.js';
 
 export interface ClaimNames {
   readonly nationalId: string;

@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { calculateJwkThumbprint, importJWK, type JWK } from 'jose';
-import type { Store } from '../gateway/store.js';
-import { isNationalId } from './national-id.js';
+import type { Store } from '../core/store.js';
+import { isNationalId } from '../core/national-id.js';
+import { CodedError } from '../core/errors.js';
 
 /**
  * The device registry (sổ đăng ký thiết bị): every device that may reach shared data, identified
@@ -51,7 +52,7 @@ export type DeviceRegistryErrorCode =
   | 'ERR_DEVICE_SELF_APPROVAL'
   | 'ERR_DEVICE_BUSY';
 
-export class DeviceRegistryError extends Error {
+export class DeviceRegistryError extends CodedError {
   constructor(
     readonly code: DeviceRegistryErrorCode,
     message: string,

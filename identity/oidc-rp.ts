@@ -2,6 +2,7 @@ import * as oidc from 'openid-client';
 import { readFileSync } from 'node:fs';
 import { createRemoteJWKSet, errors as joseErrors, importPKCS8, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import type { BrowserSignInConfig } from '../gateway/config.js';
+import { CodedError } from '../core/errors.js';
 
 /**
  * The gateway as an OpenID Connect relying party (openid-client): authorization code flow with
@@ -26,7 +27,7 @@ export type RpErrorCode =
   | 'ERR_ID_TOKEN_CLOCK_SKEW'
   | 'ERR_LOGOUT_TOKEN_INVALID';
 
-export class RpError extends Error {
+export class RpError extends CodedError {
   constructor(
     readonly code: RpErrorCode,
     message: string,

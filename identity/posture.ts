@@ -1,6 +1,7 @@
 import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, decodeProtectedHeader, errors, jwtVerify, type JSONWebKeySet, type JWTPayload, type JWTVerifyGetKey } from 'jose';
-import { DEVICE_TIERS, type DeviceTier, type DevicesConfig, type PostureSignerConfig } from '../gateway/config.js';
-import type { Store } from '../gateway/store.js';
+import { DEVICE_TIERS, type DeviceTier } from '../core/levels.js';
+import type { DevicesConfig, PostureSignerConfig } from '../gateway/config.js';
+import type { Store } from '../core/store.js';
 
 /**
  * Device posture (tình trạng an toàn thiết bị): a JWT signed by an endpoint-management / EDR

@@ -1,35 +1,10 @@
 import type { JWTPayload } from 'jose';
 import type { IssuerConfig } from '../gateway/config.js';
-import { isNationalId } from './national-id.js';
+import { isNationalId } from '../core/national-id.js';
+import type { Principal } from '../core/principal.js';
+import { CodedError } from '../core/errors.js';
 
-/** State-secret clearance, lowest first (Mật < Tối mật < Tuyệt mật). */
-export const CLEARANCES = ['none', 'mat', 'toi-mat', 'tuyet-mat'] as const;
-export type Clearance = (typeof CLEARANCES)[number];
-
-/** Identity assurance: 0 = unknown (treated as below every level), 1 and 2 = VNeID levels. */
-export type AssuranceLevel = 0 | 1 | 2;
-
-/** Who is asking, as established by authentication. Keyed by the national ID. */
-export interface Principal {
-  readonly nationalId: string;
-  readonly agency: string | null;
-  /** Unit inside the agency (phòng, or the commune), from the official roster when one is configured. */
-  readonly unit?: string | null;
-  readonly roles: readonly string[];
-  readonly clearance: Clearance;
-  readonly assuranceLevel: AssuranceLevel;
-  /** Where assuranceLevel came from: the token's acr/amr/level claim, the session's ID token, or the issuer's defaultAssuranceLevel because the token said nothing. */
-  readonly assuranceFrom?: 'token' | 'session' | 'issuer-default';
-  /** The browser session, when the request came with one. */
-  readonly sessionId: string | null;
-  /** Authentication context class (OIDC Core §2), e.g. "vneid-level-2"; null when absent. */
-  readonly acr: string | null;
-  readonly issuer: string;
-  /** Seconds since the epoch (OIDC auth_time), when the IdP said. */
-  readonly authTime: number | null;
-}
-
-export class PrincipalError extends Error {
+export class PrincipalError extends CodedError {
   constructor(
     readonly code: 'ERR_NATIONAL_ID_MISSING' | 'ERR_NATIONAL_ID_INVALID' | 'ERR_CLAIM_INVALID',
     readonly claim: string,

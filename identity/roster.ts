@@ -1,8 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { STATE_EPOCH_KEY, StateLostError, type Store } from '../gateway/store.js';
-import { isNationalId } from './national-id.js';
-import { CLEARANCES, type Clearance, type Principal } from './principal.js';
+import { STATE_EPOCH_KEY, StateLostError, type Store } from '../core/store.js';
+import { isNationalId } from '../core/national-id.js';
+import { CLEARANCES, type Clearance } from '../core/levels.js';
+import type { Principal } from '../core/principal.js';
+import { CodedError } from '../core/errors.js';
 
 /**
  * The official roster (danh sách cán bộ): national ID → who the official is in the province's
@@ -46,7 +48,7 @@ const CLEARANCE_LABELS: Record<string, Clearance> = {
   'tuyet-mat': 'tuyet-mat', 'tuyệt mật': 'tuyet-mat',
 };
 
-export class RosterError extends Error {
+export class RosterError extends CodedError {
   readonly code = 'ERR_ROSTER_INVALID';
   readonly problems: readonly string[];
   constructor(source: string, problems: string[]) {
@@ -58,7 +60,7 @@ export class RosterError extends Error {
   }
 }
 
-export class RosterUnavailableError extends Error {
+export class RosterUnavailableError extends CodedError {
   readonly code = 'ERR_ROSTER_UNAVAILABLE';
   constructor(cause: unknown) {
     super('the official roster cannot be read', { cause });

@@ -1,5 +1,5 @@
 import type { GatewayConfig } from '../gateway/config.js';
-import type { Store } from '../gateway/store.js';
+import type { Store } from '../core/store.js';
 import { createAuthenticator, type Authenticator } from '../gateway/steps/authenticate.js';
 import { createRelyingParty, type RelyingParty } from './oidc-rp.js';
 import { openRoster, type Roster } from './roster.js';

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { sessionDigest, sha256hex } from './digest.js';
-import type { Store } from '../gateway/store.js';
+import type { Store } from '../core/store.js';
 import { openTokens, sealTokens } from './session-crypto.js';
 
 /**

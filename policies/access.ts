@@ -1,5 +1,5 @@
-import type { Classification } from '../gateway/config.js';
-import type { Principal } from '../identity/principal.js';
+import type { Classification, DeviceTier } from '../core/levels.js';
+import type { Principal } from '../core/principal.js';
 
 /**
  * Everything the policy decision point needs about one request, in one typed value: who
@@ -7,9 +7,6 @@ import type { Principal } from '../identity/principal.js';
  * which device, why (purpose of access), from where and when. Built by gateway/steps/decide.ts;
  * the same value is kept (without any token) for what-if evaluation of drafts.
  */
-
-import { DEVICE_TIERS, type DeviceTier } from '../identity/device-tiers.js';
-export { DEVICE_TIERS, type DeviceTier };
 
 /** The methods the gateway serves; the order is the Allow header's. */
 export const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
@@ -64,16 +61,6 @@ export interface AccessRequest {
   /** The official's active grant on this service, if any. */
   readonly grant?: Grant | null;
 }
-
-export type Obligation =
-  /** Replace these JSON fields in the response, wherever they occur (national IDs keep the province code). */
-  | { readonly type: 'mask-fields'; readonly fields: readonly string[] }
-  /** Refuse a response carrying more records than this. */
-  | { readonly type: 'max-records-per-response'; readonly max: number }
-  /** Records delivered to one official per day (Asia/Ho_Chi_Minh), counted in the shared store. */
-  | { readonly type: 'max-records-per-day'; readonly max: number }
-  /** Only records of the official's commune: told to the upstream in the assertion, checked in the response. */
-  | { readonly type: 'commune-scope'; readonly commune: string; readonly recordField: string };
 
 /**
  * The path the policy decides on: lower-cased, one trailing slash removed (not the root's).

@@ -3,8 +3,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { loadConfigFile } from '../gateway/config.js';
 import { PolicyEngine } from './engine.js';
 import { lintPolicy, type LintFinding } from './lint.js';
-import { ConfigError } from '../gateway/errors.js';
-import { didYouMean } from '../gateway/suggest.js';
+import { ConfigError, UsageError } from '../core/errors.js';
+import { didYouMean } from '../core/suggest.js';
 import { readPolicySources } from './service.js';
 import { CasesError, runPolicyCases } from './test-runner.js';
 
@@ -58,4 +58,3 @@ export async function policyCommand(sub: string | undefined, opts: { config?: st
   return failed === 0 ? 0 : 1;
 }
 
-export class UsageError extends Error {}

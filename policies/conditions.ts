@@ -1,9 +1,9 @@
 import { BlockList, isIP } from 'node:net';
 import { Ajv, type ErrorObject } from 'ajv';
 import { isMap, isSeq, LineCounter, parseDocument, type Node as YamlNode } from 'yaml';
-import type { Classification } from '../gateway/config.js';
-import { CLEARANCES, type Clearance } from '../identity/principal.js';
-import { DEVICE_TIERS, GRANT_KINDS, HTTP_METHODS, SQL_ACTIONS, type AccessRequest, type DeviceTier, type Grant, type GrantKind, type Obligation } from './access.js';
+import { CLEARANCES, DEVICE_TIERS, type Classification, type Clearance, type DeviceTier } from '../core/levels.js';
+import { GRANT_KINDS, HTTP_METHODS, SQL_ACTIONS, type AccessRequest, type Grant, type GrantKind } from './access.js';
+import type { Obligation } from '../core/principal.js';
 
 /**
  * Attribute conditions and obligations, layered over the Casbin decision: Casbin says whether a

@@ -1,10 +1,11 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { newEnforcer, newModelFromString, type Enforcer } from 'casbin';
-import type { Principal } from '../identity/principal.js';
-import { canonicalPolicyPath, DATABASE_OBJECT_PREFIX, HTTP_METHODS, SQL_ACTIONS, type AccessRequest, type Obligation } from './access.js';
+import { canonicalPolicyPath, DATABASE_OBJECT_PREFIX, HTTP_METHODS, SQL_ACTIONS, type AccessRequest } from './access.js';
+import type { Decision, Effect, Obligation, Principal } from '../core/principal.js';
 import { EMPTY_CONDITIONS, evaluateConditions, grantUnlocks, parseConditions, purposeProblem, type ConditionReason, type Conditions } from './conditions.js';
 import { CANONICAL_MATCHER, NO_RULE, RuleIndex, type EnforceResult } from './fast-match.js';
+import { CodedError } from '../core/errors.js';
 
 /**
  * The policy decision point: Casbin owns the semantics (policies/model.conf), this module
@@ -12,21 +13,7 @@ import { CANONICAL_MATCHER, NO_RULE, RuleIndex, type EnforceResult } from './fas
  * policy files it cannot read unambiguously, naming file and line.
  */
 
-export type Effect = 'allow' | 'deny';
-
 export type DecisionReason = 'policy-allowed' | 'policy-denied' | 'policy-no-match' | ConditionReason;
-
-export interface Decision {
-  readonly effect: Effect;
-  readonly reasons: readonly DecisionReason[];
-  /** The matched rule as written in the policy file, e.g. "p, ho-tich-reader, *, ho-tich, /records, GET|HEAD, allow". */
-  readonly rule: string | null;
-  readonly policyVersion: string;
-  /** What the gateway must do with an allowed request's response (decide() only; authorize() has none). */
-  readonly obligations: readonly Obligation[];
-  /** The attribute condition that denied an allowed rule, by name (policies/conditions.ts). */
-  readonly condition?: string;
-}
 
 export interface Resource {
   readonly routeId: string;
@@ -34,7 +21,7 @@ export interface Resource {
   readonly path: string;
 }
 
-export class PolicyError extends Error {
+export class PolicyError extends CodedError {
   readonly code = 'ERR_POLICY_INVALID';
   constructor(readonly problems: readonly string[]) {
     super(`chính sách không hợp lệ / invalid policy\n  - ${problems.join('\n  - ')}`);

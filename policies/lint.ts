@@ -4,7 +4,7 @@ import { PolicyEngine, PolicyError, type PolicySources } from './engine.js';
 import { EMPTY_CONDITIONS, isStateSecret, parseConditions, type Conditions } from './conditions.js';
 import { lintMaskedSamples, readSamples } from './lint-samples.js';
 import { MAX_HIERARCHY_LEVEL } from './fast-match.js';
-import { isNationalId } from '../identity/national-id.js';
+import { isNationalId } from '../core/national-id.js';
 
 /**
  * `ztgate policy lint`: what loading does not refuse but a reviewer must see. Syntax errors

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { GatewayConfig } from '../gateway/config.js';
-import type { Store } from '../gateway/store.js';
+import type { Store } from '../core/store.js';
 import { PolicyEngine, PolicyError, type PolicySources } from './engine.js';
 import { ACTIVATED_CHANNEL, createFileKv, createPolicyVersions, storeKv, type PolicyVersion, type PolicyVersions } from './versions.js';
 import { createRecentDecisions, type RecentDecisions } from './what-if.js';

@@ -1,7 +1,8 @@
 import { parse as parseYaml } from 'yaml';
 import type { GatewayConfig } from '../gateway/config.js';
-import { CLEARANCES, type Clearance, type Principal } from '../identity/principal.js';
-import { DEVICE_TIERS, type AccessRequest, type DeviceTier } from './access.js';
+import type { Principal } from '../core/principal.js';
+import { CLEARANCES, DEVICE_TIERS, type Clearance, type DeviceTier } from '../core/levels.js';
+import type { AccessRequest } from './access.js';
 import type { PolicyEngine } from './engine.js';
 
 /**

@@ -1,7 +1,8 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Store } from '../gateway/store.js';
+import type { Store } from '../core/store.js';
 import { policyVersionOf, type PolicySources } from './engine.js';
+import { CodedError } from '../core/errors.js';
 
 /**
  * Policy versions: every change is a new version whose texts never change afterwards (model,
@@ -40,7 +41,7 @@ export interface PolicyVersion {
 
 export type VersionErrorCode = 'ERR_POLICY_VERSION_NOT_FOUND' | 'ERR_POLICY_STATE' | 'ERR_POLICY_SAME_APPROVER' | 'ERR_POLICY_BUSY';
 
-export class PolicyVersionError extends Error {
+export class PolicyVersionError extends CodedError {
   constructor(
     readonly code: VersionErrorCode,
     message: string,

@@ -1,6 +1,7 @@
-import type { Store } from '../gateway/store.js';
+import type { Store } from '../core/store.js';
 import type { AccessRequest } from './access.js';
-import type { Decision, PolicyEngine } from './engine.js';
+import type { Decision } from '../core/principal.js';
+import type { PolicyEngine } from './engine.js';
 
 /**
  * What-if: the last N decision inputs, kept in a bounded ring in the shared store (so every

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { Principal } from '../identity/principal.js';
+import type { Principal } from '../core/principal.js';
 import type { AccessRequest, Grant } from '../policies/access.js';
 import { PolicyEngine, PolicyError } from '../policies/engine.js';
 import { ROOT } from './helpers/harness.js';

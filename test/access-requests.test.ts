@@ -9,7 +9,8 @@ import { parseConfig } from '../gateway/config.js';
 import { startGateway, type RunningGateway } from '../gateway/server.js';
 import { EventSink, freePort, ROOT, startHarness, TEST_AUDIENCE, assertEventMatchesSchema, type Harness } from './helpers/harness.js';
 import { deleteKeysWithPrefix, redisUrl } from './helpers/redis.js';
-import { AccessUsageError, runAccessCommand } from '../gateway/access/cli.js';
+import { UsageError } from '../core/errors.js';
+import { runAccessCommand } from '../gateway/access/cli.js';
 
 /**
  * Just-in-time access and break-glass across two gateway instances sharing one real Redis, through
@@ -435,7 +436,7 @@ describe('ztgate access (CLI)', () => {
     const listed = await cli(ADMIN, 'admin-list', '--admin', b.adminUrl!, '--state', 'active');
     expect(listed.out.items.map((r: any) => r.id)).toContain(id);
     expect((await cli(ADMIN, 'revoke', id, '--admin', b.adminUrl!, '--reason', 'Xong việc (kiểm thử)')).out.state).toBe('revoked');
-    await expect(cli(REQUESTER, 'request', '--gateway', A(), '--route', 'echo')).rejects.toThrow(AccessUsageError);
+    await expect(cli(REQUESTER, 'request', '--gateway', A(), '--route', 'echo')).rejects.toThrow(UsageError);
     await expect(cli(REQUESTER, 'request', '--gateway', A(), '--route', 'echo', '--role', 'x', '--minutes', 'ten', '--purpose', 'p', '--case', 'c')).rejects.toThrow('--minutes');
   });
 });

@@ -1,11 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { REASONS } from '../gateway/reasons.js';
+import { REASONS } from '../core/reasons.js';
 import { LOCK_KINDS } from '../gateway/locks.js';
-import { APPROVAL_STATUSES } from '../gateway/config.js';
 import { DEVICE_STATUSES } from '../identity/devices.js';
-import { DEVICE_TIERS } from '../identity/device-tiers.js';
 import { OFFICIAL_STATUSES } from '../identity/roster.js';
-import { CLEARANCES } from '../identity/principal.js';
+import { APPROVAL_STATUSES, DEVICE_TIERS, CLEARANCES } from '../core/levels.js';
 import { ACCESS_STATES } from '../gateway/access/requests.js';
 // @ts-expect-error -- a browser module of the admin UI, plain JavaScript without declarations
 import { ENUMS, nameOf, REASON_VI } from '../admin-ui/labels.js';

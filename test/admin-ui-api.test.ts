@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHarness, type Harness } from './helpers/harness.js';
 import { redisUrl } from './helpers/redis.js';
-import { createRedisStore } from '../gateway/store.js';
+import { createRedisStore } from '../gateway/store-backends.js';
 import { clearServiceOverrides, createServiceRegistry } from '../gateway/services.js';
 import { createDecisionFeed, csvCell, monthOf, toCsv } from '../gateway/admin/live.js';
 

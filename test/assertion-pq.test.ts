@@ -7,7 +7,7 @@ import { createRemoteJWKSet, decodeProtectedHeader, generateKeyPair, jwtVerify, 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ASSERTION_HEADERS, createAssertionSigner } from '../gateway/assertion.js';
 import { parseConfig } from '../gateway/config.js';
-import { ConfigError } from '../gateway/errors.js';
+import { ConfigError } from '../core/errors.js';
 import { ROOT, startHarness, type Harness } from './helpers/harness.js';
 
 /**

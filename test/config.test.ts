@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadConfigFile, parseConfig, type GatewayConfig } from '../gateway/config.js';
-import { ConfigError } from '../gateway/errors.js';
+import { ConfigError } from '../core/errors.js';
 import { ROOT } from './helpers/harness.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'ztgate-config-'));

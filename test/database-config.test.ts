@@ -2,7 +2,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../gateway/config.js';
-import { ConfigError } from '../gateway/errors.js';
+import { ConfigError } from '../core/errors.js';
 import { PolicyEngine, PolicyError } from '../policies/engine.js';
 import { knownServices } from '../policies/access.js';
 import { ROOT } from './helpers/harness.js';

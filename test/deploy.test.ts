@@ -53,6 +53,13 @@ describe('the container image (Dockerfile)', () => {
       for (const src of m[1]!.split(/\s+/).filter((s) => !s.startsWith('--'))) expect(existsSync(join(ROOT, src)), src).toBe(true);
     }
   });
+
+  it('its build copies every source folder the build compiles (a new top-level folder such as core/ included)', () => {
+    const build = JSON.parse(readFileSync(join(ROOT, 'tsconfig.build.json'), 'utf8')) as { include: string[] };
+    const copied = new Set([...dockerfile.matchAll(/^COPY (?!--from)(.+) \S+$/gm)].flatMap((m) => m[1]!.split(/\s+/)));
+    expect(build.include.length).toBeGreaterThan(0);
+    for (const folder of build.include) expect(copied.has(folder), `COPY ${folder}`).toBe(true);
+  });
 });
 
 describe('the production topology (docker-compose.yml, profile production)', () => {

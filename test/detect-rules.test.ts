@@ -6,7 +6,7 @@ import { createDecisionLog, type AuditEvent } from '../gateway/audit/log.js';
 import type { DetectionConfig, DetectionRuleConfig } from '../gateway/audit/config.js';
 import { createDetector, networkOf, officeHoursAt } from '../gateway/detect/engine.js';
 import { createLocks } from '../gateway/locks.js';
-import { createMemoryStore } from '../gateway/store.js';
+import { createMemoryStore } from '../gateway/store-backends.js';
 import { parseConfig } from '../gateway/config.js';
 import { startGateway, type RunningGateway } from '../gateway/server.js';
 import { EventSink, ROOT, startHarness, type Harness } from './helpers/harness.js';

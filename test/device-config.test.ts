@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { exportJWK, generateKeyPair, importJWK, jwtVerify, EmbeddedJWK } from 'jose';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../gateway/config.js';
-import { ConfigError } from '../gateway/errors.js';
+import { ConfigError } from '../core/errors.js';
 import { minimumTier } from '../gateway/steps/device.js';
 import { complianceFailures, deviceTier, tierAtLeast, type PostureReport } from '../identity/posture.js';
 import { createDemoDevice, createDpopProof, loadDemoDevice, runDeviceCommand } from '../demo/device-cli.js';

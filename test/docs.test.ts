@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ERROR_CODES } from '../gateway/errors.js';
-import { REASONS } from '../gateway/reasons.js';
+import { REASONS } from '../core/reasons.js';
 
 const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
 

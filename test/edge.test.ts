@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { GatewayError } from '../gateway/errors.js';
 import { checkPath } from '../gateway/steps/edge.js';
-import { isNationalId, maskNationalId } from '../identity/national-id.js';
+import { isNationalId, maskNationalId } from '../core/national-id.js';
 
 describe('checkPath accepts paths every parser reads the same way', () => {
   it.each([

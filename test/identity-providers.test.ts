@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exportJWK, exportPKCS8, generateKeyPair } from 'jose';
 import { pino } from 'pino';
 import { parseConfig } from '../gateway/config.js';
-import { ConfigError } from '../gateway/errors.js';
+import { ConfigError } from '../core/errors.js';
 import { startGateway, type RunningGateway } from '../gateway/server.js';
 import { toCef } from '../gateway/audit/syslog.js';
 import { DEMO_GATEWAY_CLIENT_ID, DEMO_GATEWAY_CLIENT_SECRET, startDemoIdp, type DemoIdp } from '../demo/idp.js';

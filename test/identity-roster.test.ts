@@ -4,11 +4,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import { startIdentityHarness, type IdentityHarness } from './helpers/browser.js';
 import { obtainDemoToken } from '../demo/token.js';
-import { TEST_AUDIENCE } from './helpers/harness.js';
 import { join } from 'node:path';
 import { parseRosterCsv, parseRosterJson, readRosterFile, RosterError } from '../identity/roster.js';
 import { parseConfig } from '../gateway/config.js';
-import { ROOT } from './helpers/harness.js';
+import { TEST_AUDIENCE, ROOT } from './helpers/harness.js';
 import { assuranceLevelOf } from '../identity/assurance.js';
 
 const AN = '056085000001'; // on the roster, active

@@ -7,7 +7,7 @@ import { generatePolicy, generateRequests } from '../bench/policy-gen.js';
 import { createPrng } from '../bench/prng.js';
 import { newEnforcer, newModelFromString } from 'casbin';
 import { compilePathItems, keyMatch2Regex, matchPathItems, RuleIndex } from '../policies/fast-match.js';
-import type { Principal } from '../identity/principal.js';
+import type { Principal } from '../core/principal.js';
 
 /**
  * The fast path (index + cache) against plain Casbin enforceEx on the same model, policy and

@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfigFile } from '../gateway/config.js';
-import type { Principal } from '../identity/principal.js';
-import { PolicyEngine, PolicyError, type Decision } from '../policies/engine.js';
+import { PolicyEngine, PolicyError } from '../policies/engine.js';
+import type { Principal, Decision } from '../core/principal.js';
 import { ROOT } from './helpers/harness.js';
 
 const MODEL = join(ROOT, 'policies/model.conf');

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../gateway/config.js';
-import { ConfigError } from '../gateway/errors.js';
+import { ConfigError } from '../core/errors.js';
 
 const approval = { status: 'approved', approvedBy: '056179000006', approvedAt: '2026-01-15' };
 const doc = (state: Record<string, unknown>) => ({

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createMemoryStore, createRedisStore, StoreError, type Store } from '../gateway/store.js';
+import { createMemoryStore, createRedisStore } from '../gateway/store-backends.js';
+import { StoreError, type Store } from '../core/store.js';
 import { redisUrl } from './helpers/redis.js';
 
 const stores: [string, () => Promise<Store>][] = [

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, createServer, type EphemeralKeyInfo } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConfigError } from '../gateway/errors.js';
+import { ConfigError } from '../core/errors.js';
 import { parseConfig } from '../gateway/config.js';
 import { DEFAULT_TLS_GROUPS, httpsServerOptions } from '../gateway/tls.js';
 import { ROOT, startHarness, type Harness } from './helpers/harness.js';

@@ -1,3 +1,4 @@
+import { UsageError } from '../../core/errors.js';
 import { parseCommandLine } from '../cli-args.js';
 
 /**
@@ -14,7 +15,6 @@ export const ACCESS_USAGE = `  ztgate access request --gateway URL --route ID --
                                   truy cập theo yêu cầu và khẩn cấp (token: --token hoặc ZTGATE_TOKEN) / just-in-time access and break-glass
 `;
 
-export class AccessUsageError extends Error {}
 
 interface Io {
   readonly out: { write(s: string): unknown };
@@ -39,21 +39,21 @@ const SPEC = {
 export async function runAccessCommand(args: string[], io: Io = { out: process.stdout, err: process.stderr, env: process.env }): Promise<number> {
   const { values: o, positionals } = parseCommandLine({ args, options: SPEC, strict: true, allowPositionals: true });
   const [sub, id, ...extra] = positionals;
-  if (extra.length > 0) throw new AccessUsageError(`unexpected argument "${extra[0]}"`);
+  if (extra.length > 0) throw new UsageError(`unexpected argument "${extra[0]}"`);
   const token = o.token ?? io.env.ZTGATE_TOKEN;
-  if (!token) throw new AccessUsageError('access needs an access token: --token TOKEN or ZTGATE_TOKEN');
+  if (!token) throw new UsageError('access needs an access token: --token TOKEN or ZTGATE_TOKEN');
   const need = (name: keyof typeof SPEC): string => {
     const v = o[name];
-    if (!v) throw new AccessUsageError(`access ${sub} needs --${name}`);
+    if (!v) throw new UsageError(`access ${sub} needs --${name}`);
     return v;
   };
   const needId = () => {
-    if (!id) throw new AccessUsageError(`access ${sub} needs the request ID`);
+    if (!id) throw new UsageError(`access ${sub} needs the request ID`);
     return encodeURIComponent(id);
   };
   const minutes = () => {
     const m = need('minutes');
-    if (!/^\d{1,6}$/.test(m)) throw new AccessUsageError('--minutes must be a whole number of minutes');
+    if (!/^\d{1,6}$/.test(m)) throw new UsageError('--minutes must be a whole number of minutes');
     return Number(m) * 60;
   };
   const base = (which: 'gateway' | 'admin') => need(which).replace(/\/+$/, '');
@@ -102,7 +102,7 @@ export async function runAccessCommand(args: string[], io: Io = { out: process.s
       body = { note: need('note') };
       break;
     default:
-      throw new AccessUsageError(`unknown access command "${sub ?? ''}"`);
+      throw new UsageError(`unknown access command "${sub ?? ''}"`);
   }
   const res = await fetch(url, {
     method,

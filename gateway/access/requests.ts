@@ -1,12 +1,13 @@
 import { randomUUID } from 'node:crypto';
-import type { Principal } from '../../identity/principal.js';
+import type { Principal } from '../../core/principal.js';
 import { grantUnlocks } from '../../policies/conditions.js';
 import type { GrantKind } from '../../policies/access.js';
 import type { PolicyEngine } from '../../policies/engine.js';
 import type { RouteConfig } from '../config.js';
 import type { AuditEvent, DecisionLog } from '../audit/log.js';
-import { StoreError, type Store } from '../store.js';
+import { StoreError, type Store } from '../../core/store.js';
 import type { AccessConfig } from './config.js';
+import { CodedError } from '../../core/errors.js';
 
 /**
  * Just-in-time access (truy cập theo yêu cầu) and break-glass (truy cập khẩn cấp).
@@ -77,7 +78,7 @@ export type AccessErrorCode =
   | 'ERR_BREAK_GLASS_NOT_ELIGIBLE'
   | 'ERR_GRANT_NOT_UNLOCKABLE';
 
-export class AccessError extends Error {
+export class AccessError extends CodedError {
   constructor(
     readonly code: AccessErrorCode,
     message: string,

@@ -1,9 +1,9 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { Principal } from '../../identity/principal.js';
+import type { Principal } from '../../core/principal.js';
 import { hoChiMinhWallClock } from '../../policies/conditions.js';
 import { GatewayError } from '../errors.js';
-import type { Reason } from '../reasons.js';
-import { StoreError } from '../store.js';
+import type { Reason } from '../../core/reasons.js';
+import { StoreError } from '../../core/store.js';
 import type { ServiceRegistry } from '../services.js';
 import type { AccessConfig } from './config.js';
 import { AccessError, type AccessRecord, type AccessService } from './requests.js';

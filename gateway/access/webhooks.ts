@@ -2,7 +2,7 @@ import { createHmac, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { ConfigError } from '../errors.js';
+import { ConfigError } from '../../core/errors.js';
 import { RemoteSink, type Transport } from '../audit/sinks.js';
 import { Spool } from '../audit/spool.js';
 import type { AccessConfig, AccessWebhookConfig } from './config.js';

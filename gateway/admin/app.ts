@@ -12,7 +12,7 @@ import { AUTH_PATH_PREFIX } from '../steps/authenticate.js';
 import { createDeviceAssessor, requireAdminDeviceTier } from '../steps/device.js';
 import { checkLocks, requireStateIntact } from '../steps/locks.js';
 import { requireRouteAssurance } from '../steps/assurance.js';
-import type { Reason } from '../reasons.js';
+import type { Reason } from '../../core/reasons.js';
 import { httpsServerOptions } from '../tls.js';
 
 /**

@@ -1,7 +1,7 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { GatewayError } from '../errors.js';
-import type { Store } from '../store.js';
+import type { Store } from '../../core/store.js';
 import { ADMIN_API_PREFIX } from './app.js';
 
 /**

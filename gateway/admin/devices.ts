@@ -3,7 +3,7 @@ import { GatewayError } from '../errors.js';
 import { bodyObject, registryFailure } from '../device-routes.js';
 import { ADMIN_API_PREFIX, type AdminModule } from './app.js';
 import { DEVICE_STATUSES, DeviceRegistry, DeviceRegistryError, type DeviceRecord, type DeviceStatus } from '../../identity/devices.js';
-import { isNationalId, NATIONAL_ID_PATTERN } from '../../identity/national-id.js';
+import { isNationalId, NATIONAL_ID_PATTERN } from '../../core/national-id.js';
 
 const actionSchema = {
   type: 'object',

@@ -1,9 +1,9 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { GatewayError } from '../errors.js';
 import type { Runtime } from '../runtime.js';
-import { StoreError } from '../store.js';
-import { CLEARANCES } from '../../identity/principal.js';
-import { isNationalId, NATIONAL_ID_PATTERN } from '../../identity/national-id.js';
+import { StoreError } from '../../core/store.js';
+import { CLEARANCES } from '../../core/levels.js';
+import { isNationalId, NATIONAL_ID_PATTERN } from '../../core/national-id.js';
 import { OFFICIAL_STATUSES, parseRoster, RosterError, RosterUnavailableError, type OfficialStatus } from '../../identity/roster.js';
 import { diffRoster, entryChange } from '../../identity/roster-diff.js';
 import { ADMIN_API_PREFIX, type AdminModule } from './app.js';

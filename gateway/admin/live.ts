@@ -2,11 +2,10 @@ import { PassThrough } from 'node:stream';
 import type { DestinationStream } from 'pino';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { GatewayError } from '../errors.js';
-import type { Store } from '../store.js';
-import type { AdminModule } from './app.js';
-import { ADMIN_API_PREFIX } from './app.js';
+import type { Store } from '../../core/store.js';
+import { ADMIN_API_PREFIX, type AdminModule } from './app.js';
 import { useStrictValidation } from './openapi.js';
-import { NATIONAL_ID_PATTERN } from '../../identity/national-id.js';
+import { NATIONAL_ID_PATTERN } from '../../core/national-id.js';
 import { hoChiMinhWallClock } from '../../policies/conditions.js';
 
 /**

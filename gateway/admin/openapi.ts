@@ -1,7 +1,7 @@
 import { Ajv } from 'ajv';
 import type { FastifyInstance, RouteOptions } from 'fastify';
 import { ERROR_CODES } from '../errors.js';
-import { REASONS } from '../reasons.js';
+import { REASONS } from '../../core/reasons.js';
 import { ADMIN_API_PREFIX } from './app.js';
 
 /**

@@ -4,10 +4,11 @@ import type { Runtime } from '../runtime.js';
 import { PolicyError, type PolicySources } from '../../policies/engine.js';
 import { diffSources, PolicyVersionError, type PolicyVersion } from '../../policies/versions.js';
 import { whatIf } from '../../policies/what-if.js';
-import { DEVICE_TIERS, HTTP_METHODS, type AccessRequest, type DeviceTier } from '../../policies/access.js';
+import { DEVICE_TIERS, type DeviceTier } from '../../core/levels.js';
+import { HTTP_METHODS, type AccessRequest } from '../../policies/access.js';
 import { withRosterEntry } from '../../identity/roster.js';
-import { NATIONAL_ID_PATTERN } from '../../identity/national-id.js';
-import type { Principal } from '../../identity/principal.js';
+import { NATIONAL_ID_PATTERN } from '../../core/national-id.js';
+import type { Principal } from '../../core/principal.js';
 import { ADMIN_API_PREFIX, type AdminModule } from './app.js';
 
 /**

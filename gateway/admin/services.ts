@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { APPROVAL_STATUSES, CLASSIFICATIONS, type RouteConfig } from '../config.js';
+import { APPROVAL_STATUSES, CLASSIFICATIONS } from '../../core/levels.js';
+import type { RouteConfig } from '../config.js';
 import { GatewayError } from '../errors.js';
 import type { Runtime } from '../runtime.js';
 import { ServiceChangeError, type PendingServiceChange, type ServiceOverride, type ServicePatch } from '../services.js';

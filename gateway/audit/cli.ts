@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { didYouMean } from '../suggest.js';
+import { UsageError } from '../../core/errors.js';
+import { didYouMean } from '../../core/suggest.js';
 import { parseCommandLine } from '../cli-args.js';
 import { loadConfigFile } from '../config.js';
 import { chainFiles, exportBundle, verifyBundle } from './export.js';
@@ -20,7 +21,6 @@ export const AUDIT_USAGE = `  ztgate audit verify FILE… [--keys JWKS]     ki�
                                   xuất gói chứng cứ / write an evidence bundle
 `;
 
-export class AuditUsageError extends Error {}
 
 function readKeys(path: string | undefined): PublicJwk[] | undefined {
   if (!path) return undefined;
@@ -49,7 +49,7 @@ function report(result: VerifyResult, out: NodeJS.WritableStream, extra: string[
 export async function runAuditCommand(args: string[], out: NodeJS.WritableStream = process.stdout): Promise<number> {
   const [sub, ...rest] = args;
   // Before the options: a mistyped subcommand is named as such, not as an unexpected argument.
-  if (sub !== 'verify' && sub !== 'export') throw new AuditUsageError(`audit: unknown subcommand "${sub ?? ''}" (verify, export)${sub ? didYouMean(sub, ['verify', 'export']) : ''}`);
+  if (sub !== 'verify' && sub !== 'export') throw new UsageError(`audit: unknown subcommand "${sub ?? ''}" (verify, export)${sub ? didYouMean(sub, ['verify', 'export']) : ''}`);
   const { values, positionals } = parseCommandLine({
     args: rest,
     strict: true,
@@ -62,14 +62,14 @@ export async function runAuditCommand(args: string[], out: NodeJS.WritableStream
     if (values.chain) return [{ name: values.chain, files: chainFiles(values.chain) }];
     if (!values.config) return null;
     const chain = loadConfigFile(values.config).audit.chain;
-    if (!chain) throw new AuditUsageError(`${values.config}: audit.chain is not configured`);
+    if (!chain) throw new UsageError(`${values.config}: audit.chain is not configured`);
     return chainBases(chain.file).map((b) => ({ name: b.name, files: chainFiles(b.file) })).filter((c, i) => i === 0 || c.files.length > 0);
   };
   const configuredFiles = () => {
     const chains = configuredChains();
     if (!chains) return null;
     const nonEmpty = chains.filter((c) => c.files.length > 0);
-    if (nonEmpty.length > 1) throw new AuditUsageError(`${values.config}: one chain per worker (${nonEmpty.map((c) => c.name).join(', ')}); export each with --chain FILE`);
+    if (nonEmpty.length > 1) throw new UsageError(`${values.config}: one chain per worker (${nonEmpty.map((c) => c.name).join(', ')}); export each with --chain FILE`);
     return nonEmpty[0]?.files ?? [];
   };
   if (sub === 'verify') {
@@ -79,7 +79,7 @@ export async function runAuditCommand(args: string[], out: NodeJS.WritableStream
     }
     if (positionals.length > 0) return report(verifyChain(readFilesForVerify(positionals), keys ? { keys } : {}), out);
     const chains = configuredChains()?.filter((c) => c.files.length > 0);
-    if (!chains || chains.length === 0) throw new AuditUsageError('audit verify needs FILE…, --config FILE or --bundle DIR');
+    if (!chains || chains.length === 0) throw new UsageError('audit verify needs FILE…, --config FILE or --bundle DIR');
     if (chains.length === 1) return report(verifyChain(readFilesForVerify(chains[0]!.files), keys ? { keys } : {}), out);
     // One independent chain per worker: each must verify on its own.
     let status = 0;
@@ -93,13 +93,13 @@ export async function runAuditCommand(args: string[], out: NodeJS.WritableStream
   if (sub === 'export') {
     const from = new Date(values.from ?? '');
     const to = new Date(values.to ?? '');
-    if (Number.isNaN(from.getTime()) || Number.isNaN(to.getTime())) throw new AuditUsageError('audit export needs --from and --to as ISO 8601 times');
-    if (!values.out) throw new AuditUsageError('audit export needs --out DIR');
+    if (Number.isNaN(from.getTime()) || Number.isNaN(to.getTime())) throw new UsageError('audit export needs --from and --to as ISO 8601 times');
+    if (!values.out) throw new UsageError('audit export needs --out DIR');
     const files = configuredFiles();
-    if (!files || files.length === 0) throw new AuditUsageError('audit export needs --config FILE or --chain FILE');
+    if (!files || files.length === 0) throw new UsageError('audit export needs --config FILE or --chain FILE');
     const r = exportBundle({ files, from, to, out: values.out, ...(keys ? { keys } : {}) });
     out.write(`${r.dir}: ${r.events} sự kiện / events, chain seq ${r.firstSeq}…${r.lastSeq}${r.signedEnd ? '' : ' (cuối chưa có điểm kiểm tra ký / end not yet signed)'}\n`);
     return 0;
   }
-  throw new AuditUsageError(`audit: unknown subcommand "${sub ?? ''}" (verify, export)${sub ? didYouMean(sub, ['verify', 'export']) : ''}`);
+  throw new UsageError(`audit: unknown subcommand "${sub ?? ''}" (verify, export)${sub ? didYouMean(sub, ['verify', 'export']) : ''}`);
 }

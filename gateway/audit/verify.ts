@@ -1,6 +1,5 @@
 import { GENESIS_HASH, recordHash } from './canonical.js';
-import type { ChainRecord } from './chain.js';
-import { readChainText } from './chain.js';
+import { readChainText, type ChainRecord } from './chain.js';
 import { verifyCheckpointJws, type PublicJwk } from './keys.js';
 
 /**

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { checkTlsFiles, TLS_SCHEMA, type ListenerTlsConfig } from '../tls.js';
-import type { ApprovalStatus, Classification, DeviceTier } from '../config.js';
+import type { ApprovalStatus, Classification, DeviceTier } from '../../core/levels.js';
 
 /**
  * The `databases:` section: the PostgreSQL wire-protocol listener (gateway/database/listener.ts)

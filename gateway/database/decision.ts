@@ -1,15 +1,13 @@
 import { GatewayError } from '../errors.js';
-import type { Reason } from '../reasons.js';
+import type { Reason } from '../../core/reasons.js';
 import type { AuditEvent, DecisionLog } from '../audit/log.js';
 import type { DeviceTrust } from '../steps/device.js';
 import { decide } from '../steps/decide.js';
-import type { Principal } from '../../identity/principal.js';
-import type { Obligation, Purpose } from '../../policies/access.js';
-import { DATABASE_OBJECT_PREFIX } from '../../policies/access.js';
-import type { Decision, PolicyEngine } from '../../policies/engine.js';
+import { DATABASE_OBJECT_PREFIX, type Purpose } from '../../policies/access.js';
+import type { Principal, Obligation, Decision } from '../../core/principal.js';
+import type { PolicyEngine } from '../../policies/engine.js';
 import type { RecentDecisions } from '../../policies/what-if.js';
-import type { Classification } from '../config.js';
-import { CLASSIFICATIONS } from '../config.js';
+import { CLASSIFICATIONS, type Classification } from '../../core/levels.js';
 import type { DatabaseServiceConfig } from './config.js';
 import type { Classified, TableRef } from './sql.js';
 

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { loadModule, normalizeSync, parseSync, scanSync } from 'libpg-query';
-import type { Reason } from '../reasons.js';
+import type { Reason } from '../../core/reasons.js';
 
 /**
  * What a statement is, read by the real PostgreSQL parser (libpg-query, the server's own grammar

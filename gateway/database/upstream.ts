@@ -7,6 +7,7 @@ import { Parser } from 'pg-protocol/dist/parser.js';
 // node-postgres' SCRAM-SHA-256 client (RFC 5802 / RFC 7677), as its own connections use it.
 import sasl from 'pg/lib/crypto/sasl.js';
 import type { DatabaseServiceConfig } from './config.js';
+import { CodedError } from '../../core/errors.js';
 
 /**
  * The gateway's own connection to a database service, made with credentials only the gateway
@@ -23,7 +24,7 @@ export interface UpstreamConnection {
   readonly parameters: ReadonlyMap<string, string>;
 }
 
-export class UpstreamError extends Error {
+export class UpstreamError extends CodedError {
   readonly code = 'ERR_UPSTREAM';
   /** What failed: the gateway's credentials, TLS to the database, or reaching it at all. */
   constructor(message: string, readonly kind: 'credentials' | 'tls' | 'network' = 'network') {

@@ -1,5 +1,6 @@
 import { BufferReader } from 'pg-protocol/dist/buffer-reader.js';
 import { Writer } from 'pg-protocol/dist/buffer-writer.js';
+import { CodedError } from '../../core/errors.js';
 
 /**
  * PostgreSQL protocol 3.0 messages (https://www.postgresql.org/docs/current/protocol-message-formats.html)
@@ -13,7 +14,7 @@ export const GSSENC_REQUEST_CODE = 80877104;
 export const CANCEL_REQUEST_CODE = 80877102;
 export const PROTOCOL_3_0 = 196608;
 
-export class ProtocolViolation extends Error {
+export class ProtocolViolation extends CodedError {
   readonly code = 'ERR_PG_PROTOCOL';
 }
 

@@ -4,7 +4,7 @@ import type { DetectionConfig, DetectionRuleConfig } from '../audit/config.js';
 import type { AuditEvent, DecisionLog } from '../audit/log.js';
 import type { LockKind, Locks } from '../locks.js';
 import { normalizeAddress } from '../steps/locks.js';
-import type { Store } from '../store.js';
+import type { Store } from '../../core/store.js';
 
 /**
  * Detection rules over the decision stream (README "For the SOC"). Each instance evaluates the

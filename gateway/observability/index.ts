@@ -5,7 +5,7 @@ import type { DecisionLog, AuditEvent } from '../audit/log.js';
 import type { DecisionContext } from '../events.js';
 import type { Locks } from '../locks.js';
 import type { PolicyService } from '../../policies/service.js';
-import type { Store } from '../store.js';
+import type { Store } from '../../core/store.js';
 import { createMetrics, type GatewayMetrics } from './metrics.js';
 import { createProbes, type Probes, type ReadinessReport } from './probes.js';
 import { createTracing, type Tracing } from './tracing.js';

@@ -1,5 +1,5 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { REASONS } from '../reasons.js';
+import { REASONS } from '../../core/reasons.js';
 import { STEPS, type StepTimes } from './steps.js';
 
 /**

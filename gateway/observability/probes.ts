@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { GatewayConfig, IssuerConfig } from '../config.js';
 import type { DecisionLog } from '../audit/log.js';
-import type { Store } from '../store.js';
+import type { Store } from '../../core/store.js';
 
 /**
  * Health probes (README "Observability"): /livez — the process answers; /startupz — listeners are

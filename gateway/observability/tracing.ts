@@ -3,8 +3,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type Span, type TextMapGetter, type Tracer } from '@opentelemetry/api';
 import type { NodeTracerProvider, SpanExporter } from '@opentelemetry/sdk-trace-node';
 import type { Logger } from 'pino';
-import type { TracingConfig } from './config.js';
-import { trustedProxyList } from './config.js';
+import { trustedProxyList, type TracingConfig } from './config.js';
 import { STEPS, type StepTimes } from './steps.js';
 
 /**

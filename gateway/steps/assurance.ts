@@ -1,7 +1,7 @@
 import type { GatewayConfig, RouteConfig } from '../config.js';
 import { GatewayError } from '../errors.js';
-import type { Reason } from '../reasons.js';
-import type { Principal } from '../../identity/principal.js';
+import type { Reason } from '../../core/reasons.js';
+import type { Principal } from '../../core/principal.js';
 import { acrValuesFor } from '../../identity/assurance.js';
 import { LOGIN_PATH, safeReturnPath } from './authenticate.js';
 

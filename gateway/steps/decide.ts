@@ -1,9 +1,10 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { RouteConfig } from '../config.js';
 import { GatewayError } from '../errors.js';
-import type { Principal } from '../../identity/principal.js';
-import type { AccessRequest, DeviceTier, Grant, Purpose } from '../../policies/access.js';
-import type { Decision, PolicyEngine } from '../../policies/engine.js';
+import type { AccessRequest, Grant, Purpose } from '../../policies/access.js';
+import type { DeviceTier } from '../../core/levels.js';
+import type { Principal, Decision } from '../../core/principal.js';
+import type { PolicyEngine } from '../../policies/engine.js';
 import type { RecentDecisions } from '../../policies/what-if.js';
 
 /**

@@ -1,11 +1,12 @@
 import { createHash } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import { calculateJwkThumbprint, decodeJwt, EmbeddedJWK, errors, jwtVerify, type JWK } from 'jose';
-import type { DeviceTier, GatewayConfig, RouteConfig } from '../config.js';
+import type { DeviceTier } from '../../core/levels.js';
+import type { GatewayConfig, RouteConfig } from '../config.js';
 import { GatewayError, type ErrorCode } from '../errors.js';
-import type { Reason } from '../reasons.js';
-import type { Store } from '../store.js';
-import type { Principal } from '../../identity/principal.js';
+import type { Reason } from '../../core/reasons.js';
+import type { Store } from '../../core/store.js';
+import type { Principal } from '../../core/principal.js';
 import { DeviceRegistry, type DeviceStatus } from '../../identity/devices.js';
 import { complianceFailures, createPostureVerifier, deviceTier, PostureError, tierAtLeast, type PostureVerifier } from '../../identity/posture.js';
 import { clientCertificateKey } from '../tls.js';

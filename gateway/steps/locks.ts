@@ -1,11 +1,11 @@
 import { GatewayError } from '../errors.js';
 import { sessionDigest } from '../../identity/digest.js';
-import type { Reason } from '../reasons.js';
+import type { Reason } from '../../core/reasons.js';
 import type { LockKind, Locks } from '../locks.js';
 import { isAuditRequired, type AuditConfig } from '../audit/config.js';
 import type { RouteConfig } from '../config.js';
 import type { DecisionLog, ForwardEntry } from '../audit/log.js';
-import { StateLostError } from '../store.js';
+import { StateLostError } from '../../core/store.js';
 
 /**
  * Before anything is read from the shared state: while this instance knows the state is lost

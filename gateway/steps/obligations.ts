@@ -3,13 +3,12 @@ import type { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { GatewayError } from '../errors.js';
 import { sendError } from '../http.js';
-import type { Store } from '../store.js';
+import type { Store } from '../../core/store.js';
 import type { Runtime } from '../runtime.js';
 import type { ResponseObligations } from './forward.js';
-import { isNationalId, maskNationalId } from '../../identity/national-id.js';
-import type { Obligation } from '../../policies/access.js';
+import { isNationalId, maskNationalId } from '../../core/national-id.js';
 import { hoChiMinhWallClock } from '../../policies/conditions.js';
-import type { Decision } from '../../policies/engine.js';
+import type { Obligation, Decision } from '../../core/principal.js';
 
 /**
  * Steps 7 and 9: the obligations a policy attached to an allow.
