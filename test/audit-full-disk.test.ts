@@ -10,7 +10,7 @@ import { readFilesForVerify, verifyChain } from '../gateway/audit/verify.js';
 import { runAuditCommand } from '../gateway/audit/cli.js';
 import { frameRecord, Spool } from '../gateway/audit/spool.js';
 import { RemoteSink, type Transport } from '../gateway/audit/sinks.js';
-import { syslogTransport } from '../gateway/audit/syslog.js';
+import { syslogTransport } from '../gateway/audit/kinds/syslog.js';
 import { ChainWriter } from '../gateway/audit/chain.js';
 import { createCheckpointSigner } from '../gateway/audit/keys.js';
 

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHarness, type Harness } from './helpers/harness.js';
-import { redisStreamTransport } from '../gateway/audit/redis-stream.js';
+import { redisStreamTransport } from '../gateway/audit/kinds/redis-stream.js';
 import { connectionsReceived, startRedis, type OwnRedis } from './helpers/redis-server.js';
 
 const ALLOWED = '056085000001'; // Nguyễn Văn An, ho-tich-reader (synthetic)

@@ -4,8 +4,8 @@
  * options stay next to the code that reads them.
  */
 
-export const SINK_TYPES = ['stdout', 'syslog', 'redis-stream'] as const;
-export const SYSLOG_FORMATS = ['cef', 'json'] as const;
+import { SINK_KINDS, SinksSchema, sinkKind, type SinkConfig } from './sink-kinds.js';
+
 export const CHECKPOINT_ALGORITHMS = ['ES256', 'ES384', 'EdDSA'] as const;
 export type CheckpointAlgorithm = (typeof CHECKPOINT_ALGORITHMS)[number];
 
@@ -14,40 +14,9 @@ export type DetectionKind = (typeof DETECTION_KINDS)[number];
 export const DETECTION_ACTIONS = ['alert', 'lock-user', 'lock-device', 'lock-session', 'lock-address'] as const;
 export type DetectionAction = (typeof DETECTION_ACTIONS)[number];
 
-export interface StdoutSinkConfig {
-  readonly type: 'stdout';
-}
-export interface SyslogSinkConfig {
-  readonly type: 'syslog';
-  readonly name: string;
-  readonly host: string;
-  readonly port: number;
-  readonly transport: 'tcp' | 'tls';
-  readonly format: 'cef' | 'json';
-  /** RFC 5424 facility; 13 = log audit. */
-  readonly facility: number;
-  readonly caFile?: string;
-  readonly certFile?: string;
-  readonly keyFile?: string;
-  readonly servername?: string;
-  readonly connectTimeoutMs: number;
-  /** A written record counts as delivered once the connection stayed up this long after it. */
-  readonly confirmAfterMs: number;
-  readonly reconnectMaxMs: number;
-}
-export interface RedisStreamSinkConfig {
-  readonly type: 'redis-stream';
-  readonly name: string;
-  /** Defaults to state.redisUrl. */
-  readonly redisUrl?: string;
-  readonly stream: string;
-  readonly group: string;
-  readonly maxLen: number;
-  readonly commandTimeoutMs: number;
-  readonly reconnectMaxMs: number;
-}
-export type SinkConfig = StdoutSinkConfig | SyslogSinkConfig | RedisStreamSinkConfig;
-export type RemoteSinkConfig = SyslogSinkConfig | RedisStreamSinkConfig;
+export type { SinkConfig } from './sink-kinds.js';
+export type { SyslogSinkConfig } from './kinds/syslog.js';
+export type { RedisStreamSinkConfig } from './kinds/redis-stream.js';
 
 export interface ChainConfig {
   readonly file: string;
@@ -99,62 +68,7 @@ export const AUDIT_SCHEMA = {
   type: 'object',
   additionalProperties: false,
   properties: {
-    sinks: {
-      type: 'array',
-      minItems: 1,
-      default: [{ type: 'stdout' }],
-      items: {
-        type: 'object',
-        required: ['type'],
-        properties: { type: { enum: SINK_TYPES } },
-        allOf: [
-          {
-            if: { properties: { type: { const: 'stdout' } } },
-            then: { additionalProperties: false, properties: { type: { const: 'stdout' } } },
-          },
-          {
-            if: { properties: { type: { const: 'syslog' } } },
-            then: {
-              additionalProperties: false,
-              required: ['name', 'host', 'port'],
-              properties: {
-                type: { const: 'syslog' },
-                name,
-                host: { type: 'string', minLength: 1, maxLength: 255 },
-                port: { type: 'integer', minimum: 1, maximum: 65535 },
-                transport: { enum: ['tcp', 'tls'], default: 'tls' },
-                format: { enum: SYSLOG_FORMATS, default: 'cef' },
-                facility: { type: 'integer', minimum: 0, maximum: 23, default: 13 },
-                caFile: path,
-                certFile: path,
-                keyFile: path,
-                servername: { type: 'string', minLength: 1, maxLength: 255 },
-                connectTimeoutMs: { type: 'integer', minimum: 100, maximum: 60_000, default: 5_000 },
-                confirmAfterMs: { type: 'integer', minimum: 50, maximum: 60_000, default: 1_000 },
-                reconnectMaxMs: { type: 'integer', minimum: 100, maximum: 300_000, default: 30_000 },
-              },
-            },
-          },
-          {
-            if: { properties: { type: { const: 'redis-stream' } } },
-            then: {
-              additionalProperties: false,
-              required: ['name'],
-              properties: {
-                type: { const: 'redis-stream' },
-                name,
-                redisUrl: { type: 'string', minLength: 1, maxLength: 2048 },
-                stream: { type: 'string', pattern: '^[A-Za-z0-9:_.-]{1,200}$', default: 'ztgate:events' },
-                group: { type: 'string', pattern: '^[A-Za-z0-9:_.-]{1,100}$', default: 'soc' },
-                maxLen: { type: 'integer', minimum: 1000, maximum: 1_000_000_000, default: 1_000_000 },
-                commandTimeoutMs: { type: 'integer', minimum: 50, maximum: 60_000, default: 2_000 },
-                reconnectMaxMs: { type: 'integer', minimum: 100, maximum: 300_000, default: 30_000 },
-              },
-            },
-          },
-        ],
-      },
-    },
+    sinks: SinksSchema,
     spoolDir: path,
     spoolMaxBytes: { type: 'integer', minimum: 64 * 1024, default: 1024 * 1024 * 1024 }, // 1 GiB per remote sink
     spoolSegmentBytes: { type: 'integer', minimum: 4 * 1024, maximum: 1024 * 1024 * 1024, default: 8 * 1024 * 1024 }, // 8 MiB
@@ -250,28 +164,21 @@ export function checkAuditSemantics(raw: Record<string, any>): string[] {
   const problems: string[] = [];
   const audit = raw.audit;
   const names = new Set<string>();
-  let remote = false;
-  audit.sinks.forEach((sink: any, i: number) => {
+  audit.sinks.forEach((sink: SinkConfig, i: number) => {
     const at = `audit.sinks[${i}]`;
-    if (sink.type === 'stdout') {
-      if (names.has('stdout')) problems.push(`${at}: stdout is listed twice`);
-      names.add('stdout');
-      return;
+    const kind = sinkKind(sink.type)!;
+    if (kind.delivery === 'direct') {
+      if (names.has(sink.type)) problems.push(`${at}: ${sink.type} is listed twice`);
+      names.add(sink.type);
+    } else {
+      const { name } = sink as SinkConfig & { name: string };
+      if (names.has(name)) problems.push(`${at}.name: "${name}" is used by another sink`);
+      names.add(name);
     }
-    remote = true;
-    if (names.has(sink.name)) problems.push(`${at}.name: "${sink.name}" is used by another sink`);
-    names.add(sink.name);
-    if (sink.type === 'syslog') {
-      if (sink.transport === 'tcp' && (sink.caFile || sink.certFile || sink.keyFile || sink.servername)) problems.push(`${at}: caFile, certFile, keyFile and servername need transport "tls"`);
-      if (!sink.certFile !== !sink.keyFile) problems.push(`${at}: certFile and keyFile go together (client certificate and its key)`);
-    }
-    if (sink.type === 'redis-stream') {
-      const url = sink.redisUrl ?? raw.state?.redisUrl;
-      if (!url) problems.push(`${at}.redisUrl: required unless state.redisUrl is set`);
-      else if (!/^rediss?:\/\//.test(url)) problems.push(`${at}.redisUrl: must be a redis:// or rediss:// URL`);
-    }
+    problems.push(...kind.check(sink, at, { stateRedisUrl: raw.state?.redisUrl }));
   });
-  if (remote && !audit.spoolDir) problems.push('audit.spoolDir: required with a syslog or redis-stream sink (events wait there while the SOC is unreachable)');
+  const spooled = SINK_KINDS.filter((k) => k.delivery === 'spooled').map((k) => k.type);
+  if (audit.sinks.some((s: SinkConfig) => spooled.includes(s.type)) && !audit.spoolDir) problems.push(`audit.spoolDir: required with a ${spooled.join(' or ')} sink (events wait there while the SOC is unreachable)`);
   if (audit.chain && !validTimeZone(audit.chain.timeZone)) problems.push(`audit.chain.timeZone: "${audit.chain.timeZone}" is not a time zone`);
   (raw.routes ?? []).forEach((route: any, i: number) => {
     if (route.auditRequired === true && !audit.chain) problems.push(`routes[${i}].auditRequired: needs audit.chain.file (the local log a refused write is detected on)`);
@@ -299,7 +206,7 @@ export function resolveAuditPaths(raw: Record<string, any>, abs: (p: string) => 
     if (audit.chain.signingKeyFile) audit.chain.signingKeyFile = abs(audit.chain.signingKeyFile);
   }
   for (const sink of audit.sinks) {
-    for (const k of ['caFile', 'certFile', 'keyFile'] as const) if (sink[k]) sink[k] = abs(sink[k]);
+    for (const k of sinkKind(sink.type)!.filePaths) if (sink[k]) sink[k] = abs(sink[k]);
   }
 }
 

@@ -1,13 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import type { DestinationStream, Logger } from 'pino';
-import type { AuditConfig, RemoteSinkConfig } from './config.js';
+import type { AuditConfig } from './config.js';
 import { ChainWriter } from './chain.js';
 import { createCheckpointSigner } from './keys.js';
-import { redisStreamTransport } from './redis-stream.js';
+import { sinkKind } from './sink-kinds.js';
 import { RemoteSink, type SinkStatus } from './sinks.js';
 import { Spool } from './spool.js';
-import { syslogTransport } from './syslog.js';
 
 /**
  * Where every event goes (README "For the SOC"): synchronously to the local hash-chained file and
@@ -68,7 +67,6 @@ export interface DecisionLogOptions {
 
 export function createDecisionLog(destination: DestinationStream, opts: DecisionLogOptions = {}): DecisionLog {
   const audit = opts.audit;
-  const toStdout = !audit || audit.sinks.some((s) => s.type === 'stdout');
   const listeners = new Set<(event: AuditEvent) => void>();
 
   let chain: ChainWriter | null = null;
@@ -101,14 +99,19 @@ export function createDecisionLog(destination: DestinationStream, opts: Decision
     return chain;
   };
 
+  // Each configured sink is built by its kind (gateway/audit/sink-kinds.ts); without `audit`, standard output only.
+  const direct: ((line: string) => void)[] = [];
   const remotes: RemoteSink[] = [];
+  if (!audit) direct.push((line) => void destination.write(`${line}\n`));
   for (const sink of audit?.sinks ?? []) {
-    if (sink.type === 'stdout') continue;
-    const cfg = sink as RemoteSinkConfig;
-    const spool = new Spool(join(audit!.spoolDir!, cfg.name), { maxBytes: audit!.spoolMaxBytes, segmentBytes: audit!.spoolSegmentBytes }).open();
-    const transport = cfg.type === 'syslog' ? syslogTransport(cfg) : redisStreamTransport(cfg, cfg.redisUrl ?? opts.stateRedisUrl!);
+    const made = sinkKind(sink.type)!.create(sink, { destination, stateRedisUrl: opts.stateRedisUrl });
+    if ('write' in made) {
+      direct.push(made.write);
+      continue;
+    }
+    const spool = new Spool(join(audit!.spoolDir!, made.name), { maxBytes: audit!.spoolMaxBytes, segmentBytes: audit!.spoolSegmentBytes }).open();
     remotes.push(
-      new RemoteSink(cfg, spool, transport, opts.log, (sink, detail) =>
+      new RemoteSink({ name: made.name, type: sink.type, reconnectMaxMs: made.reconnectMaxMs }, spool, made.transport, opts.log, (sink, detail) =>
         raise(auditAlert('audit-spool-record-skipped', `Bản ghi hỏng trong hàng đợi gửi SOC "${sink.cfg.name}" đã bị bỏ qua / torn or corrupted records in the spool of SOC sink "${sink.cfg.name}" were skipped`, { sink: sink.cfg.name, records: detail.records, bytes: detail.bytes, segment: detail.segment, offset: detail.offset })),
       ),
     );
@@ -157,7 +160,7 @@ export function createDecisionLog(destination: DestinationStream, opts: Decision
       const lostBefore = c?.lostEvents ?? 0;
       const ok = c ? c.append(event) : true;
       const line = JSON.stringify(event);
-      if (toStdout) destination.write(`${line}\n`);
+      for (const write of direct) write(line);
       const failedSinks: string[] = [];
       for (const sink of remotes) {
         const result = sink.spool.append(line);

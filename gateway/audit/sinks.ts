@@ -1,5 +1,4 @@
 import type { Logger } from 'pino';
-import type { RemoteSinkConfig } from './config.js';
 import type { Spool, SpoolBatch, SpoolPosition } from './spool.js';
 
 /**
@@ -14,6 +13,8 @@ import type { Spool, SpoolBatch, SpoolPosition } from './spool.js';
 export interface Transport {
   /** True when send() resolving means the receiver has the records. */
   readonly deliveryIsAck: boolean;
+  /** Without acknowledgements: a write counts as delivered once the connection stayed up this long after it. */
+  readonly confirmAfterMs?: number;
   connect(): Promise<void>;
   send(lines: string[]): Promise<void>;
   /** Connected and nothing queued locally. */
@@ -38,10 +39,10 @@ export interface SinkStatus {
   readonly lastError: string | null;
 }
 
-/** A sink fed by another part of the gateway through the same spool and loop (access webhooks). */
-export interface OtherSinkConfig {
+/** Where one spool delivers to: a SOC sink (its kind in `type`), or an access webhook (`webhook`). */
+export interface DeliveryTarget {
   readonly name: string;
-  readonly type: 'webhook';
+  readonly type: string;
   readonly reconnectMaxMs: number;
 }
 
@@ -63,7 +64,7 @@ export class RemoteSink {
   private outageLogged = false;
 
   constructor(
-    readonly cfg: RemoteSinkConfig | OtherSinkConfig,
+    readonly cfg: DeliveryTarget,
     readonly spool: Spool,
     private readonly transport: Transport,
     private readonly log?: Pick<Logger, 'warn' | 'info'>,
@@ -85,7 +86,7 @@ export class RemoteSink {
   }
 
   private confirmAfterMs(): number {
-    return this.cfg.type === 'syslog' ? this.cfg.confirmAfterMs : 0;
+    return this.transport.confirmAfterMs ?? 0;
   }
 
   private confirm(): void {

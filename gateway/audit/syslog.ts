@@ -1,9 +1,4 @@
 import { hostname } from 'node:os';
-import { connect as netConnect, type Socket } from 'node:net';
-import { readFileSync } from 'node:fs';
-import { connect as tlsConnect } from 'node:tls';
-import type { SyslogSinkConfig } from './config.js';
-import type { Transport } from './sinks.js';
 
 /**
  * Syslog for SIEMs: RFC 5424 messages, framed by octet counting (RFC 6587 §3.4.1) over TCP or
@@ -13,6 +8,10 @@ import type { Transport } from './sinks.js';
 
 const VERSION = process.env.npm_package_version ?? '0.1.0';
 const HOST = hostname().replace(/[^\x21-\x7e]/g, '').slice(0, 255) || '-';
+
+/** The message formats of a syslog sink (`audit.sinks[].format`). */
+export const SYSLOG_FORMATS = ['cef', 'json'] as const;
+export type SyslogFormat = (typeof SYSLOG_FORMATS)[number];
 
 type Ev = Record<string, any>;
 
@@ -80,7 +79,7 @@ export function toCef(e: Ev): string {
 }
 
 /** One RFC 5424 message: `<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID - MSG`. */
-export function toSyslog(e: Ev, opts: { facility: number; format: 'cef' | 'json' }): string {
+export function toSyslog(e: Ev, opts: { facility: number; format: SyslogFormat }): string {
   const pri = opts.facility * 8 + syslogSeverity(e);
   const msgid = String(e.event?.action ?? '-').replace(/[^\x21-\x7e]/g, '').slice(0, 32) || '-';
   const msg = opts.format === 'cef' ? toCef(e) : JSON.stringify(e);
@@ -91,84 +90,4 @@ export function toSyslog(e: Ev, opts: { facility: number; format: 'cef' | 'json'
 export function frame(message: string): Buffer {
   const body = Buffer.from(message, 'utf8');
   return Buffer.concat([Buffer.from(`${body.length} `), body]);
-}
-
-export function syslogTransport(cfg: SyslogSinkConfig): Transport {
-  let socket: Socket | null = null;
-  let broken = false;
-  const tlsOptions = () => ({
-    host: cfg.host,
-    port: cfg.port,
-    servername: cfg.servername ?? (/^[\d.:]+$/.test(cfg.host) ? undefined : cfg.host),
-    ca: cfg.caFile ? readFileSync(cfg.caFile) : undefined,
-    cert: cfg.certFile ? readFileSync(cfg.certFile) : undefined,
-    key: cfg.keyFile ? readFileSync(cfg.keyFile) : undefined,
-    rejectUnauthorized: true,
-    minVersion: 'TLSv1.2' as const,
-  });
-  return {
-    deliveryIsAck: false,
-    async connect() {
-      broken = false;
-      socket = await new Promise<Socket>((resolve, reject) => {
-        const s = cfg.transport === 'tls' ? tlsConnect(tlsOptions()) : netConnect({ host: cfg.host, port: cfg.port });
-        const timer = setTimeout(() => {
-          s.destroy();
-          reject(new Error(`connect timeout after ${cfg.connectTimeoutMs} ms`));
-        }, cfg.connectTimeoutMs);
-        s.once(cfg.transport === 'tls' ? 'secureConnect' : 'connect', () => {
-          clearTimeout(timer);
-          resolve(s);
-        });
-        s.once('error', (err) => {
-          clearTimeout(timer);
-          reject(err);
-        });
-      });
-      socket.setKeepAlive(true, 10_000);
-      socket.setNoDelay(true);
-      const down = () => {
-        broken = true;
-      };
-      socket.on('error', down);
-      socket.on('close', down);
-      // The receiver closing its side means it is going away: what it has not read is lost.
-      socket.on('end', down);
-      socket.resume();
-    },
-    alive: () => socket !== null && !broken && !socket.destroyed && socket.writableLength === 0,
-    broken: () => broken || socket === null,
-    async send(lines) {
-      const s = socket;
-      if (!s || broken) throw new Error('not connected');
-      const data = Buffer.concat(lines.map((l) => frame(toSyslog(JSON.parse(l), cfg))));
-      await new Promise<void>((resolve, reject) => {
-        s.write(data, (err) => (err ? reject(err) : resolve()));
-      });
-      if (broken) throw new Error('connection lost');
-    },
-    async close(graceful) {
-      const s = socket;
-      socket = null;
-      if (!s) return false;
-      if (!graceful || broken) {
-        s.destroy();
-        return false;
-      }
-      // A clean close after everything was flushed: the receiver has read all of it.
-      return new Promise<boolean>((resolve) => {
-        let clean = true;
-        const timer = setTimeout(() => {
-          s.destroy();
-          resolve(false);
-        }, 2000);
-        s.once('error', () => (clean = false));
-        s.once('close', (hadError) => {
-          clearTimeout(timer);
-          resolve(clean && !hadError);
-        });
-        s.end();
-      });
-    },
-  };
 }

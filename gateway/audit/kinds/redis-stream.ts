@@ -1,6 +1,39 @@
 import { Redis } from 'ioredis';
-import type { RedisStreamSinkConfig } from './config.js';
-import type { Transport } from './sinks.js';
+import { Type as T, type Static } from 'typebox';
+import type { Transport } from '../sinks.js';
+import { defineSinkKind, sinkName } from './kind.js';
+
+export const RedisStreamSinkSchema = T.Object(
+  {
+    type: T.Literal('redis-stream'),
+    name: sinkName,
+    /** Defaults to state.redisUrl. */
+    redisUrl: T.Optional(T.String({ minLength: 1, maxLength: 2048 })),
+    stream: T.String({ pattern: '^[A-Za-z0-9:_.-]{1,200}$', default: 'ztgate:events' }),
+    group: T.String({ pattern: '^[A-Za-z0-9:_.-]{1,100}$', default: 'soc' }),
+    maxLen: T.Integer({ minimum: 1000, maximum: 1_000_000_000, default: 1_000_000 }),
+    commandTimeoutMs: T.Integer({ minimum: 50, maximum: 60_000, default: 2_000 }),
+    reconnectMaxMs: T.Integer({ minimum: 100, maximum: 300_000, default: 30_000 }),
+  },
+  { additionalProperties: false },
+);
+export type RedisStreamSinkConfig = Static<typeof RedisStreamSinkSchema>;
+
+/** Redis Streams (XADD, consumer group) for SOC tools; the shared store's Redis unless redisUrl says otherwise. */
+export const redisStreamSink = defineSinkKind({
+  type: 'redis-stream',
+  schema: RedisStreamSinkSchema,
+  delivery: 'spooled',
+  filePaths: [],
+  check(sink, at, env) {
+    const url = sink.redisUrl ?? env.stateRedisUrl;
+    if (!url) return [`${at}.redisUrl: required unless state.redisUrl is set`];
+    if (!/^rediss?:\/\//.test(url)) return [`${at}.redisUrl: must be a redis:// or rediss:// URL`];
+    return [];
+  },
+  // check() made sure one of the two is there.
+  create: (sink, ctx) => ({ name: sink.name, reconnectMaxMs: sink.reconnectMaxMs, transport: redisStreamTransport(sink, (sink.redisUrl ?? ctx.stateRedisUrl)!) }),
+});
 
 /**
  * Redis Streams for SOC tools: XADD to one stream, trimmed with MAXLEN ~ (approximate, O(1)),
