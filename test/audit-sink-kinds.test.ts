@@ -5,7 +5,7 @@ import { Writable } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { CONFIG_SCHEMA, parseConfig } from '../gateway/config.js';
-import { ConfigError } from '../gateway/errors.js';
+import { ConfigError } from '../core/errors.js';
 import { createDecisionLog, type AuditEvent } from '../gateway/audit/log.js';
 import { SINK_KINDS } from '../gateway/audit/sink-kinds.js';
 import { ROOT } from './helpers/harness.js';
