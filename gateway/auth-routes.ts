@@ -6,7 +6,8 @@ import { GatewayError } from './errors.js';
 import type { Reason } from '../core/reasons.js';
 import type { Runtime } from './runtime.js';
 import { StoreError } from '../core/store.js';
-import { AUTH_PATH_PREFIX, clearCookieHeader, cookieAttributes, cookieValue, safeReturnPath } from './steps/authenticate.js';
+import { AUTH_PATH_PREFIX, safeReturnPath } from './auth-paths.js';
+import { clearCookieHeader, cookieAttributes, cookieValue } from './cookies.js';
 import type { Principal } from '../core/principal.js';
 import { acrValuesFor, assuranceLevelOf } from '../identity/assurance.js';
 import { RpError, type RpErrorCode } from '../identity/oidc-rp.js';
@@ -78,7 +79,8 @@ function principalOfRecord(record: SessionRecord, handle: string): Principal {
 }
 
 export async function registerAuthRoutes(app: FastifyInstance, runtime: Runtime): Promise<void> {
-  const { sessions, rp, authenticator } = runtime.identity;
+  const { sessions, rp } = runtime.identity;
+  const { authenticator } = runtime;
   const browser = runtime.config.identity.browser;
   if (!sessions || !rp || !browser) return; // not configured: /.ztgate/auth/* is 404 like any unknown path
   const { store, config } = runtime;

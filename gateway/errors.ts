@@ -1,5 +1,6 @@
 import { CodedError } from '../core/errors.js';
 import type { Reason } from '../core/reasons.js';
+import type { PresentedIdentity } from '../identity/authentication-errors.js';
 
 /**
  * Every response the gateway makes itself comes from a GatewayError: a stable `code`
@@ -83,12 +84,4 @@ export class GatewayError extends CodedError {
     this.headers = Object.freeze({ ...options.headers });
     this.presented = options.presented ?? null;
   }
-}
-
-/** An identity a valid token presented that the gateway did not accept as an official. */
-export interface PresentedIdentity {
-  readonly issuer: string;
-  readonly sub: string | null;
-  /** The national ID claim when it is a well-formed one, else null. */
-  readonly nationalId: string | null;
 }

@@ -3,7 +3,7 @@ import type { RouteConfig } from './config.js';
 import type { Principal, Decision } from '../core/principal.js';
 import type { Purpose } from '../policies/access.js';
 import type { Reason } from '../core/reasons.js';
-import type { PresentedIdentity } from './errors.js';
+import type { PresentedIdentity } from '../identity/authentication-errors.js';
 import type { DeviceTrust } from './steps/device.js';
 import type { AuditEvent, DecisionLog } from './audit/log.js';
 import { sessionDigest } from '../identity/digest.js';

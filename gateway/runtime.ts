@@ -10,8 +10,8 @@ import { isDeviceRecordKey } from '../identity/devices.js';
 import { isRosterKey, readRosterFile } from '../identity/roster.js';
 import { isPolicyVersionKey } from '../policies/versions.js';
 import { createDetector } from './detect/engine.js';
-import type { Authenticator } from './steps/authenticate.js';
-import { createIdentityServices, type IdentityServices } from '../identity/services.js';
+import { createAuthenticator, type Authenticator } from './steps/authenticate.js';
+import { createIdentityServices, type IdentityServices } from '../identity/identity-services.js';
 import { createMemoryStore, createRedisStore } from './store-backends.js';
 import type { Store } from '../core/store.js';
 import type { PolicyEngine } from '../policies/engine.js';
@@ -41,7 +41,7 @@ export interface Runtime {
   /** Policy versions, the instance-wide switch and what-if (policies/service.ts). */
   readonly policies: PolicyService;
   readonly authenticator: Authenticator;
-  /** Roster, browser sessions and the OIDC relying party (identity/services.ts). */
+  /** Roster, browser sessions and the OIDC relying party (identity/identity-services.ts). */
   readonly identity: IdentityServices;
   /** Shared database services with their run-time attributes (gateway/services.ts). */
   readonly services: ServiceRegistry;
@@ -136,7 +136,10 @@ export async function createRuntime(config: GatewayConfig, opts: RuntimeOptions 
     signer,
     policy: policies.current,
     policies,
-    authenticator: identity.authenticator,
+    authenticator: createAuthenticator({
+      bearer: identity.bearer,
+      browser: identity.browserSessions && identity.sessions ? { sessions: identity.browserSessions, cookieName: identity.sessions.cookieName, secure: identity.sessions.secure } : null,
+    }),
     identity,
     services,
     decisionFeed,

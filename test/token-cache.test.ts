@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHarness, type Harness } from './helpers/harness.js';
-import { createTokenCache } from '../gateway/steps/token-cache.js';
+import { createTokenCache } from '../identity/token-cache.js';
 import type { Principal } from '../core/principal.js';
 
 const AN = '056085000001'; // on the demo roster, active; ho-tich-reader

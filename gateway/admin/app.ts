@@ -8,7 +8,7 @@ import { registerOpenApi } from './openapi.js';
 import { adminErrorPage } from './error-page.js';
 import { createCsrfGuard, registerCsrfRoute } from './csrf.js';
 import { registerAdminSignIn } from './signin.js';
-import { AUTH_PATH_PREFIX } from '../steps/authenticate.js';
+import { AUTH_PATH_PREFIX } from '../auth-paths.js';
 import { createDeviceAssessor, requireAdminDeviceTier } from '../steps/device.js';
 import { checkLocks, requireStateIntact } from '../steps/locks.js';
 import { requireRouteAssurance } from '../steps/assurance.js';

@@ -3,7 +3,7 @@ import { GatewayError } from '../errors.js';
 import type { Reason } from '../../core/reasons.js';
 import type { Principal } from '../../core/principal.js';
 import { acrValuesFor } from '../../identity/assurance.js';
-import { LOGIN_PATH, safeReturnPath } from './authenticate.js';
+import { LOGIN_PATH, safeReturnPath } from '../auth-paths.js';
 
 /**
  * After authenticate: the service's own demands on how the official authenticated — a minimum

@@ -1,6 +1,7 @@
 import type { GatewayConfig } from '../gateway/config.js';
 import type { Store } from '../core/store.js';
-import { createAuthenticator, type Authenticator } from '../gateway/steps/authenticate.js';
+import { createBearerTokenVerifier, type BearerTokenVerifier } from './bearer-token.js';
+import { createBrowserSessionAuthenticator, type BrowserSessionAuthenticator } from './browser-session.js';
 import { createRelyingParty, type RelyingParty } from './oidc-rp.js';
 import { openRoster, type Roster } from './roster.js';
 import { sessionTokenKey } from './session-crypto.js';
@@ -8,10 +9,11 @@ import { createSessionManager, type SessionManager } from './sessions.js';
 
 /** The identity parts both planes share: token and session authentication, the roster, browser sign-in. */
 export interface IdentityServices {
-  readonly authenticator: Authenticator;
+  readonly bearer: BearerTokenVerifier;
+  /** Null when browser sign-in is not configured (no identity.browser), like `sessions` and `rp`. */
+  readonly browserSessions: BrowserSessionAuthenticator | null;
   /** Null when no roster is configured (identity.roster.source: none). */
   readonly roster: Roster | null;
-  /** Null when browser sign-in is not configured (no identity.browser). */
   readonly sessions: SessionManager | null;
   readonly rp: RelyingParty | null;
 }
@@ -39,6 +41,7 @@ export async function createIdentityServices(config: GatewayConfig, store: Store
         tokenKey: sessionTokenKey({ encryptionKeyFile: identity.session.encryptionKeyFile, clientSecret: browser.clientSecret }),
       })
     : null;
-  const authenticator = createAuthenticator(identity, { fetch: fetchImpl, store, roster, sessions, rp });
-  return { authenticator, roster, sessions, rp };
+  const bearer = createBearerTokenVerifier(identity, { fetch: fetchImpl, store, roster });
+  const browserSessions = sessions ? createBrowserSessionAuthenticator({ identity, sessions, rp, bearer }) : null;
+  return { bearer, browserSessions, roster, sessions, rp };
 }

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { CompactJWSHeaderParameters, JWTVerifyGetKey } from 'jose';
-import type { Principal } from '../../core/principal.js';
+import type { Principal } from '../core/principal.js';
 
 /**
  * Access tokens already verified, so that an application calling with the same token does not pay
