@@ -6,7 +6,7 @@ import type { PresentedIdentity } from '../identity/authentication-errors.js';
  * Every response the gateway makes itself comes from a GatewayError: a stable `code`
  * (ZTG_ERR_*, never reused once published), the HTTP status, and the decision reason
  * it records. Modules translate their own failures into one of these at their boundary;
- * gateway/app.ts turns them into HTTP in one place.
+ * gateway/error-response.ts turns them into HTTP in one place.
  */
 export const ERROR_CODES = {
   ZTG_ERR_BAD_REQUEST: { status: 400, message: 'Yêu cầu không hợp lệ / Bad request' },

@@ -2,67 +2,23 @@ import { randomUUID } from 'node:crypto';
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { ServerOptions as HttpsServerOptions } from 'node:https';
-import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { ERROR_CODES, GatewayError, type ErrorCode } from './errors.js';
 import { emitDecision, emitUnparsedRequest, newDecisionContext, type DecisionContext, type EventAction } from './events.js';
 import type { Reason } from '../core/reasons.js';
-import { StateLostError } from '../core/store.js';
-import type { PipelineState } from './pipeline.js';
+import { sendError, toGatewayError } from './error-response.js';
+import './request-state.js';
 import type { Runtime } from './runtime.js';
 import { listenerTimeouts } from './limits.js';
 import { auditAlert } from './audit/log.js';
 
-declare module 'fastify' {
-  interface FastifyRequest extends PipelineState {}
-}
-
 /**
- * What every listener of the gateway shares: gateway-chosen request ids, one error shape,
- * and exactly one event per request, written when the response ends.
+ * What every listener of the gateway shares: gateway-chosen request ids, one error shape
+ * (gateway/error-response.ts, through the error handler below), and exactly one decision event per
+ * request, written by `writeDecisionEvent` below when the response ends, the client goes away, or
+ * the HTTP parser refuses the bytes.
  */
-
-/** Translates anything thrown into the one error shape the gateway answers with. */
-export function toGatewayError(err: unknown, log: FastifyRequest['log'], trace?: { traceId: string } | null): GatewayError {
-  if (err instanceof GatewayError) return err;
-  // A governance change refused because the shared state is being rebuilt (gateway/state-keeper.ts).
-  if (err instanceof StateLostError) return new GatewayError('ZTG_ERR_STATE_LOST', 'state-lost', { cause: err });
-  const code = (err as FastifyError | undefined)?.code ?? '';
-  if (code === 'UND_ERR_CONNECT_TIMEOUT' || (code.startsWith('FST_REPLY_FROM_') && code.includes('TIMEOUT'))) {
-    return new GatewayError('ZTG_ERR_UPSTREAM_TIMEOUT', 'upstream-timeout', { cause: err });
-  }
-  if (code.startsWith('FST_REPLY_FROM_') || code === 'ECONNRESET' || code === 'UND_ERR_SOCKET') {
-    return new GatewayError('ZTG_ERR_UPSTREAM_UNAVAILABLE', 'upstream-unavailable', { cause: err });
-  }
-  if (code === 'FST_ERR_CTP_BODY_TOO_LARGE') return new GatewayError('ZTG_ERR_BODY_TOO_LARGE', 'body-too-large', { cause: err });
-  const status = (err as FastifyError | undefined)?.statusCode;
-  if (status !== undefined && status >= 400 && status < 500) return new GatewayError('ZTG_ERR_BAD_REQUEST', 'request-malformed', { detail: (err as Error).message, cause: err });
-  log.error({ err, trace_id: trace?.traceId }, 'unexpected gateway error');
-  return new GatewayError('ZTG_ERR_INTERNAL', 'gateway-error', { cause: err });
-}
-
-/** Refusals that are attack signals the operator must see in the log, beside the decision event. */
-const LOGGED_REFUSALS: ReadonlySet<Reason> = new Set<Reason>(['cookie-duplicate']);
-
-export function sendError(request: FastifyRequest, reply: FastifyReply, err: GatewayError, page?: string): FastifyReply {
-  request.zt ??= newDecisionContext(request.raw.socket);
-  request.zt.reasons.push(err.reason);
-  request.zt.errorCode = err.code;
-  if (err.presented && !request.zt.principal) request.zt.presented = err.presented;
-  if (err.statusCode >= 500 && err.cause) request.log.warn({ err: err.cause, reason: err.reason, trace_id: request.zt.trace?.traceId }, 'request refused');
-  else if (LOGGED_REFUSALS.has(err.reason)) request.log.warn({ reason: err.reason, requestId: request.id, source: request.socket.remoteAddress, detail: err.message, trace_id: request.zt.trace?.traceId }, 'request refused: attack signal');
-  // 5xx details stay in the log; 4xx say what was wrong with the request.
-  const message = err.statusCode >= 500 ? ERROR_CODES[err.code as ErrorCode].message : err.message;
-  reply
-    .code(err.statusCode)
-    .headers({ ...err.headers, 'x-ztgate-error': err.code, 'cache-control': 'no-store', 'x-content-type-options': 'nosniff', 'x-request-id': request.id });
-  if (page !== undefined) {
-    return reply
-      .headers({ 'content-type': 'text/html; charset=utf-8', 'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'" })
-      .send(page);
-  }
-  return reply.send({ error: { code: err.code, reason: err.reason, message }, requestId: request.id });
-}
 
 export interface ListenerOptions {
   readonly runtime: Runtime;
@@ -91,11 +47,23 @@ export function createListenerApp({ runtime, action, logger, bodyLimitBytes, htt
   const timeouts = listenerTimeouts(limits);
   const plane = action === 'access-decision' ? 'data' : 'admin';
   const observability = runtime.observability;
-  // The one event of the request, then its metrics and spans.
-  const finish = (ctx: DecisionContext, request: FastifyRequest, reply: FastifyReply): void => {
-    const event = emitDecision(runtime.decisionLog, action, ctx, request, reply);
-    if (event) observability.requestEnded(plane, ctx, event, request.method);
-  };
+  /**
+   * The one place a listener writes the decision event of a request, then its metrics and spans.
+   * Called from every way a request ends (onResponse, a client that goes away, a router error, bytes
+   * the HTTP parser refuses); the context's `emitted` flag keeps it to one event per request.
+   */
+  function writeDecisionEvent(ctx: DecisionContext, ended: { request: FastifyRequest; reply: FastifyReply } | { unparsed: Parameters<typeof emitUnparsedRequest>[2] }): void {
+    if ('unparsed' in ended) {
+      if (ctx.emitted) return;
+      ctx.emitted = true;
+      observability.requestEnded(plane, ctx, emitUnparsedRequest(runtime.decisionLog, action, ended.unparsed), '');
+      return;
+    }
+    const event = emitDecision(runtime.decisionLog, action, ctx, ended.request, ended.reply);
+    if (event) observability.requestEnded(plane, ctx, event, ended.request.method);
+  }
+  const finish = (ctx: DecisionContext, request: FastifyRequest, reply: FastifyReply): void => writeDecisionEvent(ctx, { request, reply });
+  // Every refusal of this listener is answered here (gateway/error-response.ts).
   const answer = (request: FastifyRequest, reply: FastifyReply, err: GatewayError): FastifyReply =>
     sendError(request, reply, err, errorPage && err.statusCode >= 400 && isPageLoad(request) ? errorPage(err, request.id) : undefined);
   const app = Fastify({
@@ -110,7 +78,7 @@ export function createListenerApp({ runtime, action, logger, bodyLimitBytes, htt
     bodyLimit: bodyLimitBytes,
     requestTimeout: runtime.config.limits.requestTimeoutMs,
     return503OnClosing: true,
-    // Requests the HTTP parser refuses never reach a hook: answered and recorded here.
+    // Requests the HTTP parser refuses never reach a hook or the error handler: answered here, in the same JSON shape.
     clientErrorHandler: (err: NodeJS.ErrnoException, socket: Socket) => {
       if (err.code === 'ECONNRESET' || socket.destroyed) return; // nothing was received, nobody to answer
       const [code, reason]: [ErrorCode, Reason] =
@@ -126,8 +94,7 @@ export function createListenerApp({ runtime, action, logger, bodyLimitBytes, htt
             `X-Ztgate-Error: ${code}\r\nX-Request-Id: ${requestId}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n${body}`,
         );
       }
-      const event = emitUnparsedRequest(runtime.decisionLog, action, { requestId, source: { ip: socket.remoteAddress ?? null, port: socket.remotePort ?? null }, statusCode: status, reason, errorCode: code });
-      observability.requestEnded(plane, newDecisionContext(socket), event, '');
+      writeDecisionEvent(newDecisionContext(socket), { unparsed: { requestId, source: { ip: socket.remoteAddress ?? null, port: socket.remotePort ?? null }, statusCode: status, reason, errorCode: code } });
       socket.destroy(err);
     },
     // Errors raised by the router before any hook runs, e.g. undecodable paths.

@@ -1,16 +1,18 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { GatewayConfig } from './config.js';
-import type { AssertionHeaders, AssertionSigner } from './assertion.js';
+import type { AssertionSigner } from './assertion.js';
+import type { RequestState } from './request-state.js';
 import { GatewayError } from './errors.js';
 import type { Reason } from '../core/reasons.js';
-import { loggablePath, type DecisionContext } from './events.js';
+import { loggablePath } from './events.js';
 import type { PolicyEngine } from '../policies/engine.js';
 import { checkBody, checkMethod, checkPath, stripForgeableIdentityHeaders } from './steps/edge.js';
 import { requireApproved, type RouteTable } from './steps/route.js';
 import type { Authenticator } from './steps/authenticate.js';
 import { AUTH_PATH_PREFIX } from './auth-paths.js';
 import { requireRouteAssurance } from './steps/assurance.js';
-import { checkLocks, requireAuditRecord, requireStateIntact } from './steps/locks.js';
+import { checkLocks, requireStateIntact } from './steps/locks.js';
+import { requireAuditRecord } from './steps/audit-check.js';
 import type { Locks } from './locks.js';
 import type { DecisionLog } from './audit/log.js';
 import { requireDeviceTier, type DeviceAssessor } from './steps/device.js';
@@ -53,18 +55,16 @@ export interface PipelineDeps {
   readonly state?: { healthy(): boolean };
 }
 
-export interface PipelineState {
-  zt: DecisionContext;
-  assertion: AssertionHeaders | null;
-}
-
 /**
  * The Zero Trust request pipeline, in order (README "One request, top to bottom").
- * Every step either adds to what is known about the request or ends it with a GatewayError;
- * whichever way it ends, gateway/app.ts writes exactly one decision event.
+ * Every step either adds to what is known about the request or ends it by throwing a GatewayError
+ * (or a module's typed error that toGatewayError translates). The steps never answer and never
+ * write the event themselves: the listener's error handler answers every refusal
+ * (gateway/error-response.ts), and whichever way the request ends, gateway/http.ts
+ * (writeDecisionEvent) writes exactly one decision event.
  */
 export function createPipeline(deps: PipelineDeps) {
-  return async function zeroTrust(request: FastifyRequest & PipelineState, _reply: FastifyReply): Promise<void> {
+  return async function zeroTrust(request: FastifyRequest & RequestState, _reply: FastifyReply): Promise<void> {
     const ctx = request.zt;
     // The policy version in force when the request arrived decides it, even if another is activated meanwhile.
     const policy = deps.policy();

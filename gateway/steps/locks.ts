@@ -2,9 +2,6 @@ import { GatewayError } from '../errors.js';
 import { sessionDigest } from '../../identity/digest.js';
 import type { Reason } from '../../core/reasons.js';
 import type { LockKind, Locks } from '../locks.js';
-import { isAuditRequired, type AuditConfig } from '../audit/config.js';
-import type { RouteConfig } from '../config.js';
-import type { DecisionLog, ForwardEntry } from '../audit/log.js';
 import { StateLostError } from '../../core/store.js';
 
 /**
@@ -48,17 +45,5 @@ export async function checkLocks(
     throw new GatewayError('ZTG_ERR_LOCKED', LOCKED[lock.kind], {
       detail: `Bị khóa đến ${lock.expiresAt} / locked until ${lock.expiresAt}`,
     });
-  }
-}
-
-/**
- * Before forwarding: an audit-required route is served only once the local audit log holds the
- * record that this request is being forwarded, flushed to disk — better no service than service
- * without a record of it. A disk that filled since the last write is found here, not after.
- */
-export async function requireAuditRecord(route: RouteConfig & { auditRequired?: boolean }, audit: AuditConfig, log: DecisionLog, entry: Omit<ForwardEntry, 'routeId'>): Promise<void> {
-  if (!isAuditRequired(route, audit)) return;
-  if (!log.healthy() || !(await log.recordForward({ ...entry, routeId: route.id }))) {
-    throw new GatewayError('ZTG_ERR_AUDIT_UNAVAILABLE', 'audit-unavailable');
   }
 }

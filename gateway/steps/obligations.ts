@@ -2,7 +2,6 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { GatewayError } from '../errors.js';
-import { sendError } from '../http.js';
 import type { Store } from '../../core/store.js';
 import type { Runtime } from '../runtime.js';
 import type { ResponseObligations } from './forward.js';
@@ -226,8 +225,8 @@ export function createResponseObligations(opts: { store: Store | undefined; buff
       } catch (err) {
         // The refusal is the gateway's own JSON answer: nothing of the upstream's representation stays.
         for (const h of [...HEADERS_OF_THE_ORIGINAL_BODY, 'content-type']) reply.removeHeader(h);
-        const e = err instanceof GatewayError ? err : failed((err as Error).message);
-        sendError(request, reply, e);
+        // Answered by the listener's error handler, like every other refusal (gateway/error-response.ts).
+        reply.send(err instanceof GatewayError ? err : failed((err as Error).message));
         return;
       }
       for (const h of HEADERS_OF_THE_ORIGINAL_BODY) reply.removeHeader(h);
