@@ -95,6 +95,7 @@ export function createBearerTokenVerifier(identity: GatewayConfig['identity'], d
     // Least time between refetches for unknown kids: bounds a flood of forged kids, and how long a rotated key waits.
     cooldownDuration: identity.jwksCooldownMs,
     timeoutDuration: identity.jwksTimeoutMs,
+    fetch: deps.fetch,
   };
 
   async function discoverJwksUri(config: IssuerConfig): Promise<URL> {

@@ -1,4 +1,4 @@
-import { createRemoteJWKSet, errors, type JWTVerifyGetKey } from 'jose';
+import { createRemoteJWKSet, customFetch, errors, type JWTVerifyGetKey } from 'jose';
 
 /**
  * An issuer's JWKS, fetched and cached, where a token signed with a `kid` not in the cache makes
@@ -10,8 +10,10 @@ import { createRemoteJWKSet, errors, type JWTVerifyGetKey } from 'jose';
  */
 const MAX_WAIT_MS = 1000;
 
-export function remoteKeySet(url: URL, opts: { cacheMaxAge: number; cooldownDuration: number; timeoutDuration: number }): JWTVerifyGetKey {
-  const keys = createRemoteJWKSet(url, opts);
+export function remoteKeySet(url: URL, opts: { cacheMaxAge: number; cooldownDuration: number; timeoutDuration: number; fetch?: typeof fetch }): JWTVerifyGetKey {
+  const { fetch: fetchImpl, ...timing } = opts;
+  // An injected fetch (tests, an egress proxy) fetches the keys too, not only discovery and introspection.
+  const keys = createRemoteJWKSet(url, fetchImpl ? { ...timing, [customFetch]: fetchImpl } : timing);
   // One wait shared by all requests with unknown kids inside the same interval.
   let waiting: Promise<void> | null = null;
   return async (header, token) => {
