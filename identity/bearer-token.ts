@@ -48,10 +48,27 @@ function tokenErrorOf(err: unknown): TokenError | IdentityUnavailableError {
   if (err instanceof errors.JOSEAlgNotAllowed) return new TokenError('ERR_TOKEN_ALGORITHM_NOT_ALLOWED', 'algorithm not allowed', { cause: err });
   if (err instanceof errors.JWSSignatureVerificationFailed) return new TokenError('ERR_TOKEN_SIGNATURE_INVALID', 'signature invalid', { cause: err });
   if (err instanceof errors.JWKSNoMatchingKey || err instanceof errors.JWKSMultipleMatchingKeys) return new TokenError('ERR_TOKEN_KEY_UNKNOWN', 'unknown signing key', { cause: err });
+  if (err instanceof IdentityUnavailableError) return err;
   if (err instanceof errors.JWKSTimeout || err instanceof errors.JWKSInvalid) return new IdentityUnavailableError('ERR_IDP_UNAVAILABLE', err);
   if (err instanceof errors.JOSEError) return new TokenError('ERR_TOKEN_MALFORMED', 'malformed token', { cause: err });
   // Anything else is the JWKS fetch failing: refuse, never trust an unverified token.
   return new IdentityUnavailableError('ERR_IDP_UNAVAILABLE', err);
+}
+
+/**
+ * The issuer's key set, where a key set that cannot be fetched or read is the IdP being
+ * unavailable: jose reports a JWKS endpoint answering other than 200 as a bare JOSEError, which
+ * would otherwise read as a malformed token. Only "no such key" is about the token.
+ */
+function keyOrUnavailable(getKey: JWTVerifyGetKey): JWTVerifyGetKey {
+  return async (header, token) => {
+    try {
+      return await getKey(header, token);
+    } catch (err) {
+      if (err instanceof errors.JWKSNoMatchingKey || err instanceof errors.JWKSMultipleMatchingKeys || err instanceof IdentityUnavailableError) throw err;
+      throw new IdentityUnavailableError('ERR_IDP_UNAVAILABLE', err);
+    }
+  };
 }
 
 function normaliseTyp(typ: string | undefined): string {
@@ -163,7 +180,7 @@ export function createBearerTokenVerifier(identity: GatewayConfig['identity'], d
     const getKey = await keysFor(trusted);
     let verified;
     try {
-      verified = await jwtVerify(token, getKey, {
+      verified = await jwtVerify(token, keyOrUnavailable(getKey), {
         issuer: trusted.config.issuer,
         audience: [...trusted.config.audience],
         algorithms: [...trusted.config.algorithms],
