@@ -62,6 +62,7 @@ export function inProcessConfig(issuer: InProcessIssuer, configure?: (doc: Recor
     devices: { defaultMinTierBySecurityLevel: { '3': 'unknown' } },
     routes: [
       // Port 9 (discard): nothing answers, so nothing is ever forwarded anywhere.
+      { id: 'ho-tich', name: 'Hộ tịch', pathPrefix: '/ho-tich', upstream: 'http://127.0.0.1:9', ownerAgency: 'so-tu-phap', securityLevel: 3, classification: 'personal-data', approval },
       { id: 'echo', name: 'Dịch vụ ghi nhận (kiểm thử)', pathPrefix: '/echo', upstream: 'http://127.0.0.1:9/api', ownerAgency: 'so-tu-phap', securityLevel: 3, classification: 'internal', approval },
       { id: 'cong-thuong', name: 'Công thương', pathPrefix: '/cong-thuong', upstream: 'http://127.0.0.1:9', ownerAgency: 'so-cong-thuong', securityLevel: 3, classification: 'internal', approval: { status: 'pending' } },
     ],
