@@ -5,7 +5,7 @@ import { inProcessConfig, inProcessIssuer, refusalOf } from '../helpers/in-proce
 /** Step 4's verdict alone (requireDeviceTier in gateway/steps/device.ts): the device's tier against what the service asks for. */
 
 const { devices } = inProcessConfig(await inProcessIssuer());
-const device = (tier: DeviceTrust['tier'], extra: Partial<DeviceTrust> = {}): DeviceTrust => ({ id: 'thumbprint', tier, status: 'active', via: 'dpop', postureFailures: null, refusal: null, shortfall: null, ...extra });
+const device = (tier: DeviceTrust['tier'], extra: Partial<DeviceTrust> = {}): DeviceTrust => ({ id: 'thumbprint', tier, status: 'approved', via: 'dpop', postureFailures: null, refusal: null, shortfall: null, ...extra });
 
 describe('device tier', () => {
   it('allows a device at or above the service minimum', () => {
