@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { requireRouteAssurance } from '../../gateway/steps/assurance.js';
-import type { Principal } from '../../identity/principal.js';
+import type { Principal } from '../../core/principal.js';
 import { inProcessConfig, inProcessIssuer, refusalOf } from '../helpers/in-process.js';
 
 /** After authenticate (gateway/steps/assurance.ts): the service's demands on how, and how recently, the official authenticated. */

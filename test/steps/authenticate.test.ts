@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { createMemoryStore, STATE_EPOCH_KEY, type Store } from '../../gateway/store.js';
+import { STATE_EPOCH_KEY, type Store } from '../../core/store.js';
+import { createMemoryStore } from '../../gateway/store-backends.js';
 import { createAuthenticator, type Authenticator } from '../../gateway/steps/authenticate.js';
-import { REASONS } from '../../gateway/reasons.js';
+import { REASONS } from '../../core/reasons.js';
 import { REASONS as AUTHENTICATION_REASONS } from '../../gateway/steps/authenticate.js';
 import { TokenError } from '../../identity/authentication-errors.js';
 import { createBearerTokenVerifier, type BearerTokenVerifier } from '../../identity/bearer-token.js';

@@ -1,8 +1,8 @@
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { decide, readPurpose, type DecideInput } from '../../gateway/steps/decide.js';
-import type { Principal } from '../../identity/principal.js';
-import { PolicyEngine, type Decision } from '../../policies/engine.js';
+import type { Decision, Principal } from '../../core/principal.js';
+import { PolicyEngine } from '../../policies/engine.js';
 import { ROOT } from '../helpers/harness.js';
 import { refusalOf } from '../helpers/in-process.js';
 

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { createLocks } from '../../gateway/locks.js';
 import { checkLocks, requireStateIntact } from '../../gateway/steps/locks.js';
-import { createMemoryStore, STATE_EPOCH_KEY, StoreError, type Store } from '../../gateway/store.js';
+import { STATE_EPOCH_KEY, StoreError, type Store } from '../../core/store.js';
+import { createMemoryStore } from '../../gateway/store-backends.js';
 import { refusalOf } from '../helpers/in-process.js';
 
 /** Step 5 alone (gateway/steps/locks.ts) on the memory store: a lock on any subject refuses, a store that cannot answer refuses too. */

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { checkDailyQuota, dailyQuotaKey } from '../../gateway/steps/obligations.js';
-import { createMemoryStore, StoreError, type Store } from '../../gateway/store.js';
-import type { Decision } from '../../policies/engine.js';
+import { StoreError, type Store } from '../../core/store.js';
+import type { Decision } from '../../core/principal.js';
+import { createMemoryStore } from '../../gateway/store-backends.js';
 import { refusalOf } from '../helpers/in-process.js';
 
 /** Step 7 alone (checkDailyQuota in gateway/steps/obligations.ts) on the memory store: records already received today against the decision's quota. */
