@@ -17,7 +17,7 @@ import type { Store } from '../core/store.js';
 import type { PolicyEngine } from '../policies/engine.js';
 import { createPolicyService, type PolicyService } from '../policies/service.js';
 import { createServiceRegistry, type ServiceRegistry } from './services.js';
-import { createDecisionFeed, teeToFeed, type DecisionFeed } from './admin/live.js';
+import { createDecisionFeed, teeToFeed, type DecisionFeed } from './audit/decision-feed.js';
 import { createObservability, type Observability } from './observability/index.js';
 import { createAccessService, isAccessKey, type AccessService } from './access/requests.js';
 import { createAccessWebhooks, type AccessWebhooks } from './access/webhooks.js';
@@ -45,7 +45,7 @@ export interface Runtime {
   readonly identity: IdentityServices;
   /** Shared database services with their run-time attributes (gateway/services.ts). */
   readonly services: ServiceRegistry;
-  /** Recent decisions and per-agency counts for the admin screens (gateway/admin/live.ts). */
+  /** Recent decisions and per-agency counts, read by the admin screens (gateway/admin/live.ts). */
   readonly decisionFeed: DecisionFeed;
   /** Metrics, traces and probes (gateway/observability/). */
   readonly observability: Observability;

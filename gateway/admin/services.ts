@@ -4,7 +4,8 @@ import type { RouteConfig } from '../config.js';
 import { GatewayError } from '../errors.js';
 import type { Runtime } from '../runtime.js';
 import { ServiceChangeError, type PendingServiceChange, type ServiceOverride, type ServicePatch } from '../services.js';
-import { ADMIN_API_PREFIX, type AdminModule } from './app.js';
+import { ADMIN_API_PREFIX } from './api-prefix.js';
+import { type AdminModule } from './app.js';
 import { useStrictValidation } from './openapi.js';
 
 /**
