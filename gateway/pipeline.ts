@@ -10,7 +10,7 @@ import { requireApproved, type RouteTable } from './steps/route.js';
 import { AUTH_PATH_PREFIX, type Authenticator } from './steps/authenticate.js';
 import { requireRouteAssurance } from './steps/assurance.js';
 import { checkLocks, requireAuditRecord, requireStateIntact } from './steps/locks.js';
-import type { Locks } from './locks.js';
+import type { Locks } from './lock-registry.js';
 import type { DecisionLog } from './audit/log.js';
 import { requireDeviceTier, type DeviceAssessor } from './steps/device.js';
 import { OFFICIAL_ENDPOINTS } from './device-routes.js';

@@ -6,7 +6,7 @@ import { lintPolicy } from './lint.js';
 import { type LintFinding } from './lint-finding.js';
 import { ConfigError, UsageError } from '../core/errors.js';
 import { didYouMean } from '../core/suggest.js';
-import { readPolicySources } from './service.js';
+import { readPolicySources } from './active-policy.js';
 import { CasesError, runPolicyCases } from './test-runner.js';
 
 /**

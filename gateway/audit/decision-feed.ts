@@ -7,7 +7,7 @@ import { hoChiMinhWallClock } from '../../policies/conditions.js';
  * kept in a bounded ring for the live screen and counted per agency for the yearly report
  * (agencies report before 1 October). The counts live in the shared Store so every instance
  * adds to the same numbers. The runtime tees the decision log into it; the admin routes
- * (gateway/admin/live.ts) only read it.
+ * (gateway/admin/decisions-routes.ts) only read it.
  *
  * The ring is per instance by design (recent activity on the screen); the complete, lossless
  * record is the SOC stream. Counts are batched in memory and added to the Store once a second:

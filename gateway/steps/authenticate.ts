@@ -3,7 +3,7 @@ import { decodeJwt, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } f
 import type { GatewayConfig, IssuerConfig } from '../config.js';
 import { GatewayError } from '../errors.js';
 import type { Reason } from '../../core/reasons.js';
-import { principalFromClaims, PrincipalError } from '../../identity/principal.js';
+import { principalFromClaims, PrincipalError } from '../../identity/principal-from-claims.js';
 import type { AssuranceLevel, Principal } from '../../core/principal.js';
 import { assuranceLevelOf } from '../../identity/assurance.js';
 import { RosterUnavailableError, withRosterEntry, type Roster } from '../../identity/roster.js';

@@ -1,7 +1,7 @@
 import { GatewayError } from '../errors.js';
 import { sessionDigest } from '../../identity/digest.js';
 import type { Reason } from '../../core/reasons.js';
-import type { LockKind, Locks } from '../locks.js';
+import type { LockKind, Locks } from '../lock-registry.js';
 import { isAuditRequired, type AuditConfig } from '../audit/config.js';
 import type { RouteConfig } from '../config.js';
 import type { DecisionLog, ForwardEntry } from '../audit/log.js';

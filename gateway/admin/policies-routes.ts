@@ -15,7 +15,7 @@ import { type AdminModule } from './app.js';
 /**
  * Policy change management for security admins: versions, drafts, diff against the active
  * version, submission, approval by ANOTHER admin (four-eyes), rejection, rollback and what-if
- * over recent decisions. An approval or rollback switches every instance (policies/service.ts).
+ * over recent decisions. An approval or rollback switches every instance (policies/active-policy.ts).
  * Every call records what it did in the audit event (request.zt.admin).
  */
 
