@@ -2,7 +2,8 @@
  * The base of the project's typed errors: a stable `code` that callers branch on, never the
  * message text (as jose's JOSEError and Node's system errors do). Each module declares its own
  * subclass with its closed list of codes; a published code is never renamed or reused. The
- * gateway maps them to responses and reasons in one place (gateway/http.ts).
+ * gateway step that calls a module maps its codes to a GatewayError and a reason
+ * (docs/architecture.md, "One request, top to bottom").
  */
 export abstract class CodedError extends Error {
   abstract readonly code: string;

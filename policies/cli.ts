@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { loadConfigFile } from '../gateway/config.js';
 import { PolicyEngine } from './engine.js';
 import { lintPolicy } from './lint.js';
-import { type LintFinding } from './lint-finding.js';
+import type { LintFinding } from './lint-finding.js';
 import { ConfigError, UsageError } from '../core/errors.js';
 import { didYouMean } from '../core/suggest.js';
 import { readPolicySources } from './active-policy.js';

@@ -2,7 +2,7 @@ import { PassThrough } from 'node:stream';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { GatewayError } from '../errors.js';
 import { ADMIN_API_PREFIX } from './api-prefix.js';
-import { type AdminModule } from './app.js';
+import type { AdminModule } from './app.js';
 import { useStrictValidation } from './openapi.js';
 import { NATIONAL_ID_PATTERN } from '../../core/national-id.js';
 import { matches, monthOf, RING_SIZE, type DecisionFilter, type DecisionSummary } from '../audit/decision-feed.js';

@@ -4,7 +4,7 @@ import { checkLockValue, LOCK_KINDS, LockInputError, MAX_LOCK_SECONDS, type Lock
 import type { Runtime } from '../runtime.js';
 import { normalizeAddress } from '../steps/locks.js';
 import { ADMIN_API_PREFIX } from './api-prefix.js';
-import { type AdminModule } from './app.js';
+import type { AdminModule } from './app.js';
 import { sessionDigest } from '../../identity/digest.js';
 import { registryFailure } from '../device-routes.js';
 import { DeviceRegistry } from '../../identity/devices.js';

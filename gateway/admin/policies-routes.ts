@@ -10,7 +10,7 @@ import { withRosterEntry } from '../../identity/roster.js';
 import { NATIONAL_ID_PATTERN } from '../../core/national-id.js';
 import type { Principal } from '../../core/principal.js';
 import { ADMIN_API_PREFIX } from './api-prefix.js';
-import { type AdminModule } from './app.js';
+import type { AdminModule } from './app.js';
 
 /**
  * Policy change management for security admins: versions, drafts, diff against the active

@@ -5,7 +5,7 @@ import { GatewayError } from '../errors.js';
 import type { Runtime } from '../runtime.js';
 import { ServiceChangeError, type PendingServiceChange, type ServiceOverride, type ServicePatch } from '../service-registry.js';
 import { ADMIN_API_PREFIX } from './api-prefix.js';
-import { type AdminModule } from './app.js';
+import type { AdminModule } from './app.js';
 import { useStrictValidation } from './openapi.js';
 
 /**
