@@ -22,7 +22,7 @@ export function browserName(ua) {
   return m ? `${m[1] === 'Edg' ? 'Edge' : m[1]} ${m[2]}${os ? ` · ${os}` : ''}` : ua.slice(0, 40);
 }
 
-/** What gateway/locks.ts locks. */
+/** What gateway/lock-registry.ts locks. */
 const LOCK_KINDS = ['user', 'device', 'session', 'address'];
 
 /** @param {any} action */

@@ -7,7 +7,7 @@ import { codeLabel, errorBox, openDialog, table } from './common.js';
 /**
  * Policies: the active version as readable rules, a draft with validation as you type, its diff
  * against the active version, submit, four-eyes approve/reject with a comment, rollback, history.
- * Built on gateway/admin/policies.ts; a gateway without it says so.
+ * Built on gateway/admin/policies-routes.ts; a gateway without it says so.
  */
 
 const V = '/api/v1/policies';

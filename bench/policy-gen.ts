@@ -1,7 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { IssuerConfig } from '../gateway/config.js';
-import { principalFromClaims } from '../identity/principal.js';
+import { principalFromClaims } from '../identity/principal-from-claims.js';
 import type { Principal } from '../core/principal.js';
 import type { Resource } from '../policies/engine.js';
 import { createPrng, type Prng } from './prng.js';

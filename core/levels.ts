@@ -1,9 +1,4 @@
-/**
- * The ordered scales every part compares against: data classification, state-secret clearance,
- * device trust tier, and a service's approval status. One list each, shared by the configuration
- * schema, the steps, the policy engine and the admin UI, so no part can add a level another
- * part does not know.
- */
+/** Ordered scales shared by the configuration schema, the steps, the policy engine and the admin UI. */
 
 /** Data classification of a shared database service, lowest first (phân loại dữ liệu / độ mật). */
 export const CLASSIFICATIONS = [
@@ -17,6 +12,9 @@ export const CLASSIFICATIONS = [
 ] as const;
 export type Classification = (typeof CLASSIFICATIONS)[number];
 
+export const APPROVAL_STATUSES = ['approved', 'pending', 'rejected', 'suspended'] as const;
+export type ApprovalStatus = (typeof APPROVAL_STATUSES)[number];
+
 /** State-secret clearance, lowest first (Mật < Tối mật < Tuyệt mật). */
 export const CLEARANCES = ['none', 'mat', 'toi-mat', 'tuyet-mat'] as const;
 export type Clearance = (typeof CLEARANCES)[number];
@@ -27,7 +25,3 @@ export type Clearance = (typeof CLEARANCES)[number];
  */
 export const DEVICE_TIERS = ['unknown', 'registered', 'compliant', 'high-assurance'] as const;
 export type DeviceTier = (typeof DEVICE_TIERS)[number];
-
-/** Whether a registered service may be put into use ("chưa bảo đảm an toàn thì chưa đưa vào sử dụng"). */
-export const APPROVAL_STATUSES = ['approved', 'pending', 'rejected', 'suspended'] as const;
-export type ApprovalStatus = (typeof APPROVAL_STATUSES)[number];

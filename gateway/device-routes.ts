@@ -3,7 +3,7 @@ import { GatewayError } from './errors.js';
 import { StoreError } from '../core/store.js';
 import { deviceError, type DeviceAssessor } from './steps/device.js';
 import { checkLocks } from './steps/locks.js';
-import type { Locks } from './locks.js';
+import type { Locks } from './lock-registry.js';
 import { DeviceRegistry, DeviceRegistryError, devicePublicKey, type DeviceRecord } from '../identity/devices.js';
 
 /**
@@ -11,7 +11,7 @@ import { DeviceRegistry, DeviceRegistryError, devicePublicKey, type DeviceRecord
  * using. The key enrolled is the key that signed the request's DPoP proof, or the key of the
  * client certificate the TLS handshake verified, so nobody can enrol (and so squat, one device
  * per key) a public key they do not hold. The device stays pending until a security admin
- * approves it on the management API (gateway/admin/devices.ts). A locked official, session,
+ * approves it on the management API (gateway/admin/devices-routes.ts). A locked official, session,
  * address (pipeline) or device key (here) enrols nothing.
  */
 

@@ -13,7 +13,7 @@ import { AUTH_PATH_PREFIX } from './auth-paths.js';
 import { requireRouteAssurance } from './steps/assurance.js';
 import { checkLocks, requireStateIntact } from './steps/locks.js';
 import { requireAuditRecord } from './steps/audit-check.js';
-import type { Locks } from './locks.js';
+import type { Locks } from './lock-registry.js';
 import type { DecisionLog } from './audit/log.js';
 import { requireDeviceTier, type DeviceAssessor } from './steps/device.js';
 import { OFFICIAL_ENDPOINTS } from './device-routes.js';

@@ -2,22 +2,22 @@ import { pino, type DestinationStream, type Logger } from 'pino';
 import type { GatewayConfig } from './config.js';
 import { createAssertionSigner, type AssertionSigner, type SharedAssertionKeys } from './assertion.js';
 import { createDecisionLog, type DecisionLog } from './events.js';
-import { createLocks, isLockKey, type Locks } from './locks.js';
+import { createLocks, isLockKey, type Locks } from './lock-registry.js';
 import { auditAlert } from './audit/log.js';
 import { openDurableRecords } from './durable.js';
 import { createStateKeeper, type StateKeeper } from './state-keeper.js';
 import { isDeviceRecordKey } from '../identity/devices.js';
 import { isRosterKey, readRosterFile } from '../identity/roster.js';
 import { isPolicyVersionKey } from '../policies/versions.js';
-import { createDetector } from './detect/engine.js';
+import { createDetector } from './detect/detector.js';
 import { createAuthenticator, type Authenticator } from './steps/authenticate.js';
 import { createIdentityServices, type IdentityServices } from '../identity/identity-services.js';
 import { createMemoryStore, createRedisStore } from './store-backends.js';
 import type { Store } from '../core/store.js';
 import type { PolicyEngine } from '../policies/engine.js';
-import { createPolicyService, type PolicyService } from '../policies/service.js';
-import { createServiceRegistry, type ServiceRegistry } from './services.js';
-import { createDecisionFeed, teeToFeed, type DecisionFeed } from './admin/live.js';
+import { createPolicyService, type PolicyService } from '../policies/active-policy.js';
+import { createServiceRegistry, type ServiceRegistry } from './service-registry.js';
+import { createDecisionFeed, teeToFeed, type DecisionFeed } from './audit/decision-feed.js';
 import { createObservability, type Observability } from './observability/index.js';
 import { createAccessService, isAccessKey, type AccessService } from './access/requests.js';
 import { createAccessWebhooks, type AccessWebhooks } from './access/webhooks.js';
@@ -33,19 +33,19 @@ export interface Runtime {
   readonly state: StateKeeper;
   /** Every event: local hash chain, stdout, SOC sinks (gateway/audit/log.ts). */
   readonly decisionLog: DecisionLog;
-  /** Locks by the SOC, admins and detection rules (gateway/locks.ts). */
+  /** Locks by the SOC, admins and detection rules (gateway/lock-registry.ts). */
   readonly locks: Locks;
   readonly signer: AssertionSigner;
   /** The policy engine in force; a function because the active version can change at run time. */
   readonly policy: () => PolicyEngine;
-  /** Policy versions, the instance-wide switch and what-if (policies/service.ts). */
+  /** Policy versions, the instance-wide switch and what-if (policies/active-policy.ts). */
   readonly policies: PolicyService;
   readonly authenticator: Authenticator;
   /** Roster, browser sessions and the OIDC relying party (identity/identity-services.ts). */
   readonly identity: IdentityServices;
-  /** Shared database services with their run-time attributes (gateway/services.ts). */
+  /** Shared database services with their run-time attributes (gateway/service-registry.ts). */
   readonly services: ServiceRegistry;
-  /** Recent decisions and per-agency counts for the admin screens (gateway/admin/live.ts). */
+  /** Recent decisions and per-agency counts, read by the admin screens (gateway/admin/decisions-routes.ts). */
   readonly decisionFeed: DecisionFeed;
   /** Metrics, traces and probes (gateway/observability/). */
   readonly observability: Observability;

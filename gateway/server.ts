@@ -3,16 +3,16 @@ import type { Logger } from 'pino';
 import type { GatewayConfig } from './config.js';
 import { buildApp } from './app.js';
 import { buildAdminApp, type AdminModule } from './admin/app.js';
-import { locksModule } from './admin/locks.js';
-import { accessModule } from './admin/access.js';
+import { locksModule } from './admin/locks-routes.js';
+import { accessModule } from './admin/access-routes.js';
 import { createRuntime, operatorLogger, type Runtime, type RuntimeOptions } from './runtime.js';
 import { buildOpsApp } from './observability/ops-app.js';
-import { servicesModule } from './admin/services.js';
-import { liveModule } from './admin/live.js';
+import { servicesModule } from './admin/services-routes.js';
+import { liveModule } from './admin/decisions-routes.js';
 import { uiModule } from './admin/ui.js';
-import { deviceAdmin } from './admin/devices.js';
-import { identityModule } from './admin/identity.js';
-import { policiesModule } from './admin/policies.js';
+import { deviceAdmin } from './admin/devices-routes.js';
+import { identityModule } from './admin/identity-routes.js';
+import { policiesModule } from './admin/policies-routes.js';
 import type { DatabaseListener } from './database/listener.js';
 
 /** Owns the process side: builds the shared runtime, starts the listeners, closes them gracefully. */

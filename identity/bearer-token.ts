@@ -5,7 +5,7 @@ import { IdentityRefusedError, IdentityUnavailableError, TokenError, type Identi
 import { assuranceLevelOf } from './assurance.js';
 import { remoteKeySet } from './jwks.js';
 import type { Principal } from '../core/principal.js';
-import { principalFromClaims, PrincipalError } from './principal.js';
+import { principalFromClaims, PrincipalError } from './principal-from-claims.js';
 import { RosterUnavailableError, withRosterEntry, type Roster } from './roster.js';
 import { introspectToken } from './token-introspection.js';
 import { createTokenCache } from './token-cache.js';

@@ -2,10 +2,11 @@ import { knownServices } from './access.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { loadConfigFile } from '../gateway/config.js';
 import { PolicyEngine } from './engine.js';
-import { lintPolicy, type LintFinding } from './lint.js';
+import { lintPolicy } from './lint.js';
+import type { LintFinding } from './lint-finding.js';
 import { ConfigError, UsageError } from '../core/errors.js';
 import { didYouMean } from '../core/suggest.js';
-import { readPolicySources } from './service.js';
+import { readPolicySources } from './active-policy.js';
 import { CasesError, runPolicyCases } from './test-runner.js';
 
 /**

@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Conditions } from './conditions.js';
-import type { LintFinding } from './lint.js';
+import type { LintFinding } from './lint-finding.js';
 
 /**
  * A mask that leaks: a condition masks a field (soDinhDanh) while another field of the same

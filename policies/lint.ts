@@ -3,6 +3,7 @@ import type { GatewayConfig } from '../gateway/config.js';
 import { PolicyEngine, PolicyError, type PolicySources } from './engine.js';
 import { EMPTY_CONDITIONS, isStateSecret, parseConditions, type Conditions } from './conditions.js';
 import { lintMaskedSamples, readSamples } from './lint-samples.js';
+import type { LintFinding } from './lint-finding.js';
 import { MAX_HIERARCHY_LEVEL } from './fast-match.js';
 import { isNationalId } from '../core/national-id.js';
 
@@ -13,13 +14,6 @@ import { isNationalId } from '../core/national-id.js';
  * can never allow (state-secret routes with no allowed network), rules an earlier rule already
  * covers, role inheritance cycles and chains longer than Casbin follows.
  */
-
-export interface LintFinding {
-  readonly level: 'error' | 'warning';
-  /** file:line */
-  readonly at: string;
-  readonly message: string;
-}
 
 interface Rule {
   readonly line: number;

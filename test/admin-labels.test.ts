@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { REASONS } from '../core/reasons.js';
-import { LOCK_KINDS } from '../gateway/locks.js';
+import { LOCK_KINDS } from '../gateway/lock-registry.js';
 import { DEVICE_STATUSES } from '../identity/devices.js';
 import { OFFICIAL_STATUSES } from '../identity/roster.js';
 import { APPROVAL_STATUSES, DEVICE_TIERS, CLEARANCES } from '../core/levels.js';

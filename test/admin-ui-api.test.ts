@@ -3,8 +3,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHarness, type Harness } from './helpers/harness.js';
 import { redisUrl } from './helpers/redis.js';
 import { createRedisStore } from '../gateway/store-backends.js';
-import { clearServiceOverrides, createServiceRegistry } from '../gateway/services.js';
-import { createDecisionFeed, csvCell, monthOf, toCsv } from '../gateway/admin/live.js';
+import { clearServiceOverrides, createServiceRegistry } from '../gateway/service-registry.js';
+import { createDecisionFeed, monthOf } from '../gateway/audit/decision-feed.js';
+import { csvCell, toCsv } from '../gateway/admin/decisions-routes.js';
 
 /**
  * The admin API behind the screens, through real HTTP with real access tokens from the demo IdP:

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { DeviceRegistry } from '../identity/devices.js';
 import { createSessionManager } from '../identity/sessions.js';
 import { maskValue } from '../gateway/steps/obligations.js';
-import { monthOf } from '../gateway/admin/live.js';
+import { monthOf } from '../gateway/audit/decision-feed.js';
 import { assertEventMatchesSchema, startHarness, TEST_AUDIENCE, type Harness } from './helpers/harness.js';
 import { createTestDatabase, makeTlsMaterial, psql, type TestDatabase, type TlsMaterial } from './helpers/database.js';
 

@@ -10,7 +10,7 @@ import { freePort, ROOT, startRecordingUpstream, startTestIssuer, TEST_AUDIENCE,
 import { deleteKeysWithPrefix, redisUrl } from './helpers/redis.js';
 import { createRedisStore } from '../gateway/store-backends.js';
 import type { Store } from '../core/store.js';
-import { createLocks } from '../gateway/locks.js';
+import { createLocks } from '../gateway/lock-registry.js';
 import { runAuditCommand } from '../gateway/audit/cli.js';
 import { parseConfig } from '../gateway/config.js';
 import { resolveWorkers } from '../gateway/workers.js';

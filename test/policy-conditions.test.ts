@@ -9,7 +9,7 @@ import type { AccessRequest } from '../policies/access.js';
 import type { Clearance, DeviceTier } from '../core/levels.js';
 import { PolicyEngine, PolicyError } from '../policies/engine.js';
 import { lintPolicy, pathCovers } from '../policies/lint.js';
-import { readPolicySources } from '../policies/service.js';
+import { readPolicySources } from '../policies/active-policy.js';
 import { runPolicyCases } from '../policies/test-runner.js';
 import { ROOT } from './helpers/harness.js';
 

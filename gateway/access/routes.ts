@@ -4,7 +4,7 @@ import { hoChiMinhWallClock } from '../../policies/conditions.js';
 import { GatewayError } from '../errors.js';
 import type { Reason } from '../../core/reasons.js';
 import { StoreError } from '../../core/store.js';
-import type { ServiceRegistry } from '../services.js';
+import type { ServiceRegistry } from '../service-registry.js';
 import type { AccessConfig } from './config.js';
 import { AccessError, type AccessRecord, type AccessService } from './requests.js';
 

@@ -14,6 +14,7 @@ import { checkLocks, requireStateIntact } from '../steps/locks.js';
 import { requireRouteAssurance } from '../steps/assurance.js';
 import type { Reason } from '../../core/reasons.js';
 import { httpsServerOptions } from '../tls.js';
+import { ADMIN_API_PREFIX } from './api-prefix.js';
 
 /**
  * The management plane: a separate listener for security admins, behind the same Zero Trust
@@ -24,8 +25,6 @@ import { httpsServerOptions } from '../tls.js';
  * Feature modules add their routes under /api/v1 through an AdminModule.
  */
 export type AdminModule = (app: FastifyInstance, runtime: Runtime) => void | Promise<void>;
-
-export const ADMIN_API_PREFIX = '/api/v1';
 
 export async function buildAdminApp(runtime: Runtime, opts: { logger?: Logger; modules?: readonly AdminModule[] } = {}): Promise<FastifyInstance> {
   const admin = runtime.config.admin!;

@@ -2,7 +2,7 @@ import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { GatewayError } from '../errors.js';
 import type { Store } from '../../core/store.js';
-import { ADMIN_API_PREFIX } from './app.js';
+import { ADMIN_API_PREFIX } from './api-prefix.js';
 
 /**
  * CSRF protection of the management plane (OWASP CSRF Prevention Cheat Sheet): a browser

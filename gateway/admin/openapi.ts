@@ -2,7 +2,7 @@ import { Ajv } from 'ajv';
 import type { FastifyInstance, RouteOptions } from 'fastify';
 import { ERROR_CODES } from '../errors.js';
 import { REASONS } from '../../core/reasons.js';
-import { ADMIN_API_PREFIX } from './app.js';
+import { ADMIN_API_PREFIX } from './api-prefix.js';
 
 /**
  * The admin API describes itself: every route registered on the management listener declares

@@ -8,7 +8,7 @@ import type { GatewayConfig } from '../config.js';
 import { GatewayError, type ErrorCode } from '../errors.js';
 import { REASONS, type Reason } from '../../core/reasons.js';
 import type { Store } from '../../core/store.js';
-import type { Locks } from '../locks.js';
+import type { Locks } from '../lock-registry.js';
 import type { DecisionLog } from '../audit/log.js';
 import { isAuditRequired } from '../audit/config.js';
 import type { Authenticator } from '../steps/authenticate.js';

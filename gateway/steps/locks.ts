@@ -1,7 +1,7 @@
 import { GatewayError } from '../errors.js';
 import { sessionDigest } from '../../identity/digest.js';
 import type { Reason } from '../../core/reasons.js';
-import type { LockKind, Locks } from '../locks.js';
+import type { LockKind, Locks } from '../lock-registry.js';
 import { StateLostError } from '../../core/store.js';
 
 /**

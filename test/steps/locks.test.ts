@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createLocks } from '../../gateway/locks.js';
+import { createLocks } from '../../gateway/lock-registry.js';
 import { checkLocks, requireStateIntact } from '../../gateway/steps/locks.js';
 import { STATE_EPOCH_KEY, StoreError, type Store } from '../../core/store.js';
 import { createMemoryStore } from '../../gateway/store-backends.js';

@@ -9,12 +9,13 @@ import { HTTP_METHODS, type AccessRequest } from '../../policies/access.js';
 import { withRosterEntry } from '../../identity/roster.js';
 import { NATIONAL_ID_PATTERN } from '../../core/national-id.js';
 import type { Principal } from '../../core/principal.js';
-import { ADMIN_API_PREFIX, type AdminModule } from './app.js';
+import { ADMIN_API_PREFIX } from './api-prefix.js';
+import type { AdminModule } from './app.js';
 
 /**
  * Policy change management for security admins: versions, drafts, diff against the active
  * version, submission, approval by ANOTHER admin (four-eyes), rejection, rollback and what-if
- * over recent decisions. An approval or rollback switches every instance (policies/service.ts).
+ * over recent decisions. An approval or rollback switches every instance (policies/active-policy.ts).
  * Every call records what it did in the audit event (request.zt.admin).
  */
 

@@ -1,9 +1,10 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { GatewayError } from '../errors.js';
-import { checkLockValue, LOCK_KINDS, LockInputError, MAX_LOCK_SECONDS, type Lock, type LockKind } from '../locks.js';
+import { checkLockValue, LOCK_KINDS, LockInputError, MAX_LOCK_SECONDS, type Lock, type LockKind } from '../lock-registry.js';
 import type { Runtime } from '../runtime.js';
 import { normalizeAddress } from '../steps/locks.js';
-import { ADMIN_API_PREFIX, type AdminModule } from './app.js';
+import { ADMIN_API_PREFIX } from './api-prefix.js';
+import type { AdminModule } from './app.js';
 import { sessionDigest } from '../../identity/digest.js';
 import { registryFailure } from '../device-routes.js';
 import { DeviceRegistry } from '../../identity/devices.js';
@@ -11,7 +12,7 @@ import { DeviceRegistry } from '../../identity/devices.js';
 /**
  * Locks for security admins and SOC analysts (admin.socRoles, `soc-analyst` by default): list,
  * set with a reason and an expiry, lift with a reason. A lock holds on every instance from the
- * next request (gateway/locks.ts). Each call is audited with what it changed.
+ * next request (gateway/lock-registry.ts). Each call is audited with what it changed.
  *
  * Locks hold on this plane too (gateway/admin/app.ts): a locked admin cannot reach it. Nobody
  * lifts a lock on themselves — their national ID, a device they own, their own session or the

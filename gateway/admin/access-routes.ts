@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Runtime } from '../runtime.js';
-import { ADMIN_API_PREFIX, type AdminModule } from './app.js';
+import { ADMIN_API_PREFIX } from './api-prefix.js';
+import type { AdminModule } from './app.js';
 import { accessFailure } from '../access/routes.js';
 import { AccessError, type AccessRecord } from '../access/requests.js';
 

@@ -6,7 +6,8 @@ import { CLEARANCES } from '../../core/levels.js';
 import { isNationalId, NATIONAL_ID_PATTERN } from '../../core/national-id.js';
 import { OFFICIAL_STATUSES, parseRoster, RosterError, RosterUnavailableError, type OfficialStatus } from '../../identity/roster.js';
 import { diffRoster, entryChange } from '../../identity/roster-diff.js';
-import { ADMIN_API_PREFIX, type AdminModule } from './app.js';
+import { ADMIN_API_PREFIX } from './api-prefix.js';
+import type { AdminModule } from './app.js';
 
 /** Ending sessions is audited with why: a body of one required reason. */
 const REASON_BODY = {

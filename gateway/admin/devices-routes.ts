@@ -1,7 +1,8 @@
 import type { FastifyRequest } from 'fastify';
 import { GatewayError } from '../errors.js';
 import { bodyObject, registryFailure } from '../device-routes.js';
-import { ADMIN_API_PREFIX, type AdminModule } from './app.js';
+import { ADMIN_API_PREFIX } from './api-prefix.js';
+import type { AdminModule } from './app.js';
 import { DEVICE_STATUSES, DeviceRegistry, DeviceRegistryError, type DeviceRecord, type DeviceStatus } from '../../identity/devices.js';
 import { isNationalId, NATIONAL_ID_PATTERN } from '../../core/national-id.js';
 

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { DetectionConfig, DetectionRuleConfig } from '../audit/config.js';
 import type { AuditEvent, DecisionLog } from '../audit/log.js';
-import type { LockKind, Locks } from '../locks.js';
+import type { LockKind, Locks } from '../lock-registry.js';
 import { normalizeAddress } from '../steps/locks.js';
 import type { Store } from '../../core/store.js';
 

@@ -3,14 +3,15 @@ import { APPROVAL_STATUSES, CLASSIFICATIONS } from '../../core/levels.js';
 import type { RouteConfig } from '../config.js';
 import { GatewayError } from '../errors.js';
 import type { Runtime } from '../runtime.js';
-import { ServiceChangeError, type PendingServiceChange, type ServiceOverride, type ServicePatch } from '../services.js';
-import { ADMIN_API_PREFIX, type AdminModule } from './app.js';
+import { ServiceChangeError, type PendingServiceChange, type ServiceOverride, type ServicePatch } from '../service-registry.js';
+import { ADMIN_API_PREFIX } from './api-prefix.js';
+import type { AdminModule } from './app.js';
 import { useStrictValidation } from './openapi.js';
 
 /**
  * Shared database services, for security admins: list them with the attributes in force, and
  * change security level, classification, owner agency or approval at run time. Every approval
- * change says who, when and why; it takes effect on every instance at once (gateway/services.ts).
+ * change says who, when and why; it takes effect on every instance at once (gateway/service-registry.ts).
  * A change that weakens protection (declassify, lower the level, approve for use) waits as a
  * pending change until ANOTHER security admin confirms it (four-eyes).
  */
