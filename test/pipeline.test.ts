@@ -5,7 +5,7 @@ import { newDecisionContext } from '../gateway/events.js';
 import { createPipeline, type PipelineDeps } from '../gateway/pipeline.js';
 import { createRuntime, type Runtime } from '../gateway/runtime.js';
 import { createRouteTable } from '../gateway/steps/route.js';
-import { createDeviceAssessor } from '../gateway/steps/device.js';
+import { createDeviceAssessor, type DeviceAssessor } from '../gateway/steps/device.js';
 import type { RequestState } from '../gateway/request-state.js';
 import { EventSink } from './helpers/harness.js';
 import { inProcessConfig, inProcessIssuer, refusalOf, type InProcessIssuer } from './helpers/in-process.js';
@@ -50,7 +50,7 @@ function recordingPipeline(calls: string[], overrides: Partial<PipelineDeps> = {
     config,
     routes: createRouteTable(config.routes),
     authenticator: { ...authenticator, authenticate: (headers, request) => (calls.push('identity'), authenticator.authenticate(headers, request)) },
-    devices: { ...devices, assess: (request, principal) => (calls.push('device'), devices.assess(request, principal)) },
+    devices: { ...devices, assess: (...args: Parameters<DeviceAssessor['assess']>) => (calls.push('device'), devices.assess(...args)) },
     locks: { ...locks, firstActive: (subjects) => (calls.push('locks'), locks.firstActive(subjects)) },
     policy: runtime.policy,
     signer: { ...signer, sign: (input) => (calls.push('assertion'), signer.sign(input)) },

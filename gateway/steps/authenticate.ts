@@ -12,7 +12,7 @@ import type { Principal } from '../../core/principal.js';
  * Step 3, authenticate: who is asking, tied to a national ID. The credentials are read from the
  * request here — a bearer access token (RFC 6750 §2.1) or the gateway's session cookie — and
  * checked by identity/ (identity/bearer-token.ts, identity/browser-session.ts); identity's typed
- * errors become the decision's reason and the HTTP answer here, in REASONS below.
+ * errors become the decision's reason (AUTHENTICATION_REASONS below) and the HTTP answer here.
  * Unauthenticated browser navigation is sent to sign in; an API call gets 401 JSON, never a redirect.
  */
 
@@ -40,7 +40,7 @@ export interface AuthenticatorParts {
 }
 
 /** The decision reason of each of identity's authentication errors. */
-export const REASONS: Readonly<Record<AuthenticationErrorCode, Reason>> = {
+export const AUTHENTICATION_REASONS: Readonly<Record<AuthenticationErrorCode, Reason>> = {
   ERR_TOKEN_MISSING: 'token-missing',
   ERR_TOKEN_MALFORMED: 'token-malformed',
   ERR_TOKEN_EXPIRED: 'token-expired',
@@ -104,7 +104,7 @@ export function createAuthenticator(parts: AuthenticatorParts): Authenticator {
   /** Identity's typed errors as the gateway's; anything else is not identity's to explain and goes on unchanged. */
   function refusal(err: unknown, headers: IncomingHttpHeaders, request: RequestInfo | undefined): unknown {
     if (!(err instanceof AuthenticationError)) return err;
-    const reason = REASONS[err.code];
+    const reason = AUTHENTICATION_REASONS[err.code];
     if (err instanceof TokenError) return unauthenticated(reason, err.description, err);
     if (err instanceof IdentityRefusedError) return new GatewayError('ZTG_ERR_IDENTITY_REFUSED', reason, { detail: err.message, cause: err, presented: err.presented });
     if (err instanceof SessionError) return sessionRefused(reason, headers, request, true);
