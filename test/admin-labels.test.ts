@@ -1,5 +1,4 @@
 import { describe, expect, it } from 'vitest';
-import { REASONS } from '../core/reasons.js';
 import { LOCK_KINDS } from '../gateway/lock-registry.js';
 import { DEVICE_STATUSES } from '../identity/devices.js';
 import { OFFICIAL_STATUSES } from '../identity/roster.js';
@@ -18,15 +17,8 @@ import { DICTIONARY } from '../admin-ui/i18n.js';
 
 const VIETNAMESE = /[ăâđêôơưàáảãạằắẳẵặầấẩẫậèéẻẽẹềếểễệìíỉĩịòóỏõọồốổỗộờớởỡợùúủũụừứửữựỳýỷỹỵ]/i;
 
+// Reasons: test/reasons.test.ts.
 describe('admin UI labels', () => {
-  it('every decision reason has a Vietnamese name, and no name is left for a reason that does not exist', () => {
-    for (const reason of Object.keys(REASONS)) {
-      expect(REASON_VI[reason], reason).toBeTruthy();
-      expect(REASON_VI[reason], reason).not.toBe(reason);
-    }
-    expect(Object.keys(REASON_VI).sort()).toEqual(Object.keys(REASONS).sort());
-  });
-
   const lists: [string, readonly string[]][] = [
     ['outcome', ['allow', 'deny']],
     ['approval', APPROVAL_STATUSES],

@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ERROR_CODES } from '../gateway/errors.js';
-import { REASONS } from '../core/reasons.js';
 
 const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
 
@@ -15,6 +14,7 @@ function tableRows(heading: string): string[][] {
     .map((l) => l.split('|').slice(1, -1).map((c) => c.trim()));
 }
 
+// Reason codes: test/reasons.test.ts.
 describe('README documents every published code', () => {
   it('lists each error code with its HTTP status and message, and no code that does not exist', () => {
     const rows = tableRows('Error codes');
@@ -23,16 +23,5 @@ describe('README documents every published code', () => {
       expect(documented.get(code), code).toEqual({ status, message });
     }
     expect([...documented.keys()].sort()).toEqual(Object.keys(ERROR_CODES).sort());
-  });
-
-  it('lists each reason code with its meaning, and no reason that does not exist', () => {
-    const rows = tableRows('Reason codes');
-    const documented = new Map(rows.map(([reason, meaning]) => [reason!.replaceAll('`', ''), meaning]));
-    for (const [reason, meaning] of Object.entries(REASONS)) expect(documented.get(reason), reason).toBe(meaning);
-    expect([...documented.keys()].sort()).toEqual(Object.keys(REASONS).sort());
-  });
-
-  it('reason codes are kebab-case', () => {
-    for (const reason of Object.keys(REASONS)) expect(reason).toMatch(/^[a-z]+(-[a-z0-9]+)*$/);
   });
 });
