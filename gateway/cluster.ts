@@ -31,10 +31,12 @@ const RESPAWN_DELAY_MS = 1000;
 
 /** The configuration as worker `slot` runs it: its own chain file and spool directories. */
 export function workerConfig(config: GatewayConfig, slot: number): GatewayConfig {
-  const copy = structuredClone(config) as any;
-  if (copy.audit.chain) copy.audit.chain.file = workerChainFile(copy.audit.chain.file, slot);
-  if (copy.audit.spoolDir) copy.audit.spoolDir = join(copy.audit.spoolDir, `worker-${slot}`);
-  return copy as GatewayConfig;
+  const copy = structuredClone(config);
+  const { chain, spoolDir } = copy.audit;
+  return {
+    ...copy,
+    audit: { ...copy.audit, ...(chain ? { chain: { ...chain, file: workerChainFile(chain.file, slot) } } : {}), ...(spoolDir ? { spoolDir: join(spoolDir, `worker-${slot}`) } : {}) },
+  };
 }
 
 export interface Primary {

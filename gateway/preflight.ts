@@ -102,10 +102,12 @@ export async function configuredFileProblems(config: GatewayConfig): Promise<str
  */
 export async function identityProviderProblems(config: GatewayConfig, fetchImpl: typeof fetch = fetch): Promise<string[]> {
   const timeout = config.identity.jwksTimeoutMs;
-  const get = async (url: string): Promise<any> => {
+  // Only the few fields read below; anything else about the documents is the IdP's business.
+  const get = async (url: string): Promise<{ issuer?: unknown; jwks_uri?: unknown; keys?: unknown } | null> => {
     const res = await fetchImpl(url, { signal: AbortSignal.timeout(timeout), redirect: 'error', headers: { accept: 'application/json' } });
     if (!res.ok) throw new Error(`${url} answered ${res.status}`);
-    return res.json();
+    // Fields of a JSON value that is not an object read as undefined, and are refused below.
+    return (await res.json()) as { issuer?: unknown; jwks_uri?: unknown; keys?: unknown } | null;
   };
   const results = await Promise.all(
     config.identity.issuers.map(async (issuer, i) => {
@@ -116,7 +118,7 @@ export async function identityProviderProblems(config: GatewayConfig, fetchImpl:
           const doc = await get(`${issuer.issuer.replace(/\/$/, '')}/.well-known/openid-configuration`);
           if (doc?.issuer !== issuer.issuer) return `${at}: the discovery document names issuer ${JSON.stringify(doc?.issuer)}`;
           if (typeof doc.jwks_uri !== 'string') return `${at}: the discovery document has no jwks_uri`;
-          jwksUri = doc.jwks_uri as string;
+          jwksUri = doc.jwks_uri;
         }
         const jwks = await get(jwksUri);
         if (!Array.isArray(jwks?.keys) || jwks.keys.length === 0) return `${at}: ${jwksUri} holds no keys`;

@@ -171,7 +171,8 @@ export function createRelyingParty(opts: {
     const code = (err as { code?: string }).code ?? '';
     // openid-client wraps oauth4webapi's error, whose cause names the claim.
     let claim: unknown;
-    for (let e: any = err, depth = 0; e && depth < 4 && claim === undefined; e = e.cause, depth++) claim = e.cause?.claim;
+    type Caused = { cause?: Caused & { claim?: unknown } } | undefined;
+    for (let e = err as Caused, depth = 0; e && depth < 4 && claim === undefined; e = e.cause, depth++) claim = e.cause?.claim;
     if (code === 'OAUTH_JWT_TIMESTAMP_CHECK_FAILED' && (claim === 'exp' || claim === 'nbf' || claim === 'iat')) {
       return new RpError('ERR_ID_TOKEN_CLOCK_SKEW', `ID token ${claim} is outside the ${opts.clockSkewSeconds} s clock tolerance (the gateway's and the IdP's clocks disagree): ${(err as Error).message}`, { cause: err });
     }

@@ -196,8 +196,49 @@ const schema = {
   },
 } as const;
 
+/** A conditions file as the schema above accepts it, its defaults filled in. */
+interface ConditionsFile {
+  readonly roles?: string[];
+  readonly agencies?: string[];
+  readonly communes: string[];
+  readonly networks: Record<string, string[]>;
+  readonly stateSecretNetworks: string[];
+  readonly purposes: { readonly codes: string[]; readonly caseRefPattern: string };
+  readonly timeWindows: Record<string, { readonly days: string[]; readonly from: string; readonly to: string }>;
+  readonly grants: Record<'accessRequest' | 'breakGlass', Record<string, string[]>>;
+  readonly conditions: readonly ConditionSource[];
+}
+interface ConditionSource {
+  readonly name: string;
+  readonly when?: {
+    readonly routes?: string[];
+    readonly roles?: string[];
+    readonly exceptRoles?: string[];
+    readonly agencies?: string[];
+    readonly methods?: string[];
+    readonly communeOfficials?: boolean;
+    readonly minSecurityLevel?: number;
+    readonly classifications?: string[];
+    readonly grants?: string[];
+  };
+  readonly require?: {
+    readonly purpose?: boolean;
+    readonly minAssurance?: number;
+    readonly maxAuthAgeSeconds?: number;
+    readonly minDeviceTier?: DeviceTier;
+    readonly networks?: string[];
+    readonly timeWindow?: string;
+  };
+  readonly obligations?: {
+    readonly maskFields?: string[];
+    readonly maxRecordsPerResponse?: number;
+    readonly maxRecordsPerDay?: number;
+    readonly communeScope?: { readonly recordField: string };
+  };
+}
+
 const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true });
-const validate = ajv.compile(schema);
+const validate = ajv.compile<ConditionsFile>(schema);
 
 function describe(e: ErrorObject): string {
   switch (e.keyword) {
@@ -247,7 +288,7 @@ export function parseConditions(text: string, file: string, knownRoutes: Readonl
     for (const err of doc.errors) problems.push(`${file}:${lineCounter.linePos(err.pos[0]).line}: ${err.message.split('\n')[0]}`);
     return { conditions: EMPTY_CONDITIONS, problems };
   }
-  const raw = (doc.toJS() ?? {}) as Record<string, any>;
+  const raw: unknown = doc.toJS() ?? {};
   const nodeAt = (instancePath: string): YamlNode | null => {
     const path = instancePath.split('/').slice(1).map((p) => (/^\d+$/.test(p) ? Number(p) : p));
     for (let n = path.length; n >= 0; n--) {
@@ -265,10 +306,10 @@ export function parseConditions(text: string, file: string, knownRoutes: Readonl
 
   const at = (path: (string | number)[]) => `${file}:${lineOf(doc.getIn(path, true) as YamlNode)}`;
   const networks = new Map<string, BlockList>();
-  for (const [name, cidrs] of Object.entries(raw.networks as Record<string, string[]>)) {
+  for (const [name, cidrs] of Object.entries(raw.networks)) {
     networks.set(name, blockList(cidrs, (cidr) => problems.push(`${at(['networks', name])}: networks.${name}: "${cidr}" is not an address/prefix (CIDR)`)));
   }
-  for (const n of raw.stateSecretNetworks as string[]) if (!networks.has(n)) problems.push(`${at(['stateSecretNetworks'])}: stateSecretNetworks: network "${n}" is not defined under networks`);
+  for (const n of raw.stateSecretNetworks) if (!networks.has(n)) problems.push(`${at(['stateSecretNetworks'])}: stateSecretNetworks: network "${n}" is not defined under networks`);
   let caseRefPattern = EMPTY_CONDITIONS.caseRefPattern;
   try {
     caseRefPattern = new RegExp(raw.purposes.caseRefPattern);
@@ -276,7 +317,7 @@ export function parseConditions(text: string, file: string, knownRoutes: Readonl
     problems.push(`${at(['purposes', 'caseRefPattern'])}: purposes.caseRefPattern: ${(err as Error).message}`);
   }
   const timeWindows = new Map<string, TimeWindow>();
-  for (const [name, w] of Object.entries(raw.timeWindows as Record<string, { days: string[]; from: string; to: string }>)) {
+  for (const [name, w] of Object.entries(raw.timeWindows)) {
     const fromMinute = minuteOf(w.from);
     const toMinute = minuteOf(w.to);
     if (toMinute <= fromMinute) problems.push(`${at(['timeWindows', name])}: timeWindows.${name}: "to" (${w.to}) must be after "from" (${w.from})`);
@@ -289,7 +330,7 @@ export function parseConditions(text: string, file: string, knownRoutes: Readonl
   const grants = new Map<GrantKind, Map<string, Set<string>>>();
   for (const [key, kind] of [['accessRequest', 'access-request'], ['breakGlass', 'break-glass']] as const) {
     const byRoute = new Map<string, Set<string>>();
-    for (const [route, list] of Object.entries(raw.grants[key] as Record<string, string[]>)) {
+    for (const [route, list] of Object.entries(raw.grants[key])) {
       if (!knownRoutes.has(route)) problems.push(`${at(['grants', key, route])}: grants.${key}: route "${route}" is not a configured route`);
       for (const role of list) if (roles && !roles.has(role)) problems.push(`${at(['grants', key, route])}: grants.${key}.${route}: role "${role}" is not in the roles catalogue`);
       byRoute.set(route, new Set(list));
@@ -298,7 +339,7 @@ export function parseConditions(text: string, file: string, knownRoutes: Readonl
   }
 
   const seenNames = new Map<string, number>();
-  const entries: ConditionEntry[] = (raw.conditions as any[]).map((c, i) => {
+  const entries: ConditionEntry[] = raw.conditions.map((c, i) => {
     const where = at(['conditions', i]);
     const line = Number(where.slice(file.length + 1));
     const earlier = seenNames.get(c.name);
@@ -312,7 +353,7 @@ export function parseConditions(text: string, file: string, knownRoutes: Readonl
     for (const agency of w.agencies ?? []) if (agencies && !agencies.has(agency) && !communes.has(agency)) problems.push(`${where}: ${c.name}: agency "${agency}" is not in the agencies or communes catalogue`);
     for (const n of r.networks ?? []) if (!networks.has(n)) problems.push(`${where}: ${c.name}: network "${n}" is not defined under networks`);
     if (r.timeWindow && !timeWindows.has(r.timeWindow)) problems.push(`${where}: ${c.name}: time window "${r.timeWindow}" is not defined under timeWindows`);
-    if (r.purpose && (raw.purposes.codes as string[]).length === 0) problems.push(`${where}: ${c.name}: requires a purpose, but purposes.codes lists none`);
+    if (r.purpose && raw.purposes.codes.length === 0) problems.push(`${where}: ${c.name}: requires a purpose, but purposes.codes lists none`);
     if (o.communeScope && w.communeOfficials !== true) problems.push(`${where}: ${c.name}: communeScope needs when.communeOfficials: true (only a commune official has a commune to scope to)`);
     if (Object.keys(r).length === 0 && Object.keys(o).length === 0) problems.push(`${where}: ${c.name}: neither require nor obligations: the condition does nothing`);
     const set = (v: string[] | undefined) => (v ? new Set(v) : null);

@@ -209,7 +209,13 @@ export class RuleIndex {
     let frontier = [name];
     for (let depth = 0; depth < MAX_HIERARCHY_LEVEL && frontier.length > 0; depth++) {
       const next: string[] = [];
-      for (const n of frontier) for (const p of this.parents.get(n) ?? []) if (!seen.has(p)) (seen.add(p), next.push(p));
+      for (const n of frontier) {
+        for (const p of this.parents.get(n) ?? []) {
+          if (seen.has(p)) continue;
+          seen.add(p);
+          next.push(p);
+        }
+      }
       frontier = next;
     }
     found = Object.freeze([...seen]);

@@ -33,36 +33,67 @@ export class CasesError extends Error {
   }
 }
 
+/** The table as written; every value is checked below before it is relied on. */
+interface CasesFile {
+  readonly officials?: Readonly<Record<string, OfficialEntry>>;
+  readonly defaults?: { readonly time?: string; readonly ip?: string };
+  readonly cases: readonly (CaseEntry | null | undefined)[];
+}
+interface OfficialEntry {
+  readonly nationalId?: unknown;
+  readonly agency?: string;
+  readonly roles?: readonly string[];
+  readonly clearance?: string;
+  readonly assurance?: number;
+  readonly authAgeSeconds?: number;
+}
+interface CaseEntry {
+  readonly name?: unknown;
+  readonly who?: string | OfficialEntry;
+  readonly request?: {
+    readonly route?: string;
+    readonly path?: string;
+    readonly method?: string;
+    readonly device?: string;
+    readonly time?: string;
+    readonly ip?: string;
+    readonly purpose?: { readonly code?: unknown; readonly caseRef?: unknown };
+  };
+  readonly expect?: { readonly decision?: unknown; readonly reason?: string; readonly rule?: string | null; readonly condition?: string | null; readonly obligations?: readonly string[] };
+}
+
 export function runPolicyCases(engine: PolicyEngine, config: GatewayConfig, text: string, file: string): CaseResult[] {
-  let doc: any;
+  let parsed: unknown;
   try {
-    doc = parseYaml(text, { strict: true, uniqueKeys: true });
+    parsed = parseYaml(text, { strict: true, uniqueKeys: true });
   } catch (err) {
     throw new CasesError([`${file}: ${(err as Error).message.split('\n')[0]}`]);
   }
   const problems: string[] = [];
-  if (!doc || typeof doc !== 'object' || !Array.isArray(doc.cases)) throw new CasesError([`${file}: needs a "cases" list`]);
-  const officials: Record<string, any> = doc.officials ?? {};
+  if (!parsed || typeof parsed !== 'object' || !Array.isArray((parsed as { cases?: unknown }).cases)) throw new CasesError([`${file}: needs a "cases" list`]);
+  const doc = parsed as CasesFile;
+  const officials = doc.officials ?? {};
   const defaults = doc.defaults ?? {};
   const routes = new Map(config.routes.map((r) => [r.id, r]));
   const results: CaseResult[] = [];
-  doc.cases.forEach((c: any, i: number) => {
+  doc.cases.forEach((c, i) => {
     const name = typeof c?.name === 'string' ? c.name : `cases[${i}]`;
     const o = typeof c?.who === 'string' ? officials[c.who] : c?.who;
     const r = c?.request ?? {};
-    const route = routes.get(r.route);
+    const route = r.route === undefined ? undefined : routes.get(r.route);
     const expected = c?.expect ?? {};
     if (!o || typeof o.nationalId !== 'string') problems.push(`${file}: ${name}: "who" must name an entry of officials or be an official`);
     if (!route) problems.push(`${file}: ${name}: request.route "${r.route}" is not a configured route`);
     if (typeof r.path !== 'string' || typeof r.method !== 'string') problems.push(`${file}: ${name}: request needs path and method`);
     if (expected.decision !== 'allow' && expected.decision !== 'deny') problems.push(`${file}: ${name}: expect.decision must be allow or deny`);
     const tier = r.device ?? null;
-    if (tier !== null && !DEVICE_TIERS.includes(tier)) problems.push(`${file}: ${name}: request.device must be one of ${DEVICE_TIERS.join(', ')}`);
+    if (tier !== null && !(DEVICE_TIERS as readonly string[]).includes(tier)) problems.push(`${file}: ${name}: request.device must be one of ${DEVICE_TIERS.join(', ')}`);
     const clearance = o?.clearance ?? 'none';
-    if (!CLEARANCES.includes(clearance)) problems.push(`${file}: ${name}: clearance must be one of ${CLEARANCES.join(', ')}`);
+    if (!(CLEARANCES as readonly string[]).includes(clearance)) problems.push(`${file}: ${name}: clearance must be one of ${CLEARANCES.join(', ')}`);
     const time = Date.parse(r.time ?? defaults.time ?? '');
     if (Number.isNaN(time)) problems.push(`${file}: ${name}: request.time (or defaults.time) must be an ISO 8601 time`);
-    if (problems.length > 0) return;
+    // Each of these was reported above; they narrow the types for what follows.
+    if (problems.length > 0 || !o || typeof r.path !== 'string' || typeof r.method !== 'string') return;
     const principal: Principal = Object.freeze({
       nationalId: o.nationalId,
       agency: o.agency ?? null,

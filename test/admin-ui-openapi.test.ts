@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, ROOT, startHarness, type Harness } from './helpers/harness.js';
 import { DEMO_GATEWAY_CLIENT_ID, DEMO_GATEWAY_CLIENT_SECRET } from '../demo/idp.js';
-import { renderMarkdown } from '../gateway/admin/openapi.js';
+import { renderMarkdown, type OpenApiDocument } from '../gateway/admin/openapi.js';
 
 /**
  * The admin API reference is generated from the code: the OpenAPI document the management
@@ -58,7 +58,7 @@ describe('admin API reference', () => {
   });
 
   it('docs/admin-api.md is generated from the code and up to date', () => {
-    const markdown = renderMarkdown(doc);
+    const markdown = renderMarkdown(doc as OpenApiDocument);
     if (process.env.UPDATE_DOCS === '1') writeFileSync(DOC, markdown);
     let committed = '';
     try {

@@ -60,7 +60,11 @@ describe('the table of sink kinds', () => {
 
   it('every kind has a documented example in README "Sinks", and that example loads through the config loader', () => {
     const audit = documentedAudit();
-    for (const kind of SINK_KINDS) expect(audit.sinks.map((s) => s.type), `README "Sinks" has no example of ${kind.type}`).toContain(kind.type);
+    for (const kind of SINK_KINDS)
+      expect(
+        audit.sinks.map((s) => s.type),
+        `README "Sinks" has no example of ${kind.type}`,
+      ).toContain(kind.type);
     const config = parseConfig(doc(audit), 'README.md', '/etc/ztgate');
     expect(config.audit.sinks.map((s) => s.type).sort()).toEqual(SINK_KINDS.map((k) => k.type).sort());
     // Defaults come from the kind's schema.
@@ -117,7 +121,13 @@ describe('the messages of sink validation name the entry and what is wrong', () 
     ['stdout twice', { sinks: [{ type: 'stdout' }, { type: 'stdout' }] }, ['audit.sinks[1]: stdout is listed twice']],
     [
       'one name for two sinks',
-      { sinks: [{ type: 'syslog', name: 'soc', host: 'siem', port: 6514 }, { type: 'redis-stream', name: 'soc', redisUrl: 'redis://r' }], spoolDir: '/var/spool' },
+      {
+        sinks: [
+          { type: 'syslog', name: 'soc', host: 'siem', port: 6514 },
+          { type: 'redis-stream', name: 'soc', redisUrl: 'redis://r' },
+        ],
+        spoolDir: '/var/spool',
+      },
       ['audit.sinks[1].name: "soc" is used by another sink'],
     ],
     [
@@ -134,7 +144,16 @@ describe('the messages of sink validation name the entry and what is wrong', () 
 
   it('a Redis stream sink without a URL of its own uses state.redisUrl, and its TLS file paths are resolved against the config folder', () => {
     const config = parseConfig(
-      doc({ sinks: [{ type: 'redis-stream', name: 'soc' }, { type: 'syslog', name: 'siem', host: 'siem', port: 6514, caFile: 'soc-ca.pem' }], spoolDir: 'spool' }, { state: { backend: 'redis', redisUrl: 'redis://127.0.0.1:6379' } }),
+      doc(
+        {
+          sinks: [
+            { type: 'redis-stream', name: 'soc' },
+            { type: 'syslog', name: 'siem', host: 'siem', port: 6514, caFile: 'soc-ca.pem' },
+          ],
+          spoolDir: 'spool',
+        },
+        { state: { backend: 'redis', redisUrl: 'redis://127.0.0.1:6379' } },
+      ),
       'test.yaml',
       '/etc/ztgate',
     );

@@ -104,7 +104,12 @@ function readmeReasonRows(): Map<string, string> {
   const rows = section
     .split('\n')
     .filter((l) => l.startsWith('| `'))
-    .map((l) => l.split('|').slice(1, -1).map((c) => c.trim()));
+    .map((l) =>
+      l
+        .split('|')
+        .slice(1, -1)
+        .map((c) => c.trim()),
+    );
   return new Map(rows.map(([reason, meaning]) => [reason!.replaceAll('`', ''), meaning!]));
 }
 
@@ -149,7 +154,8 @@ describe('reasons and the product code', () => {
     const unknown = product.flatMap((p) =>
       reasonLiterals(p.source)
         .filter((r) => !Object.hasOwn(REASONS, r) && !OTHER_REASONS[p.file]?.includes(r))
-        .map((r) => `${p.file}: ${r}`));
+        .map((r) => `${p.file}: ${r}`),
+    );
     expect(unknown, `reasons outside core/reasons.ts:\n${unknown.join('\n')}`).toEqual([]);
   });
 

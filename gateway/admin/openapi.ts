@@ -11,10 +11,56 @@ import { ADMIN_API_PREFIX } from './api-prefix.js';
  * is generated from the code and cannot drift from it (test/admin-ui-openapi.test.ts).
  */
 
+/** What this module reads of a fastify route schema; the JSON Schemas inside are passed on as they are. */
+interface RouteSchema {
+  readonly summary?: string;
+  readonly description?: string;
+  readonly tags?: readonly string[];
+  readonly params?: ObjectSchema;
+  readonly querystring?: ObjectSchema;
+  readonly body?: unknown;
+  readonly response?: Readonly<Record<string, ResponseSchema>>;
+}
+interface ObjectSchema {
+  readonly properties?: Readonly<Record<string, Record<string, unknown>>>;
+  readonly required?: readonly string[];
+}
+/** Either an OpenAPI response (`description`, `content`) or, in short, the JSON Schema of a JSON body. */
+type ResponseSchema = Record<string, unknown> & { readonly description?: string; readonly content?: Readonly<Record<string, { readonly schema: unknown }>> };
+
+interface Parameter {
+  readonly name: string;
+  readonly in: 'path' | 'query';
+  readonly required: boolean;
+  readonly description?: unknown;
+  readonly schema: unknown;
+}
+interface Response {
+  readonly description: string;
+  readonly content?: Readonly<Record<string, { readonly schema: unknown }>>;
+}
+interface Operation {
+  readonly operationId: string;
+  readonly summary: string;
+  readonly description?: string;
+  readonly tags: readonly (string | undefined)[];
+  readonly parameters: readonly Parameter[];
+  readonly requestBody?: { readonly required: true; readonly content: { readonly 'application/json': { readonly schema: unknown } } };
+  readonly responses: Readonly<Record<string, Response>>;
+  readonly 'x-ztgate-undocumented'?: true;
+}
+/** The OpenAPI 3.1 document, as far as renderMarkdown reads it. */
+export interface OpenApiDocument {
+  readonly openapi: string;
+  readonly info: { readonly title: string; readonly version: string; readonly description: string };
+  readonly paths: Readonly<Record<string, Readonly<Record<string, Operation>>>>;
+  readonly [key: string]: unknown;
+}
+
 interface CollectedRoute {
   readonly method: string;
   readonly url: string;
-  readonly schema: Record<string, any> | undefined;
+  readonly schema: RouteSchema | undefined;
 }
 
 const collected = new WeakMap<FastifyInstance, CollectedRoute[]>();
@@ -28,7 +74,7 @@ export function registerOpenApi(app: FastifyInstance): void {
     for (const method of [opts.method].flat()) {
       // fastify adds a HEAD route for every GET; it says nothing new.
       if (method === 'HEAD') continue;
-      routes.push({ method: method.toLowerCase(), url: opts.url, schema: opts.schema as Record<string, any> | undefined });
+      routes.push({ method: method.toLowerCase(), url: opts.url, schema: opts.schema as RouteSchema | undefined });
     }
   });
   app.get(`${ADMIN_API_PREFIX}/openapi.json`, {
@@ -69,17 +115,17 @@ const errorSchema = {
 /** Fastify writes `:id`; OpenAPI writes `{id}`. */
 const toOpenApiPath = (url: string) => url.replace(/:([A-Za-z0-9_]+)/g, '{$1}');
 
-function parameters(schema: Record<string, any> | undefined): Record<string, unknown>[] {
-  const out: Record<string, unknown>[] = [];
+function parameters(schema: RouteSchema | undefined): Parameter[] {
+  const out: Parameter[] = [];
   for (const [where, key] of [['path', 'params'], ['query', 'querystring']] as const) {
     const s = schema?.[key];
     if (!s?.properties) continue;
-    for (const [name, prop] of Object.entries<Record<string, unknown>>(s.properties)) {
+    for (const [name, prop] of Object.entries(s.properties)) {
       const { description, default: _d, ...rest } = prop;
       out.push({
         name,
         in: where,
-        required: where === 'path' || (Array.isArray(s.required) && s.required.includes(name)),
+        required: where === 'path' || (s.required?.includes(name) ?? false),
         ...(description ? { description } : {}),
         schema: prop.default === undefined ? rest : { ...rest, default: prop.default },
       });
@@ -88,11 +134,11 @@ function parameters(schema: Record<string, any> | undefined): Record<string, unk
   return out;
 }
 
-function responses(schema: Record<string, any> | undefined): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [status, s] of Object.entries<Record<string, any>>(schema?.response ?? {})) {
+function responses(schema: RouteSchema | undefined): Record<string, Response> {
+  const out: Record<string, Response> = {};
+  for (const [status, s] of Object.entries(schema?.response ?? {})) {
     if (s.content) {
-      out[status] = { description: s.description ?? '', content: Object.fromEntries(Object.entries<Record<string, any>>(s.content).map(([type, c]) => [type, { schema: c.schema }])) };
+      out[status] = { description: s.description ?? '', content: Object.fromEntries(Object.entries(s.content).map(([type, c]) => [type, { schema: c.schema }])) };
     } else {
       const { description, ...rest } = s;
       out[status] = { description: description ?? 'OK', content: { 'application/json': { schema: rest } } };
@@ -103,12 +149,12 @@ function responses(schema: Record<string, any> | undefined): Record<string, unkn
   return out;
 }
 
-export function openApiDocument(app: FastifyInstance): Record<string, any> {
+export function openApiDocument(app: FastifyInstance): OpenApiDocument {
   const routes = [...(collected.get(app) ?? [])].sort((a, b) => a.url.localeCompare(b.url) || a.method.localeCompare(b.method));
-  const paths: Record<string, Record<string, unknown>> = {};
+  const paths: Record<string, Record<string, Operation>> = {};
   for (const r of routes) {
     const s = r.schema;
-    const op: Record<string, unknown> = {
+    const op: Operation = {
       operationId: `${r.method}${r.url.slice(ADMIN_API_PREFIX.length).replace(/[^A-Za-z0-9]+(.)?/g, (_m, c: string | undefined) => (c ?? '').toUpperCase())}`,
       summary: s?.summary ?? '',
       ...(s?.description ? { description: s.description } : {}),
@@ -116,7 +162,7 @@ export function openApiDocument(app: FastifyInstance): Record<string, any> {
       parameters: parameters(s),
       ...(s?.body ? { requestBody: { required: true, content: { 'application/json': { schema: s.body } } } } : {}),
       responses: responses(s),
-      ...(s ? {} : { 'x-ztgate-undocumented': true }),
+      ...(s ? {} : { 'x-ztgate-undocumented': true as const }),
     };
     (paths[toOpenApiPath(r.url)] ??= {})[r.method] = op;
   }
@@ -149,7 +195,7 @@ export function openApiDocument(app: FastifyInstance): Record<string, any> {
 
 const compact = (v: unknown) => JSON.stringify(v);
 
-export function renderMarkdown(doc: Record<string, any>): string {
+export function renderMarkdown(doc: OpenApiDocument): string {
   const lines: string[] = [
     '# ztgate admin API',
     '',
@@ -172,9 +218,9 @@ export function renderMarkdown(doc: Record<string, any>): string {
     '| Method | Path | Summary |',
     '|---|---|---|',
   ];
-  const ops: [string, string, Record<string, any>][] = [];
-  for (const [path, methods] of Object.entries<Record<string, any>>(doc.paths)) {
-    for (const [method, op] of Object.entries<Record<string, any>>(methods)) ops.push([path, method, op]);
+  const ops: [string, string, Operation][] = [];
+  for (const [path, methods] of Object.entries(doc.paths)) {
+    for (const [method, op] of Object.entries(methods)) ops.push([path, method, op]);
   }
   for (const [path, method, op] of ops) lines.push(`| \`${method.toUpperCase()}\` | \`${path}\` | ${op.summary || '—'} |`);
   for (const [path, method, op] of ops) {
@@ -188,9 +234,9 @@ export function renderMarkdown(doc: Record<string, any>): string {
       lines.push('');
     }
     if (op.requestBody) lines.push('Request body (`application/json`):', '', '```json', JSON.stringify(op.requestBody.content['application/json'].schema, null, 2), '```', '');
-    for (const [status, r] of Object.entries<Record<string, any>>(op.responses)) {
+    for (const [status, r] of Object.entries(op.responses)) {
       if (status === '4XX') continue;
-      const [type, c] = Object.entries<Record<string, any>>(r.content ?? {})[0] ?? [];
+      const [type, c] = Object.entries(r.content ?? {})[0] ?? [];
       lines.push(`Response \`${status}\`${type ? ` (\`${type}\`)` : ''}${r.description && r.description !== 'OK' ? `: ${r.description}` : ''}`);
       if (c?.schema && type === 'application/json') lines.push('', '```json', JSON.stringify(c.schema, null, 2), '```');
       lines.push('');

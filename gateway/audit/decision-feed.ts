@@ -76,25 +76,36 @@ function str(v: unknown): string | null {
   return typeof v === 'string' && v !== '' ? v : null;
 }
 
-export function summarise(e: Record<string, any>): DecisionSummary | null {
-  const decision = e?.ztgate?.decision;
+/** The value at `path` inside nested objects, or undefined. */
+function field(v: unknown, ...path: string[]): unknown {
+  for (const key of path) v = v !== null && typeof v === 'object' ? (v as Record<string, unknown>)[key] : undefined;
+  return v;
+}
+
+function num(v: unknown): number | null {
+  return typeof v === 'number' ? v : null;
+}
+
+export function summarise(e: unknown): DecisionSummary | null {
+  const decision = field(e, 'ztgate', 'decision');
   if (decision !== 'allow' && decision !== 'deny') return null;
+  const reasons = field(e, 'ztgate', 'reasons');
   return {
-    id: String(e.event?.id ?? ''),
-    time: String(e['@timestamp'] ?? ''),
-    action: String(e.event?.action ?? ''),
+    id: String(field(e, 'event', 'id') ?? ''),
+    time: String(field(e, '@timestamp') ?? ''),
+    action: String(field(e, 'event', 'action') ?? ''),
     decision,
-    reasons: Array.isArray(e.ztgate.reasons) ? e.ztgate.reasons.map(String) : [],
-    rule: str(e.ztgate.rule),
-    policyVersion: str(e.ztgate.policy_version),
-    service: str(e.ztgate.route?.id),
-    securityLevel: typeof e.ztgate.route?.security_level === 'number' ? e.ztgate.route.security_level : null,
-    official: str(e.user?.id),
-    agency: str(e.organization?.id),
+    reasons: Array.isArray(reasons) ? reasons.map(String) : [],
+    rule: str(field(e, 'ztgate', 'rule')),
+    policyVersion: str(field(e, 'ztgate', 'policy_version')),
+    service: str(field(e, 'ztgate', 'route', 'id')),
+    securityLevel: num(field(e, 'ztgate', 'route', 'security_level')),
+    official: str(field(e, 'user', 'id')),
+    agency: str(field(e, 'organization', 'id')),
     // Database-plane statements: the statement kind and its normalised text (no literal is ever in it).
-    method: str(e.http?.request?.method) ?? str(e.db?.operation),
-    path: str(e.url?.path) ?? str(e.db?.statement),
-    status: typeof e.http?.response?.status_code === 'number' ? e.http.response.status_code : null,
+    method: str(field(e, 'http', 'request', 'method')) ?? str(field(e, 'db', 'operation')),
+    path: str(field(e, 'url', 'path')) ?? str(field(e, 'db', 'statement')),
+    status: num(field(e, 'http', 'response', 'status_code')),
   };
 }
 

@@ -1,4 +1,5 @@
 import { hostname } from 'node:os';
+import type { EventFields } from './event-fields.js';
 
 /**
  * Syslog for SIEMs: RFC 5424 messages, framed by octet counting (RFC 6587 §3.4.1) over TCP or
@@ -13,7 +14,7 @@ const HOST = hostname().replace(/[^\x21-\x7e]/g, '').slice(0, 255) || '-';
 export const SYSLOG_FORMATS = ['cef', 'json'] as const;
 export type SyslogFormat = (typeof SYSLOG_FORMATS)[number];
 
-type Ev = Record<string, any>;
+type Ev = EventFields;
 
 /** RFC 5424 severity: informational for allows, warning for denials, alert for SOC alerts. */
 function syslogSeverity(e: Ev): number {
@@ -37,7 +38,7 @@ export function toCef(e: Ev): string {
   const signature = alert ? (e.rule?.id ?? e.event?.action) : (e.ztgate?.reasons?.[0] ?? e.event?.action);
   const name = alert ? (e.rule?.name ?? e.message) : `${e.event?.action} ${e.ztgate?.decision}`;
   const ext: [string, unknown][] = [
-    ['rt', Date.parse(e['@timestamp'])],
+    ['rt', Date.parse(e['@timestamp'] ?? '')],
     ['externalId', e.event?.id],
     ['cat', e.event?.action],
     ['act', alert ? e.ztgate?.alert?.action : e.ztgate?.decision],

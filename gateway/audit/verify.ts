@@ -60,16 +60,17 @@ const HEX64 = /^[0-9a-f]{64}$/;
 const RECORD_TYPES = new Set(['event', 'checkpoint', 'forward', 'gap']);
 
 function parseLine(text: string): { rec: ChainRecord | null; error?: string } {
-  let rec: any;
+  let parsed: unknown;
   try {
-    rec = JSON.parse(text);
+    parsed = JSON.parse(text);
   } catch {
     return { rec: null, error: 'not JSON' };
   }
-  if (!rec || typeof rec !== 'object' || !Number.isSafeInteger(rec.seq) || !RECORD_TYPES.has(rec.type) || typeof rec.prev_hash !== 'string' || !HEX64.test(rec.prev_hash) || typeof rec.hash !== 'string' || !HEX64.test(rec.hash)) {
+  const rec = (parsed !== null && typeof parsed === 'object' ? parsed : {}) as Partial<Record<'seq' | 'type' | 'prev_hash' | 'hash', unknown>>;
+  if (!Number.isSafeInteger(rec.seq) || typeof rec.type !== 'string' || !RECORD_TYPES.has(rec.type) || typeof rec.prev_hash !== 'string' || !HEX64.test(rec.prev_hash) || typeof rec.hash !== 'string' || !HEX64.test(rec.hash)) {
     return { rec: null, error: 'not a chain record (seq, type, prev_hash, hash)' };
   }
-  return { rec };
+  return { rec: rec as ChainRecord };
 }
 
 export function loadEntries(files: readonly { name: string; text: string }[]): Entry[] {

@@ -679,7 +679,7 @@ export class DatabaseConnection {
   /** The policy decision for a data statement, and the obligations as the wire applies them. */
   private async decideData(rec: StatementRecord, c: Classified): Promise<{ masked: Set<string>; limit: number; limitReason: Reason | null; quota: boolean }> {
     const engine = this.deps.policy();
-    const { decision, classification } = decideStatement(
+    const { decision } = decideStatement(
       engine,
       { service: this.service!, statement: c, principal: this.principal!, device: this.device, purpose: this.purpose, sourceIp: this.source.ip },
       (d) => {

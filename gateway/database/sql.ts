@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { loadModule, normalizeSync, parseSync, scanSync } from 'libpg-query';
+import { loadModule, normalizeSync, parseSync, scanSync, type Node, type RawStmt } from 'libpg-query';
 import type { Reason } from '../../core/reasons.js';
 
 /**
@@ -119,7 +119,39 @@ function isEscapeFunction(name: string): boolean {
   return ESCAPE_FUNCTIONS.has(name) || ESCAPE_PREFIXES.some((p) => name.startsWith(p));
 }
 
-const str = (node: any): string | null => (node && typeof node.String?.sval === 'string' ? node.String.sval : null);
+/**
+ * The fields read here, on nodes of libpg-query's tree (its types are @pgsql/types; the walk is
+ * generic over every node kind, so it reads them as optional fields of any node).
+ */
+interface NodeFields {
+  readonly String?: { readonly sval?: unknown };
+  readonly relname?: unknown;
+  readonly schemaname?: unknown;
+  readonly alias?: { readonly aliasname?: unknown };
+  readonly ctename?: unknown;
+  readonly funcname?: readonly unknown[];
+  readonly fields?: readonly unknown[];
+  readonly A_Star?: unknown;
+}
+type TargetList = readonly { readonly ResTarget?: { readonly name?: unknown; readonly val?: { readonly ColumnRef?: { readonly fields?: readonly unknown[] } } } }[];
+/** The fields of a statement node (SelectStmt, VariableSetStmt, CopyStmt, TransactionStmt…) read here. */
+interface StatementFields {
+  readonly kind?: unknown;
+  readonly name?: unknown;
+  readonly args?: readonly { readonly A_Const?: { readonly sval?: { readonly sval?: unknown } } }[];
+  readonly is_program?: unknown;
+  readonly filename?: unknown;
+  readonly intoClause?: unknown;
+  readonly lockingClause?: readonly unknown[];
+  readonly withClause?: unknown;
+  readonly op?: unknown;
+  readonly targetList?: TargetList;
+}
+
+const str = (node: unknown): string | null => {
+  const sval = (node as NodeFields | null | undefined)?.String?.sval;
+  return typeof sval === 'string' ? sval : null;
+};
 
 interface Walk {
   tables: TableRef[];
@@ -141,7 +173,8 @@ function visit(node: unknown, w: Walk, plainTarget: boolean): void {
     return;
   }
   if (!node || typeof node !== 'object') return;
-  for (const [type, value] of Object.entries(node as Record<string, any>)) {
+  for (const [type, child] of Object.entries(node)) {
+    const value = child as NodeFields | null | undefined;
     // A RangeVar is wrapped as a node in FROM lists, and bare where the grammar fixes the type
     // (the target relation of INSERT, UPDATE, DELETE, MERGE).
     if ((type === 'RangeVar' || (type === 'relation' && typeof value?.relname === 'string')) && value && typeof value === 'object') {
@@ -160,15 +193,15 @@ function visit(node: unknown, w: Walk, plainTarget: boolean): void {
       w.functions.push(name);
     }
     if (type === 'ColumnRef' && value) {
-      const fields: any[] = value.fields ?? [];
-      const last = fields[fields.length - 1];
+      const fields = value.fields ?? [];
+      const last = fields[fields.length - 1] as NodeFields | undefined;
       const name = str(last);
       if (name && !plainTarget) w.columnsInExpressions.add(name.toLowerCase());
       if (fields.length === 1 && name) w.singleFieldRefs.push(name.toLowerCase());
       if (last?.A_Star !== undefined && !plainTarget) w.starInExpression = true;
       continue;
     }
-    visit(value, w, false);
+    visit(child, w, false);
   }
 }
 
@@ -177,19 +210,20 @@ function refuse(reason: Reason, detail: string) {
 }
 
 /** The output list of a plain SELECT: output name → source column, for bare column references only. */
-function outputColumns(select: any): Map<string, string> {
+function outputColumns(select: StatementFields | null): Map<string, string> {
   const out = new Map<string, string>();
   for (const item of select?.targetList ?? []) {
     const target = item.ResTarget;
-    const fields: any[] = target?.val?.ColumnRef?.fields ?? [];
+    const fields = target?.val?.ColumnRef?.fields ?? [];
     const column = str(fields[fields.length - 1]);
-    if (column) out.set(String(target.name ?? column).toLowerCase(), column.toLowerCase());
+    if (column) out.set(String(target?.name ?? column).toLowerCase(), column.toLowerCase());
   }
   return out;
 }
 
-function classifyTree(stmt: any): Omit<Classified, 'fingerprintText' | 'fingerprint' | 'empty'> {
-  const [type, body] = Object.entries(stmt as Record<string, any>)[0] ?? ['', null];
+function classifyTree(stmt: Node | undefined): Omit<Classified, 'fingerprintText' | 'fingerprint' | 'empty'> {
+  const [type, node] = Object.entries(stmt ?? {})[0] ?? ['', null];
+  const body = node as StatementFields | null;
   const none = { kind: null, opensTransaction: false, tables: [], columnsInExpressions: new Set<string>(), outputColumns: new Map<string, string>(), wholeRow: false, purpose: null };
   if (DDL.has(type)) return { ...none, refusal: refuse('statement-ddl', `${type.replace(/Stmt$/, '')} thay đổi lược đồ hoặc quyền / changes schema or privileges`) };
   if (type === 'TransactionStmt') {
@@ -204,11 +238,11 @@ function classifyTree(stmt: any): Omit<Classified, 'fingerprintText' | 'fingerpr
   }
   if (type === 'VariableSetStmt') {
     const name = String(body?.name ?? '').toLowerCase();
-    if (name === 'ztgate.purpose' && body.kind === 'VAR_SET_VALUE') {
+    if (name === 'ztgate.purpose' && body?.kind === 'VAR_SET_VALUE') {
       const arg = body.args?.[0]?.A_Const?.sval?.sval;
       return { ...none, kind: 'SESSION', purpose: { value: typeof arg === 'string' ? arg : null }, refusal: typeof arg === 'string' ? null : refuse('statement-escape', 'ztgate.purpose nhận một chuỗi / ztgate.purpose takes one string') };
     }
-    if (name === 'ztgate.purpose' && (body.kind === 'VAR_RESET' || body.kind === 'VAR_SET_DEFAULT')) return { ...none, kind: 'SESSION', purpose: { value: null }, refusal: null };
+    if (name === 'ztgate.purpose' && (body?.kind === 'VAR_RESET' || body?.kind === 'VAR_SET_DEFAULT')) return { ...none, kind: 'SESSION', purpose: { value: null }, refusal: null };
     if (body?.kind === 'VAR_RESET_ALL' || !SETTABLE.has(name)) {
       return { ...none, refusal: refuse('statement-escape', `không được đặt tham số ${name || 'ALL'} / the setting ${name || 'ALL'} may not be changed through the gateway`) };
     }
@@ -233,8 +267,8 @@ function classifyTree(stmt: any): Omit<Classified, 'fingerprintText' | 'fingerpr
   // CTE names first, so references to them are not read as tables.
   visit(body?.withClause, w, false);
   const rest = { ...body, withClause: undefined };
-  if (kind === 'SELECT' && (!body.op || body.op === 'SETOP_NONE')) {
-    for (const item of body.targetList ?? []) {
+  if (kind === 'SELECT' && (!body?.op || body.op === 'SETOP_NONE')) {
+    for (const item of body?.targetList ?? []) {
       const val = item?.ResTarget?.val;
       visit(val, w, val?.ColumnRef !== undefined);
     }
@@ -270,7 +304,7 @@ export function classify(text: string): Classified {
   const fingerprint = fingerprintOf(fingerprintText);
   const base = { fingerprintText, fingerprint, empty: false };
   const nothing = { kind: null, opensTransaction: false, tables: [], columnsInExpressions: new Set<string>(), outputColumns: new Map<string, string>(), wholeRow: false, purpose: null };
-  let stmts: any[];
+  let stmts: RawStmt[];
   try {
     stmts = parseSync(text).stmts ?? [];
   } catch (err) {
@@ -278,7 +312,7 @@ export function classify(text: string): Classified {
   }
   if (stmts.length === 0) return { ...base, ...nothing, empty: true, refusal: null };
   if (stmts.length > 1) return { ...base, ...nothing, refusal: refuse('statement-multiple', `${stmts.length} câu lệnh trong một chuỗi / statements in one query string`) };
-  return { ...base, ...classifyTree(stmts[0].stmt) };
+  return { ...base, ...classifyTree(stmts[0]!.stmt) };
 }
 
 /**

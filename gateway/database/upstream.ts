@@ -113,13 +113,23 @@ export function connectUpstream(service: DatabaseServiceConfig, timeoutMs: numbe
   return openUpstreamSocket(service, timeoutMs).then((socket) => login(service, socket, timeoutMs, extra));
 }
 
+/** The startup messages read below, by name (pg-protocol's parser; its types do not declare the SASL ones). */
+type StartupMessage =
+  | { readonly name: 'authenticationCleartextPassword' | 'readyForQuery' }
+  | { readonly name: 'authenticationMD5Password'; readonly salt: Buffer }
+  | { readonly name: 'authenticationSASL'; readonly mechanisms: string[] }
+  | { readonly name: 'authenticationSASLContinue' | 'authenticationSASLFinal'; readonly data: string }
+  | { readonly name: 'parameterStatus'; readonly parameterName: string; readonly parameterValue: string }
+  | { readonly name: 'backendKeyData'; readonly processID: number; readonly secretKey: number }
+  | { readonly name: 'error'; readonly code?: string; readonly message: string };
+
 function login(service: DatabaseServiceConfig, socket: Socket, timeoutMs: number, extra: Readonly<Record<string, string>>): Promise<UpstreamConnection> {
   return new Promise((resolve, reject) => {
     const parser = new Parser();
     const parameters = new Map<string, string>();
     let processId = 0;
     let secretKey = 0;
-    let scram: any = null;
+    let scram: ReturnType<typeof sasl.startSession> | null = null;
     let done = false;
     const fail = (err: Error) => {
       if (done) return;
@@ -140,7 +150,8 @@ function login(service: DatabaseServiceConfig, socket: Socket, timeoutMs: number
       options: '-c search_path=public -c standard_conforming_strings=on',
     }));
     const onData = (chunk: Buffer) => {
-      parser.parse(chunk, (msg: any) => {
+      parser.parse(chunk, (received) => {
+        const msg = received as StartupMessage;
         void (async () => {
           try {
             switch (msg.name) {
@@ -164,11 +175,13 @@ function login(service: DatabaseServiceConfig, socket: Socket, timeoutMs: number
               case 'authenticationSASLContinue': {
                 const pw = password(service);
                 if (pw === null) throw new UpstreamError('the database asks for a password and none is configured', 'credentials');
+                if (!scram) throw new UpstreamError('the database continued a SASL exchange it never started', 'network');
                 await sasl.continueSession(scram, pw, msg.data);
                 socket.write(serialize.sendSCRAMClientFinalMessage(scram.response));
                 break;
               }
               case 'authenticationSASLFinal':
+                if (!scram) throw new UpstreamError('the database finished a SASL exchange it never started', 'network');
                 sasl.finalizeSession(scram, msg.data);
                 break;
               case 'parameterStatus':

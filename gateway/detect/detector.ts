@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { DetectionConfig, DetectionRuleConfig } from '../audit/config.js';
+import type { EventFields } from '../audit/event-fields.js';
 import type { AuditEvent, DecisionLog } from '../audit/log.js';
 import type { LockKind, Locks } from '../lock-registry.js';
 import { normalizeAddress } from '../steps/locks.js';
@@ -16,7 +17,7 @@ import type { Store } from '../../core/store.js';
  * Evaluation never delays a response: it runs after the event is written.
  */
 
-type Ev = Record<string, any>;
+type Ev = EventFields;
 
 const PERSONAL = new Set(['personal-data', 'sensitive-personal-data']);
 /** Denials that mean a proof did not hold: device proof, posture report, identity assurance, token signature. */
@@ -104,8 +105,8 @@ export function createDetector(opts: { config: DetectionConfig; store: Store; lo
         break;
       }
       case 'off-hours-personal-data': {
-        if (!allowed || !user || !PERSONAL.has(e.ztgate?.route?.classification)) return;
-        if (officeHoursAt(new Date(e['@timestamp']), opts.config.officeHours)) return;
+        if (!allowed || !user || !PERSONAL.has(e.ztgate?.route?.classification ?? '')) return;
+        if (officeHoursAt(new Date(e['@timestamp'] ?? NaN), opts.config.officeHours)) return;
         const c = await crossed(rule, `u:${user}`, 1);
         if (c) hit = { ...c, subject: user };
         break;

@@ -31,14 +31,14 @@ export async function findRedis(candidate: string, opts: { containers: boolean }
   } catch (err) {
     const failure = (lastError ?? err) as NodeJS.ErrnoException;
     const cause = failure.code ?? failure.message;
-    if (!opts.containers) throw new Error(redisMissingMessage(candidate, cause));
+    if (!opts.containers) throw new Error(redisMissingMessage(candidate, cause), { cause: err });
     try {
       const { GenericContainer } = await import('testcontainers');
       const container = await new GenericContainer('redis:7.2-alpine').withExposedPorts(6379).start();
       process.once('exit', () => void container.stop());
       return `redis://${container.getHost()}:${container.getMappedPort(6379)}`;
     } catch (containerErr) {
-      throw new Error(`${redisMissingMessage(candidate, cause)}\n(a Redis container could not be started either: ${(containerErr as Error).message})`);
+      throw new Error(`${redisMissingMessage(candidate, cause)}\n(a Redis container could not be started either: ${(containerErr as Error).message})`, { cause: containerErr });
     }
   } finally {
     probe.disconnect();
