@@ -35,6 +35,7 @@ export interface RosterEntry {
 export const ROSTER_COLUMNS = ['nationalId', 'name', 'agency', 'unit', 'position', 'roles', 'clearance', 'status'] as const;
 const MAX_ROWS = 200_000;
 const MAX_PROBLEMS = 50;
+const WRITE_BATCH = 500;
 const AGENCY = /^[a-z0-9][a-z0-9-]{0,62}$/;
 const ROLE = /^[a-z][a-z0-9_.:-]{0,63}$/;
 // Control characters have no place in a name and would let a row forge log lines.
@@ -296,8 +297,13 @@ export function createStoreRoster(store: Store): Roster {
     async replace(entries) {
       const version = `${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
       const previous = await store.get(VERSION);
-      for (const e of entries) await store.set(entryKey(version, e.nationalId), JSON.stringify(e));
-      if (entries.length > 0) await store.sadd(idsKey(version), ...entries.map((e) => e.nationalId));
+      // In batches: a roster has up to MAX_ROWS officials, more than one call's arguments may hold
+      // (a spread of 100,000 ids overflowed the stack), and a batch of writes is one Redis pipeline.
+      for (let i = 0; i < entries.length; i += WRITE_BATCH) {
+        const batch = entries.slice(i, i + WRITE_BATCH);
+        await Promise.all(batch.map((e) => store.set(entryKey(version, e.nationalId), JSON.stringify(e))));
+        await store.sadd(idsKey(version), ...batch.map((e) => e.nationalId));
+      }
       // The switch: one write, seen by every instance at once.
       await store.set(VERSION, version);
       if (previous) {
