@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHarness, TEST_AUDIENCE, type Harness } from './helpers/harness.js';
+import { decodeRosterEntry, encodeRosterEntry, parseCsv, type RosterEntry } from '../identity/roster.js';
 
 /**
  * A province's roster has tens of thousands of officials: the gateway must start with one of
@@ -44,5 +45,20 @@ describe('a roster of 100,000 officials', () => {
   it('an official suspended on it is refused, and someone not on it too', async () => {
     expect((await call(idOf(OFFICIALS - 2))).event.ztgate).toMatchObject({ decision: 'deny', reasons: ['official-suspended'] });
     expect((await call(idOf(OFFICIALS))).event.ztgate).toMatchObject({ decision: 'deny', reasons: ['official-not-on-roster'] });
+  });
+});
+
+describe('the roster kept compact', () => {
+  it('CSV rows without quotes and rows with them parse alike, with their line numbers', () => {
+    const csv = 'a,b\r\n\n1,2\n"x, ""y""",3\n"multi\nline",4\n5,6\n';
+    expect(parseCsv(csv)).toEqual({ rows: [['a', 'b'], ['1', '2'], ['x, "y"', '3'], ['multi\nline', '4'], ['5', '6']], lines: [1, 3, 4, 5, 7] });
+  });
+
+  const entry: RosterEntry = { nationalId: '056085000001', name: 'Nguyễn Thị Ánh 🌸 (giả lập)', agency: 'so-tu-phap', unit: 'Phòng Hộ tịch', position: 'Chuyên viên', roles: ['ho-tich-reader', 'b'], clearance: 'toi-mat', status: 'active' };
+  it('an entry is stored as ASCII JSON and reads back the same; entries written as objects still read', () => {
+    const stored = encodeRosterEntry(entry);
+    expect(stored).toMatch(/^[\x20-\x7e]+$/);
+    expect(decodeRosterEntry(stored)).toEqual(entry);
+    expect(decodeRosterEntry(JSON.stringify(entry))).toEqual(entry);
   });
 });
