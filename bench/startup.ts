@@ -45,9 +45,13 @@ export interface StartupResult {
   readonly rules: number;
   readonly roster: number;
   readonly coldStartMs: { readonly median: number; readonly runs: readonly number[] };
+  /** CPU time (user + system) the process had used when /readyz first answered 200: what start-up costs whatever else runs on the machine. */
+  readonly coldStartCpuMs: { readonly median: number; readonly runs: readonly number[] };
   readonly memoryMiB: { readonly readyRss: number; readonly afterLoadRss: number; readonly peakRss: number };
   readonly requests: number;
   readonly errors: number;
+  /** Gateway CPU time during that traffic per request (user + system, all threads). */
+  readonly cpuPerRequestUs: number;
   readonly loadavgStart: readonly number[];
   readonly loadavgEnd: readonly number[];
 }
@@ -110,6 +114,18 @@ function statusKiB(pid: number, field: 'VmRSS' | 'VmHWM'): number {
 
 const mib = (kib: number) => Math.round(kib / 1024);
 
+function cpuMs(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * 10; // USER_HZ = 100
+  } catch {
+    return 0;
+  }
+}
+
+const median = (v: readonly number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!;
+
 function stop(child: ChildProcess): Promise<void> {
   return new Promise((resolve) => {
     if (child.exitCode !== null || child.signalCode !== null) return resolve();
@@ -165,6 +181,7 @@ export async function runStartup(o: StartupOptions): Promise<StartupResult> {
   const spawnGateway = () => spawn(process.execPath, args, { cwd: o.dir, stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, NODE_ENV: 'production' } });
 
   const runs: number[] = [];
+  const cpuRuns: number[] = [];
   let child: ChildProcess | null = null;
   let readyRss = 0;
   let requests = 0;
@@ -182,7 +199,8 @@ export async function runStartup(o: StartupOptions): Promise<StartupResult> {
         await new Promise((r) => setTimeout(r, 5));
       }
       runs.push(Math.round(performance.now() - t0));
-      o.log(`  cold start ${i + 1}: ${runs.at(-1)} ms to /readyz 200`);
+      cpuRuns.push(cpuMs(c.pid!));
+      o.log(`  cold start ${i + 1}: ${runs.at(-1)} ms to /readyz 200, ${cpuRuns.at(-1)} ms of CPU`);
       readyRss = statusKiB(c.pid!, 'VmRSS');
       if (i < o.starts - 1) {
         await stop(c);
@@ -197,6 +215,7 @@ export async function runStartup(o: StartupOptions): Promise<StartupResult> {
       tokens.push(await new SignJWT({ national_id: id, agency: 'so-bench', roles: [ROLE] }).setProtectedHeader({ alg: 'ES256', kid: 'bench-1', typ: 'at+jwt' }).setIssuer(issuer).setAudience(AUDIENCE).setSubject(id).setIssuedAt().setExpirationTime('2h').sign(privateKey));
     }
     const agent = createAgent(o.connections);
+    const cpuBefore = cpuMs(child!.pid!);
     const end = Date.now() + o.loadSeconds * 1000;
     let next = 0;
     await Promise.all(
@@ -210,6 +229,7 @@ export async function runStartup(o: StartupOptions): Promise<StartupResult> {
     );
     agent.destroy();
     const pid = child!.pid!;
+    const cpuPerRequestUs = requests > 0 ? Math.round(((cpuMs(pid) - cpuBefore) * 1000) / requests) : 0;
     const afterLoadRss = statusKiB(pid, 'VmRSS');
     const peakRss = statusKiB(pid, 'VmHWM');
     if (o.heapSnapshotDir) {
@@ -232,10 +252,12 @@ export async function runStartup(o: StartupOptions): Promise<StartupResult> {
       command: `node ${nodeOptions.join(' ')}${nodeOptions.length ? ' ' : ''}dist/gateway/cli.js start --config <${o.rules} rules, ${o.roster} officials>`,
       rules: o.rules,
       roster: o.roster,
-      coldStartMs: { median: [...runs].sort((a, b) => a - b)[Math.floor(runs.length / 2)]!, runs },
+      coldStartMs: { median: median(runs), runs },
+      coldStartCpuMs: { median: median(cpuRuns), runs: cpuRuns },
       memoryMiB: { readyRss: mib(readyRss), afterLoadRss: mib(afterLoadRss), peakRss: mib(peakRss) },
       requests,
       errors,
+      cpuPerRequestUs,
       loadavgStart,
       loadavgEnd: loadavg(),
     };
@@ -251,8 +273,8 @@ export function formatStartup(r: StartupResult): string {
   return [
     `\`${r.command}\`, load average ${r.loadavgStart.map((v) => v.toFixed(2)).join(' ')} at the start, ${r.loadavgEnd.map((v) => v.toFixed(2)).join(' ')} at the end.`,
     '',
-    '| rules | roster (synthetic) | cold start to /readyz 200, median (runs) | RSS ready | RSS after traffic | peak RSS | requests | errors |',
-    '|---:|---:|---:|---:|---:|---:|---:|---:|',
-    `| ${r.rules.toLocaleString('en')} | ${r.roster.toLocaleString('en')} | ${r.coldStartMs.median} ms (${r.coldStartMs.runs.join(', ')}) | ${r.memoryMiB.readyRss} MiB | ${r.memoryMiB.afterLoadRss} MiB | ${r.memoryMiB.peakRss} MiB | ${r.requests.toLocaleString('en')} | ${r.errors} |`,
+    '| rules | roster (synthetic) | cold start to /readyz 200, median (runs) | CPU used by then, median (runs) | RSS ready | RSS after traffic | peak RSS | requests | CPU µs per request | errors |',
+    '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    `| ${r.rules.toLocaleString('en')} | ${r.roster.toLocaleString('en')} | ${r.coldStartMs.median} ms (${r.coldStartMs.runs.join(', ')}) | ${r.coldStartCpuMs.median} ms (${r.coldStartCpuMs.runs.join(', ')}) | ${r.memoryMiB.readyRss} MiB | ${r.memoryMiB.afterLoadRss} MiB | ${r.memoryMiB.peakRss} MiB | ${r.requests.toLocaleString('en')} | ${r.cpuPerRequestUs} | ${r.errors} |`,
   ].join('\n');
 }

@@ -278,8 +278,9 @@ export async function readRosterFile(file: string): Promise<RosterEntry[]> {
     throw new RosterError(file, [`cannot read the file: ${(err as NodeJS.ErrnoException).code ?? String(err)}`]);
   }
   const entries = parseRoster(text, /\.json$/i.test(file) ? 'json' : 'csv', file);
-  const kept = (lastParse = { file, stamp, entries });
-  setTimeout(() => void (lastParse === kept && (lastParse = null)), LAST_PARSE_KEPT_MS).unref();
+  lastParse = { file, stamp, entries };
+  // The timer holds only the stamp: a closure over the entries would keep 100,000 of them alive until it fires.
+  setTimeout(() => void (lastParse?.stamp === stamp && (lastParse = null)), LAST_PARSE_KEPT_MS).unref();
   return entries;
 }
 
@@ -299,7 +300,18 @@ export interface Roster {
  * a character), 100,000 officials take about a third of the memory of JSON objects.
  */
 export function encodeRosterEntry(e: RosterEntry): string {
-  return JSON.stringify([e.nationalId, e.name, e.agency, e.unit, e.position, e.roles, e.clearance, e.status]).replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  const json = JSON.stringify([e.nationalId, e.name, e.agency, e.unit, e.position, e.roles, e.clearance, e.status]);
+  let out = '';
+  let from = 0;
+  for (let i = 0; i < json.length; i++) {
+    const c = json.charCodeAt(i);
+    if (c < 0x80) continue;
+    out += `${json.slice(from, i)}\\u${c.toString(16).padStart(4, '0')}`;
+    from = i + 1;
+  }
+  if (from === 0) return json;
+  // Pieces cut from a two-byte string stay two-byte in V8: copy the ASCII result into a one-byte one.
+  return Buffer.from(out + json.slice(from), 'latin1').toString('latin1');
 }
 
 /** Either form: the array above, or the object earlier versions wrote. */
