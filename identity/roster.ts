@@ -40,6 +40,7 @@ const AGENCY = /^[a-z0-9][a-z0-9-]{0,62}$/;
 const ROLE = /^[a-z][a-z0-9_.:-]{0,63}$/;
 // Control characters have no place in a name and would let a row forge log lines.
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+const NON_ASCII = /[^\u0000-\u007f]/;
 
 /** Vietnamese labels accepted for clearance, as HR exports write them. */
 const CLEARANCE_LABELS: Record<string, Clearance> = {
@@ -78,7 +79,9 @@ function checkEntry(raw: Record<string, unknown>, at: (column: string) => string
       problems.push(`${at(column)}: required / bắt buộc`);
       return '';
     }
-    const t = v.trim().normalize('NFC');
+    const trimmed = v.trim();
+    // ASCII is already in NFC: the ICU call is for the Vietnamese names and units only.
+    const t = NON_ASCII.test(trimmed) ? trimmed.normalize('NFC') : trimmed;
     if (t.length > max) problems.push(`${at(column)}: longer than ${max} characters`);
     if (CONTROL.test(t)) problems.push(`${at(column)}: contains control characters`);
     return t;
@@ -218,7 +221,8 @@ export function parseRosterCsv(text: string, source = 'CSV'): RosterEntry[] {
       problems.push(`row ${rowNo}: ${cells.length} fields, expected ${columns.length}`);
       return null;
     }
-    const raw = Object.fromEntries(columns.map((c, j) => [c, cells[j]]));
+    const raw: Record<string, string | undefined> = {};
+    for (let j = 0; j < columns.length; j++) raw[columns[j]!] = cells[j];
     return checkEntry(raw, (column) => `row ${rowNo}, column ${column}`, problems);
   });
   return finish(source, entries, rowNumbers, problems, (row) => `row ${row}`);
