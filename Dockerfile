@@ -25,5 +25,8 @@ USER node
 EXPOSE 8080 8081
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:8080/readyz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
-ENTRYPOINT ["node", "dist/gateway/cli.js"]
+# A young generation of 2 × 8 MiB (V8 would grow it to 2 × 64 MiB under load) and an old generation
+# grown by 20 % at a time instead of up to 2×: about half the resident memory per process (README
+# "Cold start and memory"), for a few percent more CPU in the garbage collector. Workers inherit it.
+ENTRYPOINT ["node", "--max-semi-space-size=8", "--heap-growing-percent=20", "dist/gateway/cli.js"]
 CMD ["demo"]

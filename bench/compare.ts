@@ -11,6 +11,7 @@ import { Redis } from 'ioredis';
 import { generatePolicy } from './policy-gen.js';
 import { createAgent, LoadAccumulator } from './loadgen.js';
 import { deleteKeysByPrefix } from '../test/helpers/redis.js';
+import { FALLBACK_FRACTIONS, fixedRateRun, type FixedRateRun } from './fixed-rate.js';
 
 /**
  * The whole request path side by side, in one run, on loopback, against one upstream (≈1 KB JSON,
@@ -42,6 +43,8 @@ export interface CompareOptions {
   readonly redisUrl?: string;
   /** `node`: the closed loop in this process even where wrk is installed. */
   readonly generator?: 'auto' | 'node';
+  /** The open-loop run of (b) and (d) at half of (b)'s closed-loop rate; null: not run. Default: the closed-loop seconds. */
+  readonly fixedRate?: { readonly seconds: number; readonly warmupSeconds: number; readonly fractionOfBare?: number } | null;
   readonly log: (line: string) => void;
 }
 
@@ -74,7 +77,25 @@ export interface CompareResult {
   readonly tokens: number;
   readonly workers: number;
   readonly setups: readonly SetupResult[];
+  readonly fixedRate: FixedRateResult | null;
 }
+
+/** (b) and (d) at a fixed offered rate: a fraction of (b)'s closed-loop req/s; latency from each request's due time. */
+export interface FixedRateResult {
+  readonly generator: string;
+  readonly fractionOfBare: number;
+  readonly rate: number;
+  readonly connections: number;
+  readonly seconds: number;
+  readonly bare: FixedRateRun;
+  readonly gateway: FixedRateRun;
+  /** Gateway minus bare proxy, same rate, same run. */
+  readonly addedMs: { readonly p50: number; readonly p99: number; readonly p999: number };
+  /** When the gateway did not keep `rate`: the highest rate it kept (fractions of its closed-loop req/s), with the bare proxy at that rate too. */
+  readonly highestKept: { readonly rate: number; readonly gateway: FixedRateRun; readonly bare: FixedRateRun; readonly addedMs: { readonly p50: number; readonly p99: number; readonly p999: number } } | null;
+}
+
+const addedOf = (gw: FixedRateRun, bare: FixedRateRun) => ({ p50: round2(gw.latencyMs.p50 - bare.latencyMs.p50), p99: round2(gw.latencyMs.p99 - bare.latencyMs.p99), p999: round2(gw.latencyMs.p999 - bare.latencyMs.p999) });
 
 const hasCommand = (name: string): string | null => {
   const r = spawnSync('sh', ['-c', `command -v ${name} || ls /usr/sbin/${name} 2>/dev/null`], { encoding: 'utf8' });
@@ -333,6 +354,7 @@ export async function runCompare(o: CompareOptions): Promise<CompareResult> {
 
   const servers: Server_[] = [];
   const results: SetupResult[] = [];
+  let fixedRate: FixedRateResult | null = null;
   let redis: Redis | null = null;
   try {
     const upstream = await startNode('upstream', {});
@@ -419,6 +441,43 @@ export async function runCompare(o: CompareOptions): Promise<CompareResult> {
         await one('gateway-multi-core', () => startCli(configFile, o.workers, join(o.dir, 'events-multi-core.jsonl')), '/bench/records/12345', tokens.slice(0, 1));
       }
     }
+    const bareClosed = results.find((r) => r.setup === 'bare-proxy' && !r.skipped);
+    const warmClosed = results.find((r) => r.setup === 'gateway-warm' && !r.skipped);
+    const fr = o.fixedRate === undefined ? { seconds: o.seconds, warmupSeconds: Math.min(o.warmupSeconds, 2) } : o.fixedRate;
+    if (fr && bareClosed && warmClosed) {
+      const fraction = fr.fractionOfBare ?? 0.5;
+      const rate = Math.max(1, Math.round(bareClosed.requestsPerSecond * fraction));
+      const bare = await startNode('bare', { upstream: upstream.url });
+      servers.push(bare);
+      const gw = await startNode('gateway', { config: gatewayDoc() });
+      servers.push(gw);
+      try {
+        const at = (url: string, r: number, toks: readonly string[]) => fixedRateRun({ url, rate: r, connections: o.connections, seconds: fr.seconds, warmupSeconds: fr.warmupSeconds, drainSeconds: 2, tokens: toks });
+        const show = (name: string, run: FixedRateRun) => o.log(`  fixed rate ${run.rate}/s, ${name}: ${run.kept ? 'kept' : 'NOT kept'}, ${run.answeredPerSecond} answered/s, p50 ${run.latencyMs.p50.toFixed(2)} ms, p99 ${run.latencyMs.p99.toFixed(2)} ms, p99.9 ${run.latencyMs.p999.toFixed(2)} ms`);
+        const bareRun = await at(`${bare.url}/bench/records/12345`, rate, []);
+        show('bare proxy', bareRun);
+        const gwRun = await at(`${gw.url}/bench/records/12345`, rate, tokens.slice(0, 1));
+        show('gateway (warm)', gwRun);
+        let highestKept: FixedRateResult['highestKept'] = null;
+        if (!gwRun.kept) {
+          for (const f of FALLBACK_FRACTIONS) {
+            const r = Math.max(1, Math.round(warmClosed.requestsPerSecond * f));
+            if (r >= rate) continue;
+            const run = await at(`${gw.url}/bench/records/12345`, r, tokens.slice(0, 1));
+            show('gateway (warm)', run);
+            if (!run.kept) continue;
+            const b = await at(`${bare.url}/bench/records/12345`, r, []);
+            show('bare proxy', b);
+            highestKept = { rate: r, gateway: run, bare: b, addedMs: addedOf(run, b) };
+            break;
+          }
+        }
+        fixedRate = { generator: 'node open loop (bench/fixed-rate-worker.ts, own process, node:http keep-alive)', fractionOfBare: fraction, rate, connections: o.connections, seconds: fr.seconds, bare: bareRun, gateway: gwRun, addedMs: addedOf(gwRun, bareRun), highestKept };
+      } finally {
+        await gw.stop();
+        await bare.stop();
+      }
+    }
   } finally {
     for (const s of servers) await s.stop();
     jwks.server.close();
@@ -447,6 +506,7 @@ export async function runCompare(o: CompareOptions): Promise<CompareResult> {
     tokens: o.tokens,
     workers: o.workers,
     setups: withRatios,
+    fixedRate,
   };
 }
 
@@ -476,6 +536,22 @@ export function formatCompare(r: CompareResult): string {
       continue;
     }
     lines.push(`| ${LABELS[s.setup]} | ${s.requestsPerSecond.toLocaleString('en')} | ${f(s.ratioToBare)} | ${f(s.ratioToNginx)} | ${f(s.latencyMs.p50)} | ${f(s.latencyMs.p99)} | ${f(s.latencyMs.p999)} | ${f(s.addedP50Ms)} / ${f(s.addedP99Ms)} | ${f(s.serverCores)} | ${f(s.loadgenCores)} | ${s.peakRssMiB.max} / ${s.peakRssMiB.sum} | ${s.errors} |`);
+  }
+  const fr = r.fixedRate;
+  if (fr) {
+    const row = (rate: number, name: string, run: FixedRateRun, added: FixedRateResult['addedMs'] | null) =>
+      `| ${rate.toLocaleString('en')} | ${name} | ${run.kept ? 'yes' : `**no** (${run.answeredPerSecond.toLocaleString('en')}/s answered)`} | ${f(run.latencyMs.p50)} | ${f(run.latencyMs.p99)} | ${f(run.latencyMs.p999)} | ${added ? `${f(added.p50)} / ${f(added.p99)} / ${f(added.p999)}` : '—'} | ${f(run.loadgenCores)} |`;
+    lines.push(
+      '',
+      `Fixed rate (open loop, latency from each request's due time): ${fr.generator}, ${fr.connections} connections, ${fr.seconds} s, at ${Math.round(fr.fractionOfBare * 100)} % of (b)'s closed-loop rate.`,
+      '',
+      '| offered req/s | set-up | kept the rate | p50 ms | p99 ms | p99.9 ms | added p50 / p99 / p99.9 ms | generator cores |',
+      '|---:|---|---|---:|---:|---:|---:|---:|',
+      row(fr.rate, LABELS['bare-proxy'], fr.bare, null),
+      row(fr.rate, LABELS['gateway-warm'], fr.gateway, fr.addedMs),
+    );
+    if (fr.highestKept) lines.push(row(fr.highestKept.rate, LABELS['bare-proxy'], fr.highestKept.bare, null), row(fr.highestKept.rate, `${LABELS['gateway-warm']} (highest rate kept)`, fr.highestKept.gateway, fr.highestKept.addedMs));
+    else if (!fr.gateway.kept) lines.push(`| — | ${LABELS['gateway-warm']} | kept none of the rates tried | | | | | |`);
   }
   return lines.join('\n');
 }

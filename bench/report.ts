@@ -29,7 +29,7 @@ export interface Settings {
   readonly initialWarmupSeconds: number;
   readonly concurrency: readonly number[];
   readonly scenarios: readonly ScenarioName[];
-  readonly only: 'policy' | 'gateway' | 'compare' | null;
+  readonly only: 'policy' | 'gateway' | 'compare' | 'startup' | null;
 }
 
 export interface BenchReport {

@@ -17,7 +17,11 @@
  *   BENCH_COMPARE_WARMUP_SECONDS=2, BENCH_COMPARE_CONNECTIONS=32, BENCH_COMPARE_THREADS=2 (wrk -t)
  *   BENCH_COMPARE_RULES=10000, BENCH_COMPARE_TOKENS=5000, BENCH_COMPARE_WORKERS=<cores>
  *   BENCH_COMPARE_SETUPS=direct,bare-proxy,nginx,gateway-warm,gateway-cold,gateway-redis-chain,gateway-multi-core
+ *   BENCH_COMPARE_FIXED_RATE_SECONDS=<BENCH_COMPARE_SECONDS>   (b) and (d) at half of (b)'s rate, open loop (0 = skip)
  *   BENCH_CPU_PROF=1             gateway child writes a .cpuprofile to bench/results/profiles/
+ *   BENCH_ONLY=startup           cold start and RSS of `node dist/gateway/cli.js start` (bench/startup.ts; also part of compare)
+ *   BENCH_STARTUP_RULES=10000, BENCH_STARTUP_ROSTER=100000, BENCH_STARTUP_STARTS=3, BENCH_STARTUP_LOAD_SECONDS=5
+ *   BENCH_HEAP_SNAPSHOT=1        the start-up gateway writes a heap snapshot to bench/results/heap/ after its traffic
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -30,6 +34,7 @@ import { DEFAULT_MIX } from './policy-gen.js';
 import { COMPARE_SETUPS, formatCompare, runCompare, writeCompare, type CompareResult, type CompareSetup } from './compare.js';
 import { renderMarkdown, type BenchReport, type Machine, type Settings } from './report.js';
 import { renderDatabaseMarkdown, runDatabaseBench } from './database-bench.js';
+import { formatStartup, IMAGE_NODE_OPTIONS, runStartup, type StartupResult } from './startup.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const MODEL = join(ROOT, 'policies/model.conf');
@@ -71,7 +76,7 @@ function machine(): Machine {
 function settings(): Settings {
   const full = process.env.BENCH_FULL === '1';
   const only = process.env.BENCH_ONLY;
-  if (only !== undefined && only !== '' && only !== 'policy' && only !== 'gateway' && only !== 'database' && only !== 'compare') throw new Error('BENCH_ONLY must be policy, gateway, database or compare');
+  if (only !== undefined && only !== '' && only !== 'policy' && only !== 'gateway' && only !== 'database' && only !== 'compare' && only !== 'startup') throw new Error('BENCH_ONLY must be policy, gateway, database, compare or startup');
   const scenarios = (process.env.BENCH_SCENARIOS || SCENARIOS.join(',')).split(',').map((x) => x.trim());
   if (!scenarios.every((x): x is ScenarioName => (SCENARIOS as readonly string[]).includes(x))) throw new Error(`BENCH_SCENARIOS: choose from ${SCENARIOS.join(', ')}`);
   const concurrency = (process.env.BENCH_CONCURRENCY || '1,8').split(',').map((c) => Number(c.trim()));
@@ -89,7 +94,7 @@ function settings(): Settings {
     initialWarmupSeconds: 2,
     concurrency,
     scenarios,
-    only: only === 'policy' || only === 'gateway' || only === 'compare' ? only : null,
+    only: only === 'policy' || only === 'gateway' || only === 'compare' || only === 'startup' ? only : null,
   };
 }
 
@@ -109,8 +114,10 @@ async function main(): Promise<void> {
   let policyError: string | null = null;
   let compare: CompareResult | null = null;
   let compareError: string | null = null;
+  let startup: StartupResult[] | null = null;
+  let startupError: string | null = null;
   try {
-    if (s.only !== 'gateway' && s.only !== 'compare') {
+    if (s.only !== 'gateway' && s.only !== 'compare' && s.only !== 'startup') {
       for (const rules of s.policySizes) {
         const run = async (variant: EngineVariant): Promise<PolicyWorkerResult> => {
           log(`policy: ${rules.toLocaleString('en-US')} rules, ${variant} engine (fresh process)`);
@@ -157,6 +164,7 @@ async function main(): Promise<void> {
           tokens: envNumber('BENCH_COMPARE_TOKENS', 5000),
           workers: envNumber('BENCH_COMPARE_WORKERS', availableParallelism()),
           setups,
+          fixedRate: envNumber('BENCH_COMPARE_FIXED_RATE_SECONDS', envNumber('BENCH_COMPARE_SECONDS', 10)) > 0 ? { seconds: envNumber('BENCH_COMPARE_FIXED_RATE_SECONDS', envNumber('BENCH_COMPARE_SECONDS', 10)), warmupSeconds: Math.min(2, envNumber('BENCH_COMPARE_WARMUP_SECONDS', 2)) } : null,
           log,
         });
         writeCompare(compare, join(RESULTS, 'compare.json'));
@@ -165,7 +173,35 @@ async function main(): Promise<void> {
         log(`compare bench failed: ${(err as Error).stack ?? compareError}`);
       }
     }
-    if (s.only !== 'policy' && s.only !== 'compare') {
+    if (!s.only || s.only === 'compare' || s.only === 'startup') {
+      log('startup: cold start and memory of node dist/gateway/cli.js start');
+      try {
+        // As `node dist/gateway/cli.js start` runs by default, and as the container image runs it.
+        startup = [];
+        for (const nodeOptions of [[], IMAGE_NODE_OPTIONS]) {
+          startup.push(
+            await runStartup({
+              dir: join(dir, 'startup'),
+              nodeOptions,
+              rules: envNumber('BENCH_STARTUP_RULES', 10_000),
+              roster: envNumber('BENCH_STARTUP_ROSTER', 100_000),
+              starts: envNumber('BENCH_STARTUP_STARTS', 3),
+              loadSeconds: envNumber('BENCH_STARTUP_LOAD_SECONDS', 5),
+              connections: 16,
+              tokens: 5000,
+              heapSnapshotDir: process.env.BENCH_HEAP_SNAPSHOT === '1' ? join(RESULTS, 'heap') : undefined,
+              log,
+            }),
+          );
+        }
+        mkdirSync(RESULTS, { recursive: true });
+        writeFileSync(join(RESULTS, 'startup.json'), `${JSON.stringify(startup, null, 2)}\n`);
+      } catch (err) {
+        startupError = (err as Error).message;
+        log(`startup bench failed: ${(err as Error).stack ?? startupError}`);
+      }
+    }
+    if (s.only !== 'policy' && s.only !== 'compare' && s.only !== 'startup') {
       log('gateway: upstream and gateway in their own processes');
       const cpuProfileDir = process.env.BENCH_CPU_PROF === '1' ? join(RESULTS, 'profiles') : null;
       try {
@@ -209,7 +245,8 @@ async function main(): Promise<void> {
   writeFileSync(join(RESULTS, 'latest.json'), JSON.stringify(report, null, 2) + '\n');
   process.stdout.write(renderMarkdown(report));
   if (compare) process.stdout.write(`\n## The whole request path, side by side\n\n${formatCompare(compare)}\n`);
-  if (compareError) process.exitCode = 1;
+  if (startup) process.stdout.write(`\n## Cold start and memory\n\n${formatStartup(startup)}\n`);
+  if (compareError || startupError || startup?.some((x) => x.errors > 0)) process.exitCode = 1;
   if (compare?.setups.some((x) => x.errors > 0)) {
     log(`errors in the comparison: ${compare.setups.filter((x) => x.errors > 0).map((x) => x.setup).join(', ')}`);
     process.exitCode = 1;
@@ -232,7 +269,7 @@ async function main(): Promise<void> {
 /** The database plane's part: pgbench through the gateway against direct (bench/database-bench.ts). */
 async function database(): Promise<void> {
   const only = process.env.BENCH_ONLY;
-  if (only === 'policy' || only === 'gateway' || only === 'compare') return;
+  if (only === 'policy' || only === 'gateway' || only === 'compare' || only === 'startup') return;
   const result = await runDatabaseBench({ seconds: envNumber('BENCH_SECONDS', 5), clients: 4, log });
   mkdirSync(RESULTS, { recursive: true });
   writeFileSync(join(RESULTS, 'database-latest.json'), JSON.stringify(result, null, 2) + '\n');

@@ -138,6 +138,12 @@ export interface PolicyEngineOptions {
   readonly cacheEntries?: number;
   /** Evaluate with plain Casbin even when the fast index applies (for comparison). */
   readonly plainCasbin?: boolean;
+  /**
+   * Where the index decides, also load every rule into Casbin for enforceExWithCasbin() and
+   * authorizeWithCasbin() (the differential tests). Off by default: a second copy of 10,000 rules
+   * in Casbin's model costs start-up time and memory, and only the reference comparisons read it.
+   */
+  readonly casbinReference?: boolean;
 }
 
 /** The definitions of policies/model.conf the fast index implements, whitespace removed. */
@@ -247,6 +253,7 @@ export class PolicyEngine {
     /** Parsed rules and role links, for the linter. */
     readonly parsed: ParsedPolicy,
     cacheEntries: number,
+    private readonly casbinHasAllRules: boolean,
   ) {
     this.cache = cacheEntries > 0 ? new DecisionCache(cacheEntries) : null;
     // Dense from the start (a sparse array would turn into a slow dictionary); each decision is
@@ -291,11 +298,15 @@ export class PolicyEngine {
     }
     if (problems.length > 0) throw new PolicyError(problems);
     const stored = parsed.rules.map((r) => r.map((f, i) => (i === 3 ? toKeyMatch2(f) : f)));
+    // Casbin is the definition; the index is used only for the model it reproduces.
+    const indexed = !opts.plainCasbin && isCanonicalModel(sources.model);
+    const withAllRules = !indexed || opts.casbinReference === true;
     let enforcer: Enforcer;
     try {
       enforcer = await newEnforcer(newModelFromString(sources.model));
       await enforcer.addFunction('methodMatch', methodMatch);
-      if (stored.length > 0) await enforcer.addNamedPolicies('p', stored);
+      // With the index deciding, Casbin holds the first rule only: enough to prove the model evaluates.
+      if (stored.length > 0) await enforcer.addNamedPolicies('p', withAllRules ? stored : stored.slice(0, 1));
       if (parsed.groupings.length > 0) await enforcer.addNamedGroupingPolicies('g', parsed.groupings);
       // Evaluate once so a model that parses but cannot evaluate fails at load, not per request.
       // The request copies the first rule: matchers short-circuit, and one that matches nothing
@@ -305,9 +316,8 @@ export class PolicyEngine {
     } catch (err) {
       throw new PolicyError([`${names.model}: ${(err as Error).message}`]);
     }
-    // Casbin is the definition; the index is used only for the model it reproduces.
-    const index = !opts.plainCasbin && isCanonicalModel(sources.model) ? new RuleIndex(stored, parsed.groupings) : null;
-    return new PolicyEngine(enforcer, index, policyVersionOf(sources), sources, conditions, parsed, opts.cacheEntries ?? 10_000);
+    const index = indexed ? new RuleIndex(stored, parsed.groupings) : null;
+    return new PolicyEngine(enforcer, index, policyVersionOf(sources), sources, conditions, parsed, opts.cacheEntries ?? 10_000, withAllRules);
   }
 
   /** enforceEx for one subject: the index when it applies, else Casbin. */
@@ -317,6 +327,7 @@ export class PolicyEngine {
 
   /** Plain Casbin, rule by rule: the reference the fast path is tested against. */
   enforceExWithCasbin(sub: string, dom: string, route: string, path: string, act: string): EnforceResult {
+    if (!this.casbinHasAllRules) throw new Error('Casbin holds only the first rule: load the engine with { casbinReference: true } to compare with it');
     return this.enforcer.enforceExSync(sub, dom, route, path, act) as unknown as EnforceResult;
   }
 

@@ -18,7 +18,7 @@ const MODEL_TEXT = readFileSync(join(ROOT, 'policies/model.conf'), 'utf8');
 const NAMES = { model: 'model.conf', policy: 'policy.csv', conditions: 'conditions.yaml' };
 
 async function engineFor(csv: string, routes: readonly string[]): Promise<PolicyEngine> {
-  return PolicyEngine.fromSources({ model: MODEL_TEXT, policy: csv, conditions: null }, NAMES, new Set(routes), { cacheEntries: 64 });
+  return PolicyEngine.fromSources({ model: MODEL_TEXT, policy: csv, conditions: null }, NAMES, new Set(routes), { cacheEntries: 64, casbinReference: true });
 }
 
 function who(nationalId: string, agency: string | null, roles: string[]): Principal {
