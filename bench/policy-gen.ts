@@ -185,7 +185,10 @@ const BENCH_ISSUER: IssuerConfig = {
   audience: ['urn:ztgate:data'],
   algorithms: ['ES256'],
   tokenTypes: ['at+jwt'],
-  claims: { nationalId: 'national_id', agency: 'agency', roles: 'roles', acr: 'acr' },
+  claimsPreset: 'ztgate-demo',
+  claims: { nationalId: 'national_id', agency: 'agency', roles: 'roles', acr: 'acr', assuranceLevel: '' },
+  assurance: {},
+  defaultAssuranceLevel: 0,
 };
 
 export interface SyntheticRequest {

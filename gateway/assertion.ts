@@ -5,6 +5,8 @@ import { calculateJwkThumbprint, exportJWK, generateKeyPair, importPKCS8, type J
 import type { Principal, Decision } from '../core/principal.js';
 import { ConfigError } from '../core/errors.js';
 import { GatewayError } from './errors.js';
+import Type from 'typebox';
+import { NonEmpty, Section, type DeepReadonly, type Static } from '../core/schema.js';
 
 /**
  * The signed assertion the gateway adds to every forwarded request, so an upstream can
@@ -28,30 +30,30 @@ export const ASSERTION_TYP = 'ztgate-assertion+jwt';
 /** A retired key stays published this long beyond the assertion lifetime, for clock skew at upstreams. */
 const RETIRED_KEY_GRACE_MS = 60_000;
 
-export interface AssertionConfig {
-  readonly ttlSeconds: number;
-  readonly rotationIntervalSeconds: number;
-  /** Which signatures every forwarded request carries; both during a migration. */
-  readonly algorithms: readonly AssertionAlgorithm[];
-  /** PKCS#8 PEM P-256 private key for ES256; generated at start when absent. */
-  readonly keyFile?: string;
-  /** PKCS#8 PEM ML-DSA-65 private key; generated at start when absent. */
-  readonly mlDsaKeyFile?: string;
-}
-
-const keyFileSchema = { type: 'string', minLength: 1, maxLength: 2048 } as const;
-export const ASSERTION_SCHEMA = {
-  type: 'object',
-  additionalProperties: false,
-  properties: {
-    ttlSeconds: { type: 'integer', minimum: 5, maximum: 300, default: 60 },
-    rotationIntervalSeconds: { type: 'integer', minimum: 0, maximum: 90 * 86_400, default: 0 }, // 0: never rotate on a timer
-    algorithms: { type: 'array', minItems: 1, maxItems: ASSERTION_ALGORITHMS.length, uniqueItems: true, items: { enum: ASSERTION_ALGORITHMS }, default: ['ES256'] },
-    keyFile: keyFileSchema,
-    mlDsaKeyFile: keyFileSchema,
+export const ASSERTION_SCHEMA = Section(
+  {
+    ttlSeconds: Type.Integer({ minimum: 5, maximum: 300, default: 60 }),
+    rotationIntervalSeconds: Type.Integer({ minimum: 0, maximum: 90 * 86_400, default: 0 }), // 0: never rotate on a timer
+    /** Which signatures every forwarded request carries; both during a migration. */
+    algorithms: Type.Array(Type.Enum(ASSERTION_ALGORITHMS), { minItems: 1, maxItems: ASSERTION_ALGORITHMS.length, uniqueItems: true, default: ['ES256'] }),
+    /** PKCS#8 PEM P-256 private key for ES256; generated at start when absent. */
+    keyFile: Type.Optional(NonEmpty()),
+    /** PKCS#8 PEM ML-DSA-65 private key; generated at start when absent. */
+    mlDsaKeyFile: Type.Optional(NonEmpty()),
   },
-  default: {},
-} as const;
+  { default: {} },
+);
+
+export type AssertionConfig = DeepReadonly<Static<typeof ASSERTION_SCHEMA>>;
+
+/** The key files, absolute. */
+export function resolveAssertionPaths(assertion: AssertionConfig, abs: (path: string) => string): AssertionConfig {
+  return {
+    ...assertion,
+    ...(assertion.keyFile ? { keyFile: abs(assertion.keyFile) } : {}),
+    ...(assertion.mlDsaKeyFile ? { mlDsaKeyFile: abs(assertion.mlDsaKeyFile) } : {}),
+  };
+}
 
 const KEY_FILE_OPTION: Readonly<Record<AssertionAlgorithm, 'keyFile' | 'mlDsaKeyFile'>> = { ES256: 'keyFile', 'ML-DSA-65': 'mlDsaKeyFile' };
 

@@ -122,7 +122,7 @@ const commands: Record<string, Handler> = {
     const [sub, ...rest] = args;
     const { config, cases, samples } = options(rest, { config: { type: 'string' }, cases: { type: 'string' }, samples: { type: 'string' } });
     const { policyCommand } = await import('../policies/cli.js');
-    return policyCommand(sub, { config, cases, samples }, io.out, io.err);
+    return policyCommand(sub, { config, cases, samples }, io.out, io.err, loadConfigFile);
   },
   async demo(args, io) {
     options(args, {});

@@ -1,4 +1,6 @@
 import type { ServerOptions } from 'node:http';
+import Type from 'typebox';
+import { Section, type DeepReadonly, type Static } from '../core/schema.js';
 
 /**
  * The `limits` section: what one client may hold of a listener. Every timeout bounds a whole
@@ -7,28 +9,20 @@ import type { ServerOptions } from 'node:http';
  * between requests (`idleTimeoutMs`); `maxConnections` caps open connections per listener, so
  * idle or slow clients cannot take all the process's sockets and memory.
  */
-export interface LimitsConfig {
-  readonly bodyLimitBytes: number;
-  readonly requestTimeoutMs: number;
-  readonly headersTimeoutMs: number;
-  readonly idleTimeoutMs: number;
-  readonly maxConnections: number;
-}
-
-export const LIMITS_SCHEMA = {
-  type: 'object',
-  additionalProperties: false,
-  properties: {
-    bodyLimitBytes: { type: 'integer', minimum: 0, maximum: 1024 * 1024 * 1024, default: 1024 * 1024 }, // 1 MiB
-    requestTimeoutMs: { type: 'integer', minimum: 1000, maximum: 600_000, default: 30_000 },
-    headersTimeoutMs: { type: 'integer', minimum: 1000, maximum: 120_000, default: 10_000 },
-    idleTimeoutMs: { type: 'integer', minimum: 1000, maximum: 600_000, default: 5_000 },
-    maxConnections: { type: 'integer', minimum: 1, maximum: 1_000_000, default: 4096 },
+export const LIMITS_SCHEMA = Section(
+  {
+    bodyLimitBytes: Type.Integer({ minimum: 0, maximum: 1024 * 1024 * 1024, default: 1024 * 1024 }), // 1 MiB
+    requestTimeoutMs: Type.Integer({ minimum: 1000, maximum: 600_000, default: 30_000 }),
+    headersTimeoutMs: Type.Integer({ minimum: 1000, maximum: 120_000, default: 10_000 }),
+    idleTimeoutMs: Type.Integer({ minimum: 1000, maximum: 600_000, default: 5_000 }),
+    maxConnections: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 4096 }),
   },
-  default: {},
-} as const;
+  { default: {} },
+);
 
-export function checkLimits(raw: Record<string, any>): string[] {
+export type LimitsConfig = DeepReadonly<Static<typeof LIMITS_SCHEMA>>;
+
+export function checkLimits(raw: { readonly limits: LimitsConfig }): string[] {
   const limits = raw.limits;
   return limits.headersTimeoutMs > limits.requestTimeoutMs ? ['limits.headersTimeoutMs: must not exceed limits.requestTimeoutMs (the headers are part of the request)'] : [];
 }

@@ -4,6 +4,8 @@ import type { ServerOptions } from 'node:https';
 import { isAbsolute, resolve } from 'node:path';
 import { createSecureContext, TLSSocket } from 'node:tls';
 import { calculateJwkThumbprint, type JWK } from 'jose';
+import Type from 'typebox';
+import { NonEmpty, Section, type DeepReadonly, type Static } from '../core/schema.js';
 
 /**
  * TLS on the gateway's listeners, and mutual TLS as a device credential: a client certificate
@@ -16,20 +18,6 @@ import { calculateJwkThumbprint, type JWK } from 'jose';
 export const CLIENT_CERTIFICATE_MODES = ['none', 'optional', 'required'] as const;
 export type ClientCertificateMode = (typeof CLIENT_CERTIFICATE_MODES)[number];
 
-export interface ListenerTlsConfig {
-  readonly certFile: string;
-  readonly keyFile: string;
-  /** CA certificates (PEM, one or more) that client certificates must chain to. */
-  readonly clientCaFile?: string;
-  /**
-   * none: no client certificate asked for. optional: asked for; one the CA did not issue is
-   * treated as no certificate. required: the handshake fails without one the CA issued.
-   */
-  readonly requestClientCertificate: ClientCertificateMode;
-  /** Key exchange groups, most preferred first (TLS 1.3 `supported_groups`, RFC 8446 §4.2.7). */
-  readonly groups: readonly string[];
-}
-
 /**
  * Hybrid post-quantum key exchange first (X25519 + ML-KEM-768, FIPS 203; OpenSSL 3.5): a recorded
  * session cannot be decrypted later by a quantum computer unless both halves break. The classical
@@ -37,18 +25,21 @@ export interface ListenerTlsConfig {
  */
 export const DEFAULT_TLS_GROUPS = ['X25519MLKEM768', 'X25519', 'P-256', 'P-384'] as const;
 
-export const TLS_SCHEMA = {
-  type: 'object',
-  additionalProperties: false,
-  required: ['certFile', 'keyFile'],
-  properties: {
-    certFile: { type: 'string', minLength: 1, maxLength: 2048 },
-    keyFile: { type: 'string', minLength: 1, maxLength: 2048 },
-    clientCaFile: { type: 'string', minLength: 1, maxLength: 2048 },
-    requestClientCertificate: { enum: CLIENT_CERTIFICATE_MODES, default: 'none' },
-    groups: { type: 'array', minItems: 1, maxItems: 16, uniqueItems: true, items: { type: 'string', pattern: '^[A-Za-z][A-Za-z0-9_-]{0,63}$' }, default: [...DEFAULT_TLS_GROUPS] },
-  },
-} as const;
+export const TLS_SCHEMA = Section({
+  certFile: NonEmpty(),
+  keyFile: NonEmpty(),
+  /** CA certificates (PEM, one or more) that client certificates must chain to. */
+  clientCaFile: Type.Optional(NonEmpty()),
+  /**
+   * none: no client certificate asked for. optional: asked for; one the CA did not issue is
+   * treated as no certificate. required: the handshake fails without one the CA issued.
+   */
+  requestClientCertificate: Type.Enum(CLIENT_CERTIFICATE_MODES, { default: 'none' }),
+  /** Key exchange groups, most preferred first (TLS 1.3 `supported_groups`, RFC 8446 §4.2.7). */
+  groups: Type.Array(Type.String({ pattern: '^[A-Za-z][A-Za-z0-9_-]{0,63}$' }), { minItems: 1, maxItems: 16, uniqueItems: true, default: [...DEFAULT_TLS_GROUPS] }),
+});
+
+export type ListenerTlsConfig = DeepReadonly<Static<typeof TLS_SCHEMA>>;
 
 const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g;
 

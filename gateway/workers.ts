@@ -1,21 +1,22 @@
 import { availableParallelism } from 'node:os';
 import { basename, dirname, extname, join } from 'node:path';
 import { readdirSync } from 'node:fs';
+import Type from 'typebox';
+import type { Static } from '../core/schema.js';
 
 /**
  * The `workers` setting: how many processes serve the one listening port (gateway/cluster.ts).
  * `auto` is the number of cores, except under tests (NODE_ENV=test) and with in-memory state,
  * which one process alone can keep consistent.
  */
-export type WorkersSetting = number | 'auto';
-
-export const WORKERS_SCHEMA = { anyOf: [{ type: 'integer', minimum: 1, maximum: 256 }, { const: 'auto' }], default: 'auto' } as const;
+export const WORKERS_SCHEMA = Type.Union([Type.Integer({ minimum: 1, maximum: 256 }), Type.Unsafe<'auto'>({ const: 'auto' })], { default: 'auto' });
+export type WorkersSetting = Static<typeof WORKERS_SCHEMA>;
 
 export const MAX_WORKERS = 256;
 
-export function checkWorkers(raw: Record<string, any>): string[] {
+export function checkWorkers(raw: { readonly workers: WorkersSetting; readonly state?: { readonly backend: string }; readonly assertion?: { readonly rotationIntervalSeconds: number } }): string[] {
   const problems: string[] = [];
-  const workers = raw.workers as WorkersSetting;
+  const workers = raw.workers;
   if (typeof workers === 'number' && workers > 1) {
     if (raw.state?.backend !== 'redis') problems.push(`workers: ${workers} processes share locks, quotas, sessions and replay records only through Redis; set state.backend: redis or workers: 1`);
     if ((raw.assertion?.rotationIntervalSeconds ?? 0) > 0) problems.push('assertion.rotationIntervalSeconds: with workers > 1 every process must sign with the same key; rotate by replacing assertion.keyFile and restarting the workers (SIGHUP)');

@@ -1,5 +1,5 @@
 import { decodeJwt, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
-import type { GatewayConfig, IssuerConfig } from '../gateway/config.js';
+import type { IdentityConfig, IssuerConfig } from './config.js';
 import { StateLostError, type Store } from '../core/store.js';
 import { IdentityRefusedError, IdentityUnavailableError, TokenError, type IdentityRefusalCode } from './authentication-errors.js';
 import { assuranceLevelOf } from './assurance.js';
@@ -100,7 +100,7 @@ const PRINCIPAL_REFUSALS: Record<PrincipalError['code'], IdentityRefusalCode> = 
   ERR_CLAIM_INVALID: 'ERR_CLAIM_INVALID',
 };
 
-export function createBearerTokenVerifier(identity: GatewayConfig['identity'], deps: BearerTokenDeps = {}): BearerTokenVerifier {
+export function createBearerTokenVerifier(identity: IdentityConfig, deps: BearerTokenDeps = {}): BearerTokenVerifier {
   const fetchImpl = deps.fetch ?? fetch;
   const { roster = null, store } = deps;
   const issuers = new Map<string, TrustedIssuer>(identity.issuers.map((c) => [c.issuer, { config: c, tokenTypes: new Set(c.tokenTypes.map(normaliseTyp)), keys: null, discovering: null }]));

@@ -1,4 +1,4 @@
-import type { GatewayConfig } from '../gateway/config.js';
+import type { IdentityConfig } from './config.js';
 import { StoreError } from '../core/store.js';
 import { AuthenticationError, IdentityUnavailableError, SessionError, type SessionErrorCode } from './authentication-errors.js';
 import { assuranceLevelOf } from './assurance.js';
@@ -30,7 +30,7 @@ const PROBLEMS: Record<SessionProblem, SessionErrorCode> = {
 };
 
 export function createBrowserSessionAuthenticator(deps: {
-  readonly identity: GatewayConfig['identity'];
+  readonly identity: IdentityConfig;
   readonly sessions: SessionManager;
   /** Null when the IdP cannot be asked for fresh tokens: a session past its access token then signs in again. */
   readonly rp: RelyingParty | null;

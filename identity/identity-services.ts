@@ -1,7 +1,7 @@
-import type { GatewayConfig } from '../gateway/config.js';
 import type { Store } from '../core/store.js';
 import { createBearerTokenVerifier, type BearerTokenVerifier } from './bearer-token.js';
 import { createBrowserSessionAuthenticator, type BrowserSessionAuthenticator } from './browser-session.js';
+import type { IdentityConfig } from './config.js';
 import { createRelyingParty, type RelyingParty } from './oidc-rp.js';
 import { openRoster, type Roster } from './roster.js';
 import { sessionTokenKey } from './session-crypto.js';
@@ -18,7 +18,7 @@ export interface IdentityServices {
   readonly rp: RelyingParty | null;
 }
 
-export async function createIdentityServices(config: GatewayConfig, store: Store, fetchImpl?: typeof fetch): Promise<IdentityServices> {
+export async function createIdentityServices(config: { readonly identity: IdentityConfig; readonly publicUrl: string }, store: Store, fetchImpl?: typeof fetch): Promise<IdentityServices> {
   const { identity } = config;
   const roster = await openRoster(identity.roster, store);
   const browser = identity.browser;

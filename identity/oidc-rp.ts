@@ -1,7 +1,7 @@
 import * as oidc from 'openid-client';
 import { readFileSync } from 'node:fs';
 import { createRemoteJWKSet, errors as joseErrors, importPKCS8, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
-import type { BrowserSignInConfig } from '../gateway/config.js';
+import type { BrowserSignInConfig } from './config.js';
 import { CodedError } from '../core/errors.js';
 
 /**

@@ -1,6 +1,6 @@
 import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, decodeProtectedHeader, errors, jwtVerify, type JSONWebKeySet, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import { DEVICE_TIERS, type DeviceTier } from '../core/levels.js';
-import type { DevicesConfig, PostureSignerConfig } from '../gateway/config.js';
+import type { DevicesConfig, PostureSignerConfig } from './config.js';
 import type { Store } from '../core/store.js';
 
 /**

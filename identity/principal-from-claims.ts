@@ -1,5 +1,5 @@
 import type { JWTPayload } from 'jose';
-import type { IssuerConfig } from '../gateway/config.js';
+import type { IssuerConfig } from './config.js';
 import { isNationalId } from '../core/national-id.js';
 import type { Principal } from '../core/principal.js';
 import { CodedError } from '../core/errors.js';

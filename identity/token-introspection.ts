@@ -1,5 +1,5 @@
 import type { JWTPayload } from 'jose';
-import type { IssuerConfig } from '../gateway/config.js';
+import type { IssuerConfig } from './config.js';
 import type { Store } from '../core/store.js';
 import { IdentityUnavailableError, TokenError } from './authentication-errors.js';
 import { sha256hex } from './digest.js';

@@ -2,7 +2,7 @@ import { knownServices } from './access.js';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Logger } from 'pino';
-import type { GatewayConfig } from '../gateway/config.js';
+import type { PolicyContext } from './config.js';
 import type { Store } from '../core/store.js';
 import { PolicyEngine, PolicyError, type PolicySources } from './engine.js';
 import { ACTIVATED_CHANNEL, createFileKv, createPolicyVersions, storeKv, type PolicyVersion, type PolicyVersions } from './versions.js';
@@ -55,7 +55,7 @@ export function readPolicySources(settings: PolicyFiles): PolicySources {
   }
 }
 
-export async function createPolicyService(config: GatewayConfig, store: Store, log?: Logger): Promise<PolicyService> {
+export async function createPolicyService(config: PolicyContext, store: Store, log?: Logger): Promise<PolicyService> {
   const settings = config.policy;
   const knownRoutes = knownServices(config);
   const cacheEntries = settings.decisionCacheEntries;

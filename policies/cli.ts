@@ -1,26 +1,33 @@
 import { knownServices } from './access.js';
 import { existsSync, readFileSync } from 'node:fs';
-import { loadConfigFile } from '../gateway/config.js';
 import { PolicyEngine } from './engine.js';
 import { lintPolicy } from './lint.js';
 import type { LintFinding } from './lint-finding.js';
 import { ConfigError, UsageError } from '../core/errors.js';
 import { didYouMean } from '../core/suggest.js';
+import type { PolicyContext } from './config.js';
 import { readPolicySources } from './active-policy.js';
 import { CasesError, runPolicyCases } from './test-runner.js';
 
 /**
  * `ztgate policy lint --config FILE` and `ztgate policy test --config FILE [--cases FILE]`.
  * Both exit 0 when all is well and 1 when not (78 for a configuration that does not load), so
- * CI can gate a policy change on them.
+ * CI can gate a policy change on them. `loadConfig` is the gateway's configuration loader: it
+ * throws a ConfigError listing every problem of the file.
  */
-export async function policyCommand(sub: string | undefined, opts: { config?: string; cases?: string; samples?: string }, out: NodeJS.WritableStream, err: NodeJS.WritableStream): Promise<number> {
+export async function policyCommand(
+  sub: string | undefined,
+  opts: { config?: string; cases?: string; samples?: string },
+  out: NodeJS.WritableStream,
+  err: NodeJS.WritableStream,
+  loadConfig: (file: string) => PolicyContext,
+): Promise<number> {
   if (sub !== 'lint' && sub !== 'test') throw new UsageError(`policy needs "lint" or "test"${sub ? `, not "${sub}"${didYouMean(sub, ['lint', 'test'])}` : ''}`);
   if (!opts.config) throw new UsageError(`policy ${sub} needs --config FILE`);
   const write = (f: LintFinding) => err.write(`${f.at}: ${f.level === 'error' ? 'lỗi / error' : 'cảnh báo / warning'}: ${f.message}\n`);
   let config;
   try {
-    config = loadConfigFile(opts.config);
+    config = loadConfig(opts.config);
   } catch (e) {
     if (!(sub === 'lint' && e instanceof ConfigError)) throw e;
     // Every problem of the configuration, each at its file:line, in the linter's own format.

@@ -1,5 +1,5 @@
 import { knownServices } from './access.js';
-import type { GatewayConfig } from '../gateway/config.js';
+import type { PolicyContext } from './config.js';
 import { PolicyEngine, PolicyError, type PolicySources } from './engine.js';
 import { EMPTY_CONDITIONS, isStateSecret, parseConditions, type Conditions } from './conditions.js';
 import { lintMaskedSamples, readSamples } from './lint-samples.js';
@@ -67,7 +67,7 @@ function methodsCover(outer: Rule['methods'], inner: Rule['methods']): boolean {
   return inner.every((m) => outer.includes(m));
 }
 
-export async function lintPolicy(config: GatewayConfig, sources: PolicySources, names: { model: string; policy: string; conditions: string }, opts: { samplesDir?: string } = {}): Promise<LintFinding[]> {
+export async function lintPolicy(config: PolicyContext, sources: PolicySources, names: { model: string; policy: string; conditions: string }, opts: { samplesDir?: string } = {}): Promise<LintFinding[]> {
   const findings: LintFinding[] = [];
   const knownRoutes = knownServices(config);
   let c: Conditions;

@@ -1,5 +1,5 @@
 import { parse as parseYaml } from 'yaml';
-import type { GatewayConfig } from '../gateway/config.js';
+import type { PolicyContext } from './config.js';
 import type { Principal } from '../core/principal.js';
 import { CLEARANCES, DEVICE_TIERS, type Clearance, type DeviceTier } from '../core/levels.js';
 import type { AccessRequest } from './access.js';
@@ -62,7 +62,7 @@ interface CaseEntry {
   readonly expect?: { readonly decision?: unknown; readonly reason?: string; readonly rule?: string | null; readonly condition?: string | null; readonly obligations?: readonly string[] };
 }
 
-export function runPolicyCases(engine: PolicyEngine, config: GatewayConfig, text: string, file: string): CaseResult[] {
+export function runPolicyCases(engine: PolicyEngine, config: PolicyContext, text: string, file: string): CaseResult[] {
   let parsed: unknown;
   try {
     parsed = parseYaml(text, { strict: true, uniqueKeys: true });

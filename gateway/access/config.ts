@@ -1,104 +1,73 @@
+import Type from 'typebox';
+import { Id, NonEmpty, Section, type DeepReadonly, type Static } from '../../core/schema.js';
+
 /**
  * The `access` section: just-in-time access requests and break-glass (gateway/access/*).
  * Periods and approvals are bounded per service by its security level; webhooks notify each
  * service's owners of every step.
  */
 
-export interface AccessWebhookConfig {
+const Role = (defaultRole: string) => Type.String({ pattern: '^[a-z][a-z0-9_.:-]{0,63}$', default: defaultRole });
+const ByLevel = (defaults: readonly [number, number, number, number, number], max: number) => {
+  const level = (i: number) => Type.Integer({ minimum: 1, maximum: max, default: defaults[i] });
+  return Section({ '1': level(0), '2': level(1), '3': level(2), '4': level(3), '5': level(4) }, { default: {} });
+};
+
+const WEBHOOK_SCHEMA = Section({
   /** The service whose access steps are sent. */
-  readonly route: string;
-  readonly url: string;
+  route: Id(),
+  url: NonEmpty(),
   /** File holding the HMAC-SHA256 key (at least 32 bytes); receivers verify X-Ztgate-Signature with it. */
-  readonly secretFile: string;
-  readonly timeoutMs: number;
+  secretFile: Type.String({ minLength: 1, maxLength: 1024 }),
+  timeoutMs: Type.Integer({ minimum: 100, maximum: 60_000, default: 5000 }),
   /** Longest wait between retries; the wait doubles from 100 ms up to it. */
-  readonly retryMaxMs: number;
-}
-
-export interface AccessConfig {
-  /** Officials of a service's owner agency with this role review its access requests. */
-  readonly approverRole: string;
-  /** Longest period an access request may ask for, in minutes, by security level (1–5). */
-  readonly maxMinutesBySecurityLevel: Readonly<Record<'1' | '2' | '3' | '4' | '5', number>>;
-  /** Approvals a request needs, by security level (two from level 4). */
-  readonly approvalsBySecurityLevel: Readonly<Record<'1' | '2' | '3' | '4' | '5', number>>;
-  /** The head of an agency (thủ trưởng) sees their officials' unreviewed break-glass uses on their page. */
-  readonly agencyHeadRole: string;
-  /** A request nobody decided within this many minutes expires. */
-  readonly pendingMaxMinutes: number;
-  readonly breakGlass: {
-    /** Officials with this role may open break-glass and confirm another's. */
-    readonly eligibleRole: string;
-    readonly maxMinutes: number;
-    /** A second eligible official confirms within this window, or the access ends by itself. */
-    readonly confirmWindowSeconds: number;
-  };
-  /** How often each instance looks for requests whose time is up (events, webhooks). */
-  readonly sweepIntervalMs: number;
-  /** Where webhook notifications wait until their receiver has them. */
-  readonly spoolDir?: string;
-  readonly spoolMaxBytes: number;
-  readonly webhooks: readonly AccessWebhookConfig[];
-}
-
-const ROLE = { type: 'string', pattern: '^[a-z][a-z0-9_.:-]{0,63}$' };
-const byLevel = (defaults: number[], max: number) => ({
-  type: 'object',
-  additionalProperties: false,
-  properties: Object.fromEntries(defaults.map((d, i) => [String(i + 1), { type: 'integer', minimum: 1, maximum: max, default: d }])),
-  default: {},
+  retryMaxMs: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 60_000 }),
 });
 
-export const ACCESS_SCHEMA = {
-  type: 'object',
-  additionalProperties: false,
-  properties: {
-    approverRole: { ...ROLE, default: 'access-approver' },
-    agencyHeadRole: { ...ROLE, default: 'agency-head' },
-    maxMinutesBySecurityLevel: byLevel([24 * 60, 24 * 60, 8 * 60, 60, 60], 7 * 24 * 60),
-    approvalsBySecurityLevel: byLevel([1, 1, 1, 2, 2], 5),
-    pendingMaxMinutes: { type: 'integer', minimum: 1, maximum: 30 * 24 * 60, default: 24 * 60 },
-    breakGlass: {
-      type: 'object',
-      additionalProperties: false,
-      properties: {
-        eligibleRole: { ...ROLE, default: 'break-glass' },
-        maxMinutes: { type: 'integer', minimum: 1, maximum: 240, default: 60 },
-        confirmWindowSeconds: { type: 'integer', minimum: 1, maximum: 3600, default: 900 },
+export const ACCESS_SCHEMA = Section(
+  {
+    /** Officials of a service's owner agency with this role review its access requests. */
+    approverRole: Role('access-approver'),
+    /** The head of an agency (thủ trưởng) sees their officials' unreviewed break-glass uses on their page. */
+    agencyHeadRole: Role('agency-head'),
+    /** Longest period an access request may ask for, in minutes, by security level (1–5). */
+    maxMinutesBySecurityLevel: ByLevel([24 * 60, 24 * 60, 8 * 60, 60, 60], 7 * 24 * 60),
+    /** Approvals a request needs, by security level (two from level 4). */
+    approvalsBySecurityLevel: ByLevel([1, 1, 1, 2, 2], 5),
+    /** A request nobody decided within this many minutes expires. */
+    pendingMaxMinutes: Type.Integer({ minimum: 1, maximum: 30 * 24 * 60, default: 24 * 60 }),
+    breakGlass: Section(
+      {
+        /** Officials with this role may open break-glass and confirm another's. */
+        eligibleRole: Role('break-glass'),
+        maxMinutes: Type.Integer({ minimum: 1, maximum: 240, default: 60 }),
+        /** A second eligible official confirms within this window, or the access ends by itself. */
+        confirmWindowSeconds: Type.Integer({ minimum: 1, maximum: 3600, default: 900 }),
       },
-      default: {},
-    },
-    sweepIntervalMs: { type: 'integer', minimum: 50, maximum: 60_000, default: 1000 },
-    spoolDir: { type: 'string', minLength: 1, maxLength: 1024 },
-    spoolMaxBytes: { type: 'integer', minimum: 4096, maximum: 1024 * 1024 * 1024, default: 64 * 1024 * 1024 }, // 64 MiB
-    webhooks: {
-      type: 'array',
-      default: [],
-      items: {
-        type: 'object',
-        additionalProperties: false,
-        required: ['route', 'url', 'secretFile'],
-        properties: {
-          route: { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,62}$' },
-          url: { type: 'string', minLength: 1, maxLength: 2048 },
-          secretFile: { type: 'string', minLength: 1, maxLength: 1024 },
-          timeoutMs: { type: 'integer', minimum: 100, maximum: 60_000, default: 5000 },
-          retryMaxMs: { type: 'integer', minimum: 100, maximum: 3_600_000, default: 60_000 },
-        },
-      },
-    },
+      { default: {} },
+    ),
+    /** How often each instance looks for requests whose time is up (events, webhooks). */
+    sweepIntervalMs: Type.Integer({ minimum: 50, maximum: 60_000, default: 1000 }),
+    /** Where webhook notifications wait until their receiver has them. */
+    spoolDir: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })),
+    spoolMaxBytes: Type.Integer({ minimum: 4096, maximum: 1024 * 1024 * 1024, default: 64 * 1024 * 1024 }), // 64 MiB
+    webhooks: Type.Array(WEBHOOK_SCHEMA, { default: [] }),
   },
-  default: {},
-} as const;
+  { default: {} },
+);
+
+export type AccessWebhookConfig = DeepReadonly<Static<typeof WEBHOOK_SCHEMA>>;
+export type AccessConfig = DeepReadonly<Static<typeof ACCESS_SCHEMA>>;
+type RawAccess = Static<typeof ACCESS_SCHEMA>;
 
 /** Checks what the schema cannot: routes exist, URLs are http(s), a spool for webhooks. */
-export function checkAccessSemantics(raw: Record<string, any>): string[] {
+export function checkAccessSemantics(raw: { readonly access?: AccessConfig; readonly routes?: readonly { readonly id: string }[] }): string[] {
   const problems: string[] = [];
   const access = raw.access;
   if (!access) return problems;
-  const routes = new Set((raw.routes ?? []).map((r: { id: string }) => r.id));
+  const routes = new Set((raw.routes ?? []).map((r) => r.id));
   const seen = new Set<string>();
-  access.webhooks.forEach((w: AccessWebhookConfig, i: number) => {
+  access.webhooks.forEach((w, i) => {
     const at = `access.webhooks[${i}]`;
     if (!routes.has(w.route)) problems.push(`${at}.route: "${w.route}" is not a configured route`);
     if (seen.has(w.route)) problems.push(`${at}.route: "${w.route}" already has a webhook`);
@@ -116,8 +85,11 @@ export function checkAccessSemantics(raw: Record<string, any>): string[] {
   return problems;
 }
 
-export function resolveAccessPaths(raw: Record<string, any>, abs: (p: string) => string): void {
-  if (!raw.access) return;
-  if (raw.access.spoolDir) raw.access.spoolDir = abs(raw.access.spoolDir);
-  for (const w of raw.access.webhooks) w.secretFile = abs(w.secretFile);
+/** The spool folder and the webhook key files, absolute. */
+export function resolveAccessPaths(access: RawAccess, abs: (p: string) => string): AccessConfig {
+  return {
+    ...access,
+    ...(access.spoolDir ? { spoolDir: abs(access.spoolDir) } : {}),
+    webhooks: access.webhooks.map((w) => ({ ...w, secretFile: abs(w.secretFile) })),
+  };
 }

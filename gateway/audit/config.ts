@@ -4,6 +4,8 @@
  * options stay next to the code that reads them.
  */
 
+import Type from 'typebox';
+import { Id, Section, SecurityLevel, type DeepReadonly, type Static } from '../../core/schema.js';
 import { SINK_KINDS, SinksSchema, sinkKind, type SinkConfig } from './sink-kinds.js';
 
 export const CHECKPOINT_ALGORITHMS = ['ES256', 'ES384', 'EdDSA'] as const;
@@ -18,137 +20,76 @@ export type { SinkConfig } from './sink-kinds.js';
 export type { SyslogSinkConfig } from './kinds/syslog.js';
 export type { RedisStreamSinkConfig } from './kinds/redis-stream.js';
 
-export interface ChainConfig {
-  readonly file: string;
-  readonly checkpointEvery: number;
-  readonly checkpointIntervalSeconds: number;
-  readonly algorithm: CheckpointAlgorithm;
+const Path = () => Type.String({ minLength: 1, maxLength: 4096 });
+const Clock = (defaultTime: string) => Type.String({ pattern: '^([01][0-9]|2[0-3]):[0-5][0-9]$', default: defaultTime });
+const TimeZone = () => Type.String({ minLength: 1, maxLength: 64, default: 'Asia/Ho_Chi_Minh' });
+
+const CHAIN_SCHEMA = Section({
+  file: Path(),
+  checkpointEvery: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 1000 }),
+  checkpointIntervalSeconds: Type.Integer({ minimum: 1, maximum: 86_400, default: 60 }),
+  algorithm: Type.Enum(CHECKPOINT_ALGORITHMS, { default: 'ES256' }),
   /** PKCS#8 PEM; without it assertion.keyFile, else a key generated at start (logged). */
-  readonly signingKeyFile?: string;
-  readonly rotation: 'daily' | 'none';
-  readonly compressRotated: boolean;
+  signingKeyFile: Type.Optional(Path()),
+  rotation: Type.Enum(['daily', 'none'], { default: 'daily' }),
+  compressRotated: Type.Boolean({ default: true }),
   /** Calendar days for rotation and office hours. */
-  readonly timeZone: string;
-}
+  timeZone: TimeZone(),
+});
 
-export interface AuditConfig {
-  readonly sinks: readonly SinkConfig[];
-  readonly spoolDir?: string;
-  readonly spoolMaxBytes: number;
-  readonly spoolSegmentBytes: number;
-  readonly spoolAlertRatio: number;
-  readonly chain?: ChainConfig;
-  readonly retention: {
-    readonly byLevelMonths: Readonly<Record<'1' | '2' | '3' | '4' | '5', number>>;
-    /** The level whose retention applies; by default the highest securityLevel among the routes. */
-    readonly securityLevel?: 1 | 2 | 3 | 4 | 5;
-  };
-}
+const Months = (months: number) => Type.Integer({ minimum: 1, maximum: 600, default: months });
 
-export interface DetectionRuleConfig {
-  readonly id: string;
-  readonly kind: DetectionKind;
-  readonly threshold: number;
-  readonly windowSeconds: number;
-  readonly action: DetectionAction;
-  readonly lockSeconds: number;
-  readonly enabled: boolean;
-}
-
-export interface DetectionConfig {
-  readonly officeHours: { readonly timeZone: string; readonly start: string; readonly end: string; readonly days: readonly number[] };
-  readonly rules: readonly DetectionRuleConfig[];
-}
-
-const name = { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,62}$' };
-const path = { type: 'string', minLength: 1, maxLength: 4096 };
-const clock = { type: 'string', pattern: '^([01][0-9]|2[0-3]):[0-5][0-9]$' };
-
-export const AUDIT_SCHEMA = {
-  type: 'object',
-  additionalProperties: false,
-  properties: {
+export const AUDIT_SCHEMA = Section(
+  {
     sinks: SinksSchema,
-    spoolDir: path,
-    spoolMaxBytes: { type: 'integer', minimum: 64 * 1024, default: 1024 * 1024 * 1024 }, // 1 GiB per remote sink
-    spoolSegmentBytes: { type: 'integer', minimum: 4 * 1024, maximum: 1024 * 1024 * 1024, default: 8 * 1024 * 1024 }, // 8 MiB
-    spoolAlertRatio: { type: 'number', exclusiveMinimum: 0, maximum: 1, default: 0.8 },
-    chain: {
-      type: 'object',
-      additionalProperties: false,
-      required: ['file'],
-      properties: {
-        file: path,
-        checkpointEvery: { type: 'integer', minimum: 1, maximum: 1_000_000, default: 1000 },
-        checkpointIntervalSeconds: { type: 'integer', minimum: 1, maximum: 86_400, default: 60 },
-        algorithm: { enum: CHECKPOINT_ALGORITHMS, default: 'ES256' },
-        signingKeyFile: path,
-        rotation: { enum: ['daily', 'none'], default: 'daily' },
-        compressRotated: { type: 'boolean', default: true },
-        timeZone: { type: 'string', minLength: 1, maxLength: 64, default: 'Asia/Ho_Chi_Minh' },
+    spoolDir: Type.Optional(Path()),
+    spoolMaxBytes: Type.Integer({ minimum: 64 * 1024, default: 1024 * 1024 * 1024 }), // 1 GiB per remote sink
+    spoolSegmentBytes: Type.Integer({ minimum: 4 * 1024, maximum: 1024 * 1024 * 1024, default: 8 * 1024 * 1024 }), // 8 MiB
+    spoolAlertRatio: Type.Number({ exclusiveMinimum: 0, maximum: 1, default: 0.8 }),
+    chain: Type.Optional(CHAIN_SCHEMA),
+    retention: Section(
+      {
+        byLevelMonths: Section({ '1': Months(3), '2': Months(3), '3': Months(3), '4': Months(6), '5': Months(12) }, { default: {} }),
+        /** The level whose retention applies; by default the highest securityLevel among the routes. */
+        securityLevel: Type.Optional(SecurityLevel()),
       },
-    },
-    retention: {
-      type: 'object',
-      additionalProperties: false,
-      properties: {
-        byLevelMonths: {
-          type: 'object',
-          additionalProperties: false,
-          properties: {
-            '1': { type: 'integer', minimum: 1, maximum: 600, default: 3 },
-            '2': { type: 'integer', minimum: 1, maximum: 600, default: 3 },
-            '3': { type: 'integer', minimum: 1, maximum: 600, default: 3 },
-            '4': { type: 'integer', minimum: 1, maximum: 600, default: 6 },
-            '5': { type: 'integer', minimum: 1, maximum: 600, default: 12 },
-          },
-          default: {},
-        },
-        securityLevel: { type: 'integer', minimum: 1, maximum: 5 },
-      },
-      default: {},
-    },
+      { default: {} },
+    ),
   },
-  default: {},
-} as const;
+  { default: {} },
+);
 
-export const DETECTION_SCHEMA = {
-  type: 'object',
-  additionalProperties: false,
-  properties: {
-    officeHours: {
-      type: 'object',
-      additionalProperties: false,
-      properties: {
-        timeZone: { type: 'string', minLength: 1, maxLength: 64, default: 'Asia/Ho_Chi_Minh' },
-        start: { ...clock, default: '07:30' },
-        end: { ...clock, default: '17:30' },
+const DETECTION_RULE_SCHEMA = Section({
+  id: Id(),
+  kind: Type.Enum(DETECTION_KINDS),
+  threshold: Type.Integer({ minimum: 1, maximum: 100_000_000, default: 1 }),
+  windowSeconds: Type.Integer({ minimum: 1, maximum: 30 * 86_400, default: 300 }),
+  action: Type.Enum(DETECTION_ACTIONS, { default: 'alert' }),
+  lockSeconds: Type.Integer({ minimum: 1, maximum: 365 * 86_400, default: 3600 }),
+  enabled: Type.Boolean({ default: true }),
+});
+
+export const DETECTION_SCHEMA = Section(
+  {
+    officeHours: Section(
+      {
+        timeZone: TimeZone(),
+        start: Clock('07:30'),
+        end: Clock('17:30'),
         // ISO weekday numbers: 1 = Monday … 7 = Sunday.
-        days: { type: 'array', uniqueItems: true, items: { type: 'integer', minimum: 1, maximum: 7 }, default: [1, 2, 3, 4, 5] },
+        days: Type.Array(Type.Integer({ minimum: 1, maximum: 7 }), { uniqueItems: true, default: [1, 2, 3, 4, 5] }),
       },
-      default: {},
-    },
-    rules: {
-      type: 'array',
-      default: [],
-      items: {
-        type: 'object',
-        additionalProperties: false,
-        required: ['id', 'kind'],
-        properties: {
-          id: name,
-          kind: { enum: DETECTION_KINDS },
-          threshold: { type: 'integer', minimum: 1, maximum: 100_000_000, default: 1 },
-          windowSeconds: { type: 'integer', minimum: 1, maximum: 30 * 86_400, default: 300 },
-          action: { enum: DETECTION_ACTIONS, default: 'alert' },
-          lockSeconds: { type: 'integer', minimum: 1, maximum: 365 * 86_400, default: 3600 },
-          enabled: { type: 'boolean', default: true },
-        },
-      },
-    },
+      { default: {} },
+    ),
+    rules: Type.Array(DETECTION_RULE_SCHEMA, { default: [] }),
   },
-  default: {},
-} as const;
+  { default: {} },
+);
+
+export type ChainConfig = DeepReadonly<Static<typeof CHAIN_SCHEMA>>;
+export type AuditConfig = DeepReadonly<Static<typeof AUDIT_SCHEMA>>;
+export type DetectionRuleConfig = DeepReadonly<Static<typeof DETECTION_RULE_SCHEMA>>;
+export type DetectionConfig = DeepReadonly<Static<typeof DETECTION_SCHEMA>>;
 
 function validTimeZone(tz: string): boolean {
   try {

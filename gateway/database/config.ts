@@ -1,7 +1,9 @@
 import { existsSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
-import { checkTlsFiles, TLS_SCHEMA, type ListenerTlsConfig } from '../tls.js';
-import type { ApprovalStatus, Classification, DeviceTier } from '../../core/levels.js';
+import Type from 'typebox';
+import { checkTlsFiles, TLS_SCHEMA } from '../tls.js';
+import { APPROVAL_STATUSES, CLASSIFICATIONS, DEVICE_TIERS } from '../../core/levels.js';
+import { ASSURANCE_LEVELS, Id, NonEmpty, Section, SecurityLevel, StringMap, type DeepReadonly, type Static } from '../../core/schema.js';
 
 /**
  * The `databases:` section: the PostgreSQL wire-protocol listener (gateway/database/listener.ts)
@@ -9,134 +11,80 @@ import type { ApprovalStatus, Classification, DeviceTier } from '../../core/leve
  * gateway reads them from a file or its environment when it connects upstream.
  */
 
-export interface DatabaseServiceConfig {
+const Text = () => NonEmpty();
+const Classification = () => Type.Enum(CLASSIFICATIONS);
+
+/**
+ * TLS from the gateway to the database (the protocol's SSLRequest). `verify-full` checks the
+ * certificate against `caFile` (or the system's CAs) and the name `servername` (default: the
+ * upstream host); `require` encrypts without checking who answers. Absent: plain TCP.
+ */
+const UPSTREAM_TLS_SCHEMA = Section({
+  mode: Type.Enum(['require', 'verify-full'], { default: 'verify-full' }),
+  caFile: Type.Optional(Text()),
+  servername: Type.Optional(Type.String({ minLength: 1, maxLength: 253 })),
+});
+
+const SERVICE_SCHEMA = Section({
   /** What clients name as their database (the startup `database` parameter); policies name it `db:<id>`. */
-  readonly id: string;
-  readonly name: string;
-  readonly upstream: { readonly host: string; readonly port: number; readonly database: string };
+  id: Id(),
+  name: Text(),
+  upstream: Section({ host: Text(), port: Type.Integer({ minimum: 1, maximum: 65535, default: 5432 }), database: Type.String({ minLength: 1, maxLength: 63 }) }),
   /** The role the gateway connects as; the password from `passwordFile` or `passwordEnv` (absent: none, trust). */
-  readonly credentials: { readonly user: string; readonly passwordFile?: string; readonly passwordEnv?: string };
-  readonly ownerAgency: string;
-  readonly securityLevel: 1 | 2 | 3 | 4 | 5;
+  credentials: Section({
+    user: Type.String({ minLength: 1, maxLength: 63 }),
+    passwordFile: Type.Optional(Text()),
+    passwordEnv: Type.Optional(Type.String({ pattern: '^[A-Z_][A-Z0-9_]{0,127}$' })),
+  }),
+  ownerAgency: Id(),
+  securityLevel: SecurityLevel(),
   /** Classification of every table unless `tables` says otherwise. */
-  readonly classification: Classification;
+  classification: Classification(),
   /** Per-table classification, keyed `schema.table` (lower case). */
-  readonly tables: Readonly<Record<string, { readonly classification: Classification }>>;
-  readonly approval: { readonly status: ApprovalStatus; readonly approvedBy?: string; readonly approvedAt?: string; readonly reason?: string };
-  readonly minDeviceTier?: DeviceTier;
-  readonly minAssuranceLevel: 0 | 1 | 2;
-  /**
-   * TLS from the gateway to the database (the protocol's SSLRequest). `verify-full` checks the
-   * certificate against `caFile` (or the system's CAs) and the name `servername` (default: the
-   * upstream host); `require` encrypts without checking who answers. Absent: plain TCP.
-   */
-  readonly tls?: UpstreamTlsConfig;
-}
+  tables: StringMap(Type.String({ pattern: '^[a-z_][a-z0-9_]{0,62}\\.[a-z_][a-z0-9_]{0,62}$' }), Section({ classification: Classification() }), { default: {} }),
+  approval: Section({
+    status: Type.Enum(APPROVAL_STATUSES),
+    approvedBy: Type.Optional(Type.String({ pattern: '^[0-9]{12}$' })),
+    approvedAt: Type.Optional(Text()),
+    reason: Type.Optional(Text()),
+  }),
+  minDeviceTier: Type.Optional(Type.Enum(DEVICE_TIERS)),
+  minAssuranceLevel: Type.Enum(ASSURANCE_LEVELS, { default: 0 }),
+  tls: Type.Optional(UPSTREAM_TLS_SCHEMA),
+});
 
-export interface UpstreamTlsConfig {
-  readonly mode: 'require' | 'verify-full';
-  readonly caFile?: string;
-  readonly servername?: string;
-}
-
-export interface DatabasesConfig {
-  readonly listen: { readonly host: string; readonly port: number; readonly tls: ListenerTlsConfig };
-  readonly services: readonly DatabaseServiceConfig[];
+export const DATABASES_SCHEMA = Section({
+  listen: Section({
+    host: Type.String({ minLength: 1, maxLength: 2048, default: '127.0.0.1' }),
+    port: Type.Integer({ minimum: 0, maximum: 65535, default: 5433 }),
+    // The protocol's SSLRequest is required of every client: no listener without TLS.
+    tls: TLS_SCHEMA,
+  }),
   /** Largest frontend message accepted (a Query or Parse carries the statement text). */
-  readonly maxMessageBytes: number;
+  maxMessageBytes: Type.Integer({ minimum: 1024, maximum: 64 * 1024 * 1024, default: 1024 * 1024 }), // 1 MiB
   /** Distinct statement texts whose classification is kept (parsing is the costly part). */
-  readonly statementCacheEntries: number;
+  statementCacheEntries: Type.Integer({ minimum: 0, maximum: 1_000_000, default: 10_000 }),
   /** How often an open connection re-checks locks, token expiry and the policy version. */
-  readonly revocationCheckIntervalMs: number;
+  revocationCheckIntervalMs: Type.Integer({ minimum: 50, maximum: 1000, default: 500 }),
   /** Startup, TLS handshake and authentication must finish within this. */
-  readonly startupTimeoutMs: number;
-  readonly upstreamConnectTimeoutMs: number;
-}
+  startupTimeoutMs: Type.Integer({ minimum: 100, maximum: 60_000, default: 10_000 }),
+  upstreamConnectTimeoutMs: Type.Integer({ minimum: 100, maximum: 60_000, default: 5_000 }),
+  services: Type.Array(SERVICE_SCHEMA, { minItems: 1 }),
+});
 
-const id = { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,62}$' };
-const text = { type: 'string', minLength: 1, maxLength: 2048 };
-const CLASSIFICATION = { enum: ['public', 'internal', 'personal-data', 'sensitive-personal-data', 'mat', 'toi-mat', 'tuyet-mat'] };
-
-export const DATABASES_SCHEMA = {
-  type: 'object',
-  additionalProperties: false,
-  required: ['listen', 'services'],
-  properties: {
-    listen: {
-      type: 'object',
-      additionalProperties: false,
-      // The protocol's SSLRequest is required of every client: no listener without TLS.
-      required: ['tls'],
-      properties: {
-        host: { ...text, default: '127.0.0.1' },
-        port: { type: 'integer', minimum: 0, maximum: 65535, default: 5433 },
-        tls: TLS_SCHEMA,
-      },
-    },
-    maxMessageBytes: { type: 'integer', minimum: 1024, maximum: 64 * 1024 * 1024, default: 1024 * 1024 }, // 1 MiB
-    statementCacheEntries: { type: 'integer', minimum: 0, maximum: 1_000_000, default: 10_000 },
-    revocationCheckIntervalMs: { type: 'integer', minimum: 50, maximum: 1000, default: 500 },
-    startupTimeoutMs: { type: 'integer', minimum: 100, maximum: 60_000, default: 10_000 },
-    upstreamConnectTimeoutMs: { type: 'integer', minimum: 100, maximum: 60_000, default: 5_000 },
-    services: {
-      type: 'array',
-      minItems: 1,
-      items: {
-        type: 'object',
-        additionalProperties: false,
-        required: ['id', 'name', 'upstream', 'credentials', 'ownerAgency', 'securityLevel', 'classification', 'approval'],
-        properties: {
-          id,
-          name: text,
-          upstream: {
-            type: 'object',
-            additionalProperties: false,
-            required: ['host', 'database'],
-            properties: { host: text, port: { type: 'integer', minimum: 1, maximum: 65535, default: 5432 }, database: { type: 'string', minLength: 1, maxLength: 63 } },
-          },
-          credentials: {
-            type: 'object',
-            additionalProperties: false,
-            required: ['user'],
-            properties: { user: { type: 'string', minLength: 1, maxLength: 63 }, passwordFile: text, passwordEnv: { type: 'string', pattern: '^[A-Z_][A-Z0-9_]{0,127}$' } },
-          },
-          ownerAgency: id,
-          securityLevel: { type: 'integer', minimum: 1, maximum: 5 },
-          classification: CLASSIFICATION,
-          tables: {
-            type: 'object',
-            default: {},
-            propertyNames: { pattern: '^[a-z_][a-z0-9_]{0,62}\\.[a-z_][a-z0-9_]{0,62}$' },
-            additionalProperties: { type: 'object', additionalProperties: false, required: ['classification'], properties: { classification: CLASSIFICATION } },
-          },
-          approval: {
-            type: 'object',
-            additionalProperties: false,
-            required: ['status'],
-            properties: { status: { enum: ['approved', 'pending', 'rejected', 'suspended'] }, approvedBy: { type: 'string', pattern: '^[0-9]{12}$' }, approvedAt: text, reason: text },
-          },
-          minDeviceTier: { enum: ['unknown', 'registered', 'compliant', 'high-assurance'] },
-          minAssuranceLevel: { enum: [0, 1, 2], default: 0 },
-          tls: {
-            type: 'object',
-            additionalProperties: false,
-            properties: { mode: { enum: ['require', 'verify-full'], default: 'verify-full' }, caFile: text, servername: { type: 'string', minLength: 1, maxLength: 253 } },
-          },
-        },
-      },
-    },
-  },
-} as const;
+export type UpstreamTlsConfig = DeepReadonly<Static<typeof UPSTREAM_TLS_SCHEMA>>;
+export type DatabaseServiceConfig = DeepReadonly<Static<typeof SERVICE_SCHEMA>>;
+export type DatabasesConfig = DeepReadonly<Static<typeof DATABASES_SCHEMA>>;
 
 /** Cross-field checks of `databases` (TLS files, ids, credentials); resolves file paths against `baseDir` in place. */
-export function checkDatabases(raw: Record<string, any>, baseDir: string): string[] {
+export function checkDatabases(raw: { readonly databases?: Static<typeof DATABASES_SCHEMA>; readonly routes?: readonly { readonly id: string }[] }, baseDir: string): string[] {
   const db = raw.databases;
   if (!db) return [];
   const problems: string[] = [];
   checkTlsFiles(problems, 'databases.listen.tls', db.listen.tls, baseDir);
-  const routeIds = new Set((raw.routes ?? []).map((r: { id: string }) => r.id));
+  const routeIds = new Set((raw.routes ?? []).map((r) => r.id));
   const seen = new Set<string>();
-  db.services.forEach((s: any, i: number) => {
+  db.services.forEach((s, i) => {
     const at = `databases.services[${i}]`;
     if (seen.has(s.id)) problems.push(`${at}.id: "${s.id}" is used by another database service`);
     if (routeIds.has(s.id)) problems.push(`${at}.id: "${s.id}" is also a route id; give the database service its own name`);

@@ -1,94 +1,67 @@
 import { BlockList, isIP } from 'node:net';
+import Type from 'typebox';
+import { NonEmpty, Section, type DeepReadonly, type Static } from '../../core/schema.js';
 
 /**
  * The `ops`, `probes` and `tracing` sections of the gateway configuration (README "Observability").
  * gateway/config.ts embeds these schemas in its one strict schema and calls the checks below.
  */
 
-export interface OpsConfig {
+export const LOG_SCHEMA = Section(
+  {
+    /** Operator log level; at info (the default) one line per lifecycle change, never one per request. */
+    level: Type.Enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { default: 'info' }),
+  },
+  { default: {} },
+);
+
+export const OPS_SCHEMA = Section({
   /** The ops listener: /metrics and the probes, for Prometheus and the orchestrator, never on the data port. */
-  readonly listen: { readonly host: string; readonly port: number };
-  /** Agencies named in the `agency` metric label; any other is counted as "other". Default: the routes' owner agencies. */
-  readonly agencyLabels?: readonly string[];
-}
-
-export interface ProbesConfig {
-  /** How often readiness is checked in the background, so a change is logged even when nobody probes. */
-  readonly checkIntervalMs: number;
-  /** Bound on each readiness check (Redis, issuer keys). */
-  readonly checkTimeoutMs: number;
-  /** How long a successful check of an issuer's keys is reused (a failed one is retried at every check): spares the IdP. */
-  readonly issuerKeysMaxAgeMs: number;
-  /** On SIGTERM/SIGINT, how long /readyz answers 503 while requests are still served, before the listeners close. */
-  readonly drainDelayMs: number;
-}
-
-export interface TracingConfig {
-  /** OTLP/HTTP traces endpoint (e.g. http://otel-collector:4318/v1/traces); absent: no spans are exported. */
-  readonly otlpEndpoint?: string;
-  readonly serviceName: string;
-  /** Share of new traces recorded (0–1); a trusted caller's sampled flag is followed. */
-  readonly sampleRatio: number;
-  readonly exportTimeoutMs: number;
-  /** Addresses (or CIDR ranges) whose `traceparent` is continued; anyone else's is ignored. */
-  readonly trustedProxies: readonly string[];
-}
-
-export interface LogConfig {
-  /** Operator log level; at info (the default) one line per lifecycle change, never one per request. */
-  readonly level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
-}
-
-export const LOG_SCHEMA = {
-  type: 'object',
-  additionalProperties: false,
-  properties: { level: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info' } },
-  default: {},
-} as const;
-
-const host = { type: 'string', minLength: 1, maxLength: 2048 } as const;
-
-export const OPS_SCHEMA = {
-  type: 'object',
-  additionalProperties: false,
-  properties: {
-    listen: {
-      type: 'object',
-      additionalProperties: false,
-      properties: {
-        host: { ...host, default: '127.0.0.1' },
-        port: { type: 'integer', minimum: 0, maximum: 65535, default: 9464 }, // the OpenTelemetry Prometheus exporter's port
-      },
-      default: {},
+  listen: Section(
+    {
+      host: Type.String({ minLength: 1, maxLength: 2048, default: '127.0.0.1' }),
+      port: Type.Integer({ minimum: 0, maximum: 65535, default: 9464 }), // the OpenTelemetry Prometheus exporter's port
     },
-    agencyLabels: { type: 'array', maxItems: 500, uniqueItems: true, items: { type: 'string', minLength: 1, maxLength: 128 } },
-  },
-} as const;
+    { default: {} },
+  ),
+  /** Agencies named in the `agency` metric label; any other is counted as "other". Default: the routes' owner agencies. */
+  agencyLabels: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { maxItems: 500, uniqueItems: true })),
+});
 
-export const PROBES_SCHEMA = {
-  type: 'object',
-  additionalProperties: false,
-  properties: {
-    checkIntervalMs: { type: 'integer', minimum: 100, maximum: 300_000, default: 5000 },
-    checkTimeoutMs: { type: 'integer', minimum: 50, maximum: 60_000, default: 2000 },
-    issuerKeysMaxAgeMs: { type: 'integer', minimum: 0, maximum: 3_600_000, default: 60_000 },
-    drainDelayMs: { type: 'integer', minimum: 0, maximum: 300_000, default: 5000 }, // longer than the load balancer's probe interval × failures
+export const PROBES_SCHEMA = Section(
+  {
+    /** How often readiness is checked in the background, so a change is logged even when nobody probes. */
+    checkIntervalMs: Type.Integer({ minimum: 100, maximum: 300_000, default: 5000 }),
+    /** Bound on each readiness check (Redis, issuer keys). */
+    checkTimeoutMs: Type.Integer({ minimum: 50, maximum: 60_000, default: 2000 }),
+    /** How long a successful check of an issuer's keys is reused (a failed one is retried at every check): spares the IdP. */
+    issuerKeysMaxAgeMs: Type.Integer({ minimum: 0, maximum: 3_600_000, default: 60_000 }),
+    /** On SIGTERM/SIGINT, how long /readyz answers 503 while requests are still served, before the listeners close. */
+    drainDelayMs: Type.Integer({ minimum: 0, maximum: 300_000, default: 5000 }), // longer than the load balancer's probe interval × failures
   },
-  default: {},
-} as const;
+  { default: {} },
+);
 
-export const TRACING_SCHEMA = {
-  type: 'object',
-  additionalProperties: false,
-  properties: {
-    otlpEndpoint: host,
-    serviceName: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,64}$', default: 'ztgate' },
-    sampleRatio: { type: 'number', minimum: 0, maximum: 1, default: 1 },
-    exportTimeoutMs: { type: 'integer', minimum: 100, maximum: 60_000, default: 5000 },
-    trustedProxies: { type: 'array', maxItems: 256, uniqueItems: true, items: { type: 'string', minLength: 1, maxLength: 64 }, default: [] },
+export const TRACING_SCHEMA = Section(
+  {
+    /** OTLP/HTTP traces endpoint (e.g. http://otel-collector:4318/v1/traces); absent: no spans are exported. */
+    otlpEndpoint: Type.Optional(NonEmpty()),
+    serviceName: Type.String({ pattern: '^[A-Za-z0-9._-]{1,64}$', default: 'ztgate' }),
+    /** Share of new traces recorded (0–1); a trusted caller's sampled flag is followed. */
+    sampleRatio: Type.Number({ minimum: 0, maximum: 1, default: 1 }),
+    exportTimeoutMs: Type.Integer({ minimum: 100, maximum: 60_000, default: 5000 }),
+    /** Addresses (or CIDR ranges) whose `traceparent` is continued; anyone else's is ignored. */
+    trustedProxies: Type.Array(Type.String({ minLength: 1, maxLength: 64 }), { maxItems: 256, uniqueItems: true, default: [] }),
   },
-  default: {},
-} as const;
+  { default: {} },
+);
+
+export type LogConfig = DeepReadonly<Static<typeof LOG_SCHEMA>>;
+export type OpsConfig = DeepReadonly<Static<typeof OPS_SCHEMA>>;
+export type ProbesConfig = DeepReadonly<Static<typeof PROBES_SCHEMA>>;
+export type TracingConfig = DeepReadonly<Static<typeof TRACING_SCHEMA>>;
+
+type Listen = { readonly host: string; readonly port: number };
 
 /** An address list for `BlockList`: "10.0.0.0/8", "192.0.2.7", "2001:db8::/32"; null when malformed. */
 function parseAddressOrRange(value: string): { address: string; prefix: number | null; family: 'ipv4' | 'ipv6' } | null {
@@ -113,7 +86,7 @@ export function trustedProxyList(entries: readonly string[]): BlockList {
   return list;
 }
 
-export function checkObservabilitySemantics(raw: Record<string, any>): string[] {
+export function checkObservabilitySemantics(raw: { readonly ops?: OpsConfig; readonly tracing: TracingConfig; readonly listen: Listen; readonly admin?: { readonly listen: Listen } }): string[] {
   const problems: string[] = [];
   const ops = raw.ops;
   if (ops && ops.listen.port !== 0) {
@@ -134,7 +107,7 @@ export function checkObservabilitySemantics(raw: Record<string, any>): string[] 
     if (url && url.protocol !== 'http:' && url.protocol !== 'https:') problems.push(`tracing.otlpEndpoint: "${tracing.otlpEndpoint}" must be an http(s) URL (OTLP/HTTP)`);
     if (url && (url.username || url.password)) problems.push('tracing.otlpEndpoint: must not embed credentials');
   }
-  tracing.trustedProxies.forEach((entry: string, i: number) => {
+  tracing.trustedProxies.forEach((entry, i) => {
     if (!parseAddressOrRange(entry)) problems.push(`tracing.trustedProxies[${i}]: "${entry}" is not an IP address or CIDR range (e.g. 10.0.0.5, 10.0.0.0/8, 2001:db8::/32)`);
   });
   return problems;
