@@ -1,36 +1,40 @@
 import type { FastifyRequest } from 'fastify';
+import Type from 'typebox';
 import { GatewayError } from '../errors.js';
 import { bodyObject, registryFailure } from '../device-routes.js';
 import { ADMIN_API_PREFIX } from './api-prefix.js';
 import type { AdminModule } from './app.js';
+import { AnyObject, LenientBody, Params, Reply } from './schemas.js';
 import { DEVICE_STATUSES, DeviceRegistry, DeviceRegistryError, type DeviceRecord, type DeviceStatus } from '../../identity/devices.js';
 import { isNationalId, NATIONAL_ID_PATTERN } from '../../core/national-id.js';
 
-const actionSchema = {
-  type: 'object',
-  properties: { by: { type: 'string' }, at: { type: 'string' }, reason: { type: 'string' } },
-} as const;
+const Action = Reply({ by: Type.String(), at: Type.String(), reason: Type.String() });
 
 /** A device as the registry keeps it: the public key only, never a private part. */
-const deviceSchema = {
-  type: 'object',
-  properties: {
-    id: { type: 'string', description: 'RFC 7638 SHA-256 thumbprint of the device key, base64url' },
-    publicJwk: { type: 'object', additionalProperties: true, description: 'public members only (RFC 7638 §3.2)' },
-    ownerNationalId: { type: 'string' },
-    name: { type: 'string' },
-    status: { enum: DEVICE_STATUSES },
-    hardwareKey: { type: 'boolean', description: 'the approving admin attested a hardware-bound key (TPM, secure enclave)' },
-    enrolled: actionSchema,
-    approved: actionSchema,
-    quarantined: actionSchema,
-    retired: actionSchema,
-  },
-} as const;
+const Device = Reply({
+  id: Type.String({ description: 'RFC 7638 SHA-256 thumbprint of the device key, base64url' }),
+  publicJwk: AnyObject({ description: 'public members only (RFC 7638 §3.2)' }),
+  ownerNationalId: Type.String(),
+  name: Type.String(),
+  status: Type.Enum(DEVICE_STATUSES),
+  hardwareKey: Type.Boolean({ description: 'the approving admin attested a hardware-bound key (TPM, secure enclave)' }),
+  enrolled: Action,
+  approved: Action,
+  quarantined: Action,
+  retired: Action,
+});
 
-const idParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', minLength: 1, maxLength: 128, description: 'device id (key thumbprint)' } } } as const;
-const oneDevice = { 200: { type: 'object', properties: { device: deviceSchema } } } as const;
-const reasonProperty = { type: 'string', minLength: 1, maxLength: 1000, description: 'Lý do / why' } as const;
+const IdParams = Params({ id: Type.String({ minLength: 1, maxLength: 128, description: 'device id (key thumbprint)' }) });
+const OneDevice = { 200: Reply({ device: Device }) };
+const Reason = () => Type.String({ minLength: 1, maxLength: 1000, description: 'Lý do / why' });
+const ApproveBody = LenientBody({ reason: Type.Optional(Reason()), hardwareKey: Type.Boolean({ default: false }) });
+/** A quarantine says why: it is what the SOC and the owner read. */
+const QuarantineBody = LenientBody({ reason: Reason() });
+const RetireBody = LenientBody({ reason: Type.Optional(Reason()) });
+const ListQuery = Type.Object({
+  status: Type.Optional(Type.Enum(DEVICE_STATUSES)),
+  owner: Type.Optional(Type.String({ pattern: NATIONAL_ID_PATTERN, description: 'owner national ID' })),
+});
 
 /**
  * Device registry operations for security admins: list, approve, quarantine, retire.
@@ -62,11 +66,8 @@ export const deviceAdmin: AdminModule = (app, runtime) => {
     schema: {
       summary: 'Danh sách thiết bị / List devices',
       tags: ['devices'],
-      querystring: {
-        type: 'object',
-        properties: { status: { enum: DEVICE_STATUSES }, owner: { type: 'string', pattern: NATIONAL_ID_PATTERN, description: 'owner national ID' } },
-      },
-      response: { 200: { type: 'object', properties: { devices: { type: 'array', items: deviceSchema } } } },
+      querystring: ListQuery,
+      response: { 200: Reply({ devices: Type.Array(Device) }) },
     },
   }, async (request) => {
     const query = request.query as Record<string, unknown>;
@@ -84,7 +85,7 @@ export const deviceAdmin: AdminModule = (app, runtime) => {
   });
 
   app.get(`${base}/:id`, {
-    schema: { summary: 'Một thiết bị / One device', tags: ['devices'], params: idParams, response: oneDevice },
+    schema: { summary: 'Một thiết bị / One device', tags: ['devices'], params: IdParams, response: OneDevice },
   }, async (request) => {
     const { id } = request.params as { id: string };
     const device = await run(() => registry.get(id));
@@ -99,9 +100,9 @@ export const deviceAdmin: AdminModule = (app, runtime) => {
       description: 'pending or quarantined → approved. A hardware-bound key (attested by the approving admin) is one of the two ways to the high-assurance tier. ' +
         'Four-eyes: an admin cannot approve (or release from quarantine) a device they own: 403 ZTG_ERR_DEVICE_SELF_APPROVAL.',
       tags: ['devices'],
-      params: idParams,
-      body: { type: 'object', properties: { reason: reasonProperty, hardwareKey: { type: 'boolean', default: false } } },
-      response: oneDevice,
+      params: IdParams,
+      body: ApproveBody,
+      response: OneDevice,
     },
   }, async (request) => {
     const { id } = request.params as { id: string };
@@ -118,9 +119,9 @@ export const deviceAdmin: AdminModule = (app, runtime) => {
       summary: 'Cách ly thiết bị / Quarantine a device',
       description: 'Refuses the device\'s next request on every instance. A reason is required: it is what the SOC and the owner read.',
       tags: ['devices'],
-      params: idParams,
-      body: { type: 'object', required: ['reason'], properties: { reason: reasonProperty } },
-      response: oneDevice,
+      params: IdParams,
+      body: QuarantineBody,
+      response: OneDevice,
     },
   }, async (request) => {
     const { id } = request.params as { id: string };
@@ -135,9 +136,9 @@ export const deviceAdmin: AdminModule = (app, runtime) => {
       summary: 'Thu hồi thiết bị / Retire a device',
       description: 'Final: a retired device is never accepted again; its owner enrols a new key.',
       tags: ['devices'],
-      params: idParams,
-      body: { type: 'object', properties: { reason: reasonProperty } },
-      response: oneDevice,
+      params: IdParams,
+      body: RetireBody,
+      response: OneDevice,
     },
   }, async (request) => {
     const { id } = request.params as { id: string };

@@ -1,22 +1,17 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import Type, { type Static } from 'typebox';
 import { GatewayError } from '../errors.js';
 import type { Runtime } from '../runtime.js';
 import { StoreError } from '../../core/store.js';
 import { CLEARANCES } from '../../core/levels.js';
-import { isNationalId, NATIONAL_ID_PATTERN } from '../../core/national-id.js';
-import { OFFICIAL_STATUSES, parseRoster, RosterError, RosterUnavailableError, type OfficialStatus } from '../../identity/roster.js';
+import { isNationalId } from '../../core/national-id.js';
+import { OFFICIAL_STATUSES, parseRoster, RosterError, RosterUnavailableError } from '../../identity/roster.js';
 import { diffRoster, entryChange } from '../../identity/roster-diff.js';
 import { ADMIN_API_PREFIX } from './api-prefix.js';
 import type { AdminModule } from './app.js';
+import { Body, Items, NationalIdParams, NullableString, Params, ReasonBody, Reply } from './schemas.js';
 
-/** Ending sessions is audited with why: a body of one required reason. */
-const REASON_BODY = {
-  type: 'object',
-  additionalProperties: false,
-  required: ['reason'],
-  properties: { reason: { type: 'string', minLength: 1, maxLength: 1000, description: 'Lý do / why: required' } },
-} as const;
-const SESSIONS_ENDED = { 200: { type: 'object', properties: { sessionsEnded: { type: 'integer' } } } } as const;
+const SESSIONS_ENDED = { 200: Reply({ sessionsEnded: Type.Integer() }) };
 
 /** The schema admits "   "; an audited reason must say something. */
 function requiredReason(text: string): string {
@@ -32,21 +27,31 @@ import { useStrictValidation } from './openapi.js';
  * Every change is audited through request.zt.admin.
  */
 
-const officialSchema = {
-  type: 'object',
-  properties: {
-    nationalId: { type: 'string' },
-    name: { type: 'string' },
-    agency: { type: 'string' },
-    unit: { type: 'string' },
-    position: { type: 'string' },
-    roles: { type: 'array', items: { type: 'string' } },
-    clearance: { enum: CLEARANCES },
-    status: { enum: OFFICIAL_STATUSES },
-  },
-} as const;
+const Official = Reply({
+  nationalId: Type.String(),
+  name: Type.String(),
+  agency: Type.String(),
+  unit: Type.String(),
+  position: Type.String(),
+  roles: Type.Array(Type.String()),
+  clearance: Type.Enum(CLEARANCES),
+  status: Type.Enum(OFFICIAL_STATUSES),
+});
 
-const nationalIdParams = { type: 'object', required: ['nationalId'], properties: { nationalId: { type: 'string', pattern: NATIONAL_ID_PATTERN } } } as const;
+const StatusBody = Body({ status: Type.Enum(OFFICIAL_STATUSES), reason: Type.String({ minLength: 1, maxLength: 1000 }) });
+
+const SessionParams = Params({ handle: Type.String({ pattern: '^[0-9a-f]{64}$' }) });
+
+const SessionSummary = Reply({
+  handle: Type.String(),
+  nationalId: Type.String(),
+  acr: NullableString(),
+  createdAt: Type.String({ format: 'date-time' }),
+  expiresAt: Type.String({ format: 'date-time' }),
+  lastSeenAt: NullableString({ format: 'date-time' }),
+  client: Type.Unsafe<{ address?: string | null; userAgent?: string | null } | null>({ type: ['object', 'null'], properties: { address: NullableString(), userAgent: NullableString() } }),
+  current: Type.Boolean(),
+});
 
 function unavailable(err: unknown): never {
   if (err instanceof RosterUnavailableError || err instanceof StoreError) throw new GatewayError('ZTG_ERR_IDP_UNAVAILABLE', 'roster-unavailable', { cause: err });
@@ -74,7 +79,7 @@ export const identityModule: AdminModule = (app: FastifyInstance, runtime: Runti
       schema: {
         summary: 'Danh sách cán bộ / List the official roster',
         tags: ['identity'],
-        response: { 200: { type: 'object', properties: { count: { type: 'integer' }, items: { type: 'array', items: officialSchema } } } },
+        response: { 200: Reply({ count: Type.Integer(), items: Type.Array(Official) }) },
       },
     }, async () => {
       const items = await roster.list().catch(unavailable);
@@ -90,7 +95,7 @@ export const identityModule: AdminModule = (app: FastifyInstance, runtime: Runti
           'An import that adds, removes or changes the roles, clearance, agency, unit or status of the admin who sends it is refused (403 ZTG_ERR_ROSTER_SELF_CHANGE): another admin must. ' +
           'The audit event lists every official added, removed or changed (first 200, with counts).',
         tags: ['identity'],
-        response: { 200: { type: 'object', properties: { count: { type: 'integer' }, version: { type: 'string' } } } },
+        response: { 200: Reply({ count: Type.Integer(), version: Type.String() }) },
       },
     }, async (request: FastifyRequest<{ Body: unknown }>) => {
       const type = String(request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
@@ -118,8 +123,8 @@ export const identityModule: AdminModule = (app: FastifyInstance, runtime: Runti
     });
 
     app.get(`${ADMIN_API_PREFIX}/roster/:nationalId`, {
-      schema: { summary: 'Một cán bộ / One official', tags: ['identity'], params: nationalIdParams, response: { 200: officialSchema } },
-    }, async (request: FastifyRequest<{ Params: { nationalId: string } }>) => {
+      schema: { summary: 'Một cán bộ / One official', tags: ['identity'], params: NationalIdParams, response: { 200: Official } },
+    }, async (request: FastifyRequest<{ Params: Static<typeof NationalIdParams> }>) => {
       const entry = await roster.lookup(request.params.nationalId).catch(unavailable);
       if (!entry) throw notFound(request.params.nationalId);
       return entry;
@@ -130,16 +135,11 @@ export const identityModule: AdminModule = (app: FastifyInstance, runtime: Runti
         summary: 'Đổi trạng thái cán bộ / Change an official\'s status',
         description: 'Suspending or retiring an official refuses their tokens at once on every instance and ends all their browser sessions.',
         tags: ['identity'],
-        params: nationalIdParams,
-        body: {
-          type: 'object',
-          additionalProperties: false,
-          required: ['status', 'reason'],
-          properties: { status: { enum: OFFICIAL_STATUSES }, reason: { type: 'string', minLength: 1, maxLength: 1000 } },
-        },
-        response: { 200: { type: 'object', properties: { official: officialSchema, sessionsEnded: { type: 'integer' } } } },
+        params: NationalIdParams,
+        body: StatusBody,
+        response: { 200: Reply({ official: Official, sessionsEnded: Type.Integer() }) },
       },
-    }, async (request: FastifyRequest<{ Params: { nationalId: string }; Body: { status: OfficialStatus; reason: string } }>) => {
+    }, async (request: FastifyRequest<{ Params: Static<typeof NationalIdParams>; Body: Static<typeof StatusBody> }>) => {
       const { nationalId } = request.params;
       if (nationalId === request.zt.principal!.nationalId) {
         request.zt.admin = { operation: 'roster.status', target: nationalId, detail: { refused: 'self-change', after: request.body.status } };
@@ -156,15 +156,6 @@ export const identityModule: AdminModule = (app: FastifyInstance, runtime: Runti
   }
 
   if (sessions) {
-    const summarySchema = {
-      type: 'object',
-      properties: {
-        handle: { type: 'string' }, nationalId: { type: 'string' }, acr: { type: ['string', 'null'] },
-        createdAt: { type: 'string', format: 'date-time' }, expiresAt: { type: 'string', format: 'date-time' }, lastSeenAt: { type: ['string', 'null'], format: 'date-time' },
-        client: { type: ['object', 'null'], properties: { address: { type: ['string', 'null'] }, userAgent: { type: ['string', 'null'] } } },
-        current: { type: 'boolean' },
-      },
-    } as const;
     const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
     app.get(`${ADMIN_API_PREFIX}/sessions`, {
@@ -172,7 +163,7 @@ export const identityModule: AdminModule = (app: FastifyInstance, runtime: Runti
         summary: 'Các phiên đăng nhập đang mở / Active browser sessions',
         description: 'Who is signed in, from which address and browser, since when and last seen when, on every instance; `current` marks the caller\'s own session. No token or cookie is ever shown.',
         tags: ['identity'],
-        response: { 200: { type: 'object', properties: { items: { type: 'array', items: summarySchema } } } },
+        response: { 200: Items(SessionSummary) },
       },
     }, async (request) => {
       const own = request.zt.principal!.sessionId;
@@ -185,11 +176,11 @@ export const identityModule: AdminModule = (app: FastifyInstance, runtime: Runti
         summary: 'Kết thúc một phiên đăng nhập / End one session',
         description: 'The session ends on every gateway instance at once; its browser must sign in again. Body: {"reason": "…"} (required, audited).',
         tags: ['identity'],
-        params: { type: 'object', required: ['handle'], properties: { handle: { type: 'string', pattern: '^[0-9a-f]{64}$' } } },
-        body: REASON_BODY,
+        params: SessionParams,
+        body: ReasonBody,
         response: SESSIONS_ENDED,
       },
-    }, async (request: FastifyRequest<{ Params: { handle: string }; Body: { reason: string } }>) => {
+    }, async (request: FastifyRequest<{ Params: Static<typeof SessionParams>; Body: Static<typeof ReasonBody> }>) => {
       const { handle } = request.params;
       const reason = requiredReason(request.body.reason);
       const record = await sessions.read(handle).catch(unavailable);
@@ -204,11 +195,11 @@ export const identityModule: AdminModule = (app: FastifyInstance, runtime: Runti
         summary: 'Kết thúc mọi phiên đăng nhập của cán bộ / End every session of an official',
         description: 'Every browser session of the official ends on every gateway instance at once; their next request must sign in again. Body: {"reason": "…"} (required, audited).',
         tags: ['identity'],
-        params: nationalIdParams,
-        body: REASON_BODY,
+        params: NationalIdParams,
+        body: ReasonBody,
         response: SESSIONS_ENDED,
       },
-    }, async (request: FastifyRequest<{ Params: { nationalId: string }; Body: { reason: string } }>) => {
+    }, async (request: FastifyRequest<{ Params: Static<typeof NationalIdParams>; Body: Static<typeof ReasonBody> }>) => {
       const { nationalId } = request.params;
       if (!isNationalId(nationalId)) throw new GatewayError('ZTG_ERR_BAD_REQUEST', 'request-malformed');
       const reason = requiredReason(request.body.reason);
@@ -223,16 +214,7 @@ export const identityModule: AdminModule = (app: FastifyInstance, runtime: Runti
       summary: 'Đổi khóa ký assertion / Rotate the assertion signing key',
       description: 'Signs with the key already published as next, for every configured algorithm (ES256, ML-DSA-65); the old keys stay in the JWKS until the assertions they signed have expired. Applies to the instance that answers.',
       tags: ['identity'],
-      response: {
-        200: {
-          type: 'object',
-          properties: {
-            kid: { type: 'string' },
-            retiredKid: { type: 'string' },
-            rotated: { type: 'array', items: { type: 'object', properties: { alg: { type: 'string' }, kid: { type: 'string' }, retiredKid: { type: 'string' } } } },
-          },
-        },
-      },
+      response: { 200: Reply({ kid: Type.String(), retiredKid: Type.String(), rotated: Type.Array(Reply({ alg: Type.String(), kid: Type.String(), retiredKid: Type.String() })) }) },
     },
   }, async (request) => {
     const result = await runtime.signer.rotate();

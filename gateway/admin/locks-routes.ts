@@ -1,10 +1,12 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import Type, { type Static } from 'typebox';
 import { GatewayError } from '../errors.js';
 import { checkLockValue, LOCK_KINDS, LockInputError, MAX_LOCK_SECONDS, type Lock, type LockKind } from '../lock-registry.js';
 import type { Runtime } from '../runtime.js';
 import { normalizeAddress } from '../steps/locks.js';
 import { ADMIN_API_PREFIX } from './api-prefix.js';
 import type { AdminModule } from './app.js';
+import { Body, Items, Params, Reply } from './schemas.js';
 import { sessionDigest } from '../../identity/digest.js';
 import { registryFailure } from '../device-routes.js';
 import { DeviceRegistry } from '../../identity/devices.js';
@@ -40,38 +42,25 @@ async function targetsCaller(request: FastifyRequest, registry: DeviceRegistry, 
   }
 }
 
-const lockSchema = {
-  type: 'object',
-  properties: {
-    kind: { enum: LOCK_KINDS },
-    value: { type: 'string' },
-    reason: { type: 'string' },
-    lockedBy: { type: 'string' },
-    lockedAt: { type: 'string' },
-    expiresAt: { type: 'string' },
-  },
-} as const;
+const LockReply = Reply({
+  kind: Type.Enum(LOCK_KINDS),
+  value: Type.String(),
+  reason: Type.String(),
+  lockedBy: Type.String(),
+  lockedAt: Type.String(),
+  expiresAt: Type.String(),
+});
 
-const setBody = {
-  type: 'object',
-  additionalProperties: false,
-  required: ['kind', 'value', 'reason', 'expiresInSeconds'],
-  properties: {
-    kind: { enum: LOCK_KINDS },
-    value: { type: 'string', minLength: 1, maxLength: 200, description: 'national ID, device id, session digest (ztgate.session.id_digest) or IP address' },
-    reason: { type: 'string', minLength: 3, maxLength: 500, description: 'Lý do / why: required' },
-    expiresInSeconds: { type: 'integer', minimum: 1, maximum: MAX_LOCK_SECONDS },
-  },
-} as const;
+const SetBody = Body({
+  kind: Type.Enum(LOCK_KINDS),
+  value: Type.String({ minLength: 1, maxLength: 200, description: 'national ID, device id, session digest (ztgate.session.id_digest) or IP address' }),
+  reason: Type.String({ minLength: 3, maxLength: 500, description: 'Lý do / why: required' }),
+  expiresInSeconds: Type.Integer({ minimum: 1, maximum: MAX_LOCK_SECONDS }),
+});
 
-const liftBody = {
-  type: 'object',
-  additionalProperties: false,
-  required: ['reason'],
-  properties: { reason: { type: 'string', minLength: 3, maxLength: 500, description: 'Lý do gỡ khóa / why the lock is lifted' } },
-} as const;
+const LiftBody = Body({ reason: Type.String({ minLength: 3, maxLength: 500, description: 'Lý do gỡ khóa / why the lock is lifted' }) });
 
-const params = { type: 'object', required: ['kind', 'value'], properties: { kind: { enum: LOCK_KINDS }, value: { type: 'string', minLength: 1, maxLength: 200 } } } as const;
+const LockParams = Params({ kind: Type.Enum(LOCK_KINDS), value: Type.String({ minLength: 1, maxLength: 200 }) });
 
 const soc = { socAllowed: true };
 
@@ -86,7 +75,7 @@ export const locksModule: AdminModule = (app: FastifyInstance, runtime: Runtime)
 
   app.get(`${ADMIN_API_PREFIX}/locks`, {
     config: soc,
-    schema: { summary: 'Danh sách khóa đang hiệu lực / Active locks', tags: ['locks'], response: { 200: { type: 'object', properties: { items: { type: 'array', items: lockSchema } } } } },
+    schema: { summary: 'Danh sách khóa đang hiệu lực / Active locks', tags: ['locks'], response: { 200: Items(LockReply) } },
   }, async (request) => {
     request.zt.admin = { operation: 'locks.list' };
     return { items: await locks.list() };
@@ -94,8 +83,8 @@ export const locksModule: AdminModule = (app: FastifyInstance, runtime: Runtime)
 
   app.post(`${ADMIN_API_PREFIX}/locks`, {
     config: soc,
-    schema: { summary: 'Đặt khóa / Set a lock', description: 'Locks an official, device, session or source address on every instance, until it expires or is lifted.', tags: ['locks'], body: setBody, response: { 201: lockSchema } },
-  }, async (request: FastifyRequest<{ Body: { kind: LockKind; value: string; reason: string; expiresInSeconds: number } }>, reply) => {
+    schema: { summary: 'Đặt khóa / Set a lock', description: 'Locks an official, device, session or source address on every instance, until it expires or is lifted.', tags: ['locks'], body: SetBody, response: { 201: LockReply } },
+  }, async (request: FastifyRequest<{ Body: Static<typeof SetBody> }>, reply) => {
     const { kind, reason, expiresInSeconds } = request.body;
     const value = kind === 'address' ? normalizeAddress(request.body.value)! : request.body.value;
     let lock: Lock;
@@ -111,8 +100,8 @@ export const locksModule: AdminModule = (app: FastifyInstance, runtime: Runtime)
 
   app.delete(`${ADMIN_API_PREFIX}/locks/:kind/:value`, {
     config: soc,
-    schema: { summary: 'Gỡ khóa / Lift a lock', tags: ['locks'], params, body: liftBody, response: { 200: lockSchema } },
-  }, async (request: FastifyRequest<{ Params: { kind: LockKind; value: string }; Body: { reason: string } }>) => {
+    schema: { summary: 'Gỡ khóa / Lift a lock', tags: ['locks'], params: LockParams, body: LiftBody, response: { 200: LockReply } },
+  }, async (request: FastifyRequest<{ Params: Static<typeof LockParams>; Body: Static<typeof LiftBody> }>) => {
     const { kind } = request.params;
     const value = kind === 'address' ? normalizeAddress(request.params.value)! : request.params.value;
     try {

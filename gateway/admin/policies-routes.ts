@@ -1,16 +1,18 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import Type, { type Static } from 'typebox';
 import { GatewayError } from '../errors.js';
 import type { Runtime } from '../runtime.js';
 import { PolicyError, type PolicySources } from '../../policies/engine.js';
-import { diffSources, PolicyVersionError, type PolicyVersion } from '../../policies/versions.js';
+import { diffSources, PolicyVersionError, type PolicyVersion, type PolicyVersions } from '../../policies/versions.js';
 import { whatIf } from '../../policies/what-if.js';
-import { DEVICE_TIERS, type DeviceTier } from '../../core/levels.js';
+import { DEVICE_TIERS } from '../../core/levels.js';
 import { HTTP_METHODS, type AccessRequest } from '../../policies/access.js';
 import { withRosterEntry } from '../../identity/roster.js';
 import { NATIONAL_ID_PATTERN } from '../../core/national-id.js';
 import type { Principal } from '../../core/principal.js';
 import { ADMIN_API_PREFIX } from './api-prefix.js';
 import type { AdminModule } from './app.js';
+import { AnyObject, Body, CommentBody, NullableString, Params, Reply } from './schemas.js';
 
 /**
  * Policy change management for security admins: versions, drafts, diff against the active
@@ -21,51 +23,116 @@ import type { AdminModule } from './app.js';
 
 const P = `${ADMIN_API_PREFIX}/policies`;
 
-const summarySchema = {
-  type: 'object',
-  properties: {
-    id: { type: 'string' },
-    hash: { type: 'string' },
-    parent: { type: ['string', 'null'] },
-    author: { type: 'string' },
-    createdAt: { type: 'string' },
-    comment: { type: 'string' },
-    state: { enum: ['draft', 'submitted', 'active', 'superseded', 'rejected'] },
-    rollbackOf: { type: 'string' },
-    submittedAt: { type: 'string' },
-    activatedAt: { type: 'string' },
-    supersededAt: { type: 'string' },
-    review: { type: 'object', properties: { by: { type: 'string' }, at: { type: 'string' }, comment: { type: 'string' }, outcome: { enum: ['approved', 'rejected'] } } },
-  },
-} as const;
+const VERSION_ID = '^v[0-9]{1,9}$';
 
-const versionSchema = {
-  type: 'object',
-  properties: {
-    ...summarySchema.properties,
-    diff: { type: 'string' },
-    sources: { type: 'object', properties: { model: { type: 'string' }, policy: { type: 'string' }, conditions: { type: ['string', 'null'] } } },
-  },
-} as const;
+const VersionSummary = Reply({
+  id: Type.String(),
+  hash: Type.String(),
+  parent: NullableString(),
+  author: Type.String(),
+  createdAt: Type.String(),
+  comment: Type.String(),
+  state: Type.Enum(['draft', 'submitted', 'active', 'superseded', 'rejected']),
+  rollbackOf: Type.String(),
+  submittedAt: Type.String(),
+  activatedAt: Type.String(),
+  supersededAt: Type.String(),
+  review: Reply({ by: Type.String(), at: Type.String(), comment: Type.String(), outcome: Type.Enum(['approved', 'rejected']) }),
+});
 
-const idParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: '^v[0-9]{1,9}$' } } } as const;
-const commentBody = {
-  type: 'object',
-  additionalProperties: false,
-  required: ['comment'],
-  properties: { comment: { type: 'string', minLength: 3, maxLength: 2000, description: 'Ý kiến / why' } },
-} as const;
-const draftBody = {
-  type: 'object',
-  additionalProperties: false,
-  required: ['comment'],
-  properties: {
-    comment: { type: 'string', minLength: 3, maxLength: 2000, description: 'Nội dung thay đổi / what changes and why' },
-    policy: { type: 'string', maxLength: 32 * 1024 * 1024, description: 'policy CSV; omitted: the active one' },
-    conditions: { type: ['string', 'null'], maxLength: 1024 * 1024, description: 'conditions YAML; omitted: the active one; null: none' },
-    model: { type: 'string', maxLength: 64 * 1024, description: 'Casbin model; omitted: the active one' },
+const Version = Reply({
+  ...VersionSummary.properties,
+  diff: Type.String(),
+  sources: Reply({ model: Type.String(), policy: Type.String(), conditions: NullableString() }),
+});
+
+const IdParams = Params({ id: Type.String({ pattern: VERSION_ID }) });
+const WhatIfBody = Body({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000 })) });
+
+/** The texts of a version; an omitted one is the active version's. */
+const Texts = {
+  policy: Type.Optional(Type.String({ maxLength: 32 * 1024 * 1024, description: 'policy CSV; omitted: the active one' })),
+  conditions: Type.Optional(NullableString({ maxLength: 1024 * 1024, description: 'conditions YAML; omitted: the active one; null: none' })),
+  model: Type.Optional(Type.String({ maxLength: 64 * 1024, description: 'Casbin model; omitted: the active one' })),
+};
+const DraftBody = Body({ comment: Type.String({ minLength: 3, maxLength: 2000, description: 'Nội dung thay đổi / what changes and why' }), ...Texts });
+const TextsBody = Body(Texts);
+
+const DecideBody = Body({
+  nationalId: Type.String({ pattern: NATIONAL_ID_PATTERN, description: 'Số định danh cán bộ / the official' }),
+  roles: Type.Optional(Type.Array(Type.String({ pattern: '^[a-z][a-z0-9_.:-]{0,63}$' }), { maxItems: 32, description: 'omitted: the roles the roster gives the official' })),
+  agency: Type.Optional(Type.String({ pattern: '^[a-z0-9][a-z0-9_.:-]{0,63}$', description: 'omitted: the agency the roster gives the official' })),
+  deviceTier: Type.Enum(DEVICE_TIERS, { default: 'unknown' }),
+  routeId: Type.String({ minLength: 1, maxLength: 64 }),
+  method: Type.Enum([...HTTP_METHODS]),
+  path: Type.String({ pattern: '^/', maxLength: 2048, description: 'path inside the service, without its prefix and query' }),
+  purpose: Type.Optional(Body({ code: Type.String({ maxLength: 64 }), caseRef: Type.String({ maxLength: 64 }) })),
+  version: Type.Optional(Type.String({ pattern: VERSION_ID, description: 'omitted: the version in force' })),
+});
+
+const DecideReply = Reply({
+  version: Type.String(),
+  policyVersion: Type.String(),
+  effect: Type.Enum(['allow', 'deny']),
+  rule: NullableString(),
+  reasons: Type.Array(Type.String()),
+  condition: Type.String(),
+  obligations: Type.Array(AnyObject()),
+  principal: Reply({ nationalId: Type.String(), agency: NullableString(), roles: Type.Array(Type.String()) }),
+});
+
+/**
+ * The review steps of a version. Each changes its state, is audited with what it did and answers
+ * the version's summary; the ones that activate a version build it again first (the routes may
+ * have changed since the draft was checked) and switch every instance to it.
+ */
+interface Review {
+  readonly step: 'submit' | 'approve' | 'reject' | 'rollback';
+  readonly schema: { readonly summary: string; readonly description?: string };
+  readonly activates: boolean;
+  /** A refused approval is audited too: the SOC sees who tried to approve what. */
+  readonly auditRefusal?: boolean;
+  readonly run: (versions: PolicyVersions, id: string, who: string, comment: string) => Promise<PolicyVersion>;
+  readonly detail: (v: PolicyVersion, comment: string, target: PolicyVersion | null) => Record<string, unknown>;
+}
+
+const REVIEWS: readonly Review[] = [
+  {
+    step: 'submit',
+    schema: { summary: 'Gửi duyệt / Submit for approval' },
+    activates: false,
+    run: (versions, id, who) => versions.submit(id, who),
+    detail: (v) => ({ hash: v.hash }),
   },
-} as const;
+  {
+    step: 'approve',
+    schema: {
+      summary: 'Phê duyệt và áp dụng (bốn mắt) / Approve and activate (four-eyes)',
+      description: 'Only a security admin other than the author. Every instance sharing the store switches to it within about a second.',
+    },
+    activates: true,
+    auditRefusal: true,
+    run: (versions, id, who, comment) => versions.approve(id, who, comment),
+    detail: (v, comment) => ({ hash: v.hash, author: v.author, comment }),
+  },
+  {
+    step: 'reject',
+    schema: { summary: 'Từ chối / Reject' },
+    activates: false,
+    run: (versions, id, who, comment) => versions.reject(id, who, comment),
+    detail: (_v, comment) => ({ comment }),
+  },
+  {
+    step: 'rollback',
+    schema: {
+      summary: 'Quay lại một phiên bản trước / Roll back to an earlier version',
+      description: 'Creates and activates a new version with the texts of an earlier, once-active version.',
+    },
+    activates: true,
+    run: (versions, id, who, comment) => versions.rollback(id, who, comment),
+    detail: (v, comment, target) => ({ rollbackOf: target!.id, hash: v.hash, comment }),
+  },
+];
 
 function translate(err: unknown): never {
   if (err instanceof PolicyVersionError) {
@@ -79,53 +146,14 @@ function translate(err: unknown): never {
 
 const summary = ({ sources: _s, diff: _d, ...rest }: PolicyVersion) => rest;
 
-type WithId = FastifyRequest<{ Params: { id: string } }>;
-
-const textsBody = {
-  type: 'object',
-  additionalProperties: false,
-  properties: {
-    policy: draftBody.properties.policy,
-    conditions: draftBody.properties.conditions,
-    model: draftBody.properties.model,
-  },
-} as const;
-
-const decideBody = {
-  type: 'object',
-  additionalProperties: false,
-  required: ['nationalId', 'routeId', 'method', 'path'],
-  properties: {
-    nationalId: { type: 'string', pattern: NATIONAL_ID_PATTERN, description: 'Số định danh cán bộ / the official' },
-    roles: { type: 'array', maxItems: 32, items: { type: 'string', pattern: '^[a-z][a-z0-9_.:-]{0,63}$' }, description: 'omitted: the roles the roster gives the official' },
-    agency: { type: 'string', pattern: '^[a-z0-9][a-z0-9_.:-]{0,63}$', description: 'omitted: the agency the roster gives the official' },
-    deviceTier: { enum: DEVICE_TIERS, default: 'unknown' },
-    routeId: { type: 'string', minLength: 1, maxLength: 64 },
-    method: { enum: [...HTTP_METHODS] },
-    path: { type: 'string', pattern: '^/', maxLength: 2048, description: 'path inside the service, without its prefix and query' },
-    purpose: { type: 'object', additionalProperties: false, required: ['code', 'caseRef'], properties: { code: { type: 'string', maxLength: 64 }, caseRef: { type: 'string', maxLength: 64 } } },
-    version: { type: 'string', pattern: '^v[0-9]{1,9}$', description: 'omitted: the version in force' },
-  },
-} as const;
-
-interface DecideBody {
-  nationalId: string;
-  roles?: string[];
-  agency?: string;
-  deviceTier: DeviceTier;
-  routeId: string;
-  method: string;
-  path: string;
-  purpose?: { code: string; caseRef: string };
-  version?: string;
-}
+type WithId = FastifyRequest<{ Params: Static<typeof IdParams> }>;
 
 export const policiesModule: AdminModule = (app: FastifyInstance, runtime: Runtime) => {
   const { policies } = runtime;
   const who = (request: FastifyRequest) => request.zt.principal!.nationalId;
 
   app.get(P + '/versions', {
-    schema: { summary: 'Các phiên bản chính sách / Policy versions', tags: ['policies'], response: { 200: { type: 'object', properties: { active: { type: ['string', 'null'] }, inForceHere: { type: 'string' }, items: { type: 'array', items: summarySchema } } } } },
+    schema: { summary: 'Các phiên bản chính sách / Policy versions', tags: ['policies'], response: { 200: Reply({ active: NullableString(), inForceHere: Type.String(), items: Type.Array(VersionSummary) }) } },
   }, async (request) => {
     request.zt.admin = { operation: 'policy.list' };
     const [items, active] = await Promise.all([policies.versions.list(), policies.versions.activeId()]).catch(translate);
@@ -133,7 +161,7 @@ export const policiesModule: AdminModule = (app: FastifyInstance, runtime: Runti
   });
 
   app.get(P + '/versions/:id', {
-    schema: { summary: 'Một phiên bản: nội dung, tác giả, diff / One version: texts, author, diff', tags: ['policies'], params: idParams, response: { 200: versionSchema } },
+    schema: { summary: 'Một phiên bản: nội dung, tác giả, diff / One version: texts, author, diff', tags: ['policies'], params: IdParams, response: { 200: Version } },
   }, async (request: WithId) => {
     request.zt.admin = { operation: 'policy.get', target: request.params.id };
     return policies.versions.get(request.params.id).catch(translate);
@@ -144,10 +172,10 @@ export const policiesModule: AdminModule = (app: FastifyInstance, runtime: Runti
       summary: 'Tạo bản nháp / Create a draft',
       description: 'Checks the texts completely (errors name file:line) before storing anything; the active version stays in force.',
       tags: ['policies'],
-      body: draftBody,
-      response: { 201: versionSchema },
+      body: DraftBody,
+      response: { 201: Version },
     },
-  }, async (request: FastifyRequest<{ Body: { comment: string; policy?: string; conditions?: string | null; model?: string } }>, reply) => {
+  }, async (request: FastifyRequest<{ Body: Static<typeof DraftBody> }>, reply) => {
     const active = policies.current().sources;
     const body = request.body;
     const sources: PolicySources = { model: body.model ?? active.model, policy: body.policy ?? active.policy, conditions: body.conditions === undefined ? active.conditions : body.conditions };
@@ -163,92 +191,45 @@ export const policiesModule: AdminModule = (app: FastifyInstance, runtime: Runti
   });
 
   app.get(P + '/versions/:id/diff', {
-    schema: { summary: 'So với phiên bản đang áp dụng / Diff against the active version', tags: ['policies'], params: idParams, response: { 200: { type: 'object', properties: { id: { type: 'string' }, against: { type: 'string' }, diff: { type: 'string' } } } } },
+    schema: { summary: 'So với phiên bản đang áp dụng / Diff against the active version', tags: ['policies'], params: IdParams, response: { 200: Reply({ id: Type.String(), against: Type.String(), diff: Type.String() }) } },
   }, async (request: WithId) => {
     const v = await policies.versions.get(request.params.id).catch(translate);
     request.zt.admin = { operation: 'policy.diff', target: v.id };
     return { id: v.id, against: policies.currentId(), diff: diffSources(policies.current().sources, v.sources) };
   });
 
-  app.post(P + '/versions/:id/submit', {
-    schema: { summary: 'Gửi duyệt / Submit for approval', tags: ['policies'], params: idParams, response: { 200: summarySchema } },
-  }, async (request: WithId) => {
-    const v = await policies.versions.submit(request.params.id, who(request)).catch(translate);
-    request.zt.admin = { operation: 'policy.submit', target: v.id, detail: { hash: v.hash } };
-    return summary(v);
-  });
-
-  app.post(P + '/versions/:id/approve', {
-    schema: {
-      summary: 'Phê duyệt và áp dụng (bốn mắt) / Approve and activate (four-eyes)',
-      description: 'Only a security admin other than the author. Every instance sharing the store switches to it within about a second.',
-      tags: ['policies'],
-      params: idParams,
-      body: commentBody,
-      response: { 200: summarySchema },
-    },
-  }, async (request: FastifyRequest<{ Params: { id: string }; Body: { comment: string } }>) => {
-    const id = request.params.id;
-    const draft = await policies.versions.get(id).catch(translate);
-    // Built again: the routes may have changed since the draft was checked.
-    await policies.build(draft.sources, draft.id).catch(translate);
-    let v: PolicyVersion;
-    try {
-      v = await policies.versions.approve(id, who(request), request.body.comment);
-    } catch (err) {
-      request.zt.admin = { operation: 'policy.approve-refused', target: id, detail: { author: draft.author, error: (err as { code?: string }).code } };
-      translate(err);
-    }
-    await policies.announce(v);
-    request.zt.admin = { operation: 'policy.approve', target: v.id, detail: { hash: v.hash, author: v.author, comment: request.body.comment } };
-    return summary(v);
-  });
-
-  app.post(P + '/versions/:id/reject', {
-    schema: { summary: 'Từ chối / Reject', tags: ['policies'], params: idParams, body: commentBody, response: { 200: summarySchema } },
-  }, async (request: FastifyRequest<{ Params: { id: string }; Body: { comment: string } }>) => {
-    const v = await policies.versions.reject(request.params.id, who(request), request.body.comment).catch(translate);
-    request.zt.admin = { operation: 'policy.reject', target: v.id, detail: { comment: request.body.comment } };
-    return summary(v);
-  });
-
-  app.post(P + '/versions/:id/rollback', {
-    schema: {
-      summary: 'Quay lại một phiên bản trước / Roll back to an earlier version',
-      description: 'Creates and activates a new version with the texts of an earlier, once-active version.',
-      tags: ['policies'],
-      params: idParams,
-      body: commentBody,
-      response: { 200: summarySchema },
-    },
-  }, async (request: FastifyRequest<{ Params: { id: string }; Body: { comment: string } }>) => {
-    const target = await policies.versions.get(request.params.id).catch(translate);
-    await policies.build(target.sources, target.id).catch(translate);
-    const v = await policies.versions.rollback(target.id, who(request), request.body.comment).catch(translate);
-    await policies.announce(v);
-    request.zt.admin = { operation: 'policy.rollback', target: v.id, detail: { rollbackOf: target.id, hash: v.hash, comment: request.body.comment } };
-    return summary(v);
-  });
+  for (const review of REVIEWS) {
+    app.post(`${P}/versions/:id/${review.step}`, {
+      schema: { ...review.schema, tags: ['policies'], params: IdParams, ...(review.step === 'submit' ? {} : { body: CommentBody }), response: { 200: VersionSummary } },
+    }, async (request: FastifyRequest<{ Params: Static<typeof IdParams>; Body: Static<typeof CommentBody> | undefined }>) => {
+      const comment = request.body?.comment ?? '';
+      const target = review.activates ? await policies.versions.get(request.params.id).catch(translate) : null;
+      if (target) await policies.build(target.sources, target.id).catch(translate);
+      let v: PolicyVersion;
+      try {
+        v = await review.run(policies.versions, target?.id ?? request.params.id, who(request), comment);
+      } catch (err) {
+        if (review.auditRefusal && target) {
+          request.zt.admin = { operation: `policy.${review.step}-refused`, target: request.params.id, detail: { author: target.author, error: (err as { code?: string }).code } };
+        }
+        translate(err);
+      }
+      if (review.activates) await policies.announce(v);
+      request.zt.admin = { operation: `policy.${review.step}`, target: v.id, detail: review.detail(v, comment, target) };
+      return summary(v);
+    });
+  }
 
   app.post(P + '/versions/:id/what-if', {
     schema: {
       summary: 'Thử trên các quyết định gần đây / What-if over recent decisions',
       description: 'Evaluates the version against the last N decision inputs and lists the requests whose decision would flip.',
       tags: ['policies'],
-      params: idParams,
-      body: { type: 'object', additionalProperties: false, properties: { limit: { type: 'integer', minimum: 1, maximum: 100_000 } } },
-      response: {
-        200: {
-          type: 'object',
-          properties: {
-            id: { type: 'string' },
-            evaluated: { type: 'integer' },
-            flips: { type: 'array', items: { type: 'object', additionalProperties: true } },
-          },
-        },
-      },
+      params: IdParams,
+      body: WhatIfBody,
+      response: { 200: Reply({ id: Type.String(), evaluated: Type.Integer(), flips: Type.Array(AnyObject()) }) },
     },
-  }, async (request: FastifyRequest<{ Params: { id: string }; Body: { limit?: number } | undefined }>) => {
+  }, async (request: FastifyRequest<{ Params: Static<typeof IdParams>; Body: Static<typeof WhatIfBody> | undefined }>) => {
     const v = await policies.versions.get(request.params.id).catch(translate);
     const engine = await policies.build(v.sources, v.id).catch(translate);
     const recorded = await policies.recent.list(request.body?.limit);
@@ -262,10 +243,10 @@ export const policiesModule: AdminModule = (app: FastifyInstance, runtime: Runti
       summary: 'Kiểm tra bản nháp, không lưu / Check draft texts without storing them',
       description: 'Parses the texts exactly as an approval would load them (omitted texts: the active ones). Answers 200 either way; problems name file:line.',
       tags: ['policies'],
-      body: textsBody,
-      response: { 200: { type: 'object', properties: { valid: { type: 'boolean' }, problems: { type: 'array', items: { type: 'string' } } } } },
+      body: TextsBody,
+      response: { 200: Reply({ valid: Type.Boolean(), problems: Type.Array(Type.String()) }) },
     },
-  }, async (request: FastifyRequest<{ Body: { policy?: string; conditions?: string | null; model?: string } }>) => {
+  }, async (request: FastifyRequest<{ Body: Static<typeof TextsBody> | undefined }>) => {
     const active = policies.current().sources;
     const body = request.body ?? {};
     const sources: PolicySources = { model: body.model ?? active.model, policy: body.policy ?? active.policy, conditions: body.conditions === undefined ? active.conditions : body.conditions };
@@ -287,24 +268,10 @@ export const policiesModule: AdminModule = (app: FastifyInstance, runtime: Runti
         'Evaluates one request (official, device tier, service, method, path) against the version in force or a named version, ' +
         'and answers the decision, the matched rule and the reasons. Only the policy decides here: locks, quotas and the service approval are not evaluated.',
       tags: ['policies'],
-      body: decideBody,
-      response: {
-        200: {
-          type: 'object',
-          properties: {
-            version: { type: 'string' },
-            policyVersion: { type: 'string' },
-            effect: { enum: ['allow', 'deny'] },
-            rule: { type: ['string', 'null'] },
-            reasons: { type: 'array', items: { type: 'string' } },
-            condition: { type: 'string' },
-            obligations: { type: 'array', items: { type: 'object', additionalProperties: true } },
-            principal: { type: 'object', properties: { nationalId: { type: 'string' }, agency: { type: ['string', 'null'] }, roles: { type: 'array', items: { type: 'string' } } } },
-          },
-        },
-      },
+      body: DecideBody,
+      response: { 200: DecideReply },
     },
-  }, async (request: FastifyRequest<{ Body: DecideBody }>) => {
+  }, async (request: FastifyRequest<{ Body: Static<typeof DecideBody> }>) => {
     const body = request.body;
     const route = runtime.services.get(body.routeId)?.route;
     if (!route) throw new GatewayError('ZTG_ERR_BAD_REQUEST', 'request-malformed', { detail: `routeId: không có dịch vụ "${body.routeId}" / no service "${body.routeId}"` });
