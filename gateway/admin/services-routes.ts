@@ -1,11 +1,14 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import Type, { type Static } from 'typebox';
+import { SecurityLevel } from '../../core/schema.js';
 import { APPROVAL_STATUSES, CLASSIFICATIONS } from '../../core/levels.js';
 import type { RouteConfig } from '../config.js';
 import { GatewayError } from '../errors.js';
 import type { Runtime } from '../runtime.js';
-import { ServiceChangeError, type PendingServiceChange, type ServiceOverride, type ServicePatch } from '../service-registry.js';
+import { ServiceChangeError, type PendingServiceChange, type ServiceOverride } from '../service-registry.js';
 import { ADMIN_API_PREFIX } from './api-prefix.js';
 import type { AdminModule } from './app.js';
+import { Body, Items, NullableString, Params, Reply } from './schemas.js';
 import { useStrictValidation } from './openapi.js';
 
 /**
@@ -16,89 +19,68 @@ import { useStrictValidation } from './openapi.js';
  * pending change until ANOTHER security admin confirms it (four-eyes).
  */
 
-const approvalSchema = {
-  type: 'object',
-  properties: {
-    status: { enum: APPROVAL_STATUSES },
-    approvedBy: { type: 'string' },
-    approvedAt: { type: 'string' },
-    reason: { type: 'string' },
-    proposedBy: { type: 'string', description: 'four-eyes: who proposed it, when another admin (approvedBy) confirmed it' },
+const SERVICE_ID = '^[a-z0-9][a-z0-9-]{0,62}$';
+
+const Approval = Reply({
+  status: Type.Enum(APPROVAL_STATUSES),
+  approvedBy: Type.String(),
+  approvedAt: Type.String(),
+  reason: Type.String(),
+  proposedBy: Type.String({ description: 'four-eyes: who proposed it, when another admin (approvedBy) confirmed it' }),
+});
+
+const Pending = Reply({
+  id: Type.String(),
+  serviceId: Type.String(),
+  patch: Reply({
+    securityLevel: Type.Integer(),
+    classification: Type.Enum(CLASSIFICATIONS),
+    ownerAgency: Type.String(),
+    approval: Reply({ status: Type.Enum(APPROVAL_STATUSES), reason: Type.String() }),
+  }),
+  proposedBy: Type.String(),
+  proposedAt: Type.String(),
+  reason: NullableString(),
+});
+
+const Service = Reply({
+  id: Type.String(),
+  name: Type.String(),
+  pathPrefix: Type.String(),
+  host: Type.String(),
+  ownerAgency: Type.String(),
+  securityLevel: Type.Integer({ minimum: 1, maximum: 5 }),
+  classification: Type.Enum(CLASSIFICATIONS),
+  approval: Approval,
+  overridden: Type.Boolean({ description: 'true when an admin changed it since the configuration was loaded' }),
+  updatedBy: NullableString(),
+  updatedAt: NullableString(),
+  pendingChanges: Type.Array(Pending, { description: 'changes that weaken protection, waiting for a second security admin' }),
+});
+
+const PatchBody = Type.Object(
+  {
+    securityLevel: Type.Optional(SecurityLevel()),
+    classification: Type.Optional(Type.Enum(CLASSIFICATIONS)),
+    ownerAgency: Type.Optional(Type.String({ pattern: SERVICE_ID })),
+    approval: Type.Optional(
+      Body({
+        status: Type.Enum(APPROVAL_STATUSES),
+        reason: Type.String({ minLength: 1, maxLength: 1000, description: 'Lý do / why: required for every approval change' }),
+      }),
+    ),
   },
-} as const;
+  { additionalProperties: false, minProperties: 1 },
+);
 
-const pendingSchema = {
-  type: 'object',
-  properties: {
-    id: { type: 'string' },
-    serviceId: { type: 'string' },
-    patch: {
-      type: 'object',
-      properties: {
-        securityLevel: { type: 'integer' },
-        classification: { enum: CLASSIFICATIONS },
-        ownerAgency: { type: 'string' },
-        approval: { type: 'object', properties: { status: { enum: APPROVAL_STATUSES }, reason: { type: 'string' } } },
-      },
-    },
-    proposedBy: { type: 'string' },
-    proposedAt: { type: 'string' },
-    reason: { type: ['string', 'null'] },
-  },
-} as const;
+const IdParams = Params({ id: Type.String({ pattern: SERVICE_ID }) });
 
-const serviceSchema = {
-  type: 'object',
-  properties: {
-    id: { type: 'string' },
-    name: { type: 'string' },
-    pathPrefix: { type: 'string' },
-    host: { type: 'string' },
-    ownerAgency: { type: 'string' },
-    securityLevel: { type: 'integer', minimum: 1, maximum: 5 },
-    classification: { enum: CLASSIFICATIONS },
-    approval: approvalSchema,
-    overridden: { type: 'boolean', description: 'true when an admin changed it since the configuration was loaded' },
-    updatedBy: { type: ['string', 'null'] },
-    updatedAt: { type: ['string', 'null'] },
-    pendingChanges: { type: 'array', items: pendingSchema, description: 'changes that weaken protection, waiting for a second security admin' },
-  },
-} as const;
+const ChangeParams = Params({
+  id: Type.String({ pattern: SERVICE_ID }),
+  changeId: Type.String({ pattern: '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' }),
+});
 
-const patchSchema = {
-  type: 'object',
-  additionalProperties: false,
-  minProperties: 1,
-  properties: {
-    securityLevel: { type: 'integer', minimum: 1, maximum: 5 },
-    classification: { enum: CLASSIFICATIONS },
-    ownerAgency: { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,62}$' },
-    approval: {
-      type: 'object',
-      additionalProperties: false,
-      required: ['status', 'reason'],
-      properties: {
-        status: { enum: APPROVAL_STATUSES },
-        reason: { type: 'string', minLength: 1, maxLength: 1000, description: 'Lý do / why: required for every approval change' },
-      },
-    },
-  },
-} as const;
-
-const changeParams = {
-  type: 'object',
-  required: ['id', 'changeId'],
-  properties: { id: { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,62}$' }, changeId: { type: 'string', pattern: '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' } },
-} as const;
-
-const commentBody = {
-  type: 'object',
-  additionalProperties: false,
-  required: ['comment'],
-  properties: { comment: { type: 'string', minLength: 1, maxLength: 1000, description: 'Nhận xét / why: required, audited' } },
-} as const;
-
-const params = { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,62}$' } } } as const;
+const ChangeCommentBody = Body({ comment: Type.String({ minLength: 1, maxLength: 1000, description: 'Nhận xét / why: required, audited' }) });
 
 function view(route: RouteConfig, override: ServiceOverride | null, pendingChanges: readonly PendingServiceChange[]) {
   return {
@@ -137,7 +119,7 @@ export const servicesModule: AdminModule = (app: FastifyInstance, runtime: Runti
     schema: {
       summary: 'Danh sách dịch vụ / List shared database services',
       tags: ['services'],
-      response: { 200: { type: 'object', properties: { items: { type: 'array', items: serviceSchema } } } },
+      response: { 200: Items(Service) },
     },
   }, async () => {
     const pending = await services.pending();
@@ -145,8 +127,8 @@ export const servicesModule: AdminModule = (app: FastifyInstance, runtime: Runti
   });
 
   app.get(`${ADMIN_API_PREFIX}/services/:id`, {
-    schema: { summary: 'Một dịch vụ / One service', tags: ['services'], params, response: { 200: serviceSchema } },
-  }, async (request: FastifyRequest<{ Params: { id: string } }>) => {
+    schema: { summary: 'Một dịch vụ / One service', tags: ['services'], params: IdParams, response: { 200: Service } },
+  }, async (request: FastifyRequest<{ Params: Static<typeof IdParams> }>) => {
     const s = services.get(request.params.id);
     if (!s) throw new GatewayError('ZTG_ERR_ROUTE_NOT_FOUND', 'route-not-found');
     return view(s.route, s.override, await services.pending(s.route.id));
@@ -161,11 +143,11 @@ export const servicesModule: AdminModule = (app: FastifyInstance, runtime: Runti
         'Four-eyes: a change that weakens protection (classification or security level lowered, or approval set to approved) is not applied: ' +
         'it answers 202 with the pending change, which ANOTHER security admin confirms (POST …/changes/{changeId}/confirm) or rejects. Other changes apply at once (200).',
       tags: ['services'],
-      params,
-      body: patchSchema,
-      response: { 200: serviceSchema, 202: { type: 'object', properties: { pending: pendingSchema } } },
+      params: IdParams,
+      body: PatchBody,
+      response: { 200: Service, 202: Reply({ pending: Pending }) },
     },
-  }, async (request: FastifyRequest<{ Params: { id: string }; Body: ServicePatch }>, reply) => {
+  }, async (request: FastifyRequest<{ Params: Static<typeof IdParams>; Body: Static<typeof PatchBody> }>, reply) => {
     const { id } = request.params;
     const before = services.get(id);
     if (!before) throw new GatewayError('ZTG_ERR_ROUTE_NOT_FOUND', 'route-not-found');
@@ -196,10 +178,10 @@ export const servicesModule: AdminModule = (app: FastifyInstance, runtime: Runti
     schema: {
       summary: 'Thay đổi đang chờ xác nhận / Pending changes of a service',
       tags: ['services'],
-      params,
-      response: { 200: { type: 'object', properties: { items: { type: 'array', items: pendingSchema } } } },
+      params: IdParams,
+      response: { 200: Items(Pending) },
     },
-  }, async (request: FastifyRequest<{ Params: { id: string } }>) => {
+  }, async (request: FastifyRequest<{ Params: Static<typeof IdParams> }>) => {
     if (!services.get(request.params.id)) throw new GatewayError('ZTG_ERR_ROUTE_NOT_FOUND', 'route-not-found');
     return { items: await services.pending(request.params.id) };
   });
@@ -209,11 +191,11 @@ export const servicesModule: AdminModule = (app: FastifyInstance, runtime: Runti
       summary: 'Xác nhận thay đổi (bốn mắt) / Confirm a pending change (four-eyes)',
       description: 'By a security admin OTHER than the proposer (the proposer gets 403 ZTG_ERR_FOUR_EYES_REQUIRED); the change then applies on every instance. Body: {"comment": "…"} (required, audited).',
       tags: ['services'],
-      params: changeParams,
-      body: commentBody,
-      response: { 200: serviceSchema },
+      params: ChangeParams,
+      body: ChangeCommentBody,
+      response: { 200: Service },
     },
-  }, async (request: FastifyRequest<{ Params: { id: string; changeId: string }; Body: { comment: string } }>) => {
+  }, async (request: FastifyRequest<{ Params: Static<typeof ChangeParams>; Body: Static<typeof ChangeCommentBody> }>) => {
     const { id, changeId } = request.params;
     const before = services.get(id);
     if (!before) throw new GatewayError('ZTG_ERR_ROUTE_NOT_FOUND', 'route-not-found');
@@ -235,11 +217,11 @@ export const servicesModule: AdminModule = (app: FastifyInstance, runtime: Runti
       summary: 'Từ chối thay đổi đang chờ / Reject a pending change',
       description: 'Another security admin refuses it, or its proposer withdraws it; nothing changes. Body: {"comment": "…"} (required, audited).',
       tags: ['services'],
-      params: changeParams,
-      body: commentBody,
-      response: { 200: { type: 'object', properties: { rejected: pendingSchema } } },
+      params: ChangeParams,
+      body: ChangeCommentBody,
+      response: { 200: Reply({ rejected: Pending }) },
     },
-  }, async (request: FastifyRequest<{ Params: { id: string; changeId: string }; Body: { comment: string } }>) => {
+  }, async (request: FastifyRequest<{ Params: Static<typeof ChangeParams>; Body: Static<typeof ChangeCommentBody> }>) => {
     const { id, changeId } = request.params;
     const comment = request.body.comment.trim();
     if (!comment) throw new GatewayError('ZTG_ERR_BAD_REQUEST', 'request-malformed', { detail: 'comment: bắt buộc / a comment is required' });
