@@ -4,7 +4,9 @@ import { GatewayError } from '../errors.js';
 import { createListenerApp } from '../http.js';
 import type { Runtime } from '../runtime.js';
 import { checkPath, stripForgeableIdentityHeaders } from '../steps/edge.js';
+import Type from 'typebox';
 import { registerOpenApi } from './openapi.js';
+import { NullableString, Reply } from './schemas.js';
 import { adminErrorPage } from './error-page.js';
 import { createCsrfGuard, registerCsrfRoute } from './csrf.js';
 import { registerAdminSignIn } from './signin.js';
@@ -77,7 +79,7 @@ export async function buildAdminApp(runtime: Runtime, opts: { logger?: Logger; m
     schema: {
       summary: 'Ai đang đăng nhập / Who is calling',
       tags: ['session'],
-      response: { 200: { type: 'object', properties: { nationalId: { type: 'string' }, agency: { type: ['string', 'null'] }, roles: { type: 'array', items: { type: 'string' } }, assuranceLevel: { type: 'integer' } } } },
+      response: { 200: Reply({ nationalId: Type.String(), agency: NullableString(), roles: Type.Array(Type.String()), assuranceLevel: Type.Integer() }) },
     },
   }, async (request) => {
     const p = request.zt.principal!;

@@ -3,6 +3,8 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { GatewayError } from '../errors.js';
 import type { Store } from '../../core/store.js';
 import { ADMIN_API_PREFIX } from './api-prefix.js';
+import Type from 'typebox';
+import { NullableString, Reply } from './schemas.js';
 
 /**
  * CSRF protection of the management plane (OWASP CSRF Prevention Cheat Sheet): a browser
@@ -92,7 +94,7 @@ export function registerCsrfRoute(app: FastifyInstance, guard: CsrfGuard): void 
       summary: 'Mã chống giả mạo yêu cầu / CSRF token for this session',
       description: 'The token to send as X-CSRF-Token with every change made with the session cookie; null for bearer-token callers, who need none.',
       tags: ['session'],
-      response: { 200: { type: 'object', properties: { token: { type: ['string', 'null'] }, header: { type: 'string' } } } },
+      response: { 200: Reply({ token: NullableString(), header: Type.String() }) },
     },
   }, async (request, reply) => {
     const sessionId = request.zt.principal?.sessionId;

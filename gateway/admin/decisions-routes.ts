@@ -1,9 +1,12 @@
 import { PassThrough } from 'node:stream';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import Type, { type Static } from 'typebox';
+import { Id } from '../../core/schema.js';
 import { GatewayError } from '../errors.js';
 import { ADMIN_API_PREFIX } from './api-prefix.js';
 import type { AdminModule } from './app.js';
 import { useStrictValidation } from './openapi.js';
+import { Body, Items, Reply } from './schemas.js';
 import { NATIONAL_ID_PATTERN } from '../../core/national-id.js';
 import { matches, monthOf, RING_SIZE, type DecisionFilter, type DecisionSummary } from '../audit/decision-feed.js';
 
@@ -33,61 +36,47 @@ export function toCsv(header: readonly string[], rows: readonly (readonly unknow
 
 // ---------------------------------------------------------------------------------------------
 
-const id = { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,62}$' } as const;
-const filterQuery = {
-  type: 'object',
-  additionalProperties: false,
-  properties: {
-    outcome: { enum: ['allow', 'deny'] },
-    agency: id,
-    service: id,
-    official: { type: 'string', pattern: NATIONAL_ID_PATTERN },
-    kind: { enum: ['access', 'admin'] },
-    limit: { type: 'integer', minimum: 1, maximum: RING_SIZE, default: 200 },
-  },
-} as const;
-const summarySchema = {
-  type: 'object',
-  properties: {
-    id: { type: 'string' },
-    time: { type: 'string', format: 'date-time' },
-    action: { type: 'string' },
-    decision: { enum: ['allow', 'deny'] },
-    reasons: { type: 'array', items: { type: 'string' } },
-    rule: { type: ['string', 'null'] },
-    policyVersion: { type: ['string', 'null'] },
-    service: { type: ['string', 'null'] },
-    securityLevel: { type: ['integer', 'null'] },
-    official: { type: ['string', 'null'] },
-    agency: { type: ['string', 'null'] },
-    method: { type: ['string', 'null'] },
-    path: { type: ['string', 'null'] },
-    status: { type: ['integer', 'null'] },
-  },
-} as const;
-const MONTH = '^\\d{4}-(0[1-9]|1[0-2])$';
-const countsQuery = {
-  type: 'object',
-  additionalProperties: false,
-  properties: {
-    year: { type: 'integer', minimum: 2000, maximum: 2999 },
-    from: { type: 'string', pattern: MONTH },
-    to: { type: 'string', pattern: MONTH },
-  },
-} as const;
-const countsResponse = {
-  type: 'object',
-  properties: {
-    from: { type: 'string' },
-    to: { type: 'string' },
-    rows: {
-      type: 'array',
-      items: { type: 'object', properties: { agency: { type: 'string' }, service: { type: 'string' }, allowed: { type: 'integer' }, denied: { type: 'integer' } } },
-    },
-  },
-} as const;
+const Nullable = <T extends 'string' | 'integer'>(type: T) => Type.Unsafe<(T extends 'string' ? string : number) | null>({ type: [type, 'null'] });
 
-type FilterQuery = DecisionFilter & { limit: number };
+const FilterQuery = Body({
+  outcome: Type.Optional(Type.Enum(['allow', 'deny'])),
+  agency: Type.Optional(Id()),
+  service: Type.Optional(Id()),
+  official: Type.Optional(Type.String({ pattern: NATIONAL_ID_PATTERN })),
+  kind: Type.Optional(Type.Enum(['access', 'admin'])),
+  limit: Type.Integer({ minimum: 1, maximum: RING_SIZE, default: 200 }),
+});
+
+const DecisionSummaryReply = Reply({
+  id: Type.String(),
+  time: Type.String({ format: 'date-time' }),
+  action: Type.String(),
+  decision: Type.Enum(['allow', 'deny']),
+  reasons: Type.Array(Type.String()),
+  rule: Nullable('string'),
+  policyVersion: Nullable('string'),
+  service: Nullable('string'),
+  securityLevel: Nullable('integer'),
+  official: Nullable('string'),
+  agency: Nullable('string'),
+  method: Nullable('string'),
+  path: Nullable('string'),
+  status: Nullable('integer'),
+});
+
+const MONTH = '^\\d{4}-(0[1-9]|1[0-2])$';
+const CountsQuery = Body({
+  year: Type.Optional(Type.Integer({ minimum: 2000, maximum: 2999 })),
+  from: Type.Optional(Type.String({ pattern: MONTH })),
+  to: Type.Optional(Type.String({ pattern: MONTH })),
+});
+
+const CountsReply = Reply({
+  from: Type.String(),
+  to: Type.String(),
+  rows: Type.Array(Reply({ agency: Type.String(), service: Type.String(), allowed: Type.Integer(), denied: Type.Integer() })),
+});
+
 
 function range(q: { year?: number; from?: string; to?: string }): { fromMonth: string; toMonth: string } {
   const year = q.year ?? Number(monthOf(new Date().toISOString()).slice(0, 4));
@@ -109,10 +98,10 @@ export const liveModule: AdminModule = (app: FastifyInstance, runtime) => {
         summary: 'Quyết định gần đây / Recent decisions',
         description: 'The most recent decision events this instance wrote, oldest first, filtered.',
         tags: ['decisions'],
-        querystring: filterQuery,
-        response: { 200: { type: 'object', properties: { items: { type: 'array', items: summarySchema } } } },
+        querystring: FilterQuery,
+        response: { 200: Items(DecisionSummaryReply) },
       },
-    }, async (request: FastifyRequest<{ Querystring: FilterQuery }>) => {
+    }, async (request: FastifyRequest<{ Querystring: Static<typeof FilterQuery> }>) => {
       const { limit, ...filter } = request.query;
       return { items: feed.recent(filter, limit) };
     });
@@ -121,10 +110,10 @@ export const liveModule: AdminModule = (app: FastifyInstance, runtime) => {
       schema: {
         summary: 'Xuất quyết định gần đây (CSV) / Export recent decisions (CSV)',
         tags: ['decisions'],
-        querystring: filterQuery,
+        querystring: FilterQuery,
         response: { 200: { description: 'CSV (UTF-8 with BOM)', content: { 'text/csv': { schema: { type: 'string' } } } } },
       },
-    }, async (request: FastifyRequest<{ Querystring: FilterQuery }>, reply) => {
+    }, async (request: FastifyRequest<{ Querystring: Static<typeof FilterQuery> }>, reply) => {
       const { limit, ...filter } = request.query;
       const rows = feed.recent(filter, limit).map((d) => [d.time, d.decision, d.reasons.join(' '), d.official, d.agency, d.service, d.method, d.path, d.status, d.rule, d.policyVersion, d.id]);
       request.zt.admin = { operation: 'decisions.export', detail: { rows: rows.length, ...filter } };
@@ -139,10 +128,10 @@ export const liveModule: AdminModule = (app: FastifyInstance, runtime) => {
         summary: 'Luồng quyết định trực tiếp (SSE) / Live decision stream (SSE)',
         description: 'text/event-stream: first the recent decisions matching the filter, then each new one as `event: decision`.',
         tags: ['decisions'],
-        querystring: filterQuery,
+        querystring: FilterQuery,
         response: { 200: { description: 'Server-Sent Events', content: { 'text/event-stream': { schema: { type: 'string' } } } } },
       },
-    }, async (request: FastifyRequest<{ Querystring: FilterQuery }>, reply) => {
+    }, async (request: FastifyRequest<{ Querystring: Static<typeof FilterQuery> }>, reply) => {
       if (feed.subscribers >= MAX_STREAMS) throw new GatewayError('ZTG_ERR_BAD_REQUEST', 'request-malformed', { detail: 'Quá nhiều luồng đang mở / too many open streams' });
       const { limit, ...filter } = request.query;
       const out = new PassThrough();
@@ -174,10 +163,10 @@ export const liveModule: AdminModule = (app: FastifyInstance, runtime) => {
         summary: 'Thống kê theo cơ quan / Per-agency counts',
         description: 'Data-plane decisions per agency and service over whole months (Vietnam time), for the yearly report. Default: the current calendar year.',
         tags: ['decisions'],
-        querystring: countsQuery,
-        response: { 200: countsResponse },
+        querystring: CountsQuery,
+        response: { 200: CountsReply },
       },
-    }, async (request: FastifyRequest<{ Querystring: { year?: number; from?: string; to?: string } }>) => {
+    }, async (request: FastifyRequest<{ Querystring: Static<typeof CountsQuery> }>) => {
       const r = range(request.query);
       return { from: r.fromMonth, to: r.toMonth, rows: await feed.counts(r) };
     });
@@ -186,10 +175,10 @@ export const liveModule: AdminModule = (app: FastifyInstance, runtime) => {
       schema: {
         summary: 'Xuất thống kê theo cơ quan (CSV) / Export per-agency counts (CSV)',
         tags: ['decisions'],
-        querystring: countsQuery,
+        querystring: CountsQuery,
         response: { 200: { description: 'CSV (UTF-8 with BOM)', content: { 'text/csv': { schema: { type: 'string' } } } } },
       },
-    }, async (request: FastifyRequest<{ Querystring: { year?: number; from?: string; to?: string } }>, reply) => {
+    }, async (request: FastifyRequest<{ Querystring: Static<typeof CountsQuery> }>, reply) => {
       const r = range(request.query);
       const rows = (await feed.counts(r)).map((c) => [r.fromMonth, r.toMonth, c.agency, c.service, c.allowed, c.denied, c.allowed + c.denied]);
       request.zt.admin = { operation: 'decisions.counts.export', detail: { from: r.fromMonth, to: r.toMonth, rows: rows.length } };

@@ -1,4 +1,5 @@
 import { Ajv } from 'ajv';
+import Type from 'typebox';
 import type { FastifyInstance, RouteOptions } from 'fastify';
 import { ERROR_CODES } from '../errors.js';
 import { REASONS } from '../../core/reasons.js';
@@ -95,22 +96,15 @@ export function useStrictValidation(app: FastifyInstance): void {
   app.setValidatorCompiler(({ schema }) => ajv.compile(schema));
 }
 
-const errorSchema = {
-  type: 'object',
-  required: ['error', 'requestId'],
-  properties: {
-    error: {
-      type: 'object',
-      required: ['code', 'reason', 'message'],
-      properties: {
-        code: { enum: Object.keys(ERROR_CODES) },
-        reason: { enum: Object.keys(REASONS) },
-        message: { type: 'string' },
-      },
-    },
-    requestId: { type: 'string' },
-  },
-};
+/** The one error shape of every refusal (README "Errors"). */
+const errorSchema = Type.Object({
+  error: Type.Object({
+    code: Type.Enum(Object.keys(ERROR_CODES)),
+    reason: Type.Enum(Object.keys(REASONS)),
+    message: Type.String(),
+  }),
+  requestId: Type.String(),
+});
 
 /** Fastify writes `:id`; OpenAPI writes `{id}`. */
 const toOpenApiPath = (url: string) => url.replace(/:([A-Za-z0-9_]+)/g, '{$1}');
