@@ -72,9 +72,9 @@ function runtimeHasMlDsa(): boolean {
 }
 
 /** Problems with the `assertion` section (after the schema): keys that would go unused, timers on file keys, the runtime. */
-export function checkAssertionConfig(a: Record<string, any>): string[] {
+export function checkAssertionConfig(a: AssertionConfig): string[] {
   const problems: string[] = [];
-  const algorithms = a.algorithms as AssertionAlgorithm[];
+  const algorithms = a.algorithms;
   for (const alg of ASSERTION_ALGORITHMS) {
     const option = KEY_FILE_OPTION[alg];
     if (a[option] && !algorithms.includes(alg)) problems.push(`assertion.${option}: set, but assertion.algorithms does not include ${alg}; add it or remove the key`);

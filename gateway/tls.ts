@@ -52,8 +52,14 @@ function read(problems: string[], at: string, path: string): string | null {
   }
 }
 
-function checkOne(problems: string[], at: string, tls: Record<string, any>, publicUrl: string | undefined, publicUrlKey: string, baseDir: string): void {
-  for (const k of ['certFile', 'keyFile', 'clientCaFile'] as const) if (typeof tls[k] === 'string' && !isAbsolute(tls[k])) tls[k] = resolve(baseDir, tls[k]);
+/** The section as ajv leaves it: its file paths are made absolute here, in place. */
+type RawTls = Static<typeof TLS_SCHEMA>;
+
+function checkOne(problems: string[], at: string, tls: RawTls, publicUrl: string | undefined, publicUrlKey: string, baseDir: string): void {
+  for (const k of ['certFile', 'keyFile', 'clientCaFile'] as const) {
+    const file = tls[k];
+    if (typeof file === 'string' && !isAbsolute(file)) tls[k] = resolve(baseDir, file);
+  }
   const certPem = read(problems, `${at}.certFile`, tls.certFile);
   const keyPem = read(problems, `${at}.keyFile`, tls.keyFile);
   let cert: X509Certificate | null = null;
@@ -75,7 +81,7 @@ function checkOne(problems: string[], at: string, tls: Record<string, any>, publ
   if (cert && key && !cert.checkPrivateKey(key)) problems.push(`${at}.keyFile: does not match the certificate in certFile`);
   if (cert && Date.parse(cert.validTo) < Date.now()) problems.push(`${at}.certFile: the certificate expired on ${new Date(cert.validTo).toISOString()}`);
 
-  for (const group of tls.groups as string[]) {
+  for (const group of tls.groups) {
     try {
       createSecureContext({ ecdhCurve: group });
     } catch {
@@ -105,7 +111,7 @@ function checkOne(problems: string[], at: string, tls: Record<string, any>, publ
 }
 
 /** Checks one listener's TLS files (another section's listener, e.g. `databases.listen.tls`). */
-export function checkTlsFiles(problems: string[], at: string, tls: Record<string, any>, baseDir: string): void {
+export function checkTlsFiles(problems: string[], at: string, tls: RawTls, baseDir: string): void {
   checkOne(problems, at, tls, undefined, '', baseDir);
 }
 
@@ -114,10 +120,12 @@ export function checkTlsFiles(problems: string[], at: string, tls: Record<string
  * a client CA when client certificates are asked for, https public URLs. Resolves the file
  * paths against `baseDir` in place.
  */
-export function checkListenerTls(raw: Record<string, any>, baseDir: string): string[] {
+type Listener = { readonly listen: { readonly tls?: RawTls } };
+
+export function checkListenerTls(raw: Listener & { readonly publicUrl: string; readonly admin?: Listener & { readonly publicUrl?: string } }, baseDir: string): string[] {
   const problems: string[] = [];
-  if (raw.listen?.tls) checkOne(problems, 'listen.tls', raw.listen.tls, raw.publicUrl, 'publicUrl', baseDir);
-  if (raw.admin?.listen?.tls) checkOne(problems, 'admin.listen.tls', raw.admin.listen.tls, raw.admin.publicUrl, 'admin.publicUrl', baseDir);
+  if (raw.listen.tls) checkOne(problems, 'listen.tls', raw.listen.tls, raw.publicUrl, 'publicUrl', baseDir);
+  if (raw.admin?.listen.tls) checkOne(problems, 'admin.listen.tls', raw.admin.listen.tls, raw.admin.publicUrl, 'admin.publicUrl', baseDir);
   return problems;
 }
 
