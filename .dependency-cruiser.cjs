@@ -66,5 +66,7 @@ module.exports = {
     tsPreCompilationDeps: true,
     doNotFollow: { path: 'node_modules' },
     exclude: { path: '^(node_modules|dist)/' },
+    // ESM-only packages (typebox) resolve through their package.json `exports` and `.mjs` files.
+    enhancedResolveOptions: { exportsFields: ['exports'], conditionNames: ['import', 'require', 'node', 'default'], extensions: ['.ts', '.mts', '.js', '.mjs', '.cjs', '.json'] },
   },
 };
