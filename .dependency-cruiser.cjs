@@ -13,7 +13,7 @@ const PRODUCT = '^(core|identity|policies|gateway)/';
 /** The files that build the planes and start the process: the only ones that wire the admin plane in. */
 const COMPOSITION_ROOT = ['^gateway/server[.]ts$', '^gateway/cli[.]ts$', '^gateway/cli-main[.]ts$'];
 /** What is not the project: Node.js built-ins are dependency type `core`, npm packages resolve into node_modules. */
-const OUTSIDE = ['^node_modules/'];
+const OUTSIDE = ['(^|/)node_modules/'];
 
 /** @type {import('dependency-cruiser').IConfiguration} */
 module.exports = {

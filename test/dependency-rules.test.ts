@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,6 +15,10 @@ import { ROOT } from './helpers/harness.js';
 const FILES: Record<string, string> = {
   'core/levels.ts': `import { readFileSync } from 'node:fs';\nimport { x } from './other.js';\nexport const levels = [x, readFileSync];\n`,
   'core/other.ts': `export const x = 1;\n`,
+  // npm packages are not the project, ESM-only ones (typebox: an `exports` map and .mjs files) included.
+  'core/schema.ts': `import Type from 'typebox';\nimport { Ajv } from 'ajv';\nexport const s = [Type.String(), Ajv];\n`,
+  'identity/config.ts': `import Type from 'typebox';\nexport const c = Type.Object({});\n`,
+  'policies/config.ts': `import Type from 'typebox';\nexport const c = Type.Object({});\n`,
   'core/upward.ts': `import { thing } from '../gateway/thing.js';\nexport const u = thing;\n`,
   'identity/principal.ts': `import { levels } from '../core/levels.js';\nexport const p = levels;\n`,
   'identity/upward.ts': `import type { Thing } from '../gateway/thing.js';\nexport type U = Thing;\n`,
@@ -39,6 +43,7 @@ beforeAll(() => {
     writeFileSync(join(dir, file), text);
   }
   copyFileSync(join(ROOT, '.dependency-cruiser.cjs'), join(dir, '.dependency-cruiser.cjs'));
+  symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
   writeFileSync(join(dir, 'tsconfig.json'), JSON.stringify({ compilerOptions: { module: 'NodeNext', moduleResolution: 'NodeNext', strict: true }, include: ['core', 'identity', 'policies', 'gateway', 'demo'] }));
 });
 
