@@ -8,7 +8,7 @@ import type { AdminModule } from './app.js';
 import { useStrictValidation } from './openapi.js';
 import { Body, Items, Reply } from './schemas.js';
 import { NATIONAL_ID_PATTERN } from '../../core/national-id.js';
-import { matches, monthOf, RING_SIZE, type DecisionFilter, type DecisionSummary } from '../audit/decision-feed.js';
+import { matches, monthOf, RING_SIZE, type DecisionSummary } from '../audit/decision-feed.js';
 
 /**
  * Live decisions for security admins: the recent decisions of the decision feed
