@@ -10,6 +10,7 @@ import type { Principal } from '../../core/principal.js';
 import { DeviceRegistry, type DeviceStatus } from '../../identity/devices.js';
 import { complianceFailures, createPostureVerifier, deviceTier, PostureError, tierAtLeast, type PostureVerifier } from '../../identity/posture.js';
 import { clientCertificateKey } from '../tls.js';
+import { DpopSignatureError, verifyDpopSignature } from '../../identity/dpop-proof.js';
 
 /**
  * Step 4, device: which registered device the request comes from, proven by possession of its
@@ -171,19 +172,37 @@ export function createDeviceAssessor(
     // RFC 9449 §4.3 (1): exactly one DPoP header; Node joins repeated ones with ", ".
     if (Array.isArray(header) || header.includes(',')) throw deviceError('device-proof-invalid', 'more than one DPoP header');
 
-    let verified;
+    let payload: Record<string, unknown>;
+    let jwk: JWK | undefined;
+    let thumbprint: string | undefined;
+    let fast;
     try {
-      verified = await jwtVerify(header, EmbeddedJWK, { typ: DPOP_TYP, algorithms: [...devices.proofAlgorithms], requiredClaims: ['jti', 'iat', 'htm', 'htu'] });
+      // The common shape (ES256 or Ed25519, a bare public JWK) is verified with node:crypto and a cached key.
+      fast = verifyDpopSignature(header, DPOP_TYP, devices.proofAlgorithms);
     } catch (err) {
-      throw deviceError('device-proof-invalid', err instanceof errors.JOSEAlgNotAllowed ? 'DPoP proof algorithm not allowed' : 'DPoP proof does not verify', err);
+      if (err instanceof DpopSignatureError) throw deviceError('device-proof-invalid', 'DPoP proof does not verify', err);
+      throw err;
     }
-    const { payload, protectedHeader } = verified;
-    const jwk = protectedHeader.jwk as JWK | undefined;
+    if (fast) {
+      ({ payload, thumbprint } = fast);
+      jwk = fast.jwk as JWK;
+      // What jose's requiredClaims and iat checks demand of the generic path.
+      if (!['jti', 'iat', 'htm', 'htu'].every((c) => c in payload) || typeof payload.iat !== 'number') throw deviceError('device-proof-invalid', 'DPoP proof does not verify');
+    } else {
+      let verified;
+      try {
+        verified = await jwtVerify(header, EmbeddedJWK, { typ: DPOP_TYP, algorithms: [...devices.proofAlgorithms], requiredClaims: ['jti', 'iat', 'htm', 'htu'] });
+      } catch (err) {
+        throw deviceError('device-proof-invalid', err instanceof errors.JOSEAlgNotAllowed ? 'DPoP proof algorithm not allowed' : 'DPoP proof does not verify', err);
+      }
+      payload = verified.payload;
+      jwk = verified.protectedHeader.jwk as JWK | undefined;
+    }
     if (!jwk || ['d', 'p', 'q', 'k'].some((m) => (jwk as Record<string, unknown>)[m] !== undefined)) throw deviceError('device-proof-invalid', 'DPoP proof jwk must be a public key');
     if (typeof payload.jti !== 'string' || payload.jti.length < 8 || payload.jti.length > 256) throw deviceError('device-proof-invalid', 'DPoP proof jti must be 8–256 characters');
 
     const nowSeconds = now() / 1000;
-    const iat = payload.iat!;
+    const iat = payload.iat as number;
     if (iat > nowSeconds + skew || iat < nowSeconds - devices.proofMaxAgeSeconds - skew) throw deviceError('device-clock-skew', 'DPoP proof iat is outside the accepted window');
     const expectedHtu = normaliseHtu(`${opts.publicUrl?.(request) ?? config.publicUrl}${request.url.split('?')[0]}`);
     if (payload.htm !== request.method || typeof payload.htu !== 'string' || normaliseHtu(payload.htu) !== expectedHtu) {
@@ -196,13 +215,13 @@ export function createDeviceAssessor(
       if (payload.ath !== sha256url(token)) throw deviceError('device-proof-invalid', 'DPoP proof ath does not match the access token');
       jkt = boundKey(token);
     }
-    const deviceId = await calculateJwkThumbprint(jwk, 'sha256');
+    const deviceId = thumbprint ?? (await calculateJwkThumbprint(jwk, 'sha256'));
     if (jkt !== undefined && jkt !== deviceId) throw deviceError('device-proof-invalid', 'the access token is bound to another key (cnf.jkt)');
 
     // Last, so that unverifiable proofs cannot fill the cache: SET NX on every instance at once.
     let fresh: boolean;
     try {
-      fresh = await store.set(`dpop:jti:${deviceId}:${sha256url(payload.jti)}`, '1', { ifAbsent: true, ttlMs: replayWindowMs });
+      fresh = await store.set(`dpop:jti:${deviceId}:${sha256url(payload.jti as string)}`, '1', { ifAbsent: true, ttlMs: replayWindowMs });
     } catch (err) {
       throw deviceError('device-registry-unavailable', undefined, err);
     }
