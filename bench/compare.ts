@@ -450,9 +450,9 @@ export async function runCompare(o: CompareOptions): Promise<CompareResult> {
       const script = wrk && !proofs ? luaScript(o.dir, setup, toks) : '';
       const run = async (s: number) => {
         if (!proofs) return wrk ? wrkRun(wrk, url, script, o, s) : nodeRun(url, toks, o, s);
-        // Signed beforehand, enough for the rate of (d) (a proof per request costs more) and then some.
+        // Signed beforehand, twice what the rate of (d) would use (a proof per request costs more).
         const warm = results.find((r) => r.setup === 'gateway-warm');
-        const count = Math.ceil((warm ? warm.requestsPerSecond * 1.3 : 8000) * Math.max(1, s)) + 500;
+        const count = Math.ceil((warm ? warm.requestsPerSecond * 2 : 8000) * Math.max(1, s)) + 500;
         const pool: string[] = [];
         for (let i = 0; i < count; i++) pool.push(proofs.proof());
         if (wrk) {
