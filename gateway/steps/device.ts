@@ -219,8 +219,9 @@ export function createDeviceAssessor(
     const nowSeconds = now() / 1000;
     const iat = payload.iat as number;
     if (iat > nowSeconds + skew || iat < nowSeconds - devices.proofMaxAgeSeconds - skew) throw deviceError('device-clock-skew', 'DPoP proof iat is outside the accepted window');
-    const expectedHtu = normaliseHtu(`${opts.publicUrl?.(request) ?? config.publicUrl}${request.url.split('?')[0]}`);
-    if (payload.htm !== request.method || typeof payload.htu !== 'string' || normaliseHtu(payload.htu) !== expectedHtu) {
+    const target = `${opts.publicUrl?.(request) ?? config.publicUrl}${request.url.split('?')[0]}`;
+    // The same text normalises the same way: URL parsing is needed only when a client wrote it otherwise.
+    if (payload.htm !== request.method || typeof payload.htu !== 'string' || (payload.htu !== target && normaliseHtu(payload.htu) !== normaliseHtu(target))) {
       throw deviceError('device-proof-mismatch', 'DPoP proof was made for another method or URL');
     }
     const token = typeof request.headers.authorization === 'string' ? BEARER.exec(request.headers.authorization)?.[1] : undefined;
