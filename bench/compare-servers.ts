@@ -42,6 +42,16 @@ if (mode === 'upstream') {
   const { startGateway } = await import('../gateway/server.js');
   const sink = arg.eventsFile ? createWriteStream(arg.eventsFile) : new Writable({ write: (_c, _e, done) => done() });
   const gateway = await startGateway(parseConfig(arg.config, 'bench', ROOT), { decisionLog: sink as never });
+  if (arg.devices) {
+    // (g): the official's device, enrolled and approved as an admin would.
+    const { DeviceRegistry, devicePublicKey } = await import('../identity/devices.js');
+    const registry = new DeviceRegistry(gateway.runtime.store);
+    for (const d of arg.devices as { jwk: unknown; owner: string }[]) {
+      const { id } = await devicePublicKey(d.jwk);
+      await registry.enrol({ jwk: d.jwk, name: 'Thiết bị đo (bench)', ownerNationalId: d.owner });
+      await registry.approve(id, '056179000006');
+    }
+  }
   process.on('SIGTERM', () => void gateway.close().then(() => process.exit(0), () => process.exit(1)));
   ready(gateway.url);
 } else {

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { existsSync, mkdirSync, readFileSync, writeFileSync, openSync, closeSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { createHash, generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { Redis } from 'ioredis';
@@ -17,7 +17,8 @@ import { FALLBACK_FRACTIONS, fixedRateRun, type FixedRateRun } from './fixed-rat
  * The whole request path side by side, in one run, on loopback, against one upstream (≈1 KB JSON,
  * keep-alive): (a) direct, (b) bare @fastify/http-proxy, (c) nginx with one worker when installed,
  * and the gateway (d) warm: one token, 10k rules; (e) cold: 5,000 distinct valid tokens in rotation;
- * (f) Redis state, hash chain and a file of events; (h) multi-core mode. The load generator is wrk
+ * (f) Redis state, hash chain and a file of events; (g) a fresh DPoP device proof on every request,
+ * on a route that asks for a registered device; (h) multi-core mode. The load generator is wrk
  * when installed (with a Lua script for the rotating tokens and p99.9), otherwise a closed loop in
  * this process. Per set-up: req/s, p50/p99/p99.9, latency added over (b), cores used by the server
  * processes, their peak RSS, and the ratios to (b) and (c).
@@ -27,7 +28,7 @@ const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const AUDIENCE = 'urn:ztgate:data';
 const ROLE = 'bench-reader';
 
-export const COMPARE_SETUPS = ['direct', 'bare-proxy', 'nginx', 'gateway-warm', 'gateway-cold', 'gateway-redis-chain', 'gateway-multi-core'] as const;
+export const COMPARE_SETUPS = ['direct', 'bare-proxy', 'nginx', 'gateway-warm', 'gateway-cold', 'gateway-device-proof', 'gateway-redis-chain', 'gateway-multi-core'] as const;
 export type CompareSetup = (typeof COMPARE_SETUPS)[number];
 
 export interface CompareOptions {
@@ -276,6 +277,69 @@ end
   return file;
 }
 
+/**
+ * (g): wrk cannot sign, so the proofs are signed beforehand, one per line in a file; each wrk
+ * thread takes every n-th line (its own slice), so no proof is ever sent twice. A thread that runs
+ * out sends none, which the gateway refuses: it shows as errors, never as a reused proof.
+ */
+function proofLuaScript(dir: string, name: string, token: string, proofsFile: string, threads: number): string {
+  const file = join(dir, `${name}.lua`);
+  writeFileSync(file, `local next_id = 0
+function setup(thread)
+  thread:set("id", next_id)
+  next_id = next_id + 1
+end
+function init(args)
+  proofs = {}
+  local k = 0
+  for line in io.lines("${proofsFile}") do
+    if k % ${threads} == id then proofs[#proofs + 1] = line end
+    k = k + 1
+  end
+  used = 0
+end
+request = function()
+  local headers = { ["Accept"] = "application/json", ["Authorization"] = "Bearer ${token}" }
+  used = used + 1
+  if used <= #proofs then headers["DPoP"] = proofs[used] end
+  return wrk.format("GET", nil, headers)
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("ZTGATE-BENCH %d %d %.1f %.1f %.1f %.1f %d\\n", summary.requests, summary.duration, latency:percentile(50), latency:percentile(99), latency:percentile(99.9), latency.mean, e.connect + e.read + e.write + e.status + e.timeout))
+end
+`);
+  return file;
+}
+
+/**
+ * (g)'s device: a P-256 key the gateway has registered, and fresh RFC 9449 proofs by it (htm, htu,
+ * iat, a unique jti, ath of the one token), signed with node:crypto, each to be used once.
+ */
+interface ProofSigner {
+  readonly jwk: Record<string, unknown>;
+  proof(): string;
+}
+
+function proofSigner(token: string, htu: string): ProofSigner {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const { kty, crv, x, y } = publicKey.export({ format: 'jwk' });
+  const jwk = { kty, crv, x, y };
+  const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
+  const header = b64({ typ: 'dpop+jwt', alg: 'ES256', jwk });
+  const ath = createHash('sha256').update(token).digest('base64url');
+  const run = randomBytes(6).toString('hex');
+  let n = 0;
+  const key: KeyObject = privateKey;
+  return {
+    jwk,
+    proof() {
+      const input = `${header}.${b64({ jti: `${run}-${n++}`, iat: Math.floor(Date.now() / 1000), htm: 'GET', htu, ath })}`;
+      return `${input}.${sign('sha256', Buffer.from(input), { key, dsaEncoding: 'ieee-p1363' }).toString('base64url')}`;
+    },
+  };
+}
+
 async function wrkRun(wrk: string, url: string, script: string, o: CompareOptions, seconds: number): Promise<LoadRun> {
   const child = spawn(wrk, ['-t', String(o.threads), '-c', String(o.connections), '-d', `${Math.max(1, Math.round(seconds))}s`, '--timeout', '10s', '-s', script, url], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
@@ -289,7 +353,7 @@ async function wrkRun(wrk: string, url: string, script: string, o: CompareOption
 }
 
 /** The fallback generator: closed loop over keep-alive connections in this process. */
-async function nodeRun(url: string, tokens: readonly string[], o: CompareOptions, seconds: number): Promise<LoadRun> {
+async function nodeRun(url: string, tokens: readonly string[], o: CompareOptions, seconds: number, extraHeaders?: () => Record<string, string>): Promise<LoadRun> {
   const acc = new LoadAccumulator();
   const agent = createAgent(o.connections);
   const { request } = await import('node:http');
@@ -302,6 +366,7 @@ async function nodeRun(url: string, tokens: readonly string[], o: CompareOptions
       while (Date.now() < end) {
         const headers: Record<string, string> = { accept: 'application/json' };
         if (tokens.length > 0) headers.authorization = `Bearer ${tokens[next++ % tokens.length]}`;
+        if (extraHeaders) Object.assign(headers, extraHeaders());
         const s = process.hrtime.bigint();
         const status = await new Promise<number>((resolve) => {
           const req = request({ agent, hostname: target.hostname, port: target.port, path: target.pathname, headers }, (res) => {
@@ -340,7 +405,7 @@ export async function runCompare(o: CompareOptions): Promise<CompareResult> {
   const { privateKey, publicKey } = await generateKeyPair('ES256');
   const jwks = await startJwks({ ...(await exportJWK(publicKey)), kid: 'bench-1', alg: 'ES256', use: 'sig' });
   const mint = (i: number) => {
-    const id = `0010${String(90000000 + i).slice(-8)}`;
+    const id = nationalIdOf(i);
     return new SignJWT({ national_id: id, agency: 'so-bench', roles: [ROLE] }).setProtectedHeader({ alg: 'ES256', kid: 'bench-1', typ: 'at+jwt' }).setIssuer(jwks.url).setAudience(AUDIENCE).setSubject(id).setIssuedAt().setExpirationTime('2h').sign(privateKey);
   };
   const tokens: string[] = [];
@@ -381,9 +446,24 @@ export async function runCompare(o: CompareOptions): Promise<CompareResult> {
     }
     const redisState = { state: { backend: 'redis', redisUrl, keyPrefix: prefix } };
 
-    const measure = async (setup: CompareSetup, server: Server_ | null, url: string, toks: readonly string[]) => {
-      const script = wrk ? luaScript(o.dir, setup, toks) : '';
-      const run = (s: number) => (wrk ? wrkRun(wrk, url, script, o, s) : nodeRun(url, toks, o, s));
+    const measure = async (setup: CompareSetup, server: Server_ | null, url: string, toks: readonly string[], proofs?: ProofSigner) => {
+      const script = wrk && !proofs ? luaScript(o.dir, setup, toks) : '';
+      const run = async (s: number) => {
+        if (!proofs) return wrk ? wrkRun(wrk, url, script, o, s) : nodeRun(url, toks, o, s);
+        // Signed beforehand, twice what the rate of (d) would use (a proof per request costs more).
+        const warm = results.find((r) => r.setup === 'gateway-warm');
+        const count = Math.ceil((warm ? warm.requestsPerSecond * 2 : 8000) * Math.max(1, s)) + 500;
+        const pool: string[] = [];
+        for (let i = 0; i < count; i++) pool.push(proofs.proof());
+        if (wrk) {
+          const file = join(o.dir, `${setup}-proofs.txt`);
+          writeFileSync(file, `${pool.join('\n')}\n`);
+          return wrkRun(wrk, url, proofLuaScript(o.dir, setup, toks[0]!, file, o.threads), o, s);
+        }
+        let i = 0;
+        // Past the pool, the loop signs a fresh one (on the load generator's CPU).
+        return nodeRun(url, toks, o, s, () => ({ dpop: i < pool.length ? pool[i++]! : proofs.proof() }));
+      };
       if (o.warmupSeconds > 0) await run(o.warmupSeconds);
       const pids = server ? server.pids() : [];
       const cpu0 = cpuSeconds(pids);
@@ -402,12 +482,12 @@ export async function runCompare(o: CompareOptions): Promise<CompareResult> {
       results.push({ setup, requestsPerSecond: 0, latencyMs: { p50: 0, p99: 0, p999: 0, mean: 0 }, errors: 0, requests: 0, serverCores: 0, loadgenCores: 0, peakRssMiB: { max: 0, sum: 0 }, ratioToBare: null, ratioToNginx: null, addedP50Ms: null, addedP99Ms: null, skipped: why });
       o.log(`  ${setup}: skipped (${why})`);
     };
-    const one = async (setup: CompareSetup, start: () => Promise<Server_>, path: string, toks: readonly string[]) => {
+    const one = async (setup: CompareSetup, start: () => Promise<Server_>, path: string, toks: readonly string[], proofs?: ProofSigner) => {
       if (!setups.has(setup)) return;
       const server = await start();
       servers.push(server);
       try {
-        await measure(setup, server, `${server.url}${path}`, toks);
+        await measure(setup, server, `${server.url}${path}`, toks, proofs);
       } finally {
         await server.stop();
       }
@@ -428,6 +508,15 @@ export async function runCompare(o: CompareOptions): Promise<CompareResult> {
       } finally {
         await gw.stop();
       }
+    }
+    if (setups.has('gateway-device-proof')) {
+      // The route asks for a registered device; the official's device is enrolled and approved at start.
+      const publicUrl = 'http://127.0.0.1:0';
+      const signer = proofSigner(tokens[0]!, `${publicUrl}/bench/records/12345`);
+      const deviceRoutes = routes.map((r) => (r.id === 'bench' ? { ...r, minDeviceTier: 'registered' } : r));
+      // Proofs are signed before each run: the window covers signing, warm-up and the run.
+      const config = gatewayDoc({ routes: deviceRoutes, devices: { proofMaxAgeSeconds: 600 } });
+      await one('gateway-device-proof', () => startNode('gateway', { config, devices: [{ jwk: signer.jwk, owner: nationalIdOf(0) }] }), '/bench/records/12345', tokens.slice(0, 1), signer);
     }
     if (setups.has('gateway-redis-chain')) {
       if (!redisOk) skip('gateway-redis-chain', `Redis at ${redisUrl} does not answer`);
@@ -510,6 +599,7 @@ export async function runCompare(o: CompareOptions): Promise<CompareResult> {
   };
 }
 
+const nationalIdOf = (i: number) => `0010${String(90000000 + i).slice(-8)}`;
 const round2 = (v: number) => Math.round(v * 100) / 100;
 
 const LABELS: Record<CompareSetup, string> = {
@@ -518,6 +608,7 @@ const LABELS: Record<CompareSetup, string> = {
   nginx: '(c) nginx, 1 worker',
   'gateway-warm': '(d) gateway, warm: one token',
   'gateway-cold': '(e) gateway, cold: distinct tokens in rotation',
+  'gateway-device-proof': '(g) gateway, a fresh device proof (DPoP) per request',
   'gateway-redis-chain': '(f) gateway, Redis state + hash chain + events file',
   'gateway-multi-core': '(h) gateway, multi-core (Redis + chains)',
 };

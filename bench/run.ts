@@ -16,7 +16,7 @@
  *   BENCH_COMPARE_SECONDS=10     side-by-side HTTP comparison (bench/compare.ts): measured seconds per set-up
  *   BENCH_COMPARE_WARMUP_SECONDS=2, BENCH_COMPARE_CONNECTIONS=32, BENCH_COMPARE_THREADS=2 (wrk -t)
  *   BENCH_COMPARE_RULES=10000, BENCH_COMPARE_TOKENS=5000, BENCH_COMPARE_WORKERS=<cores>
- *   BENCH_COMPARE_SETUPS=direct,bare-proxy,nginx,gateway-warm,gateway-cold,gateway-redis-chain,gateway-multi-core
+ *   BENCH_COMPARE_SETUPS=direct,bare-proxy,nginx,gateway-warm,gateway-cold,gateway-device-proof,gateway-redis-chain,gateway-multi-core
  *   BENCH_COMPARE_FIXED_RATE_SECONDS=<BENCH_COMPARE_SECONDS>   (b) and (d) at half of (b)'s rate, open loop (0 = skip)
  *   BENCH_CPU_PROF=1             gateway child writes a .cpuprofile to bench/results/profiles/
  *   BENCH_ONLY=startup           cold start and RSS of `node dist/gateway/cli.js start` (bench/startup.ts; also part of compare)

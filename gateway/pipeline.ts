@@ -22,7 +22,7 @@ import type { Grant as DecideGrant } from '../policies/access.js';
 import { upstreamBasePath } from './steps/forward.js';
 import { checkDailyQuota } from './steps/obligations.js';
 import { StoreError, type Store } from '../core/store.js';
-import type { AccessService } from './access/requests.js';
+import type { AccessService, ActiveGrant } from './access/requests.js';
 import { ACCESS_PATH_PREFIX } from './access/routes.js';
 import type { RecentDecisions } from '../policies/what-if.js';
 import { newStepTimes, STEP, stepEnd, stepStart } from './observability/steps.js';
@@ -121,21 +121,36 @@ export function createPipeline(deps: PipelineDeps) {
     requireRouteAssurance(principal, route, { identity: deps.config.identity, browser: principal.sessionId !== null && deps.authenticator.isBrowserNavigation(request.headers, requestInfo), returnTo: request.url });
     stepEnd(steps, STEP.identity);
 
+    // The shared state this request needs (the proof's jti, the device record, locks, grants) is read
+    // in one Redis round trip: the reads start together once the device key is known, and their
+    // results are taken in the order of the steps, so the first step to refuse still decides.
+    const lockSubject = (deviceId: string | null | undefined) => ({ nationalId: principal.nationalId, deviceId, sessionId: principal.sessionId, address: request.socket.remoteAddress });
+    let lockCheck: Promise<void> | null = null;
+    let grantRead: Promise<ActiveGrant | null> | null = null;
+    const readSharedState = (deviceId: string | null) => {
+      lockCheck = checkLocks(deps.locks, lockSubject(deviceId));
+      lockCheck.catch(() => undefined);
+      if (policy.usesGrants && deps.access) {
+        grantRead = deps.access.activeGrant(principal.nationalId, route.id);
+        grantRead.catch(() => undefined);
+      }
+    };
+
     // Device: proof of possession of a registered device key and its posture → trust tier.
     stepStart(steps, STEP.device);
-    ctx.device = await deps.devices.assess(request, principal);
+    ctx.device = await deps.devices.assess(request, principal, { onIdentified: readSharedState });
     requireDeviceTier(ctx.device, route, deps.config.devices);
     stepEnd(steps, STEP.device);
 
     // Locks: an official, device, session or address locked by the SOC, an admin or a detection rule.
     stepStart(steps, STEP.decision);
-    await checkLocks(deps.locks, { nationalId: principal.nationalId, deviceId: ctx.device?.id, sessionId: principal.sessionId, address: request.socket.remoteAddress });
+    await (lockCheck ?? checkLocks(deps.locks, lockSubject(ctx.device?.id)));
 
     // Grants: an approved access request or break-glass on this service, read from the shared store on
     // every request, so approval, expiry and revocation hold on every instance from the next request.
     if (policy.usesGrants && deps.access) {
       try {
-        ctx.grant = await deps.access.activeGrant(principal.nationalId, route.id);
+        ctx.grant = await (grantRead ?? deps.access.activeGrant(principal.nationalId, route.id));
       } catch (err) {
         if (err instanceof StoreError) throw new GatewayError('ZTG_ERR_ACCESS_UNAVAILABLE', 'grant-state-unavailable', { cause: err });
         throw err;

@@ -124,6 +124,9 @@ function connectRedis(opts: RedisStoreOptions, role: 'commands' | 'subscriber'):
     connectTimeout: 5000,
     lazyConnect: true,
     ...(commands ? { keyPrefix: opts.keyPrefix } : {}),
+    // Commands sent in the same turn of the event loop (a request's lock, replay, device and grant
+    // reads; concurrent requests) leave in one write: one round trip, fewer syscalls.
+    ...(commands ? { enableAutoPipelining: true } : {}),
   };
   // The subscriber queues its SUBSCRIBE until connected and subscribes again after a failover.
   const enableOfflineQueue = !commands;
@@ -131,7 +134,7 @@ function connectRedis(opts: RedisStoreOptions, role: 'commands' | 'subscriber'):
     return new Cluster(opts.cluster.nodes.map((n) => ({ ...n })), {
       lazyConnect: true,
       enableOfflineQueue,
-      ...(commands ? { keyPrefix: opts.keyPrefix } : {}),
+      ...(commands ? { keyPrefix: opts.keyPrefix, enableAutoPipelining: true } : {}),
       // Reads from masters only: a replica may lag behind a lock just set.
       scaleReads: 'master',
       retryDelayOnClusterDown: 100,

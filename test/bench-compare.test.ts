@@ -16,7 +16,7 @@ describe('npm run bench: the side-by-side comparison (smoke run)', () => {
   it('measures every set-up, with ratios to the bare proxy, and no errors', async () => {
     const r = await runCompare(await tiny({}));
     const measured = r.setups.filter((s) => !s.skipped);
-    expect(measured.map((s) => s.setup)).toEqual(expect.arrayContaining(['direct', 'bare-proxy', 'gateway-warm', 'gateway-cold', 'gateway-redis-chain', 'gateway-multi-core']));
+    expect(measured.map((s) => s.setup)).toEqual(expect.arrayContaining(['direct', 'bare-proxy', 'gateway-warm', 'gateway-cold', 'gateway-device-proof', 'gateway-redis-chain', 'gateway-multi-core']));
     for (const s of measured) {
       expect(s.requests, s.setup).toBeGreaterThan(0);
       expect(s.errors, s.setup).toBe(0);
@@ -27,6 +27,8 @@ describe('npm run bench: the side-by-side comparison (smoke run)', () => {
     expect(measured.find((s) => s.setup === 'bare-proxy')!.ratioToBare).toBe(1);
     const table = formatCompare(r);
     expect(table).toContain('(e) gateway, cold: distinct tokens in rotation');
+    // (g): every request carried a fresh proof the gateway accepted (a reused one would be refused).
+    expect(table).toContain('(g) gateway, a fresh device proof (DPoP) per request');
     expect(table).toContain(`${r.machine.cores} cores`);
     // The open-loop run at half of (b)'s rate: both set-ups answered, the added latency stated.
     const fr = r.fixedRate!;
@@ -51,7 +53,7 @@ describe('npm run bench: the side-by-side comparison (smoke run)', () => {
   }, 120_000);
 
   it('runs without wrk too (the closed loop in process)', async () => {
-    const r = await runCompare(await tiny({ generator: 'node', setups: ['direct', 'gateway-cold'] }));
+    const r = await runCompare(await tiny({ generator: 'node', setups: ['direct', 'gateway-cold', 'gateway-device-proof'] }));
     expect(r.loadgen).toMatch(/^node closed loop/);
     for (const s of r.setups) expect(s.requests, s.setup).toBeGreaterThan(0);
     expect(r.setups.every((s) => s.errors === 0)).toBe(true);

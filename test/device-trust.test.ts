@@ -258,6 +258,34 @@ describe('refused devices, each with its own reason', () => {
     expect((await h.sink.forRequest(res.headers.get('x-request-id'))).ztgate.reasons).toEqual(['device-proof-invalid']);
   });
 
+  it('attack: proofs of the common shape, checked with node:crypto, are refused when tampered (payload changed after signing, signature cut short or from another proof, another Ed25519 key, alg none, a key off the curve), device-proof-invalid', async () => {
+    const device = await approvedDevice();
+    const ed = await newDevice('EdDSA');
+    const token = await h.token(OWNER);
+    const claims = { htm: 'GET', htu: `${h.config.publicUrl}/ho-tich/records`, ath: ath(token) };
+    const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
+    const [head, , sig] = (await rawProof(device, claims)).split('.');
+    const other = (await rawProof(device, claims)).split('.');
+    const edThief = await newDevice('EdDSA');
+    const offCurve = { ...device.publicJwk, y: device.publicJwk.x };
+    const forged = [
+      // The claims of a new jti and iat under the signature of the first proof.
+      `${head}.${b64({ ...claims, jti: randomUUID(), iat: now() })}.${sig}`,
+      `${head}.${other[1]}.${sig}`,
+      `${head}.${other[1]}.${other[2]!.slice(0, 40)}`,
+      await rawProof(ed, claims, {}, edThief.privateKey),
+      `${b64({ alg: 'none', typ: 'dpop+jwt', jwk: device.publicJwk })}.${b64({ ...claims, jti: randomUUID(), iat: now() })}.`,
+      `${b64({ alg: 'ES256', typ: 'dpop+jwt', jwk: offCurve })}.${other[1]}.${other[2]}`,
+    ];
+    for (const proof of forged) {
+      const { res, event } = await call('/ho-tich/records', { token, proof });
+      expect(res.status, proof).toBe(401);
+      expect(event.ztgate.reasons).toEqual(['device-proof-invalid']);
+    }
+    // The untampered ones of both kinds still verify.
+    expect((await call('/ho-tich/records', { token, proof: other.join('.') })).res.status).toBe(200);
+  });
+
   it('attack: a token bound to a device key (cnf.jkt) is useless without that device, even where no device is required', async () => {
     const device = await approvedDevice();
     const other = await approvedDevice();

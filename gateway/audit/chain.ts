@@ -3,7 +3,8 @@ import { basename, dirname, extname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGzip, gunzipSync } from 'node:zlib';
 import type { Logger } from 'pino';
-import { GENESIS_HASH, recordHash } from './canonical.js';
+import { canonicalJson, GENESIS_HASH } from './canonical.js';
+import { sha256hex } from '../../identity/digest.js';
 import type { CheckpointSigner } from './keys.js';
 
 /**
@@ -226,9 +227,14 @@ export class ChainWriter {
   /** When this process last wrote a signed checkpoint (epoch ms), or null before the first. */
   lastCheckpointAtMs: number | null = null;
 
-  append(event: Record<string, unknown>): boolean {
+  /**
+   * `eventJson` is canonicalJson(event), when the caller has it (gateway/audit/log.ts sends the same
+   * string to stdout and the sinks): the event is serialised once.
+   */
+  append(event: Record<string, unknown>, eventJson: string = canonicalJson(event)): boolean {
     this.maybeRotate();
-    const ok = this.ensureOpen() && this.writeGap() && this.write({ seq: this.seq + 1, type: 'event', prev_hash: this.head, event });
+    // The canonical form of { seq, type, prev_hash, event }: keys in code-unit order.
+    const ok = this.ensureOpen() && this.writeGap() && this.writeCanonical(this.seq + 1, `{"event":${eventJson},"prev_hash":${JSON.stringify(this.head)},"seq":${this.seq + 1},"type":"event"}`);
     if (!ok) {
       this.recordLost(String((event.event as { id?: unknown } | undefined)?.id ?? ''));
       return false;
@@ -318,9 +324,17 @@ export class ChainWriter {
   }
 
   private write(partial: Omit<ChainRecord, 'hash'>): boolean {
-    const record = { ...partial, hash: '' } as ChainRecord;
-    record.hash = recordHash(record);
-    const line = Buffer.from(`${JSON.stringify(record)}\n`);
+    return this.writeCanonical(partial.seq, canonicalJson(partial));
+  }
+
+  /**
+   * `body` is the canonical JSON of the record without its hash (what recordHash hashes). The line
+   * is that same string with the hash added last: the record is serialised once, and a reader
+   * parsing it gets every field back.
+   */
+  private writeCanonical(seq: number, body: string): boolean {
+    const hash = sha256hex(body);
+    const line = Buffer.from(`${body.slice(0, -1)},"hash":"${hash}"}\n`);
     try {
       const written = writeSync(this.fd, line);
       if (written !== line.length) throw Object.assign(new Error(`short write (${written} of ${line.length} bytes)`), { code: 'EIO' });
@@ -334,8 +348,8 @@ export class ChainWriter {
       return false;
     }
     this.size += line.length;
-    this.seq = record.seq;
-    this.head = record.hash;
+    this.seq = seq;
+    this.head = hash;
     this.failed = null;
     return true;
   }

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { DestinationStream, Logger } from 'pino';
 import type { AuditConfig } from './config.js';
 import { ChainWriter } from './chain.js';
+import { canonicalJson } from './canonical.js';
 import { createCheckpointSigner } from './keys.js';
 import { sinkKind } from './sink-kinds.js';
 import { RemoteSink, type SinkStatus } from './sinks.js';
@@ -158,8 +159,9 @@ export function createDecisionLog(destination: DestinationStream, opts: Decision
     write(event) {
       const c = openChain();
       const lostBefore = c?.lostEvents ?? 0;
-      const ok = c ? c.append(event) : true;
-      const line = JSON.stringify(event);
+      // Serialised once: with the chain, its canonical form is also the line for stdout and the sinks.
+      const line = c ? canonicalJson(event) : JSON.stringify(event);
+      const ok = c ? c.append(event, line) : true;
       for (const write of direct) write(line);
       const failedSinks: string[] = [];
       for (const sink of remotes) {

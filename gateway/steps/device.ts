@@ -10,6 +10,7 @@ import type { Principal } from '../../core/principal.js';
 import { DeviceRegistry, type DeviceStatus } from '../../identity/devices.js';
 import { complianceFailures, createPostureVerifier, deviceTier, PostureError, tierAtLeast, type PostureVerifier } from '../../identity/posture.js';
 import { clientCertificateKey } from '../tls.js';
+import { DpopSignatureError, verifyDpopSignature } from '../../identity/dpop-proof.js';
 
 /**
  * Step 4, device: which registered device the request comes from, proven by possession of its
@@ -134,6 +135,20 @@ export interface DeviceIdentity extends VerifiedProof {
   readonly via: 'dpop' | 'mtls';
 }
 
+/** A proof verified locally; its jti is not claimed yet (`replayKey`, one SET NX PX). */
+interface CheckedIdentity extends DeviceIdentity {
+  readonly replayKey: string | null;
+}
+
+export interface AssessOptions {
+  /**
+   * Called once the device key is known from local checks alone, before the shared state is
+   * read: whatever the caller reads from the Store here (locks, grants) goes to Redis in the same
+   * round trip as the proof's replay check and the registry read. Not called when the proof fails.
+   */
+  readonly onIdentified?: (deviceId: string | null) => void;
+}
+
 export interface DeviceAssessor {
   /**
    * The device key of a request: its DPoP proof and/or its verified client certificate; null
@@ -143,7 +158,7 @@ export interface DeviceAssessor {
   /** Verifies the DPoP proof of a request; null when none was sent. Throws a GatewayError when one was sent and fails. */
   verifyProof(request: DeviceRequest): Promise<VerifiedProof | null>;
   /** Everything known about the device of an authenticated request. Throws only when it cannot be checked (503). */
-  assess(request: DeviceRequest, principal: Principal): Promise<DeviceTrust>;
+  assess(request: DeviceRequest, principal: Principal, opts?: AssessOptions): Promise<DeviceTrust>;
 }
 
 export function createDeviceAssessor(
@@ -165,28 +180,48 @@ export function createDeviceAssessor(
   // A jti must be remembered for as long as its proof could be accepted.
   const replayWindowMs = (devices.proofMaxAgeSeconds + 2 * skew) * 1000;
 
-  async function verifyProof(request: DeviceRequest): Promise<VerifiedProof | null> {
+  /** Everything about a proof that needs no shared state; the jti is claimed by claimJti. */
+  async function checkProof(request: DeviceRequest): Promise<(VerifiedProof & { replayKey: string }) | null> {
     const header = request.headers.dpop;
     if (header === undefined || header === '') return null;
     // RFC 9449 §4.3 (1): exactly one DPoP header; Node joins repeated ones with ", ".
     if (Array.isArray(header) || header.includes(',')) throw deviceError('device-proof-invalid', 'more than one DPoP header');
 
-    let verified;
+    let payload: Record<string, unknown>;
+    let jwk: JWK | undefined;
+    let thumbprint: string | undefined;
+    let fast;
     try {
-      verified = await jwtVerify(header, EmbeddedJWK, { typ: DPOP_TYP, algorithms: [...devices.proofAlgorithms], requiredClaims: ['jti', 'iat', 'htm', 'htu'] });
+      // The common shape (ES256 or Ed25519, a bare public JWK) is verified with node:crypto and a cached key.
+      fast = verifyDpopSignature(header, DPOP_TYP, devices.proofAlgorithms);
     } catch (err) {
-      throw deviceError('device-proof-invalid', err instanceof errors.JOSEAlgNotAllowed ? 'DPoP proof algorithm not allowed' : 'DPoP proof does not verify', err);
+      if (err instanceof DpopSignatureError) throw deviceError('device-proof-invalid', 'DPoP proof does not verify', err);
+      throw err;
     }
-    const { payload, protectedHeader } = verified;
-    const jwk = protectedHeader.jwk as JWK | undefined;
+    if (fast) {
+      ({ payload, thumbprint } = fast);
+      jwk = fast.jwk as JWK;
+      // What jose's requiredClaims and iat checks demand of the generic path.
+      if (!['jti', 'iat', 'htm', 'htu'].every((c) => c in payload) || typeof payload.iat !== 'number') throw deviceError('device-proof-invalid', 'DPoP proof does not verify');
+    } else {
+      let verified;
+      try {
+        verified = await jwtVerify(header, EmbeddedJWK, { typ: DPOP_TYP, algorithms: [...devices.proofAlgorithms], requiredClaims: ['jti', 'iat', 'htm', 'htu'] });
+      } catch (err) {
+        throw deviceError('device-proof-invalid', err instanceof errors.JOSEAlgNotAllowed ? 'DPoP proof algorithm not allowed' : 'DPoP proof does not verify', err);
+      }
+      payload = verified.payload;
+      jwk = verified.protectedHeader.jwk as JWK | undefined;
+    }
     if (!jwk || ['d', 'p', 'q', 'k'].some((m) => (jwk as Record<string, unknown>)[m] !== undefined)) throw deviceError('device-proof-invalid', 'DPoP proof jwk must be a public key');
     if (typeof payload.jti !== 'string' || payload.jti.length < 8 || payload.jti.length > 256) throw deviceError('device-proof-invalid', 'DPoP proof jti must be 8–256 characters');
 
     const nowSeconds = now() / 1000;
-    const iat = payload.iat!;
+    const iat = payload.iat as number;
     if (iat > nowSeconds + skew || iat < nowSeconds - devices.proofMaxAgeSeconds - skew) throw deviceError('device-clock-skew', 'DPoP proof iat is outside the accepted window');
-    const expectedHtu = normaliseHtu(`${opts.publicUrl?.(request) ?? config.publicUrl}${request.url.split('?')[0]}`);
-    if (payload.htm !== request.method || typeof payload.htu !== 'string' || normaliseHtu(payload.htu) !== expectedHtu) {
+    const target = `${opts.publicUrl?.(request) ?? config.publicUrl}${request.url.split('?')[0]}`;
+    // The same text normalises the same way: URL parsing is needed only when a client wrote it otherwise.
+    if (payload.htm !== request.method || typeof payload.htu !== 'string' || (payload.htu !== target && normaliseHtu(payload.htu) !== normaliseHtu(target))) {
       throw deviceError('device-proof-mismatch', 'DPoP proof was made for another method or URL');
     }
     const token = typeof request.headers.authorization === 'string' ? BEARER.exec(request.headers.authorization)?.[1] : undefined;
@@ -196,22 +231,36 @@ export function createDeviceAssessor(
       if (payload.ath !== sha256url(token)) throw deviceError('device-proof-invalid', 'DPoP proof ath does not match the access token');
       jkt = boundKey(token);
     }
-    const deviceId = await calculateJwkThumbprint(jwk, 'sha256');
+    const deviceId = thumbprint ?? (await calculateJwkThumbprint(jwk, 'sha256'));
     if (jkt !== undefined && jkt !== deviceId) throw deviceError('device-proof-invalid', 'the access token is bound to another key (cnf.jkt)');
 
-    // Last, so that unverifiable proofs cannot fill the cache: SET NX on every instance at once.
+    return { deviceId, jwk, replayKey: `dpop:jti:${deviceId}:${sha256url(payload.jti as string)}` };
+  }
+
+  /**
+   * After every other check, so that unverifiable proofs cannot fill the cache: one SET NX PX,
+   * atomic on every instance at once.
+   */
+  async function claimJti(replayKey: string): Promise<void> {
     let fresh: boolean;
     try {
-      fresh = await store.set(`dpop:jti:${deviceId}:${sha256url(payload.jti)}`, '1', { ifAbsent: true, ttlMs: replayWindowMs });
+      fresh = await store.set(replayKey, '1', { ifAbsent: true, ttlMs: replayWindowMs });
     } catch (err) {
       throw deviceError('device-registry-unavailable', undefined, err);
     }
     if (!fresh) throw deviceError('device-proof-replayed', 'DPoP proof already used');
-    return { deviceId, jwk };
   }
 
-  async function identify(request: DeviceRequest): Promise<DeviceIdentity | null> {
-    const proof = await verifyProof(request);
+  async function verifyProof(request: DeviceRequest): Promise<VerifiedProof | null> {
+    const proof = await checkProof(request);
+    if (!proof) return null;
+    await claimJti(proof.replayKey);
+    return { deviceId: proof.deviceId, jwk: proof.jwk };
+  }
+
+  /** The device key of a request from local checks; a DPoP proof's jti is still to be claimed. */
+  async function identifyLocally(request: DeviceRequest): Promise<CheckedIdentity | null> {
+    const proof = await checkProof(request);
     const certificate = await clientCertificateKey(request.socket);
     if (!certificate) return proof ? { ...proof, via: 'dpop' } : null;
     if (proof && proof.deviceId !== certificate.deviceId) {
@@ -223,21 +272,32 @@ export function createDeviceAssessor(
       const jkt = token ? boundKey(token) : undefined;
       if (jkt !== undefined && jkt !== certificate.deviceId) throw deviceError('device-proof-invalid', 'the access token is bound to another key (cnf.jkt)');
     }
-    return { ...certificate, via: 'mtls' };
+    return { ...certificate, via: 'mtls', replayKey: proof?.replayKey ?? null };
+  }
+
+  async function identify(request: DeviceRequest): Promise<DeviceIdentity | null> {
+    const found = await identifyLocally(request);
+    if (!found) return null;
+    if (found.replayKey) await claimJti(found.replayKey);
+    return { deviceId: found.deviceId, jwk: found.jwk, via: found.via };
   }
 
   return {
     verifyProof,
     identify,
-    async assess(request, principal) {
+    async assess(request, principal, opts = {}) {
       const base = { id: null, tier: 'unknown', status: null, via: null, postureFailures: null, refusal: null, shortfall: null } as const;
-      let proof: DeviceIdentity | null;
-      try {
-        proof = await identify(request);
-      } catch (err) {
+      const refused = (err: unknown): DeviceTrust => {
         if (err instanceof GatewayError && err.statusCode >= 500) throw err;
         return { ...base, refusal: err as GatewayError };
+      };
+      let proof: CheckedIdentity | null;
+      try {
+        proof = await identifyLocally(request);
+      } catch (err) {
+        return refused(err);
       }
+      opts.onIdentified?.(proof?.deviceId ?? null);
       if (!proof) {
         const token = typeof request.headers.authorization === 'string' ? BEARER.exec(request.headers.authorization)?.[1] : undefined;
         const bound = token !== undefined && boundKey(token) !== undefined;
@@ -245,9 +305,20 @@ export function createDeviceAssessor(
         return { ...base, refusal: bound ? deviceError('device-proof-missing', 'the access token is bound to a device key; a DPoP proof is required') : null, shortfall: 'device-proof-missing' };
       }
       const id = proof.deviceId;
+      // Both sent before either is awaited: one round trip to Redis (with whatever onIdentified read).
+      const claimed = proof.replayKey ? claimJti(proof.replayKey) : null;
+      const reading = registry.get(id);
+      reading.catch(() => undefined);
+      if (claimed) {
+        try {
+          await claimed;
+        } catch (err) {
+          return refused(err);
+        }
+      }
       let record;
       try {
-        record = await registry.get(id);
+        record = await reading;
       } catch (err) {
         throw deviceError('device-registry-unavailable', undefined, err);
       }
