@@ -25,6 +25,7 @@ import type { DatabaseServiceConfig, DatabasesConfig } from './config.js';
 import { decideStatement, emitStatement, type StatementRecord } from './decision.js';
 import type { Classified } from './sql.js';
 import { cancelUpstream, connectUpstream, UpstreamError, type UpstreamConnection } from './upstream.js';
+import type { CancelRegistry } from './cancels.js';
 import * as wire from './wire.js';
 
 /**
@@ -54,8 +55,6 @@ export interface DatabasePlaneDeps {
   readonly classify: (text: string) => Classified;
 }
 
-/** Cancel keys the gateway handed out → the connection they cancel. */
-export type CancelRegistry = Map<number, { readonly secretKey: number; readonly connection: DatabaseConnection }>;
 
 /** SQLSTATE of each gateway refusal on the wire (PostgreSQL Appendix A). */
 function sqlstate(code: ErrorCode, startup: boolean): string {
@@ -439,7 +438,7 @@ export class DatabaseConnection {
     if (this.closed) return false;
     this.attachUpstream();
     await this.registerForRevocation(token, principal);
-    this.cancels.set(this.cancelKey.processId, { secretKey: this.cancelKey.secretKey, connection: this });
+    this.cancels.add(this.cancelKey.processId, this.cancelKey.secretKey, this);
     const hello: Buffer[] = [wire.authenticationOk()];
     for (const [k, v] of this.upstream.parameters) hello.push(wire.parameterStatus(k, v));
     hello.push(wire.backendKeyData(this.cancelKey.processId, this.cancelKey.secretKey), wire.readyForQuery('I'));
@@ -448,8 +447,7 @@ export class DatabaseConnection {
   }
 
   private handleCancel(processId: number, secretKey: number): void {
-    const target = this.cancels.get(processId);
-    if (target && target.secretKey === secretKey) target.connection.cancel();
+    this.cancels.cancel(processId, secretKey);
     this.close();
   }
 
