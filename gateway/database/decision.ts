@@ -1,6 +1,7 @@
 import { GatewayError } from '../errors.js';
 import type { Reason } from '../../core/reasons.js';
 import type { AuditEvent, DecisionLog } from '../audit/log.js';
+import { buildDecisionEvent, isAllowed } from '../audit/decision-event.js';
 import type { DeviceTrust } from '../steps/device.js';
 import { decide } from '../steps/decide.js';
 import { DATABASE_OBJECT_PREFIX, type Purpose } from '../../policies/access.js';
@@ -119,58 +120,49 @@ export interface StatementRecord {
   upstreamError: string | null;
 }
 
-const REFUSED_AFTER_POLICY = new Set(['ZTG_ERR_QUOTA_EXCEEDED', 'ZTG_ERR_QUOTA_UNAVAILABLE', 'ZTG_ERR_OBLIGATION_FAILED', 'ZTG_ERR_STATEMENT_REFUSED', 'ZTG_ERR_AUDIT_UNAVAILABLE']);
-
-/** The decision event of a statement: ECS fields, db.* for the statement, never a literal. */
-export function emitStatement(log: DecisionLog, r: StatementRecord): void {
-  const refusedAfter = r.errorCode !== null && REFUSED_AFTER_POLICY.has(r.errorCode);
-  const allowed = r.decision ? r.decision.effect === 'allow' && !refusedAfter && r.errorCode === null : r.allowedWithoutPolicy && r.errorCode === null;
-  const effect = allowed ? 'allow' : 'deny';
-  const reasons = [...new Set([...(r.decision?.reasons ?? []), ...r.reasons])];
-  const p = r.principal;
+/** The decision event of a statement (the builder both planes share): db.* for the statement, never a literal. */
+export function statementEvent(r: StatementRecord): AuditEvent {
+  // A statement that ended in any error of the gateway's is a denial, not an allow that failed.
+  const allowed = isAllowed(r) && r.errorCode === null;
   const s = r.service;
-  const event = {
-    '@timestamp': new Date().toISOString(),
-    log: { level: 'info' },
-    event: {
-      kind: 'event',
-      category: ['database', 'iam'],
-      type: [allowed ? 'allowed' : 'denied', 'access'],
-      action: 'access-decision',
-      outcome: allowed && r.upstreamError === null ? 'success' : 'failure',
+  return buildDecisionEvent(
+    {
       id: r.id,
-      duration: Number(process.hrtime.bigint() - r.startedAt),
+      startedAt: r.startedAt,
+      action: 'access-decision',
+      category: 'database',
+      allowed,
+      succeeded: r.upstreamError === null,
+      decision: r.decision,
+      reasons: r.reasons,
+      policyVersion: r.policyVersion,
+      errorCode: r.errorCode,
+      route: s ? { id: `${DATABASE_OBJECT_PREFIX}${s.id}`, securityLevel: s.securityLevel, classification: r.classification ?? s.classification, ownerAgency: s.ownerAgency } : null,
+      principal: r.principal,
+      device: r.device,
+      purpose: r.purpose,
+      records: r.statement?.kind === 'SELECT' ? r.rows : null,
+      source: r.source,
     },
-    ztgate: {
-      decision: effect,
-      reasons,
-      rule: r.decision?.rule ?? null,
-      policy_version: r.decision?.policyVersion ?? r.policyVersion,
-      error_code: r.errorCode,
-      route: s ? { id: `${DATABASE_OBJECT_PREFIX}${s.id}`, security_level: s.securityLevel, classification: r.classification ?? s.classification, owner_agency: s.ownerAgency } : null,
-      assurance: p ? { level: p.assuranceLevel, acr: p.acr } : undefined,
-      purpose: r.purpose ? { code: r.purpose.code, case_ref: r.purpose.caseRef } : undefined,
-      records: r.statement?.kind === 'SELECT' ? r.rows : undefined,
-      device: r.device ? { id: r.device.id, tier: r.device.tier, status: r.device.status, via: r.device.via ?? undefined, posture_failures: r.device.postureFailures ?? undefined } : undefined,
+    {
+      fields: {
+        db: {
+          system: 'postgresql',
+          name: s?.id ?? null,
+          connection_id: r.connectionId,
+          operation: r.statement?.kind ?? null,
+          statement: r.statement?.fingerprintText ?? null,
+          fingerprint: r.statement?.fingerprint ?? null,
+          tables: (r.statement?.tables ?? []).map((t) => `${t.schema}.${t.table}`),
+          rows: r.rows,
+          bytes: r.bytes,
+          error_code: r.upstreamError ?? undefined,
+        },
+      },
     },
-    user: p ? { id: p.nationalId, roles: p.roles } : undefined,
-    organization: p?.agency ? { id: p.agency } : undefined,
-    host: r.device?.id ? { id: r.device.id } : undefined,
-    source: r.source,
-    db: {
-      system: 'postgresql',
-      name: s?.id ?? null,
-      connection_id: r.connectionId,
-      operation: r.statement?.kind ?? null,
-      statement: r.statement?.fingerprintText ?? null,
-      fingerprint: r.statement?.fingerprint ?? null,
-      tables: (r.statement?.tables ?? []).map((t) => `${t.schema}.${t.table}`),
-      rows: r.rows,
-      bytes: r.bytes,
-      error_code: r.upstreamError ?? undefined,
-    },
-    rule: r.decision?.rule ? { name: r.decision.rule, ruleset: 'policy', version: r.decision.policyVersion } : undefined,
-    message: effect,
-  };
-  log.write(event as unknown as AuditEvent);
+  );
+}
+
+export function emitStatement(log: DecisionLog, r: StatementRecord): void {
+  log.write(statementEvent(r));
 }
