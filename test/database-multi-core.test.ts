@@ -10,7 +10,8 @@ import { serialize } from 'pg-protocol';
 import { assertEventMatchesSchema, freePort, ROOT, startTestIssuer, TEST_AUDIENCE, type TestIssuer } from './helpers/harness.js';
 import { deleteKeysWithPrefix, redisUrl } from './helpers/redis.js';
 import { createTestDatabase, makeTlsMaterial, psql, type TestDatabase, type TlsMaterial } from './helpers/database.js';
-import { createRedisStore, type Store } from '../gateway/store.js';
+import { createRedisStore } from '../gateway/store-backends.js';
+import type { Store } from '../core/store.js';
 import { createLocks } from '../gateway/locks.js';
 
 /**

@@ -1,8 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { buildDecisionEvent, isAllowed, type DecisionEventInput } from '../gateway/audit/decision-event.js';
 import { statementEvent, type StatementRecord } from '../gateway/database/decision.js';
-import type { Decision } from '../policies/engine.js';
-import type { Principal } from '../identity/principal.js';
+import type { Decision, Principal } from '../core/principal.js';
 import { assertEventMatchesSchema } from './helpers/harness.js';
 
 /**
@@ -11,7 +10,7 @@ import { assertEventMatchesSchema } from './helpers/harness.js';
  * end in gateway.test.ts, database-plane.test.ts and database-multi-core.test.ts.)
  */
 
-const allow: Decision = Object.freeze({ effect: 'allow', reasons: ['policy-allow'], rule: 'p-1', policyVersion: 'sha256:a7', obligations: [] }) as unknown as Decision;
+const allow: Decision = Object.freeze({ effect: 'allow', reasons: ['policy-allowed'], rule: 'p-1', policyVersion: 'sha256:a7', obligations: [] }) as unknown as Decision;
 const principal = { nationalId: '056085000301', agency: 'phuong-nha-trang', roles: ['ho-tich-reader'], assuranceLevel: 2, acr: 'urn:test:acr', issuer: 'http://idp.invalid' } as unknown as Principal;
 
 const base: DecisionEventInput = {
@@ -33,11 +32,11 @@ describe('one decision-event builder for HTTP requests and SQL statements', () =
   });
 
   it('builds the shared fields once, adds what one plane alone knows, and matches the schema', () => {
-    const e = buildDecisionEvent({ ...base, reasons: ['policy-allow'] }, { ztgate: { admin: { operation: 'x' } }, fields: { http: { request: { id: 'e-1', method: 'GET' }, response: { status_code: 200 } }, url: { path: '/ho-tich' } } });
+    const e = buildDecisionEvent({ ...base, reasons: ['policy-allowed'] }, { ztgate: { admin: { operation: 'x' } }, fields: { http: { request: { id: 'e-1', method: 'GET' }, response: { status_code: 200 } }, url: { path: '/ho-tich' } } });
     assertEventMatchesSchema(e);
     expect(e).toMatchObject({
       event: { kind: 'event', category: ['network', 'iam'], type: ['allowed', 'access'], outcome: 'success', id: 'e-1' },
-      ztgate: { decision: 'allow', reasons: ['policy-allow'], rule: 'p-1', policy_version: 'sha256:a7', route: { id: 'ho-tich', owner_agency: 'so-tu-phap' }, purpose: { code: 'thanh-tra', case_ref: 'HS-1' }, records: 4, admin: { operation: 'x' } },
+      ztgate: { decision: 'allow', reasons: ['policy-allowed'], rule: 'p-1', policy_version: 'sha256:a7', route: { id: 'ho-tich', owner_agency: 'so-tu-phap' }, purpose: { code: 'thanh-tra', case_ref: 'HS-1' }, records: 4, admin: { operation: 'x' } },
       user: { id: principal.nationalId, roles: ['ho-tich-reader'] },
       organization: { id: 'phuong-nha-trang' },
       rule: { name: 'p-1', ruleset: 'policy', version: 'sha256:a7' },

@@ -1,8 +1,7 @@
 import type { AuditEvent } from './log.js';
-import type { Reason } from '../reasons.js';
+import type { Reason } from '../../core/reasons.js';
 import type { DeviceTrust } from '../steps/device.js';
-import type { Principal } from '../../identity/principal.js';
-import type { Decision } from '../../policies/engine.js';
+import type { Decision, Principal } from '../../core/principal.js';
 import type { Purpose } from '../../policies/access.js';
 
 /**

@@ -134,6 +134,7 @@ const RESERVED_NAME_PREFIX = 'ztgate_';
 const SETTINGS_STATEMENT = 'ztgate_settings';
 const SETTINGS_CALLS = ['national_id', 'agency', 'commune', 'purpose', 'case_ref'].map((n, i) => `set_config('ztgate.${n}', $${i + 1}, true)`);
 const SETTINGS_SQL = `SELECT ${SETTINGS_CALLS.join(', ')}`;
+const NO_INDEXES: readonly number[] = Object.freeze([]);
 
 /** A SQL string literal; standard_conforming_strings is pinned on upstream, so only quotes need doubling. */
 const literal = (v: string) => `'${v.replaceAll('\0', '').replaceAll("'", "''")}'`;
@@ -363,7 +364,8 @@ export class DatabaseConnection {
         } finally {
           this.flushOutbox();
           this.outbox = null;
-          await this.settleDeferred();
+          const settling = this.settleDeferred();
+          if (settling) await settling;
         }
         if (this.closed) return;
       }
@@ -624,17 +626,22 @@ export class DatabaseConnection {
     return out;
   }
 
+  private settingsText: { readonly key: string; readonly sql: string; readonly prefix: Buffer } | null = null;
+
+  /** The statement setting the ztgate.* values; built once per set of values (they change only with the purpose). */
   private settingsSql(): string {
-    const p = this.principal!;
-    const set = (name: string, value: string | null | undefined) => `set_config('ztgate.${name}', ${literal(value ?? '')}, true)`;
-    // RLS policies read these with current_setting('ztgate.…', true).
-    return `SELECT ${[
-      set('national_id', p.nationalId),
-      set('agency', p.agency),
-      set('commune', p.unit ?? p.agency),
-      set('purpose', this.purpose?.code),
-      set('case_ref', this.purpose?.caseRef),
-    ].join(', ')}`;
+    return this.settings().sql;
+  }
+
+  private settings(): { readonly sql: string; readonly prefix: Buffer } {
+    const values = this.settingsValues();
+    const key = values.join('\0');
+    if (this.settingsText?.key !== key) {
+      // RLS policies read these with current_setting('ztgate.…', true).
+      const sql = `SELECT ${SETTINGS_CALLS.map((call, i) => call.replace(`$${i + 1}`, literal(values[i]!))).join(', ')}`;
+      this.settingsText = { key, sql, prefix: Buffer.from(`${sql};\n`, 'utf8') };
+    }
+    return this.settingsText;
   }
 
   // ── Exchanges ────────────────────────────────────────────────────────────────────────────
@@ -729,9 +736,10 @@ export class DatabaseConnection {
   }
 
   /** RowDescription with masked columns re-typed as text (their values become text like '056*********'). */
-  private describeRows(m: wire.Message, masked: ReadonlySet<string>, strict = true): { raw: Buffer; fields: wire.FieldDescription[]; indexes: number[] } {
+  private describeRows(m: wire.Message, masked: ReadonlySet<string>, strict = true): { raw: Buffer; fields: wire.FieldDescription[] | null; indexes: readonly number[] } {
+    // Nothing masked: the description passes as received, unread.
+    if (masked.size === 0) return { raw: m.raw, fields: null, indexes: NO_INDEXES };
     const fields = wire.readRowDescription(m);
-    if (masked.size === 0) return { raw: m.raw, fields, indexes: [] };
     const indexes: number[] = [];
     const out = fields.map((f, i) => {
       if (!masked.has(f.name.toLowerCase())) return f;
@@ -790,27 +798,34 @@ export class DatabaseConnection {
     await this.settle(exec);
   }
 
-  /** Events of the deferred statements (written in the same tick, in order), then their quota counts. */
-  private async settleDeferred(): Promise<void> {
+  /** Events of the deferred statements (written in the same tick, in order), then their quota counts; undefined when none is counted. */
+  private settleDeferred(): Promise<void> | undefined {
     const execs = this.deferred;
-    if (execs.length === 0) return;
+    if (execs.length === 0) return undefined;
     this.deferred = [];
     for (const e of execs) emitStatement(this.deps.decisionLog, e.record);
-    for (const e of execs) await this.countQuota(e);
+    const counted = execs.filter((e) => this.counts(e));
+    if (counted.length === 0) return undefined;
+    return (async () => {
+      for (const e of counted) await this.countQuota(e);
+    })();
   }
 
   private async settle(exec: Exec): Promise<void> {
-    await this.countQuota(exec);
+    if (this.counts(exec)) await this.countQuota(exec);
     emitStatement(this.deps.decisionLog, exec.record);
   }
 
+  /** The statement delivered rows that count against the official's daily quota. */
+  private counts(exec: Exec): boolean {
+    return exec.quota && exec.delivered > 0 && exec.record.upstreamError === null;
+  }
+
   private async countQuota(exec: Exec): Promise<void> {
-    if (exec.quota && exec.delivered > 0 && exec.record.upstreamError === null) {
-      try {
-        await this.deps.store.incr(dailyQuotaKey(this.principal!.nationalId, Date.now()), exec.delivered, 2 * 86_400_000);
-      } catch (err) {
-        this.deps.log.error({ err, connection: this.id }, 'daily record quota could not be counted');
-      }
+    try {
+      await this.deps.store.incr(dailyQuotaKey(this.principal!.nationalId, Date.now()), exec.delivered, 2 * 86_400_000);
+    } catch (err) {
+      this.deps.log.error({ err, connection: this.id }, 'daily record quota could not be counted');
     }
   }
 
@@ -867,7 +882,7 @@ export class DatabaseConnection {
       // together, in one round trip. (The text was parsed as exactly one statement, so nothing of it
       // can reach into the settings statement before it.)
       let settingsDone = false;
-      const status = await this.send([serialize.query(`${this.settingsSql()};\n${wire.readQuery(m)}`)], (r) => {
+      const status = await this.send([wire.prefixedQuery(this.settings().prefix, m)], (r) => {
         if (settingsDone) return this.onSimpleResponse(exec, r);
         if (r.type === 'C') settingsDone = true;
         else if (r.type === 'E') {
@@ -1176,7 +1191,8 @@ export class DatabaseConnection {
   private safeDescribe(m: wire.Message, masked: ReadonlySet<string>, portal?: PortalState): Buffer {
     // Binary results of a masked column are refused at Execute; a description alone reveals no value.
     const d = this.describeRows(m, masked, false);
-    if (portal) portal.fields = d.fields;
+    // Unread (nothing masked now): an Execute that masks asks for the description again.
+    if (portal && d.fields) portal.fields = d.fields;
     return d.raw;
   }
 }

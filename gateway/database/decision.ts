@@ -9,6 +9,7 @@ import type { Principal, Obligation, Decision } from '../../core/principal.js';
 import type { PolicyEngine } from '../../policies/engine.js';
 import type { RecentDecisions } from '../../policies/what-if.js';
 import { CLASSIFICATIONS, type Classification } from '../../core/levels.js';
+import type { RouteConfig } from '../config.js';
 import type { DatabaseServiceConfig } from './config.js';
 import type { Classified, TableRef } from './sql.js';
 
@@ -53,6 +54,39 @@ function merge(decisions: readonly Decision[]): readonly Obligation[] {
  * Decides a data statement. Returns the allow; a denial throws the GatewayError of the first
  * table refused, after `onDecision` has seen the decision.
  */
+/** What the engine is asked for one table of a statement; the same for every run of the statement on a service. */
+interface TableInput {
+  readonly route: Pick<RouteConfig, 'id' | 'securityLevel' | 'classification'>;
+  readonly path: string;
+}
+
+interface StatementInputs {
+  readonly tables: readonly TableInput[];
+  readonly classification: Classification;
+}
+
+/** Per service, per classified statement (itself cached by statement text): built once, then a lookup. */
+const inputsCache = new WeakMap<DatabaseServiceConfig, WeakMap<Classified, StatementInputs>>();
+
+function statementInputs(service: DatabaseServiceConfig, statement: Classified): StatementInputs {
+  let byStatement = inputsCache.get(service);
+  if (!byStatement) inputsCache.set(service, (byStatement = new WeakMap()));
+  let inputs = byStatement.get(statement);
+  if (inputs) return inputs;
+  const id = `${DATABASE_OBJECT_PREFIX}${service.id}`;
+  // A statement without a table (SELECT now()) is decided on the service's root object.
+  const refs: readonly (TableRef | null)[] = statement.tables.length > 0 ? statement.tables : [null];
+  let classification: Classification = refs[0] ? tableClassification(service, refs[0]) : service.classification;
+  const tables = refs.map((t) => {
+    const c = t ? tableClassification(service, t) : service.classification;
+    if (CLASSIFICATIONS.indexOf(c) > CLASSIFICATIONS.indexOf(classification)) classification = c;
+    return { route: Object.freeze({ id, securityLevel: service.securityLevel, classification: c }), path: t ? policyPath(t) : '/' };
+  });
+  inputs = Object.freeze({ tables: Object.freeze(tables), classification });
+  byStatement.set(statement, inputs);
+  return inputs;
+}
+
 export function decideStatement(
   engine: PolicyEngine,
   input: { service: DatabaseServiceConfig; statement: Classified; principal: Principal; device: DeviceTrust | null; purpose: Purpose | null; sourceIp: string | null },
@@ -60,19 +94,15 @@ export function decideStatement(
   recent?: RecentDecisions,
 ): StatementDecision {
   const { service, statement } = input;
-  // A statement without a table (SELECT now()) is decided on the service's root object.
-  const tables: readonly (TableRef | null)[] = statement.tables.length > 0 ? statement.tables : [null];
+  const { tables, classification } = statementInputs(service, statement);
   const decisions: Decision[] = [];
-  let classification: Classification = tables[0] ? tableClassification(service, tables[0]) : service.classification;
   for (const t of tables) {
-    const c = t ? tableClassification(service, t) : service.classification;
-    if (CLASSIFICATIONS.indexOf(c) > CLASSIFICATIONS.indexOf(classification)) classification = c;
     let denied: GatewayError | null = null;
     let seen: Decision | null = null;
     try {
       decide(engine, {
-        route: { id: `${DATABASE_OBJECT_PREFIX}${service.id}`, securityLevel: service.securityLevel, classification: c },
-        path: t ? policyPath(t) : '/',
+        route: t.route,
+        path: t.path,
         method: statement.kind!,
         principal: input.principal,
         deviceTier: input.device?.tier ?? null,
@@ -84,13 +114,14 @@ export function decideStatement(
       denied = err;
     }
     if (denied) {
-      if (seen) onDecision({ decision: seen, classification: c });
+      if (seen) onDecision({ decision: seen, classification: t.route.classification });
       throw denied;
     }
     decisions.push(seen!);
   }
   const first = decisions[0]!;
-  const decision: Decision = Object.freeze({ ...first, obligations: Object.freeze(merge(decisions)) });
+  // One table and no obligation: the engine's decision as it is (frozen already).
+  const decision: Decision = decisions.length === 1 && first.obligations.length === 0 ? first : Object.freeze({ ...first, obligations: Object.freeze(merge(decisions)) });
   const result = { decision, classification };
   onDecision(result);
   return result;
@@ -118,6 +149,15 @@ export interface StatementRecord {
   bytes: number;
   /** The database answered with an error of its own (SQLSTATE). */
   upstreamError: string | null;
+}
+
+const namesCache = new WeakMap<Classified, readonly string[]>();
+
+/** `schema.table` of each table, as events list them: once per classified statement. */
+function tableNames(statement: Classified): readonly string[] {
+  let names = namesCache.get(statement);
+  if (!names) namesCache.set(statement, (names = Object.freeze(statement.tables.map((t) => `${t.schema}.${t.table}`))));
+  return names;
 }
 
 /** The decision event of a statement (the builder both planes share): db.* for the statement, never a literal. */
@@ -153,7 +193,7 @@ export function statementEvent(r: StatementRecord): AuditEvent {
           operation: r.statement?.kind ?? null,
           statement: r.statement?.fingerprintText ?? null,
           fingerprint: r.statement?.fingerprint ?? null,
-          tables: (r.statement?.tables ?? []).map((t) => `${t.schema}.${t.table}`),
+          tables: r.statement ? tableNames(r.statement) : [],
           rows: r.rows,
           bytes: r.bytes,
           error_code: r.upstreamError ?? undefined,
