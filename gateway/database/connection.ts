@@ -135,6 +135,7 @@ const SETTINGS_STATEMENT = 'ztgate_settings';
 const SETTINGS_CALLS = ['national_id', 'agency', 'commune', 'purpose', 'case_ref'].map((n, i) => `set_config('ztgate.${n}', $${i + 1}, true)`);
 const SETTINGS_SQL = `SELECT ${SETTINGS_CALLS.join(', ')}`;
 const NO_INDEXES: readonly number[] = Object.freeze([]);
+const NOTHING_MASKED: ReadonlySet<string> = new Set();
 
 /** A SQL string literal; standard_conforming_strings is pinned on upstream, so only quotes need doubling. */
 const literal = (v: string) => `'${v.replaceAll('\0', '').replaceAll("'", "''")}'`;
@@ -681,6 +682,15 @@ export class DatabaseConnection {
     return this.quiet('SELECT 1/0', false);
   }
 
+  private auditRequiredOf: { readonly service: DatabaseServiceConfig; readonly required: boolean } | null = null;
+
+  /** The service's events must be written before its results leave (asked once per connection). */
+  private auditRequired(): boolean {
+    const service = this.service!;
+    if (this.auditRequiredOf?.service !== service) this.auditRequiredOf = { service, required: isAuditRequired({ securityLevel: service.securityLevel }, this.deps.config.audit) };
+    return this.auditRequiredOf.required;
+  }
+
   /** The policy decision for a data statement, and the obligations as the wire applies them. */
   private async decideData(rec: StatementRecord, c: Classified): Promise<{ masked: Set<string>; limit: number; limitReason: Reason | null; quota: boolean }> {
     const engine = this.deps.policy();
@@ -698,7 +708,7 @@ export class DatabaseConnection {
       this.grantedVersion = engine.version;
     }
     for (const t of c.tables) this.granted.set(`${c.kind} ${t.schema}.${t.table}`, c);
-    if (isAuditRequired({ securityLevel: this.service!.securityLevel }, this.deps.config.audit) && !this.deps.decisionLog.healthy()) {
+    if (this.auditRequired() && !this.deps.decisionLog.healthy()) {
       throw new GatewayError('ZTG_ERR_AUDIT_UNAVAILABLE', 'audit-unavailable');
     }
     const find = <T extends Obligation['type']>(type: T) => decision.obligations.find((o) => o.type === type) as Extract<Obligation, { type: T }> | undefined;
@@ -732,7 +742,7 @@ export class DatabaseConnection {
   }
 
   private newExec(rec: StatementRecord, o: { masked: Set<string>; limit: number; limitReason: Reason | null; quota: boolean } | null): Exec {
-    return { record: rec, masked: o?.masked ?? new Set(), limit: o?.limit ?? Infinity, limitReason: o?.limitReason ?? null, quota: o?.quota ?? false, maskedIndexes: null, over: false, delivered: 0 };
+    return { record: rec, masked: o?.masked ?? NOTHING_MASKED, limit: o?.limit ?? Infinity, limitReason: o?.limitReason ?? null, quota: o?.quota ?? false, maskedIndexes: null, over: false, delivered: 0 };
   }
 
   /** RowDescription with masked columns re-typed as text (their values become text like '056*********'). */
@@ -791,7 +801,7 @@ export class DatabaseConnection {
   private async finishExec(exec: Exec): Promise<void> {
     // An audit-required service records the statement before the client sees its result; others
     // send the result first (the connection takes no next message before the event is written).
-    if (!isAuditRequired({ securityLevel: this.service!.securityLevel }, this.deps.config.audit)) {
+    if (!this.auditRequired()) {
       this.deferred.push(exec);
       return;
     }
