@@ -12,7 +12,7 @@ import { deleteKeysWithPrefix, redisUrl } from './helpers/redis.js';
 import { createTestDatabase, makeTlsMaterial, psql, type TestDatabase, type TlsMaterial } from './helpers/database.js';
 import { createRedisStore } from '../gateway/store-backends.js';
 import type { Store } from '../core/store.js';
-import { createLocks } from '../gateway/locks.js';
+import { createLocks } from '../gateway/lock-registry.js';
 
 /**
  * The database plane in multi-core mode (`--workers 2`): the PostgreSQL listener runs in every
