@@ -105,14 +105,22 @@ async function connect(user: string): Promise<pg.Client> {
   return c;
 }
 
+/** The fields of a database-plane event these tests read. */
+interface StatementEvent {
+  readonly user?: { readonly id: string };
+  readonly ztgate: { readonly decision: string; readonly reasons: readonly string[]; readonly error_code: string | null };
+  readonly db: { readonly statement: string | null; readonly operation: string | null; readonly tables: readonly string[]; readonly rows: number };
+}
+
 /** Database-plane events of each worker's own chain, checked against the published schema. */
-function eventsByWorker(): Map<number, Record<string, any>[]> {
-  const out = new Map<number, Record<string, any>[]>();
+function eventsByWorker(): Map<number, StatementEvent[]> {
+  const out = new Map<number, StatementEvent[]>();
   for (const slot of WORKERS) {
     const file = join(dir, 'audit', `chain.worker-${slot}.log`);
     const lines = existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter((l) => l.includes('"type":"event"')) : [];
-    const events = lines.map((l) => JSON.parse(l).event as Record<string, any>).filter((e) => e.db);
-    events.forEach(assertEventMatchesSchema);
+    const all = lines.map((l) => (JSON.parse(l) as { event: Record<string, unknown> }).event).filter((e) => e.db);
+    all.forEach(assertEventMatchesSchema);
+    const events = all as unknown as StatementEvent[];
     out.set(slot, events);
   }
   return out;

@@ -132,7 +132,8 @@ const PURPOSE_APPLICATION_NAME = 'purpose:';
 /** The gateway's own prepared statement and portal on the upstream; client names with this prefix are refused. */
 const RESERVED_NAME_PREFIX = 'ztgate_';
 const SETTINGS_STATEMENT = 'ztgate_settings';
-const SETTINGS_CALLS = ['national_id', 'agency', 'commune', 'purpose', 'case_ref'].map((n, i) => `set_config('ztgate.${n}', $${i + 1}, true)`);
+const SETTINGS_NAMES = ['national_id', 'agency', 'commune', 'purpose', 'case_ref'];
+const SETTINGS_CALLS = SETTINGS_NAMES.map((n, i) => `set_config('ztgate.${n}', $${i + 1}, true)`);
 const SETTINGS_SQL = `SELECT ${SETTINGS_CALLS.join(', ')}`;
 const NO_INDEXES: readonly number[] = Object.freeze([]);
 const NOTHING_MASKED: ReadonlySet<string> = new Set();
@@ -639,7 +640,7 @@ export class DatabaseConnection {
     const key = values.join('\0');
     if (this.settingsText?.key !== key) {
       // RLS policies read these with current_setting('ztgate.…', true).
-      const sql = `SELECT ${SETTINGS_CALLS.map((call, i) => call.replace(`$${i + 1}`, literal(values[i]!))).join(', ')}`;
+      const sql = `SELECT ${SETTINGS_NAMES.map((n, i) => `set_config('ztgate.${n}', ${literal(values[i]!)}, true)`).join(', ')}`;
       this.settingsText = { key, sql, prefix: Buffer.from(`${sql};\n`, 'utf8') };
     }
     return this.settingsText;
