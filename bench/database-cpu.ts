@@ -55,7 +55,9 @@ await withBenchGateway({}, async ({ envOf, events }) => {
     }
     const done = Number(/number of transactions actually processed: (\d+)/.exec(out)?.[1] ?? perClient * CLIENTS);
     const us = (used.user + used.system) / done;
-    process.stdout.write(`${mode}: ${done} statements in ${seconds.toFixed(1)} s (${(done / seconds).toFixed(0)} tps), gateway CPU ${us.toFixed(0)} µs per statement (user ${(used.user / done).toFixed(0)}, system ${(used.system / done).toFixed(0)}), ${events() - before} events, load ${load.toFixed(2)}→${loadavg()[0]!.toFixed(2)}\n`);
+    process.stdout.write(
+      `${mode}: ${done} statements in ${seconds.toFixed(1)} s (${(done / seconds).toFixed(0)} tps), gateway CPU ${us.toFixed(0)} µs per statement (user ${(used.user / done).toFixed(0)}, system ${(used.system / done).toFixed(0)}), ${events() - before} events, load ${load.toFixed(2)}→${loadavg()[0]!.toFixed(2)}\n`,
+    );
   }
 });
 process.exit(0);

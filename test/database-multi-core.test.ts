@@ -39,35 +39,44 @@ let dbPort = 0;
 
 beforeAll(async () => {
   tls = makeTlsMaterial();
-  db = await createTestDatabase((role) => `
+  db = await createTestDatabase(
+    (role) => `
     CREATE TABLE citizens (id int PRIMARY KEY, ho_ten text, so_dinh_danh text, noi_dang_ky text NOT NULL);
     INSERT INTO citizens SELECT g, 'Công dân giả lập ' || g, '0560850' || lpad(g::text, 5, '0'), 'phuong-nha-trang' FROM generate_series(1, 20) g;
     GRANT SELECT ON citizens TO ${role};
-  `);
+  `,
+  );
   issuer = await startTestIssuer();
   const port = await freePort();
   dbPort = await freePort();
   const url = await redisUrl();
   const approval = { status: 'approved', approvedBy: '056179000006', approvedAt: '2026-01-01' };
-  writeFileSync(configFile, JSON.stringify({
-    listen: { host: '127.0.0.1', port },
-    publicUrl: `http://127.0.0.1:${port}`,
-    identity: { issuers: [{ issuer: issuer.issuer, audience: TEST_AUDIENCE, algorithms: ['ES256'] }] },
-    policy: { model: join(ROOT, 'policies/model.conf'), policy: join(ROOT, 'test/fixtures/database-policy.csv'), conditions: join(ROOT, 'test/fixtures/database-conditions.yaml') },
-    state: { backend: 'redis', redisUrl: url, keyPrefix: prefix },
-    audit: { chain: { file: chainFile, checkpointEvery: 1000 } },
-    devices: { defaultMinTierBySecurityLevel: { '3': 'unknown' } },
-    routes: [],
-    databases: {
-      listen: { host: '127.0.0.1', port: dbPort, tls: { certFile: tls.serverCert, keyFile: tls.serverKey } },
-      revocationCheckIntervalMs: 200,
-      services: ['ho-tich-db', 'ho-tich-device'].map((id) => ({ id, name: `Hộ tịch (SQL) ${id}`, upstream: { host: '127.0.0.1', port: 5432, database: db.name }, credentials: { user: db.role }, ownerAgency: 'so-tu-phap', securityLevel: 3, classification: 'personal-data', approval })),
-    },
-  }));
+  writeFileSync(
+    configFile,
+    JSON.stringify({
+      listen: { host: '127.0.0.1', port },
+      publicUrl: `http://127.0.0.1:${port}`,
+      identity: { issuers: [{ issuer: issuer.issuer, audience: TEST_AUDIENCE, algorithms: ['ES256'] }] },
+      policy: { model: join(ROOT, 'policies/model.conf'), policy: join(ROOT, 'test/fixtures/database-policy.csv'), conditions: join(ROOT, 'test/fixtures/database-conditions.yaml') },
+      state: { backend: 'redis', redisUrl: url, keyPrefix: prefix },
+      audit: { chain: { file: chainFile, checkpointEvery: 1000 } },
+      devices: { defaultMinTierBySecurityLevel: { '3': 'unknown' } },
+      routes: [],
+      databases: {
+        listen: { host: '127.0.0.1', port: dbPort, tls: { certFile: tls.serverCert, keyFile: tls.serverKey } },
+        revocationCheckIntervalMs: 200,
+        services: ['ho-tich-db', 'ho-tich-device'].map((id) => ({ id, name: `Hộ tịch (SQL) ${id}`, upstream: { host: '127.0.0.1', port: 5432, database: db.name }, credentials: { user: db.role }, ownerAgency: 'so-tu-phap', securityLevel: 3, classification: 'personal-data', approval })),
+      },
+    }),
+  );
   store = await createRedisStore({ url, keyPrefix: prefix, commandTimeoutMs: 2000 });
   child = spawn(process.execPath, ['--import', 'tsx', 'gateway/cli.ts', 'start', '--config', configFile, '--workers', '2'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
   child.stderr!.on('data', (c: Buffer) => (stderr += c));
-  await waitFor(() => stderr.includes('listening on') || child.exitCode !== null, 40_000, () => `gateway did not start: ${stderr}`);
+  await waitFor(
+    () => stderr.includes('listening on') || child.exitCode !== null,
+    40_000,
+    () => `gateway did not start: ${stderr}`,
+  );
   if (child.exitCode !== null) throw new Error(`gateway exited: ${stderr}`);
 }, 60_000);
 
@@ -117,7 +126,11 @@ function eventsByWorker(): Map<number, StatementEvent[]> {
   const out = new Map<number, StatementEvent[]>();
   for (const slot of WORKERS) {
     const file = join(dir, 'audit', `chain.worker-${slot}.log`);
-    const lines = existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter((l) => l.includes('"type":"event"')) : [];
+    const lines = existsSync(file)
+      ? readFileSync(file, 'utf8')
+          .split('\n')
+          .filter((l) => l.includes('"type":"event"'))
+      : [];
     const all = lines.map((l) => (JSON.parse(l) as { event: Record<string, unknown> }).event).filter((e) => e.db);
     all.forEach(assertEventMatchesSchema);
     const events = all as unknown as StatementEvent[];
@@ -143,7 +156,11 @@ describe('the database plane on every core (--workers 2)', () => {
       const byPsql = await psql(`host=127.0.0.1 port=${dbPort} dbname=ho-tich-db user=${READER} sslmode=verify-full sslrootcert=${tls.serverCa}`, ['-c', 'SELECT id AS mc_psql FROM citizens WHERE id = 4'], await tokenFor(READER));
       expect(byPsql.stderr).toBe('');
       expect(byPsql.stdout.trim()).toBe('4');
-      await waitFor(() => clients.every((_, i) => servedBy(`mc_conn_${i}`).length > 0) && servedBy('mc_psql').length > 0, 5000, () => 'every statement should have its event');
+      await waitFor(
+        () => clients.every((_, i) => servedBy(`mc_conn_${i}`).length > 0) && servedBy('mc_psql').length > 0,
+        5000,
+        () => 'every statement should have its event',
+      );
       const slots = clients.map((_, i) => {
         const served = servedBy(`mc_conn_${i}`);
         expect(served).toHaveLength(1);
@@ -162,7 +179,12 @@ describe('the database plane on every core (--workers 2)', () => {
   it('a cancel request stops its statement whichever worker takes the cancel connection', async () => {
     const clients = await Promise.all(Array.from({ length: 6 }, () => connect(READER)));
     try {
-      const running = clients.map((c) => c.query('SELECT pg_sleep(20)').then(() => 'finished', (err: Error) => err.message));
+      const running = clients.map((c) =>
+        c.query('SELECT pg_sleep(20)').then(
+          () => 'finished',
+          (err: Error) => err.message,
+        ),
+      );
       await new Promise((r) => setTimeout(r, 300));
       // Cancels in the reverse order of the connections, each on a plaintext connection of its own (libpq before 17):
       // node:cluster hands them out without regard to which worker serves the statement.
@@ -184,14 +206,22 @@ describe('the database plane on every core (--workers 2)', () => {
   it('attack: a lock set while connected closes the connections of every worker, one revocation event each', async () => {
     const clients = await Promise.all(Array.from({ length: 6 }, () => connect(LOCKED)));
     await Promise.all(clients.map((c, i) => c.query(`SELECT id AS mc_lock_${i} FROM citizens WHERE id = 5`)));
-    await waitFor(() => clients.every((_, i) => servedBy(`mc_lock_${i}`).length > 0), 5000, () => 'every statement should have its event');
+    await waitFor(
+      () => clients.every((_, i) => servedBy(`mc_lock_${i}`).length > 0),
+      5000,
+      () => 'every statement should have its event',
+    );
     expect(new Set(clients.map((_, i) => servedBy(`mc_lock_${i}`)[0]!.slot))).toEqual(new Set(WORKERS));
     const closed = clients.map((c) => new Promise<void>((resolve) => c.on('end', () => resolve())));
     const revocations = () => [...eventsByWorker()].map(([slot, events]) => ({ slot, n: events.filter((e) => e.user?.id === LOCKED && e.ztgate.reasons.includes('connection-revoked')).length }));
     await createLocks(store).set({ kind: 'user', value: LOCKED, reason: 'kiểm thử đa tiến trình / multi-core test', lockedBy: '056179000006', seconds: 60 });
     await Promise.all(closed);
     for (const c of clients) await expect(c.query('SELECT 1')).rejects.toThrow();
-    await waitFor(() => revocations().reduce((a, r) => a + r.n, 0) >= clients.length, 5000, () => `one revocation event per connection: ${JSON.stringify(revocations())}`);
+    await waitFor(
+      () => revocations().reduce((a, r) => a + r.n, 0) >= clients.length,
+      5000,
+      () => `one revocation event per connection: ${JSON.stringify(revocations())}`,
+    );
     expect(revocations().reduce((a, r) => a + r.n, 0)).toBe(clients.length);
     for (const r of revocations()) expect(r.n).toBeGreaterThan(0);
     const e = [...eventsByWorker().values()].flat().find((x) => x.user?.id === LOCKED && x.ztgate.reasons.includes('connection-revoked'))!;

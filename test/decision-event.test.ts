@@ -14,10 +14,22 @@ const allow: Decision = Object.freeze({ effect: 'allow', reasons: ['policy-allow
 const principal = { nationalId: '056085000301', agency: 'phuong-nha-trang', roles: ['ho-tich-reader'], assuranceLevel: 2, acr: 'urn:test:acr', issuer: 'http://idp.invalid' } as unknown as Principal;
 
 const base: DecisionEventInput = {
-  id: 'e-1', startedAt: process.hrtime.bigint(), action: 'access-decision', category: 'network', allowed: true, succeeded: true,
-  decision: allow, reasons: [], policyVersion: 'sha256:a7', errorCode: null,
+  id: 'e-1',
+  startedAt: process.hrtime.bigint(),
+  action: 'access-decision',
+  category: 'network',
+  allowed: true,
+  succeeded: true,
+  decision: allow,
+  reasons: [],
+  policyVersion: 'sha256:a7',
+  errorCode: null,
   route: { id: 'ho-tich', securityLevel: 3, classification: 'personal-data', ownerAgency: 'so-tu-phap' },
-  principal, device: null, purpose: { code: 'thanh-tra', caseRef: 'HS-1' }, records: 4, source: { ip: '127.0.0.1', port: 40000 },
+  principal,
+  device: null,
+  purpose: { code: 'thanh-tra', caseRef: 'HS-1' },
+  records: 4,
+  source: { ip: '127.0.0.1', port: 40000 },
 };
 
 describe('one decision-event builder for HTTP requests and SQL statements', () => {
@@ -49,8 +61,24 @@ describe('one decision-event builder for HTTP requests and SQL statements', () =
 
   it('a statement the gateway ended with any error of its own is a denial, never an allow that failed', () => {
     const rec: StatementRecord = {
-      id: 's-1', startedAt: process.hrtime.bigint(), service: null, classification: null, principal, device: null, purpose: null, source: { ip: '127.0.0.1', port: 1 },
-      connectionId: 'c-1', statement: null, decision: allow, policyVersion: 'sha256:a7', allowedWithoutPolicy: false, reasons: [], errorCode: 'ZTG_ERR_INTERNAL', rows: 0, bytes: 0, upstreamError: null,
+      id: 's-1',
+      startedAt: process.hrtime.bigint(),
+      service: null,
+      classification: null,
+      principal,
+      device: null,
+      purpose: null,
+      source: { ip: '127.0.0.1', port: 1 },
+      connectionId: 'c-1',
+      statement: null,
+      decision: allow,
+      policyVersion: 'sha256:a7',
+      allowedWithoutPolicy: false,
+      reasons: [],
+      errorCode: 'ZTG_ERR_INTERNAL',
+      rows: 0,
+      bytes: 0,
+      upstreamError: null,
     };
     const e = statementEvent(rec);
     assertEventMatchesSchema(e);

@@ -21,14 +21,7 @@ export type EventAction = 'access-decision' | 'admin-request';
  * Refusals after the policy allowed, with nothing forwarded (or the statement cut off): denials.
  * Other errors after an allow (an upstream fault) stay allows that failed.
  */
-export const REFUSED_AFTER_POLICY: ReadonlySet<string> = new Set([
-  'ZTG_ERR_MISDIRECTED',
-  'ZTG_ERR_AUDIT_UNAVAILABLE',
-  'ZTG_ERR_QUOTA_EXCEEDED',
-  'ZTG_ERR_QUOTA_UNAVAILABLE',
-  'ZTG_ERR_OBLIGATION_FAILED',
-  'ZTG_ERR_STATEMENT_REFUSED',
-]);
+export const REFUSED_AFTER_POLICY: ReadonlySet<string> = new Set(['ZTG_ERR_MISDIRECTED', 'ZTG_ERR_AUDIT_UNAVAILABLE', 'ZTG_ERR_QUOTA_EXCEEDED', 'ZTG_ERR_QUOTA_UNAVAILABLE', 'ZTG_ERR_OBLIGATION_FAILED', 'ZTG_ERR_STATEMENT_REFUSED']);
 
 /** Allowed by a policy decision that nothing after it overturned, or allowed without one and without an error. */
 export function isAllowed(input: { readonly decision: Decision | null; readonly allowedWithoutPolicy: boolean; readonly errorCode: string | null }): boolean {

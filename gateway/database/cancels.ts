@@ -22,8 +22,7 @@ export interface CancelMessage {
   readonly secretKey: number;
 }
 
-export const isCancelMessage = (m: unknown): m is CancelMessage =>
-  typeof m === 'object' && m !== null && (m as { type?: unknown }).type === 'ztgate-db-cancel' && Number.isInteger((m as CancelMessage).processId) && Number.isInteger((m as CancelMessage).secretKey);
+export const isCancelMessage = (m: unknown): m is CancelMessage => typeof m === 'object' && m !== null && (m as { type?: unknown }).type === 'ztgate-db-cancel' && Number.isInteger((m as CancelMessage).processId) && Number.isInteger((m as CancelMessage).secretKey);
 
 const keyBytes = (n: number) => {
   const b = Buffer.alloc(4);
