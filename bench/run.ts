@@ -13,6 +13,7 @@
  *   BENCH_CONCURRENCY=1,8        closed-loop workers (comma-separated list)
  *   BENCH_SCENARIOS=direct,gateway-allowed,gateway-denied   which HTTP scenarios
  *   BENCH_ONLY=policy|gateway|database|compare   run one part (database: pgbench through the database plane)
+ *   BENCH_DATABASE_WORKERS=2     the database runs again in multi-core mode with this many workers (0: not)
  *   BENCH_COMPARE_SECONDS=10     side-by-side HTTP comparison (bench/compare.ts): measured seconds per set-up
  *   BENCH_COMPARE_WARMUP_SECONDS=2, BENCH_COMPARE_CONNECTIONS=32, BENCH_COMPARE_THREADS=2 (wrk -t)
  *   BENCH_COMPARE_RULES=10000, BENCH_COMPARE_TOKENS=5000, BENCH_COMPARE_WORKERS=<cores>
@@ -270,11 +271,15 @@ async function main(): Promise<void> {
 async function database(): Promise<void> {
   const only = process.env.BENCH_ONLY;
   if (only === 'policy' || only === 'gateway' || only === 'compare' || only === 'startup') return;
-  const result = await runDatabaseBench({ seconds: envNumber('BENCH_SECONDS', 5), clients: 4, log });
+  const seconds = envNumber('BENCH_SECONDS', 5);
+  const result = await runDatabaseBench({ seconds, clients: 4, log });
+  // The same runs in multi-core mode (Redis state, the listener in every worker); 0 skips them.
+  const workers = envNumber('BENCH_DATABASE_WORKERS', 2);
+  const multi = workers > 1 ? await runDatabaseBench({ seconds, clients: 4, workers, log }) : undefined;
   mkdirSync(RESULTS, { recursive: true });
-  writeFileSync(join(RESULTS, 'database-latest.json'), JSON.stringify(result, null, 2) + '\n');
-  process.stdout.write(renderDatabaseMarkdown(result));
-  if (result.runs.some((r) => r.failed > 0)) process.exitCode = 1;
+  writeFileSync(join(RESULTS, 'database-latest.json'), JSON.stringify({ ...result, multiCore: multi ?? null }, null, 2) + '\n');
+  process.stdout.write(renderDatabaseMarkdown(result, multi));
+  if ([...result.runs, ...(multi?.runs ?? [])].some((r) => r.failed > 0)) process.exitCode = 1;
 }
 
 (process.env.BENCH_ONLY === 'database' ? database() : main().then(database)).then(

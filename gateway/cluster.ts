@@ -4,6 +4,7 @@ import type { GatewayConfig } from './config.js';
 import { generateSharedAssertionKeys, type SharedAssertionKeys, type AssertionAlgorithm } from './assertion.js';
 import { startGateway, type RunningGateway } from './server.js';
 import { workerChainFile } from './workers.js';
+import { isCancelMessage } from './database/cancels.js';
 
 /**
  * Multi-core mode: a primary process that serves nothing itself and N workers that each run the
@@ -13,6 +14,9 @@ import { workerChainFile } from './workers.js';
  * own spool directories, so no two processes write one file. The assertion keys are the same in
  * every worker (from the key files, or generated once by the primary and handed over on the IPC
  * channel), so an upstream verifies any worker's assertion against the JWKS of any other.
+ *
+ * A PostgreSQL CancelRequest arrives on a connection of its own, which may reach another worker than
+ * the statement it cancels: the primary passes such a key on to the other workers (database/cancels.ts).
  *
  * SIGHUP restarts the workers one at a time (each finishes its requests and closes its chain before
  * its successor opens it), the others keep serving the port; SIGTERM/SIGINT stop them all.
@@ -60,6 +64,11 @@ export async function startPrimary(config: GatewayConfig, count: number, log: (l
       let ready = false;
       worker.once('online', () => worker.send({ type: 'ztgate-start', slot, count, keys } satisfies ToWorker));
       worker.on('message', (m: FromWorker) => {
+        if (isCancelMessage(m)) {
+          // A PostgreSQL CancelRequest taken by this worker for a connection another one serves.
+          for (const other of slots.values()) if (other !== worker && other.isConnected()) other.send(m);
+          return;
+        }
         if (m?.type === 'ztgate-ready') {
           ready = true;
           url = m.url;

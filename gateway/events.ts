@@ -6,6 +6,7 @@ import type { Reason } from '../core/reasons.js';
 import type { PresentedIdentity } from '../identity/authentication-errors.js';
 import type { DeviceTrust } from './steps/device.js';
 import type { AuditEvent, DecisionLog } from './audit/log.js';
+import { buildDecisionEvent, isAllowed, type EventAction } from './audit/decision-event.js';
 import { sessionDigest } from '../identity/digest.js';
 import type { RequestTrace } from './observability/tracing.js';
 import type { StepTimes } from './observability/steps.js';
@@ -13,10 +14,9 @@ import type { StepTimes } from './observability/steps.js';
 export { createDecisionLog, type DecisionLog } from './audit/log.js';
 
 /**
- * The decision event: exactly one per request, allow or deny, whichever step ended it.
- * Field names follow the Elastic Common Schema where one exists (event.*, user.*, source.*,
- * http.*, url.*); the gateway's own fields live under ztgate.*. Never a token, cookie,
- * header value or query string: those may carry credentials or citizens' personal data.
+ * The decision event of an HTTP request: exactly one per request, allow or deny, whichever step
+ * ended it. Built by the builder both planes share (gateway/audit/decision-event.ts), with the
+ * request's http.* and url.* and what only the HTTP side knows (sessions, grants, access requests).
  */
 
 export interface DecisionContext {
@@ -62,10 +62,10 @@ export function newDecisionContext(socket?: { remoteAddress?: string | undefined
     source: { ip: socket?.remoteAddress ?? null, port: socket?.remotePort ?? null }, startedAt: process.hrtime.bigint(), route: null, principal: null, decision: null, policyVersion: null, allowedWithoutPolicy: false, admin: null, reasons: [], errorCode: null, presented: null, strippedHeaders: [], device: null, purpose: null, records: null, grant: null, access: null, emitted: false, trace: null, steps: null, upstreamStatus: 0 };
 }
 
-/** Data-plane requests are access decisions; management requests are audited admin actions. */
-export type EventAction = 'access-decision' | 'admin-request';
+export type { EventAction };
 
-const REFUSED_AFTER_POLICY = new Set(['ZTG_ERR_MISDIRECTED', 'ZTG_ERR_AUDIT_UNAVAILABLE', 'ZTG_ERR_QUOTA_EXCEEDED', 'ZTG_ERR_QUOTA_UNAVAILABLE', 'ZTG_ERR_OBLIGATION_FAILED']);
+/** A denial of which nothing is known but what the caller adds: no identity, route or decision. */
+const NOTHING_KNOWN = { startedAt: null, category: 'network', allowed: false, succeeded: false, decision: null, policyVersion: null, route: null, principal: null, device: null, purpose: null, records: null } as const;
 
 /**
  * The request path as the event records it: never the query, fragment or ";params" (they may carry
@@ -89,16 +89,10 @@ export function loggablePath(target: string): string {
  * oversized headers, smuggling attempts, timeouts): no path, no identity, only where it came from.
  */
 export function emitUnparsedRequest(log: DecisionLog, action: EventAction, input: { requestId: string; source: DecisionContext['source']; statusCode: number; reason: Reason; errorCode: string }): AuditEvent {
-  const event = {
-    '@timestamp': new Date().toISOString(),
-    log: { level: 'info' },
-    event: { kind: 'event', category: ['network', 'iam'], type: ['denied', 'access'], action, outcome: 'failure', id: input.requestId, duration: 0 },
-    ztgate: { decision: 'deny', reasons: [input.reason], rule: null, policy_version: null, error_code: input.errorCode, route: null },
-    source: input.source,
-    http: { request: { id: input.requestId, method: '' }, response: { status_code: input.statusCode } },
-    url: { path: '' },
-    message: 'deny',
-  } as AuditEvent;
+  const event = buildDecisionEvent(
+    { ...NOTHING_KNOWN, id: input.requestId, action, reasons: [input.reason], errorCode: input.errorCode, source: input.source },
+    { fields: { http: { request: { id: input.requestId, method: '' }, response: { status_code: input.statusCode } }, url: { path: '' } } },
+  );
   log.write(event);
   return event;
 }
@@ -113,24 +107,23 @@ export function emitDecision(log: DecisionLog, action: EventAction, ctx: Decisio
   } catch (err) {
     // An event that cannot be built in full is still written, reduced to what is certain.
     request.log.error({ err }, 'decision event could not be built in full');
-    event = {
-      '@timestamp': new Date().toISOString(),
-      log: { level: 'error' },
-      event: { kind: 'event', category: ['network', 'iam'], type: ['denied', 'access'], action, outcome: 'failure', id: request.id, duration: Number(process.hrtime.bigint() - ctx.startedAt) },
-      ztgate: { decision: 'deny', reasons: ['gateway-error'], rule: null, policy_version: ctx.policyVersion, error_code: ctx.errorCode, route: null },
-      source: ctx.source,
-      http: { request: { id: request.id, method: request.method }, response: { status_code: reply.raw.headersSent ? reply.statusCode : 0 } },
-      url: { path: '' },
-      trace: ctx.trace ? { id: ctx.trace.traceId } : undefined,
-      message: 'deny',
-    } as AuditEvent;
+    event = buildDecisionEvent(
+      { ...NOTHING_KNOWN, id: request.id, startedAt: ctx.startedAt, action, level: 'error', reasons: ['gateway-error'], policyVersion: ctx.policyVersion, errorCode: ctx.errorCode, source: ctx.source },
+      {
+        fields: {
+          http: { request: { id: request.id, method: request.method }, response: { status_code: reply.raw.headersSent ? reply.statusCode : 0 } },
+          url: { path: '' },
+          trace: ctx.trace ? { id: ctx.trace.traceId } : undefined,
+        },
+      },
+    );
   }
   log.write(event);
   return event;
 }
 
 /** ECS user.* for an identity that was presented but not accepted: the SOC sees who tried, marked unverified. */
-function presentedUser(presented: PresentedIdentity | null): AuditEvent['user'] {
+function presentedUser(presented: PresentedIdentity | null): Record<string, unknown> | undefined {
   if (!presented) return undefined;
   const id = presented.nationalId ?? presented.sub;
   if (!id) return undefined;
@@ -139,50 +132,41 @@ function presentedUser(presented: PresentedIdentity | null): AuditEvent['user'] 
 
 function buildEvent(action: EventAction, ctx: DecisionContext, request: FastifyRequest, reply: FastifyReply): AuditEvent {
   const status = reply.raw.headersSent || reply.sent ? reply.statusCode : 0;
-  // Refusals after the policy allowed (nothing forwarded) are denials; upstream faults stay allows that failed.
-  const refusedAfterPolicy = ctx.errorCode !== null && REFUSED_AFTER_POLICY.has(ctx.errorCode);
-  const allowed = ctx.decision ? ctx.decision.effect === 'allow' && !refusedAfterPolicy : ctx.allowedWithoutPolicy && ctx.errorCode === null;
-  const effect = allowed ? 'allow' : 'deny';
-  const reasons = [...new Set([...(ctx.decision?.reasons ?? []), ...ctx.reasons])];
+  const allowed = isAllowed(ctx);
   const principal = ctx.principal;
-  const event: AuditEvent = {
-    '@timestamp': new Date().toISOString(),
-    log: { level: 'info' },
-    event: {
-      kind: 'event',
-      category: ['network', 'iam'],
-      type: [allowed ? 'allowed' : 'denied', 'access'],
-      action,
-      outcome: allowed && status > 0 && status < 500 && ctx.errorCode === null ? 'success' : 'failure',
+  return buildDecisionEvent(
+    {
       id: request.id,
-      duration: Number(process.hrtime.bigint() - ctx.startedAt), // nanoseconds (ECS)
+      startedAt: ctx.startedAt,
+      action,
+      category: 'network',
+      allowed,
+      succeeded: status > 0 && status < 500 && ctx.errorCode === null,
+      decision: ctx.decision,
+      reasons: ctx.reasons,
+      policyVersion: ctx.policyVersion,
+      errorCode: ctx.errorCode,
+      route: ctx.route,
+      principal,
+      device: ctx.device,
+      purpose: ctx.purpose,
+      records: ctx.records,
+      source: ctx.source,
+      unverifiedUser: presentedUser(ctx.presented),
     },
-    ztgate: {
-      decision: effect,
-      reasons,
-      rule: ctx.decision?.rule ?? null,
-      policy_version: ctx.decision?.policyVersion ?? ctx.policyVersion,
-      error_code: ctx.errorCode,
-      route: ctx.route ? { id: ctx.route.id, security_level: ctx.route.securityLevel, classification: ctx.route.classification, owner_agency: ctx.route.ownerAgency } : null,
-      stripped_headers: ctx.strippedHeaders.length > 0 ? ctx.strippedHeaders : undefined,
-      admin: ctx.admin ?? undefined,
-      assurance: principal ? { level: principal.assuranceLevel, acr: principal.acr } : undefined,
-      session: principal?.sessionId ? { id_digest: sessionDigest(principal.sessionId) } : undefined,
-      purpose: ctx.purpose ? { code: ctx.purpose.code, case_ref: ctx.purpose.caseRef } : undefined,
-      records: ctx.records ?? undefined,
-      grant: ctx.grant ? { id: ctx.grant.id, kind: ctx.grant.kind, role: ctx.grant.role, expires_at: ctx.grant.expiresAt, confirmed: ctx.grant.confirmed, break_glass: ctx.grant.kind === 'break-glass' } : undefined,
-      access: ctx.access ?? undefined,
-      device: ctx.device ? { id: ctx.device.id, tier: ctx.device.tier, status: ctx.device.status, via: ctx.device.via ?? undefined, posture_failures: ctx.device.postureFailures ?? undefined } : undefined,
+    {
+      ztgate: {
+        stripped_headers: ctx.strippedHeaders.length > 0 ? ctx.strippedHeaders : undefined,
+        admin: ctx.admin ?? undefined,
+        session: principal?.sessionId ? { id_digest: sessionDigest(principal.sessionId) } : undefined,
+        grant: ctx.grant ? { id: ctx.grant.id, kind: ctx.grant.kind, role: ctx.grant.role, expires_at: ctx.grant.expiresAt, confirmed: ctx.grant.confirmed, break_glass: ctx.grant.kind === 'break-glass' } : undefined,
+        access: ctx.access ?? undefined,
+      },
+      fields: {
+        http: { request: { id: request.id, method: request.method }, response: { status_code: status } },
+        url: { path: loggablePath(request.url) },
+        trace: ctx.trace ? { id: ctx.trace.traceId } : undefined, // ECS trace.id: the OpenTelemetry trace of this request
+      },
     },
-    user: ctx.principal ? { id: ctx.principal.nationalId, roles: ctx.principal.roles } : presentedUser(ctx.presented),
-    organization: ctx.principal?.agency ? { id: ctx.principal.agency } : undefined,
-    host: ctx.device?.id ? { id: ctx.device.id } : undefined, // the official's device (ECS host.id)
-    source: ctx.source,
-    http: { request: { id: request.id, method: request.method }, response: { status_code: status } },
-    url: { path: loggablePath(request.url) },
-    rule: ctx.decision?.rule ? { name: ctx.decision.rule, ruleset: 'policy', version: ctx.decision.policyVersion } : undefined,
-    trace: ctx.trace ? { id: ctx.trace.traceId } : undefined, // ECS trace.id: the OpenTelemetry trace of this request
-    message: effect,
-  };
-  return event;
+  );
 }

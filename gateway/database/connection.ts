@@ -25,6 +25,7 @@ import type { DatabaseServiceConfig, DatabasesConfig } from './config.js';
 import { decideStatement, emitStatement, type StatementRecord } from './decision.js';
 import type { Classified } from './sql.js';
 import { cancelUpstream, connectUpstream, UpstreamError, type UpstreamConnection } from './upstream.js';
+import type { CancelRegistry } from './cancels.js';
 import * as wire from './wire.js';
 
 /**
@@ -54,8 +55,6 @@ export interface DatabasePlaneDeps {
   readonly classify: (text: string) => Classified;
 }
 
-/** Cancel keys the gateway handed out → the connection they cancel. */
-export type CancelRegistry = Map<number, { readonly secretKey: number; readonly connection: DatabaseConnection }>;
 
 /** SQLSTATE of each gateway refusal on the wire (PostgreSQL Appendix A). */
 function sqlstate(code: ErrorCode, startup: boolean): string {
@@ -133,8 +132,11 @@ const PURPOSE_APPLICATION_NAME = 'purpose:';
 /** The gateway's own prepared statement and portal on the upstream; client names with this prefix are refused. */
 const RESERVED_NAME_PREFIX = 'ztgate_';
 const SETTINGS_STATEMENT = 'ztgate_settings';
-const SETTINGS_CALLS = ['national_id', 'agency', 'commune', 'purpose', 'case_ref'].map((n, i) => `set_config('ztgate.${n}', $${i + 1}, true)`);
+const SETTINGS_NAMES = ['national_id', 'agency', 'commune', 'purpose', 'case_ref'];
+const SETTINGS_CALLS = SETTINGS_NAMES.map((n, i) => `set_config('ztgate.${n}', $${i + 1}, true)`);
 const SETTINGS_SQL = `SELECT ${SETTINGS_CALLS.join(', ')}`;
+const NO_INDEXES: readonly number[] = Object.freeze([]);
+const NOTHING_MASKED: ReadonlySet<string> = new Set();
 
 /** A SQL string literal; standard_conforming_strings is pinned on upstream, so only quotes need doubling. */
 const literal = (v: string) => `'${v.replaceAll('\0', '').replaceAll("'", "''")}'`;
@@ -364,7 +366,8 @@ export class DatabaseConnection {
         } finally {
           this.flushOutbox();
           this.outbox = null;
-          await this.settleDeferred();
+          const settling = this.settleDeferred();
+          if (settling) await settling;
         }
         if (this.closed) return;
       }
@@ -439,7 +442,7 @@ export class DatabaseConnection {
     if (this.closed) return false;
     this.attachUpstream();
     await this.registerForRevocation(token, principal);
-    this.cancels.set(this.cancelKey.processId, { secretKey: this.cancelKey.secretKey, connection: this });
+    this.cancels.add(this.cancelKey.processId, this.cancelKey.secretKey, this);
     const hello: Buffer[] = [wire.authenticationOk()];
     for (const [k, v] of this.upstream.parameters) hello.push(wire.parameterStatus(k, v));
     hello.push(wire.backendKeyData(this.cancelKey.processId, this.cancelKey.secretKey), wire.readyForQuery('I'));
@@ -448,8 +451,7 @@ export class DatabaseConnection {
   }
 
   private handleCancel(processId: number, secretKey: number): void {
-    const target = this.cancels.get(processId);
-    if (target && target.secretKey === secretKey) target.connection.cancel();
+    this.cancels.cancel(processId, secretKey);
     this.close();
   }
 
@@ -626,17 +628,22 @@ export class DatabaseConnection {
     return out;
   }
 
+  private settingsText: { readonly key: string; readonly sql: string; readonly prefix: Buffer } | null = null;
+
+  /** The statement setting the ztgate.* values; built once per set of values (they change only with the purpose). */
   private settingsSql(): string {
-    const p = this.principal!;
-    const set = (name: string, value: string | null | undefined) => `set_config('ztgate.${name}', ${literal(value ?? '')}, true)`;
-    // RLS policies read these with current_setting('ztgate.…', true).
-    return `SELECT ${[
-      set('national_id', p.nationalId),
-      set('agency', p.agency),
-      set('commune', p.unit ?? p.agency),
-      set('purpose', this.purpose?.code),
-      set('case_ref', this.purpose?.caseRef),
-    ].join(', ')}`;
+    return this.settings().sql;
+  }
+
+  private settings(): { readonly sql: string; readonly prefix: Buffer } {
+    const values = this.settingsValues();
+    const key = values.join('\0');
+    if (this.settingsText?.key !== key) {
+      // RLS policies read these with current_setting('ztgate.…', true).
+      const sql = `SELECT ${SETTINGS_NAMES.map((n, i) => `set_config('ztgate.${n}', ${literal(values[i]!)}, true)`).join(', ')}`;
+      this.settingsText = { key, sql, prefix: Buffer.from(`${sql};\n`, 'utf8') };
+    }
+    return this.settingsText;
   }
 
   // ── Exchanges ────────────────────────────────────────────────────────────────────────────
@@ -676,6 +683,15 @@ export class DatabaseConnection {
     return this.quiet('SELECT 1/0', false);
   }
 
+  private auditRequiredOf: { readonly service: DatabaseServiceConfig; readonly required: boolean } | null = null;
+
+  /** The service's events must be written before its results leave (asked once per connection). */
+  private auditRequired(): boolean {
+    const service = this.service!;
+    if (this.auditRequiredOf?.service !== service) this.auditRequiredOf = { service, required: isAuditRequired({ securityLevel: service.securityLevel }, this.deps.config.audit) };
+    return this.auditRequiredOf.required;
+  }
+
   /** The policy decision for a data statement, and the obligations as the wire applies them. */
   private async decideData(rec: StatementRecord, c: Classified): Promise<{ masked: Set<string>; limit: number; limitReason: Reason | null; quota: boolean }> {
     const engine = this.deps.policy();
@@ -693,7 +709,7 @@ export class DatabaseConnection {
       this.grantedVersion = engine.version;
     }
     for (const t of c.tables) this.granted.set(`${c.kind} ${t.schema}.${t.table}`, c);
-    if (isAuditRequired({ securityLevel: this.service!.securityLevel }, this.deps.config.audit) && !this.deps.decisionLog.healthy()) {
+    if (this.auditRequired() && !this.deps.decisionLog.healthy()) {
       throw new GatewayError('ZTG_ERR_AUDIT_UNAVAILABLE', 'audit-unavailable');
     }
     const find = <T extends Obligation['type']>(type: T) => decision.obligations.find((o) => o.type === type) as Extract<Obligation, { type: T }> | undefined;
@@ -727,13 +743,14 @@ export class DatabaseConnection {
   }
 
   private newExec(rec: StatementRecord, o: { masked: Set<string>; limit: number; limitReason: Reason | null; quota: boolean } | null): Exec {
-    return { record: rec, masked: o?.masked ?? new Set(), limit: o?.limit ?? Infinity, limitReason: o?.limitReason ?? null, quota: o?.quota ?? false, maskedIndexes: null, over: false, delivered: 0 };
+    return { record: rec, masked: o?.masked ?? NOTHING_MASKED, limit: o?.limit ?? Infinity, limitReason: o?.limitReason ?? null, quota: o?.quota ?? false, maskedIndexes: null, over: false, delivered: 0 };
   }
 
   /** RowDescription with masked columns re-typed as text (their values become text like '056*********'). */
-  private describeRows(m: wire.Message, masked: ReadonlySet<string>, strict = true): { raw: Buffer; fields: wire.FieldDescription[]; indexes: number[] } {
+  private describeRows(m: wire.Message, masked: ReadonlySet<string>, strict = true): { raw: Buffer; fields: wire.FieldDescription[] | null; indexes: readonly number[] } {
+    // Nothing masked: the description passes as received, unread.
+    if (masked.size === 0) return { raw: m.raw, fields: null, indexes: NO_INDEXES };
     const fields = wire.readRowDescription(m);
-    if (masked.size === 0) return { raw: m.raw, fields, indexes: [] };
     const indexes: number[] = [];
     const out = fields.map((f, i) => {
       if (!masked.has(f.name.toLowerCase())) return f;
@@ -785,34 +802,41 @@ export class DatabaseConnection {
   private async finishExec(exec: Exec): Promise<void> {
     // An audit-required service records the statement before the client sees its result; others
     // send the result first (the connection takes no next message before the event is written).
-    if (!isAuditRequired({ securityLevel: this.service!.securityLevel }, this.deps.config.audit)) {
+    if (!this.auditRequired()) {
       this.deferred.push(exec);
       return;
     }
     await this.settle(exec);
   }
 
-  /** Events of the deferred statements (written in the same tick, in order), then their quota counts. */
-  private async settleDeferred(): Promise<void> {
+  /** Events of the deferred statements (written in the same tick, in order), then their quota counts; undefined when none is counted. */
+  private settleDeferred(): Promise<void> | undefined {
     const execs = this.deferred;
-    if (execs.length === 0) return;
+    if (execs.length === 0) return undefined;
     this.deferred = [];
     for (const e of execs) emitStatement(this.deps.decisionLog, e.record);
-    for (const e of execs) await this.countQuota(e);
+    const counted = execs.filter((e) => this.counts(e));
+    if (counted.length === 0) return undefined;
+    return (async () => {
+      for (const e of counted) await this.countQuota(e);
+    })();
   }
 
   private async settle(exec: Exec): Promise<void> {
-    await this.countQuota(exec);
+    if (this.counts(exec)) await this.countQuota(exec);
     emitStatement(this.deps.decisionLog, exec.record);
   }
 
+  /** The statement delivered rows that count against the official's daily quota. */
+  private counts(exec: Exec): boolean {
+    return exec.quota && exec.delivered > 0 && exec.record.upstreamError === null;
+  }
+
   private async countQuota(exec: Exec): Promise<void> {
-    if (exec.quota && exec.delivered > 0 && exec.record.upstreamError === null) {
-      try {
-        await this.deps.store.incr(dailyQuotaKey(this.principal!.nationalId, Date.now()), exec.delivered, 2 * 86_400_000);
-      } catch (err) {
-        this.deps.log.error({ err, connection: this.id }, 'daily record quota could not be counted');
-      }
+    try {
+      await this.deps.store.incr(dailyQuotaKey(this.principal!.nationalId, Date.now()), exec.delivered, 2 * 86_400_000);
+    } catch (err) {
+      this.deps.log.error({ err, connection: this.id }, 'daily record quota could not be counted');
     }
   }
 
@@ -869,7 +893,7 @@ export class DatabaseConnection {
       // together, in one round trip. (The text was parsed as exactly one statement, so nothing of it
       // can reach into the settings statement before it.)
       let settingsDone = false;
-      const status = await this.send([serialize.query(`${this.settingsSql()};\n${wire.readQuery(m)}`)], (r) => {
+      const status = await this.send([wire.prefixedQuery(this.settings().prefix, m)], (r) => {
         if (settingsDone) return this.onSimpleResponse(exec, r);
         if (r.type === 'C') settingsDone = true;
         else if (r.type === 'E') {
@@ -1178,7 +1202,8 @@ export class DatabaseConnection {
   private safeDescribe(m: wire.Message, masked: ReadonlySet<string>, portal?: PortalState): Buffer {
     // Binary results of a masked column are refused at Execute; a description alone reveals no value.
     const d = this.describeRows(m, masked, false);
-    if (portal) portal.fields = d.fields;
+    // Unread (nothing masked now): an Execute that masks asks for the description again.
+    if (portal && d.fields) portal.fields = d.fields;
     return d.raw;
   }
 }

@@ -1,6 +1,7 @@
 import { GatewayError } from '../errors.js';
 import type { Reason } from '../../core/reasons.js';
 import type { AuditEvent, DecisionLog } from '../audit/log.js';
+import { buildDecisionEvent, isAllowed } from '../audit/decision-event.js';
 import type { DeviceTrust } from '../steps/device.js';
 import { decide } from '../steps/decide.js';
 import { DATABASE_OBJECT_PREFIX, type Purpose } from '../../policies/access.js';
@@ -8,6 +9,7 @@ import type { Principal, Obligation, Decision } from '../../core/principal.js';
 import type { PolicyEngine } from '../../policies/engine.js';
 import type { RecentDecisions } from '../../policies/what-if.js';
 import { CLASSIFICATIONS, type Classification } from '../../core/levels.js';
+import type { RouteConfig } from '../config.js';
 import type { DatabaseServiceConfig } from './config.js';
 import type { Classified, TableRef } from './sql.js';
 
@@ -52,6 +54,39 @@ function merge(decisions: readonly Decision[]): readonly Obligation[] {
  * Decides a data statement. Returns the allow; a denial throws the GatewayError of the first
  * table refused, after `onDecision` has seen the decision.
  */
+/** What the engine is asked for one table of a statement; the same for every run of the statement on a service. */
+interface TableInput {
+  readonly route: Pick<RouteConfig, 'id' | 'securityLevel' | 'classification'>;
+  readonly path: string;
+}
+
+interface StatementInputs {
+  readonly tables: readonly TableInput[];
+  readonly classification: Classification;
+}
+
+/** Per service, per classified statement (itself cached by statement text): built once, then a lookup. */
+const inputsCache = new WeakMap<DatabaseServiceConfig, WeakMap<Classified, StatementInputs>>();
+
+function statementInputs(service: DatabaseServiceConfig, statement: Classified): StatementInputs {
+  let byStatement = inputsCache.get(service);
+  if (!byStatement) inputsCache.set(service, (byStatement = new WeakMap()));
+  let inputs = byStatement.get(statement);
+  if (inputs) return inputs;
+  const id = `${DATABASE_OBJECT_PREFIX}${service.id}`;
+  // A statement without a table (SELECT now()) is decided on the service's root object.
+  const refs: readonly (TableRef | null)[] = statement.tables.length > 0 ? statement.tables : [null];
+  let classification: Classification = refs[0] ? tableClassification(service, refs[0]) : service.classification;
+  const tables = refs.map((t) => {
+    const c = t ? tableClassification(service, t) : service.classification;
+    if (CLASSIFICATIONS.indexOf(c) > CLASSIFICATIONS.indexOf(classification)) classification = c;
+    return { route: Object.freeze({ id, securityLevel: service.securityLevel, classification: c }), path: t ? policyPath(t) : '/' };
+  });
+  inputs = Object.freeze({ tables: Object.freeze(tables), classification });
+  byStatement.set(statement, inputs);
+  return inputs;
+}
+
 export function decideStatement(
   engine: PolicyEngine,
   input: { service: DatabaseServiceConfig; statement: Classified; principal: Principal; device: DeviceTrust | null; purpose: Purpose | null; sourceIp: string | null },
@@ -59,19 +94,15 @@ export function decideStatement(
   recent?: RecentDecisions,
 ): StatementDecision {
   const { service, statement } = input;
-  // A statement without a table (SELECT now()) is decided on the service's root object.
-  const tables: readonly (TableRef | null)[] = statement.tables.length > 0 ? statement.tables : [null];
+  const { tables, classification } = statementInputs(service, statement);
   const decisions: Decision[] = [];
-  let classification: Classification = tables[0] ? tableClassification(service, tables[0]) : service.classification;
   for (const t of tables) {
-    const c = t ? tableClassification(service, t) : service.classification;
-    if (CLASSIFICATIONS.indexOf(c) > CLASSIFICATIONS.indexOf(classification)) classification = c;
     let denied: GatewayError | null = null;
     let seen: Decision | null = null;
     try {
       decide(engine, {
-        route: { id: `${DATABASE_OBJECT_PREFIX}${service.id}`, securityLevel: service.securityLevel, classification: c },
-        path: t ? policyPath(t) : '/',
+        route: t.route,
+        path: t.path,
         method: statement.kind!,
         principal: input.principal,
         deviceTier: input.device?.tier ?? null,
@@ -83,13 +114,14 @@ export function decideStatement(
       denied = err;
     }
     if (denied) {
-      if (seen) onDecision({ decision: seen, classification: c });
+      if (seen) onDecision({ decision: seen, classification: t.route.classification });
       throw denied;
     }
     decisions.push(seen!);
   }
   const first = decisions[0]!;
-  const decision: Decision = Object.freeze({ ...first, obligations: Object.freeze(merge(decisions)) });
+  // One table and no obligation: the engine's decision as it is (frozen already).
+  const decision: Decision = decisions.length === 1 && first.obligations.length === 0 ? first : Object.freeze({ ...first, obligations: Object.freeze(merge(decisions)) });
   const result = { decision, classification };
   onDecision(result);
   return result;
@@ -119,58 +151,58 @@ export interface StatementRecord {
   upstreamError: string | null;
 }
 
-const REFUSED_AFTER_POLICY = new Set(['ZTG_ERR_QUOTA_EXCEEDED', 'ZTG_ERR_QUOTA_UNAVAILABLE', 'ZTG_ERR_OBLIGATION_FAILED', 'ZTG_ERR_STATEMENT_REFUSED', 'ZTG_ERR_AUDIT_UNAVAILABLE']);
+const namesCache = new WeakMap<Classified, readonly string[]>();
 
-/** The decision event of a statement: ECS fields, db.* for the statement, never a literal. */
-export function emitStatement(log: DecisionLog, r: StatementRecord): void {
-  const refusedAfter = r.errorCode !== null && REFUSED_AFTER_POLICY.has(r.errorCode);
-  const allowed = r.decision ? r.decision.effect === 'allow' && !refusedAfter && r.errorCode === null : r.allowedWithoutPolicy && r.errorCode === null;
-  const effect = allowed ? 'allow' : 'deny';
-  const reasons = [...new Set([...(r.decision?.reasons ?? []), ...r.reasons])];
-  const p = r.principal;
+/** `schema.table` of each table, as events list them: once per classified statement. */
+function tableNames(statement: Classified): readonly string[] {
+  let names = namesCache.get(statement);
+  if (!names) namesCache.set(statement, (names = Object.freeze(statement.tables.map((t) => `${t.schema}.${t.table}`))));
+  return names;
+}
+
+/** The decision event of a statement (the builder both planes share): db.* for the statement, never a literal. */
+export function statementEvent(r: StatementRecord): AuditEvent {
+  // A statement that ended in any error of the gateway's is a denial, not an allow that failed.
+  const allowed = isAllowed(r) && r.errorCode === null;
   const s = r.service;
-  const event = {
-    '@timestamp': new Date().toISOString(),
-    log: { level: 'info' },
-    event: {
-      kind: 'event',
-      category: ['database', 'iam'],
-      type: [allowed ? 'allowed' : 'denied', 'access'],
-      action: 'access-decision',
-      outcome: allowed && r.upstreamError === null ? 'success' : 'failure',
+  return buildDecisionEvent(
+    {
       id: r.id,
-      duration: Number(process.hrtime.bigint() - r.startedAt),
+      startedAt: r.startedAt,
+      action: 'access-decision',
+      category: 'database',
+      allowed,
+      succeeded: r.upstreamError === null,
+      decision: r.decision,
+      reasons: r.reasons,
+      policyVersion: r.policyVersion,
+      errorCode: r.errorCode,
+      route: s ? { id: `${DATABASE_OBJECT_PREFIX}${s.id}`, securityLevel: s.securityLevel, classification: r.classification ?? s.classification, ownerAgency: s.ownerAgency } : null,
+      principal: r.principal,
+      device: r.device,
+      purpose: r.purpose,
+      records: r.statement?.kind === 'SELECT' ? r.rows : null,
+      source: r.source,
     },
-    ztgate: {
-      decision: effect,
-      reasons,
-      rule: r.decision?.rule ?? null,
-      policy_version: r.decision?.policyVersion ?? r.policyVersion,
-      error_code: r.errorCode,
-      route: s ? { id: `${DATABASE_OBJECT_PREFIX}${s.id}`, security_level: s.securityLevel, classification: r.classification ?? s.classification, owner_agency: s.ownerAgency } : null,
-      assurance: p ? { level: p.assuranceLevel, acr: p.acr } : undefined,
-      purpose: r.purpose ? { code: r.purpose.code, case_ref: r.purpose.caseRef } : undefined,
-      records: r.statement?.kind === 'SELECT' ? r.rows : undefined,
-      device: r.device ? { id: r.device.id, tier: r.device.tier, status: r.device.status, via: r.device.via ?? undefined, posture_failures: r.device.postureFailures ?? undefined } : undefined,
+    {
+      fields: {
+        db: {
+          system: 'postgresql',
+          name: s?.id ?? null,
+          connection_id: r.connectionId,
+          operation: r.statement?.kind ?? null,
+          statement: r.statement?.fingerprintText ?? null,
+          fingerprint: r.statement?.fingerprint ?? null,
+          tables: r.statement ? tableNames(r.statement) : [],
+          rows: r.rows,
+          bytes: r.bytes,
+          error_code: r.upstreamError ?? undefined,
+        },
+      },
     },
-    user: p ? { id: p.nationalId, roles: p.roles } : undefined,
-    organization: p?.agency ? { id: p.agency } : undefined,
-    host: r.device?.id ? { id: r.device.id } : undefined,
-    source: r.source,
-    db: {
-      system: 'postgresql',
-      name: s?.id ?? null,
-      connection_id: r.connectionId,
-      operation: r.statement?.kind ?? null,
-      statement: r.statement?.fingerprintText ?? null,
-      fingerprint: r.statement?.fingerprint ?? null,
-      tables: (r.statement?.tables ?? []).map((t) => `${t.schema}.${t.table}`),
-      rows: r.rows,
-      bytes: r.bytes,
-      error_code: r.upstreamError ?? undefined,
-    },
-    rule: r.decision?.rule ? { name: r.decision.rule, ruleset: 'policy', version: r.decision.policyVersion } : undefined,
-    message: effect,
-  };
-  log.write(event as unknown as AuditEvent);
+  );
+}
+
+export function emitStatement(log: DecisionLog, r: StatementRecord): void {
+  log.write(statementEvent(r));
 }

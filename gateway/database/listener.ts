@@ -7,7 +7,8 @@ import { createDeviceAssessor } from '../steps/device.js';
 import { DeviceRegistry } from '../../identity/devices.js';
 import type { Runtime } from '../runtime.js';
 import type { DatabasesConfig } from './config.js';
-import { DatabaseConnection, errorFields, type CancelRegistry, type DatabasePlaneDeps } from './connection.js';
+import { CancelRegistry } from './cancels.js';
+import { DatabaseConnection, errorFields, type DatabasePlaneDeps } from './connection.js';
 import { emitStatement } from './decision.js';
 import { createStatementClassifier, loadParser } from './sql.js';
 import * as wire from './wire.js';
@@ -41,7 +42,7 @@ export async function startDatabaseListener(runtime: Runtime, databases: Databas
     log: opts.logger,
     classify: createStatementClassifier(databases.statementCacheEntries),
   };
-  const cancels: CancelRegistry = new Map();
+  const cancels = new CancelRegistry();
   const open = new Set<Socket>();
   const tlsServer = createTlsServer({ ...httpsServerOptions(databases.listen.tls), handshakeTimeout: databases.startupTimeoutMs });
   tlsServer.on('secureConnection', (socket: TLSSocket) => {
@@ -92,8 +93,7 @@ export async function startDatabaseListener(runtime: Runtime, databases: Databas
       }
       socket.removeListener('data', onData);
       if (packet.kind === 'cancel') {
-        const target = cancels.get(packet.processId);
-        if (target && target.secretKey === packet.secretKey) target.connection.cancel();
+        cancels.cancel(packet.processId, packet.secretKey);
         socket.destroy();
         return;
       }
@@ -123,6 +123,7 @@ export async function startDatabaseListener(runtime: Runtime, databases: Databas
     close: () =>
       new Promise<void>((resolve) => {
         for (const s of open) s.destroy();
+        cancels.close();
         server.close(() => resolve());
       }),
   };

@@ -224,3 +224,17 @@ export function rowsOfTag(tag: string): number {
   const n = Number(tag.slice(tag.lastIndexOf(' ') + 1));
   return Number.isFinite(n) ? n : 0;
 }
+
+/**
+ * A simple Query whose text is `prefix` followed by the text of `query`, the client's bytes copied
+ * as received (never decoded and encoded again). `prefix` ends with the statement separator.
+ */
+export function prefixedQuery(prefix: Buffer, query: Message): Buffer {
+  const body = query.raw.length - query.bodyOffset;
+  const out = Buffer.allocUnsafe(1 + 4 + prefix.length + body);
+  out[0] = 0x51; // 'Q'
+  out.writeInt32BE(4 + prefix.length + body, 1);
+  prefix.copy(out, 5);
+  query.raw.copy(out, 5 + prefix.length, query.bodyOffset);
+  return out;
+}
