@@ -29,12 +29,6 @@ Cách dùng / usage:
                                   shadowed rules, masks leaking through other fields of sample data (DIR/<route>.json)
   ztgate policy test --config FILE [--cases FILE]
                                   chạy bảng quyết định mong đợi / run the expected-decision table
-  ztgate demo                     chạy bản trình diễn nhúng / run the embedded demo
-  ztgate token --user NATIONAL_ID [--issuer URL] [--password PASSWORD]
-                                  lấy access token từ IdP demo (luồng OAuth chuẩn) / get a demo access token
-  ztgate device init|enrol|approve|quarantine|posture|curl …
-                                  thiết bị giả lập: khóa, đăng ký, báo cáo tình trạng, DPoP / demo device
-                                  (ztgate device --help: chi tiết / details)
   ztgate --version                phiên bản / version
 ${AUDIT_USAGE}${ACCESS_USAGE}`;
 
@@ -44,7 +38,36 @@ export interface CliIo {
   readonly err: NodeJS.WritableStream;
 }
 
-type Handler = (args: string[], io: CliIo) => Promise<number>;
+/** Runs one command with the arguments after its name; resolves to the exit status, -1 for one that keeps running. */
+export type CliHandler = (args: string[], io: CliIo) => Promise<number>;
+
+/**
+ * Commands a program built on the product adds to its command line (the demo's `ztgate-demo`):
+ * they are looked up before the product's, `--help` lists them above the product's usage, and
+ * "did you mean" suggests from both.
+ */
+export interface CliExtension {
+  /** The program's name in messages (`ztgate-demo: …`). */
+  readonly program: string;
+  /** Usage of the added commands, printed above the product's. */
+  readonly usage: string;
+  readonly commands: Readonly<Record<string, CliHandler>>;
+  /** Added commands that print their own usage for --help. */
+  readonly ownHelp?: readonly string[];
+  /** The command run when none is given (the product prints its usage and exits 2). */
+  readonly defaultCommand?: string;
+}
+
+/**
+ * The demo's commands, which the product no longer carries (a production install has no demo IdP):
+ * asked of `ztgate`, they answer where to find them instead of "unknown command".
+ */
+const DEMO_COMMANDS = new Set(['demo', 'token', 'device']);
+const DEMO_MOVED = (command: string) =>
+  `"${command}" thuộc bản trình diễn, không thuộc sản phẩm: chạy \`npm start\` (bản trình diễn nhúng) hoặc \`npx ztgate-demo ${command === 'demo' ? 'start' : command} …\` trong thư mục mã nguồn / ` +
+  `"${command}" belongs to the demo, not to the product: run \`npm start\` (the embedded demo) or \`npx ztgate-demo ${command === 'demo' ? 'start' : command} …\` from the source folder`;
+
+type Handler = CliHandler;
 
 function options(args: string[], spec: Record<string, { type: 'string' | 'boolean' }>) {
   return parseCommandLine({ args, options: spec, strict: true, allowPositionals: false }).values as Record<string, string | undefined>;
@@ -58,7 +81,8 @@ async function loadChecked(file: string): Promise<GatewayConfig> {
   return config;
 }
 
-function onSignal(close: () => Promise<void>): void {
+/** Closes on SIGINT/SIGTERM (a second signal exits at once); for every command that keeps running. */
+export function onSignal(close: () => Promise<void>): void {
   let closing = false;
   const stop = () => {
     if (closing) process.exit(130);
@@ -124,22 +148,6 @@ const commands: Record<string, Handler> = {
     const { policyCommand } = await import('../policies/cli.js');
     return policyCommand(sub, { config, cases, samples }, io.out, io.err, loadConfigFile);
   },
-  async demo(args, io) {
-    options(args, {});
-    const { startDemo, demoBanner } = await import('../demo/run.js');
-    const demo = await startDemo();
-    io.err.write(demoBanner(demo));
-    onSignal(demo.close);
-    return -1;
-  },
-  async token(args, io) {
-    const { user, issuer, password } = options(args, { user: { type: 'string' }, issuer: { type: 'string' }, password: { type: 'string' } });
-    if (!user) throw new UsageError('token needs --user NATIONAL_ID');
-    const { obtainDemoToken } = await import('../demo/token.js');
-    const tokens = await obtainDemoToken({ issuer: issuer ?? 'http://127.0.0.1:8090', nationalId: user, ...(password ? { password } : {}) });
-    io.out.write(`${tokens.access_token}\n`);
-    return 0;
-  },
   async audit(args, io) {
     const { runAuditCommand } = await import('./audit/cli.js');
     return runAuditCommand(args, io.out);
@@ -147,10 +155,6 @@ const commands: Record<string, Handler> = {
   async access(args, io) {
     const { runAccessCommand } = await import('./access/cli.js');
     return runAccessCommand(args, { out: io.out, err: io.err, env: process.env });
-  },
-  async device(args, io) {
-    const { runDeviceCommand } = await import('../demo/device-cli.js');
-    return runDeviceCommand(args, { out: (t) => io.out.write(t) });
   },
 };
 
@@ -163,28 +167,37 @@ function version(): string {
   }
 }
 
-/** Commands that print their own usage for --help. */
-const OWN_HELP = new Set(['device']);
+/** The usage `--help` prints: the added commands' first, then the product's. */
+const usageOf = (extension: CliExtension | undefined) => (extension ? `${extension.usage}\n${USAGE}` : USAGE);
 
-async function main(argv: string[], io: CliIo): Promise<number> {
+async function main(argv: string[], io: CliIo, extension: CliExtension | undefined): Promise<number> {
+  const program = extension?.program ?? 'ztgate';
   const unsupported = unsupportedRuntime();
   if (unsupported) {
-    io.err.write(`ztgate: ${unsupported}\n`);
+    io.err.write(`${program}: ${unsupported}\n`);
     return 69; // EX_UNAVAILABLE (sysexits.h)
   }
-  const [command, ...rest] = argv;
+  const [command = extension?.defaultCommand, ...rest] = argv;
   if (!command || command === 'help' || command === '--help' || command === '-h') {
-    io.out.write(USAGE);
+    io.out.write(usageOf(extension));
     return command ? 0 : 2;
   }
   if (command === '--version' || command === '-V' || command === 'version') {
-    io.out.write(`ztgate ${version()} (Node.js ${process.versions.node})\n`);
+    io.out.write(`${program} ${version()} (Node.js ${process.versions.node})\n`);
     return 0;
   }
-  const handler = commands[command];
-  if (!handler) throw new UsageError(`unknown command "${command}"${didYouMean(command, [...Object.keys(commands), 'help', 'version'])}`);
-  if (!OWN_HELP.has(command) && (rest.includes('--help') || rest.includes('-h'))) {
-    io.out.write(USAGE);
+  const added = extension && Object.hasOwn(extension.commands, command) ? extension.commands[command] : undefined;
+  const handler = added ?? (Object.hasOwn(commands, command) ? commands[command] : undefined);
+  if (!handler) {
+    if (DEMO_COMMANDS.has(command)) {
+      io.err.write(`${program}: ${DEMO_MOVED(command)}\n`);
+      return 2;
+    }
+    throw new UsageError(`unknown command "${command}"${didYouMean(command, [...Object.keys(extension?.commands ?? {}), ...Object.keys(commands), 'help', 'version'])}`);
+  }
+  const ownHelp = added !== undefined && (extension?.ownHelp ?? []).includes(command);
+  if (!ownHelp && (rest.includes('--help') || rest.includes('-h'))) {
+    io.out.write(usageOf(extension));
     return 0;
   }
   return handler(rest, io);
@@ -192,22 +205,24 @@ async function main(argv: string[], io: CliIo): Promise<number> {
 
 /**
  * Runs one command line; resolves to the exit status (0 success, 1 runtime failure, 2 usage
- * error, 69 a Node.js too old, 78 invalid configuration or policy), or -1 for a command that keeps running (start, demo).
+ * error, 69 a Node.js too old, 78 invalid configuration or policy), or -1 for a command that keeps
+ * running (start). `extension` adds a program's own commands (demo/cli.ts: `ztgate-demo`).
  */
-export async function runCli(argv: string[], io: CliIo = { out: process.stdout, err: process.stderr }): Promise<number> {
+export async function runCli(argv: string[], io: CliIo = { out: process.stdout, err: process.stderr }, extension?: CliExtension): Promise<number> {
+  const program = extension?.program ?? 'ztgate';
   try {
-    return await main(argv, io);
+    return await main(argv, io, extension);
   } catch (err) {
     if (err instanceof ConfigError || err instanceof PolicyError) {
-      io.err.write(`ztgate: ${err.message}\n`);
+      io.err.write(`${program}: ${err.message}\n`);
       return 78; // EX_CONFIG (sysexits.h)
     }
     if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-      io.err.write(`ztgate: ${(err as Error).message}\n\n${USAGE}`);
+      io.err.write(`${program}: ${(err as Error).message}\n\n${usageOf(extension)}`);
       return 2;
     }
     const e = err as { code?: string; message?: string };
-    io.err.write(`ztgate: ${e.code ? `[${e.code}] ` : ''}${e.message ?? String(err)}\n`);
+    io.err.write(`${program}: ${e.code ? `[${e.code}] ` : ''}${e.message ?? String(err)}\n`);
     return 1;
   }
 }

@@ -54,6 +54,24 @@ describe('the container image (Dockerfile)', () => {
     }
   });
 
+  it('the production image (the default, last stage) carries no demo/: it copies the product tree, from which demo/ and dist/demo/ were removed', () => {
+    const copies = stage.filter((i) => i.op === 'COPY' && i.args.includes('--from='));
+    expect(copies.length).toBeGreaterThan(0);
+    for (const copy of copies) {
+      const [src] = copy.args.split(/\s+/).filter((w) => !w.startsWith('--'));
+      const made = new RegExp(`cp -a /app ${src} && rm -rf ${src}/demo ${src}/dist/demo`);
+      expect(dockerfile, `COPY ${copy.args}`).toMatch(made);
+    }
+    expect(stage.find((i) => i.op === 'ENTRYPOINT')?.args).toMatch(/^\["node", (".+", )?"dist\/gateway\/cli\.js"\]$/);
+    expect(stage.find((i) => i.op === 'CMD')?.args).not.toMatch(/demo/);
+  });
+
+  it('the demo image is its own target, run by the demo entry (dist/demo/cli.js), and docker compose builds that target for ztgate-demo', () => {
+    const demoStage = dockerfile.slice(dockerfile.indexOf('AS demo\n'));
+    expect(demoStage.slice(0, demoStage.indexOf('\nFROM '))).toMatch(/\nENTRYPOINT \["node", (".+", )?"dist\/demo\/cli\.js"\]\n/);
+    expect(compose.services['ztgate-demo'].build.target).toBe('demo');
+  });
+
   it('its build copies every source folder the build compiles (a new top-level folder such as core/ included)', () => {
     const build = JSON.parse(readFileSync(join(ROOT, 'tsconfig.build.json'), 'utf8')) as { include: string[] };
     const copied = new Set([...dockerfile.matchAll(/^COPY (?!--from)(.+) \S+$/gm)].flatMap((m) => m[1]!.split(/\s+/)));
