@@ -1,10 +1,10 @@
 /**
- * `ztgate device …`: a demo device (thiết bị giả lập) for the embedded demo. It creates a device
+ * `ztgate-demo device …`: a demo device (thiết bị giả lập) for the embedded demo. It creates a device
  * key, enrols it, has the demo security admin approve it, signs posture reports as the DEMO
  * endpoint-management signer, and calls the gateway with an RFC 9449 DPoP proof per request.
  *
  * DỮ LIỆU GIẢ LẬP — everything here is synthetic demo material. The demo signer's private key is
- * written by `ztgate demo` to .data/demo/ so that this CLI can play the endpoint-management
+ * written by `ztgate-demo` to .data/demo/ so that this CLI can play the endpoint-management
  * vendor; a real deployment configures only the vendor's PUBLIC keys and never holds theirs.
  */
 import { createHash, randomUUID } from 'node:crypto';
@@ -74,7 +74,7 @@ export async function signPostureReport(
 }
 
 // ---------------------------------------------------------------------------------------------
-// The demo endpoint-management signer, started by `ztgate demo`.
+// The demo endpoint-management signer, started by `ztgate-demo`.
 
 export interface DemoPostureSigner {
   readonly jwksUri: string;
@@ -141,7 +141,7 @@ export async function loadDemoDevice(id: string | undefined, dir = demoDataDir('
   const known = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.json')).map((f) => f.slice(0, -5)) : [];
   const chosen = id ?? (known.length === 1 ? known[0] : undefined);
   if (!chosen) {
-    throw new UsageError(known.length === 0 ? 'chưa có thiết bị / no demo device yet: run `ztgate device init --name NAME`' : `có nhiều thiết bị / several demo devices, choose one with --device: ${known.join(', ')}`);
+    throw new UsageError(known.length === 0 ? 'chưa có thiết bị / no demo device yet: run `ztgate-demo device init --name NAME`' : `có nhiều thiết bị / several demo devices, choose one with --device: ${known.join(', ')}`);
   }
   if (!/^[A-Za-z0-9_-]{43}$/.test(chosen) || !known.includes(chosen)) throw new UsageError(`không có thiết bị / no demo device ${chosen} in ${dir}`);
   const file = JSON.parse(readFileSync(join(dir, `${chosen}.json`), 'utf8')) as DeviceFile;
@@ -159,17 +159,17 @@ async function loadDemoSigner(dir = demoDataDir('demo')) {
 // The command.
 
 
-export const DEVICE_USAGE = `ztgate device — thiết bị giả lập cho bản trình diễn / demo device
+export const DEVICE_USAGE = `ztgate-demo device — thiết bị giả lập cho bản trình diễn / demo device
 
-  ztgate device init --name NAME                        tạo khóa thiết bị / create a device key (.data/devices/)
-  ztgate device enrol --user NATIONAL_ID [--device ID]  đăng ký thiết bị (chờ phê duyệt) / enrol it (pending)
-  ztgate device approve --admin NATIONAL_ID [--device ID] [--hardware-key]
-                                                        quản trị viên phê duyệt / the security admin approves it
-  ztgate device quarantine --admin NATIONAL_ID --reason TEXT [--device ID]
-                                                        cách ly thiết bị / quarantine it
-  ztgate device posture [--device ID] [--non-compliant] ký báo cáo tình trạng (bộ ký demo) / sign a posture report
-  ztgate device curl --user NATIONAL_ID [--device ID] [--method M] [--purpose CODE --case-ref REF] URL
-                                                        gọi cổng với token + DPoP + báo cáo / call with token, proof, posture
+  ztgate-demo device init --name NAME                        tạo khóa thiết bị / create a device key (.data/devices/)
+  ztgate-demo device enrol --user NATIONAL_ID [--device ID]  đăng ký thiết bị (chờ phê duyệt) / enrol it (pending)
+  ztgate-demo device approve --admin NATIONAL_ID [--device ID] [--hardware-key]
+                                                             quản trị viên phê duyệt / the security admin approves it
+  ztgate-demo device quarantine --admin NATIONAL_ID --reason TEXT [--device ID]
+                                                             cách ly thiết bị / quarantine it
+  ztgate-demo device posture [--device ID] [--non-compliant] ký báo cáo tình trạng (bộ ký demo) / sign a posture report
+  ztgate-demo device curl --user NATIONAL_ID [--device ID] [--method M] [--purpose CODE --case-ref REF] URL
+                                                             gọi cổng với token + DPoP + báo cáo / call with token, proof, posture
 Tùy chọn / options: --gateway URL (http://127.0.0.1:8080), --admin-url URL (http://127.0.0.1:8081), --issuer URL (http://127.0.0.1:8090)
 `;
 
@@ -181,7 +181,7 @@ const DEVICE_COMMANDS = ['init', 'enrol', 'approve', 'quarantine', 'posture', 'c
 
 export async function runDeviceCommand(args: string[], io: DeviceCliIo = { out: (t) => process.stdout.write(t) }): Promise<number> {
   const [sub, ...rest] = args;
-  // `ztgate device --help`, `ztgate device enrol -h`: the usage, not an error.
+  // `ztgate-demo device --help`, `ztgate-demo device enrol -h`: the usage, not an error.
   if (sub === '--help' || sub === '-h' || rest.includes('--help') || rest.includes('-h')) {
     io.out(DEVICE_USAGE);
     return 0;

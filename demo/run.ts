@@ -53,7 +53,7 @@ export async function startDemo(configFile = DEMO_CONFIG_FILE, opts: RuntimeOpti
       started.push(upstream);
       upstreams.push(upstream);
     }
-    // The DEMO endpoint-management signer whose posture reports `ztgate device posture` signs.
+    // The DEMO endpoint-management signer whose posture reports `ztgate-demo device posture` signs.
     const postureSigner = config.devices.postureSigners.find((s) => s.issuer === DEMO_POSTURE_ISSUER && s.jwksUri);
     if (postureSigner) {
       const jwks = new URL(postureSigner.jwksUri!);
@@ -88,7 +88,7 @@ Cán bộ giả lập / synthetic officials:
 ${officials}
 
 Thử / try (in another terminal, from this folder):
-  TOKEN=$(npx ztgate token --user 056085000001)
+  TOKEN=$(npx ztgate-demo token --user 056085000001)
   curl -s -H "Authorization: Bearer $TOKEN" ${g}/ho-tich/records?limit=2     # 200: allowed
   curl -s -H "Authorization: Bearer $TOKEN" ${g}/dat-dai/records             # 403: no rule allows
   curl -s ${g}/ho-tich/records                                              # 401: no token
@@ -98,13 +98,13 @@ Trình duyệt / browser: mở / open ${g}/ho-tich/records → đăng nhập / s
   (cookie "ztgate-session": http trên loopback không dùng được tiền tố __Host- / no __Host- prefix over plain http)
 
 Thiết bị / device trust (Y tế, cấp độ 4, cần thiết bị tuân thủ / needs a compliant device):
-  ID=$(npx ztgate device init --name "Máy trạm Sở Y tế")
-  npx ztgate device enrol --device $ID --user 056190000002                  # 201: pending
-  npx ztgate device approve --device $ID --admin 056179000006               # 200: approved
-  npx ztgate device posture --device $ID                                    # compliant report (demo signer)
-  npx ztgate device curl --device $ID --user 056190000002 --purpose giai-quyet-thu-tuc --case-ref HS-2026-0001 ${g}/y-te/records  # 200
-  npx ztgate device posture --device $ID --non-compliant
-  npx ztgate device curl --device $ID --user 056190000002 --purpose giai-quyet-thu-tuc --case-ref HS-2026-0001 ${g}/y-te/records  # 403
+  ID=$(npx ztgate-demo device init --name "Máy trạm Sở Y tế")
+  npx ztgate-demo device enrol --device $ID --user 056190000002             # 201: pending
+  npx ztgate-demo device approve --device $ID --admin 056179000006          # 200: approved
+  npx ztgate-demo device posture --device $ID                               # compliant report (demo signer)
+  npx ztgate-demo device curl --device $ID --user 056190000002 --purpose giai-quyet-thu-tuc --case-ref HS-2026-0001 ${g}/y-te/records  # 200
+  npx ztgate-demo device posture --device $ID --non-compliant
+  npx ztgate-demo device curl --device $ID --user 056190000002 --purpose giai-quyet-thu-tuc --case-ref HS-2026-0001 ${g}/y-te/records  # 403
 
 Quyết định truy cập (JSON, một dòng mỗi yêu cầu) in ra stdout / decision events are printed to stdout.
 Ctrl+C để dừng / to stop.

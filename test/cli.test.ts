@@ -9,6 +9,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfigFile } from '../gateway/config.js';
 import { runCli } from '../gateway/cli-main.js';
+import { runDemoCli } from '../demo/cli-main.js';
 import { PolicyEngine } from '../policies/engine.js';
 import { freePort, ROOT } from './helpers/harness.js';
 import { ChainWriter } from '../gateway/audit/chain.js';
@@ -29,16 +30,20 @@ class Capture extends Writable {
   }
 }
 
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+async function cli(args: string[], program: typeof runCli = runCli): Promise<{ code: number; stdout: string; stderr: string }> {
   const out = new Capture();
   const err = new Capture();
-  const code = await runCli(args, { out, err });
+  const code = await program(args, { out, err });
   return { code, stdout: out.text, stderr: err.text };
 }
+
+/** `ztgate-demo`: the demo's commands added to the product's (demo/cli-main.ts). */
+const demoCli = (args: string[]) => cli(args, runDemoCli);
 
 const tmp = mkdtempSync(join(tmpdir(), 'ztgate-cli-'));
 const MODEL = join(ROOT, 'policies/model.conf');
 const COMPILED = join(ROOT, 'dist/gateway/cli.js');
+const COMPILED_DEMO = join(ROOT, 'dist/demo/cli.js');
 
 function configYaml(port: number, policyFile: string, securityLevel = 3, extra: { issuer?: string; lines?: string[] } = {}): string {
   return [
@@ -169,7 +174,7 @@ describe('usage errors exit 2 with the usage text', () => {
       [['device', 'enrl', '--user', '056190000002'], 'unknown device command "enrl" — có phải ý bạn là / did you mean "enrol"?'],
       [['audit', 'verfy', 'x.log'], 'did you mean "verify"?'],
     ] as const) {
-      const run = await cli([...args]);
+      const run = await demoCli([...args]);
       expect(run.code, args.join(' ')).toBe(2);
       expect(run.stderr, args.join(' ')).toContain(said);
     }
@@ -188,19 +193,19 @@ describe('option values', () => {
     const verify = await cli(['audit', 'verify', '--keys', '-Xk3-keys.json', join(tmp, 'no-chain.log')]);
     expect(verify.stderr).not.toContain('ambiguous');
     expect(verify.stderr).toContain('-Xk3-keys.json');
-    const device = await cli(['device', 'posture', '--device', '-Xk3fV0pq']);
+    const device = await demoCli(['device', 'posture', '--device', '-Xk3fV0pq']);
     expect(device.stderr).not.toContain('ambiguous');
     expect(device.stderr).toContain('-Xk3fV0pq');
   });
 });
 
 describe('help and version', () => {
-  it('regression: ztgate device --help prints the device usage and exits 0 (it was an error)', async () => {
+  it('regression: ztgate-demo device --help prints the device usage and exits 0 (it was an error)', async () => {
     for (const args of [['device', '--help'], ['device', '-h'], ['device', 'enrol', '--help']]) {
-      const run = await cli(args);
+      const run = await demoCli(args);
       expect(run.code, args.join(' ')).toBe(0);
       expect(run.stderr).toBe('');
-      expect(run.stdout).toContain('ztgate device enrol --user NATIONAL_ID');
+      expect(run.stdout).toContain('ztgate-demo device enrol --user NATIONAL_ID');
     }
   });
 
@@ -217,6 +222,55 @@ describe('help and version', () => {
     const run = await cli(['check', '--help']);
     expect(run.code).toBe(0);
     expect(run.stdout).toMatch(/usage[\s\S]*ztgate --version/);
+  });
+});
+
+describe('the product and the demo: ztgate carries no demo command, ztgate-demo adds them to the product\'s', () => {
+  it('ztgate --help lists no demo command', async () => {
+    const run = await cli(['--help']);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain('ztgate start --config FILE');
+    expect(run.stdout).not.toMatch(/ztgate (demo|token|device)\b/);
+  });
+
+  it('ztgate demo, token and device say where they are (npm start, ztgate-demo), Vietnamese first, and exit 2', async () => {
+    for (const [command, where] of [['demo', 'npx ztgate-demo start'], ['token', 'npx ztgate-demo token'], ['device', 'npx ztgate-demo device']] as const) {
+      const run = await cli([command, '--user', '056085000001']);
+      expect(run.code, command).toBe(2);
+      expect(run.stdout).toBe('');
+      expect(run.stderr, command).toMatch(/^ztgate: "\w+" thuộc bản trình diễn, không thuộc sản phẩm: .* \/ "\w+" belongs to the demo, not to the product/);
+      expect(run.stderr, command).toContain('npm start');
+      expect(run.stderr, command).toContain(where);
+      expect(run.stderr, command).not.toContain('unknown command');
+    }
+  });
+
+  it('ztgate-demo --help lists the demo\'s commands and then the product\'s', async () => {
+    const run = await demoCli(['--help']);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/ztgate-demo \[start\][\s\S]*ztgate-demo token --user[\s\S]*ztgate-demo device init[\s\S]*ztgate start --config FILE[\s\S]*ztgate audit verify/);
+  });
+
+  it('ztgate-demo runs the product\'s commands as ztgate does', async () => {
+    const run = await demoCli(['check', '--config', 'demo/ztgate.demo.yaml', '--offline']);
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    expect(run.stdout).toBe((await cli(['check', '--config', 'demo/ztgate.demo.yaml', '--offline'])).stdout);
+  });
+
+  it('"did you mean" covers both the demo\'s commands and the product\'s', async () => {
+    const demoTypo = await demoCli(['tokne', '--user', '056085000001']);
+    expect(demoTypo.code).toBe(2);
+    expect(demoTypo.stderr).toContain('ztgate-demo: unknown command "tokne" — có phải ý bạn là / did you mean "token"?');
+    const productTypo = await demoCli(['chekc', '--config', 'demo/ztgate.demo.yaml']);
+    expect(productTypo.code).toBe(2);
+    expect(productTypo.stderr).toContain('did you mean "check"?');
+  });
+
+  it('ztgate-demo start takes no --config and names the product command that does', async () => {
+    const run = await demoCli(['start', '--config', 'demo/ztgate.demo.yaml']);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain('ztgate start --config FILE');
   });
 });
 
@@ -259,5 +313,16 @@ describe('the compiled command line (dist/)', () => {
     ]);
     expect(usage).toBe(2);
     expect(config).toBe(78);
+  });
+
+  it('ztgate-demo (dist/demo/cli.js, the bin npm start runs) runs as a process; the ztgate bin is the product alone', async () => {
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string; bin: Record<string, string>; scripts: Record<string, string> };
+    expect(pkg.bin).toEqual({ ztgate: 'dist/gateway/cli.js', 'ztgate-demo': 'dist/demo/cli.js' });
+    expect(pkg.scripts.start).toBe('node dist/demo/cli.js');
+    const ok = await run(process.execPath, [COMPILED_DEMO, '--version'], { cwd: ROOT });
+    expect(ok.stdout).toBe(`ztgate-demo ${pkg.version} (Node.js ${process.versions.node})\n`);
+    const help = await run(process.execPath, [COMPILED_DEMO, 'device', '--help'], { cwd: ROOT });
+    expect(help.stdout).toContain('ztgate-demo device init --name NAME');
+    expect(await run(process.execPath, [COMPILED, 'demo'], { cwd: ROOT }).then(() => 0, status)).toBe(2);
   });
 });

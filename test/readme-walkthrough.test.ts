@@ -3,14 +3,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli } from '../gateway/cli-main.js';
+import { runDemoCli } from '../demo/cli-main.js';
 import { startDemo, type RunningDemo } from '../demo/run.js';
 import { EventSink, freePort, ROOT } from './helpers/harness.js';
 
 /**
  * The README's walk-through, run as written against the real demo (demo/run.ts: IdP, data
  * services, endpoint-management signer, gateway) on free ports: every ```sh block that talks to
- * the demo gateway is parsed, each `ztgate` command runs through the real command line
+ * the demo gateway is parsed, each `ztgate-demo` command runs through the real command line
  * (in-process), each `curl` becomes the same HTTP request, and each answer is compared with what
  * the README says under it — status, reason, and the "key":value pairs it shows. A README that
  * stops matching the demo fails here.
@@ -148,12 +148,12 @@ const here = (s: string) => Object.entries(urls).reduce((acc, [port, url]) => ac
 async function run(step: Step, vars: Record<string, string>): Promise<{ status: number | null; body: string; requestId: string | null; output: string }> {
   const { words } = shellWords(step.words[0]!, vars);
   const [program, ...args] = words.map(here);
-  if (program === 'npx' && args[0] === 'ztgate') {
+  if (program === 'npx' && args[0] === 'ztgate-demo') {
     const out = new Capture();
     const err = new Capture();
     const demoAddresses = args[1] === 'device' ? ['--gateway', urls['8080']!, '--admin-url', urls['8081']!, '--issuer', urls['8090']!] : args[1] === 'token' ? ['--issuer', urls['8090']!] : [];
-    const code = await runCli([...args.slice(1), ...demoAddresses], { out, err });
-    // `ztgate device enrol|approve|curl` print the status and the body of the answer (and exit 1 on a refusal).
+    const code = await runDemoCli([...args.slice(1), ...demoAddresses], { out, err });
+    // `ztgate-demo device enrol|approve|curl` print the status and the body of the answer (and exit 1 on a refusal).
     const answer = /^(\d{3}) (.*)$/s.exec(out.text.trim());
     if (!answer) expect(code, `README line ${step.line}: ${step.text}\n${err.text}`).toBe(0);
     return { status: answer ? Number(answer[1]) : null, body: answer ? answer[2]! : out.text, requestId: null, output: out.text.trim() };
