@@ -221,8 +221,9 @@ export async function runCli(argv: string[], io: CliIo = { out: process.stdout, 
       io.err.write(`${program}: ${(err as Error).message}\n\n${usageOf(extension)}`);
       return 2;
     }
+    // The message first, for the official reading it; the stable code after it, for whoever searches the logs or the docs.
     const e = err as { code?: string; message?: string };
-    io.err.write(`${program}: ${e.code ? `[${e.code}] ` : ''}${e.message ?? String(err)}\n`);
+    io.err.write(`${program}: ${e.message ?? String(err)}${e.code ? ` [${e.code}]` : ''}\n`);
     return 1;
   }
 }

@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
 import { STATE_EPOCH_KEY, StateLostError, StoreError, type Store } from '../core/store.js';
 import { isNationalId } from '../core/national-id.js';
+import { CodedError } from '../core/errors.js';
 
 /**
  * Locks (khóa) ordered by the SOC, an admin or a detection rule: an official, a device, a
@@ -23,7 +24,9 @@ export interface Lock {
   readonly expiresAt: string;
 }
 
-export class LockInputError extends Error {
+/** A lock request the registry refuses; `field` names what is wrong (the admin API answers 400 with it). */
+export class LockInputError extends CodedError {
+  readonly code = 'ERR_LOCK_INPUT_INVALID';
   constructor(
     readonly field: string,
     message: string,

@@ -2,6 +2,7 @@ import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, decodeProtectedHeader
 import { DEVICE_TIERS, type DeviceTier } from '../core/levels.js';
 import type { DevicesConfig, PostureSignerConfig } from './config.js';
 import type { Store } from '../core/store.js';
+import { CodedError } from '../core/errors.js';
 
 /**
  * Device posture (tình trạng an toàn thiết bị): a JWT signed by an endpoint-management / EDR
@@ -40,7 +41,21 @@ export type PostureFailure =
   | 'posture-signer-unavailable'
   | 'device-registry-unavailable';
 
-export class PostureError extends Error {
+/** The stable code of each posture failure (the failure itself is the reason the gateway records). */
+export const POSTURE_ERROR_CODES = {
+  'posture-stale': 'ERR_POSTURE_STALE',
+  'posture-signer-unknown': 'ERR_POSTURE_SIGNER_UNKNOWN',
+  'posture-signature-invalid': 'ERR_POSTURE_SIGNATURE_INVALID',
+  'posture-device-mismatch': 'ERR_POSTURE_DEVICE_MISMATCH',
+  'posture-replayed': 'ERR_POSTURE_REPLAYED',
+  'posture-invalid': 'ERR_POSTURE_INVALID',
+  'posture-signer-unavailable': 'ERR_POSTURE_SIGNER_UNAVAILABLE',
+  'device-registry-unavailable': 'ERR_POSTURE_REGISTRY_UNAVAILABLE',
+} as const satisfies Record<PostureFailure, `ERR_POSTURE_${string}`>;
+export type PostureErrorCode = (typeof POSTURE_ERROR_CODES)[PostureFailure];
+
+export class PostureError extends CodedError {
+  readonly code: PostureErrorCode;
   constructor(
     readonly reason: PostureFailure,
     message: string,
@@ -48,6 +63,7 @@ export class PostureError extends Error {
   ) {
     super(message, options);
     this.name = 'PostureError';
+    this.code = POSTURE_ERROR_CODES[reason];
   }
 }
 

@@ -4,6 +4,7 @@ import type { Principal } from '../core/principal.js';
 import { CLEARANCES, DEVICE_TIERS, type Clearance, type DeviceTier } from '../core/levels.js';
 import type { AccessRequest } from './access.js';
 import type { PolicyEngine } from './engine.js';
+import { CodedError } from '../core/errors.js';
 
 /**
  * `ztgate policy test`: a table of expected decisions run against the policy (CI runs it for
@@ -26,7 +27,9 @@ export interface CaseResult {
   readonly problem?: string;
 }
 
-export class CasesError extends Error {
+/** The policy test table itself is wrong (not a case that fails): each problem names the case or the file. */
+export class CasesError extends CodedError {
+  readonly code = 'ERR_POLICY_CASES_INVALID';
   constructor(readonly problems: readonly string[]) {
     super(`bảng kiểm thử chính sách không hợp lệ / invalid policy test table\n  - ${problems.join('\n  - ')}`);
     this.name = 'CasesError';

@@ -188,6 +188,14 @@ describe('usage errors exit 2 with the usage text', () => {
   });
 });
 
+describe('runtime failures exit 1', () => {
+  it('a typed error prints its message first, then its stable code (ztgate audit export, --from after --to)', async () => {
+    const run = await cli(['audit', 'export', '--chain', chainFile, '--from', '2026-02-01T00:00:00Z', '--to', '2026-01-01T00:00:00Z', '--out', join(tmp, 'bundle')]);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toBe('ztgate: --from phải trước --to / --from must be before --to [ERR_AUDIT_EXPORT_RANGE_INVALID]\n');
+  });
+});
+
 describe('option values', () => {
   it('regression: a value that starts with "-" is the option\'s value (one device id in 64 does), not an ambiguous option', async () => {
     const verify = await cli(['audit', 'verify', '--keys', '-Xk3-keys.json', join(tmp, 'no-chain.log')]);

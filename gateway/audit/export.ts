@@ -4,6 +4,7 @@ import { basename, join } from 'node:path';
 import { readChainText, rotatedFiles, type ChainRecord } from './chain.js';
 import { embeddedKeys, loadEntries, verifyChain, type VerifyResult } from './verify.js';
 import type { PublicJwk } from './keys.js';
+import { CodedError } from '../../core/errors.js';
 
 /**
  * Evidence bundles ("đúng, đủ, sạch, sống"): the events of a time range together with the
@@ -14,7 +15,23 @@ import type { PublicJwk } from './keys.js';
 
 export const BUNDLE_FILES = { records: 'chain.jsonl', events: 'events.jsonl', keys: 'keys.jwks.json', manifest: 'manifest.json', readme: 'README.txt' } as const;
 
-export class ExportError extends Error {}
+/** Why an evidence bundle is not written (export) or not read (verify --bundle). */
+export type ExportErrorCode =
+  | 'ERR_AUDIT_EXPORT_RANGE_INVALID'
+  | 'ERR_AUDIT_EXPORT_OUT_NOT_EMPTY'
+  | 'ERR_AUDIT_EXPORT_SOURCE_INVALID'
+  | 'ERR_AUDIT_EXPORT_NO_EVENTS'
+  | 'ERR_AUDIT_BUNDLE_FILE_MISSING';
+
+export class ExportError extends CodedError {
+  constructor(
+    readonly code: ExportErrorCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ExportError';
+  }
+}
 
 /** The chain files of a configured log, oldest first (rotated files, then the current one). */
 export function chainFiles(file: string): string[] {
@@ -32,12 +49,12 @@ export interface ExportResult {
 }
 
 export function exportBundle(opts: { files: readonly string[]; from: Date; to: Date; out: string; keys?: readonly PublicJwk[]; now?: Date }): ExportResult {
-  if (!(opts.from < opts.to)) throw new ExportError('--from phải trước --to / --from must be before --to');
-  if (existsSync(opts.out) && readdirSync(opts.out).length > 0) throw new ExportError(`${opts.out}: thư mục đã có dữ liệu / directory is not empty`);
+  if (!(opts.from < opts.to)) throw new ExportError('ERR_AUDIT_EXPORT_RANGE_INVALID', '--from phải trước --to / --from must be before --to');
+  if (existsSync(opts.out) && readdirSync(opts.out).length > 0) throw new ExportError('ERR_AUDIT_EXPORT_OUT_NOT_EMPTY', `${opts.out}: thư mục đã có dữ liệu / directory is not empty`);
   const files = opts.files.map((p) => ({ name: basename(p), text: readChainText(p) }));
   // The source must verify before anything is exported from it.
   const check = verifyChain(files, opts.keys ? { keys: opts.keys } : {});
-  if (!check.ok) throw new ExportError(`nhật ký nguồn không toàn vẹn / the source log does not verify: ${check.problem!.message}`);
+  if (!check.ok) throw new ExportError('ERR_AUDIT_EXPORT_SOURCE_INVALID', `nhật ký nguồn không toàn vẹn / the source log does not verify: ${check.problem!.message}`);
   const entries = loadEntries(files);
   const lines = files.flatMap((f) => f.text.split('\n').filter((l) => l !== ''));
   const recs = entries.map((e) => e.rec!);
@@ -47,7 +64,7 @@ export function exportBundle(opts: { files: readonly string[]; from: Date; to: D
     return t >= opts.from.getTime() && t <= opts.to.getTime();
   };
   const first = recs.findIndex(inRange);
-  if (first === -1) throw new ExportError('không có sự kiện trong khoảng thời gian / no events in that time range');
+  if (first === -1) throw new ExportError('ERR_AUDIT_EXPORT_NO_EVENTS', 'không có sự kiện trong khoảng thời gian / no events in that time range');
   let last = first;
   recs.forEach((r, i) => {
     if (inRange(r)) last = i;
@@ -122,7 +139,7 @@ export interface BundleVerifyResult extends VerifyResult {
 export function verifyBundle(dir: string, opts: { keys?: readonly PublicJwk[] } = {}): BundleVerifyResult {
   const read = (name: string) => {
     const p = join(dir, name);
-    if (!existsSync(p)) throw new ExportError(`${p}: thiếu tệp / missing file`);
+    if (!existsSync(p)) throw new ExportError('ERR_AUDIT_BUNDLE_FILE_MISSING', `${p}: thiếu tệp / missing file`);
     return readFileSync(p, 'utf8');
   };
   const manifest = JSON.parse(read(BUNDLE_FILES.manifest));

@@ -1,6 +1,6 @@
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { ConfigError } from '../../core/errors.js';
+import { CodedError, ConfigError } from '../../core/errors.js';
 import type { CheckpointAlgorithm } from './config.js';
 
 /**
@@ -79,27 +79,38 @@ export function createCheckpointSigner(opts: { alg: CheckpointAlgorithm; keyFile
   };
 }
 
-export class JwsError extends Error {}
+/** Why a checkpoint signature is refused: its form, its key, or the signature itself. */
+export type JwsErrorCode = 'ERR_AUDIT_JWS_MALFORMED' | 'ERR_AUDIT_JWS_KEY_UNKNOWN' | 'ERR_AUDIT_JWS_ALG_MISMATCH' | 'ERR_AUDIT_JWS_SIGNATURE_INVALID';
+
+export class JwsError extends CodedError {
+  constructor(
+    readonly code: JwsErrorCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'JwsError';
+  }
+}
 
 /** Verifies a compact JWS against a set of public JWKs; returns the payload. */
 export function verifyCheckpointJws(jws: string, keys: readonly PublicJwk[]): { payload: Record<string, unknown>; kid: string } {
   const parts = jws.split('.');
-  if (parts.length !== 3) throw new JwsError('not a compact JWS');
+  if (parts.length !== 3) throw new JwsError('ERR_AUDIT_JWS_MALFORMED', 'not a compact JWS');
   let header: { alg?: string; kid?: string; typ?: string };
   let payload: Record<string, unknown>;
   try {
     header = JSON.parse(Buffer.from(parts[0]!, 'base64url').toString('utf8'));
     payload = JSON.parse(Buffer.from(parts[1]!, 'base64url').toString('utf8'));
   } catch {
-    throw new JwsError('JWS header or payload is not JSON');
+    throw new JwsError('ERR_AUDIT_JWS_MALFORMED', 'JWS header or payload is not JSON');
   }
-  if (header.typ !== CHECKPOINT_TYP) throw new JwsError(`unexpected typ ${String(header.typ)}`);
+  if (header.typ !== CHECKPOINT_TYP) throw new JwsError('ERR_AUDIT_JWS_MALFORMED', `unexpected typ ${String(header.typ)}`);
   const jwk = keys.find((k) => k.kid === header.kid);
-  if (!jwk) throw new JwsError(`no trusted key with kid ${String(header.kid)}`);
-  if (header.alg !== jwk.alg || !(jwk.alg in CURVE)) throw new JwsError(`algorithm ${String(header.alg)} does not match key ${jwk.kid}`);
+  if (!jwk) throw new JwsError('ERR_AUDIT_JWS_KEY_UNKNOWN', `no trusted key with kid ${String(header.kid)}`);
+  if (header.alg !== jwk.alg || !(jwk.alg in CURVE)) throw new JwsError('ERR_AUDIT_JWS_ALG_MISMATCH', `algorithm ${String(header.alg)} does not match key ${jwk.kid}`);
   const { kid: _k, alg: _a, use: _u, ...material } = jwk;
   const key = createPublicKey({ key: material as never, format: 'jwk' });
   const ok = verify(CURVE[jwk.alg].hash, Buffer.from(`${parts[0]}.${parts[1]}`), { key, dsaEncoding: 'ieee-p1363' }, Buffer.from(parts[2]!, 'base64url'));
-  if (!ok) throw new JwsError('signature does not verify');
+  if (!ok) throw new JwsError('ERR_AUDIT_JWS_SIGNATURE_INVALID', 'signature does not verify');
   return { payload, kid: jwk.kid };
 }
