@@ -67,8 +67,6 @@ const DEMO_MOVED = (command: string) =>
   `"${command}" thuộc bản trình diễn, không thuộc sản phẩm: chạy \`npm start\` (bản trình diễn nhúng) hoặc \`npx ztgate-demo ${command === 'demo' ? 'start' : command} …\` trong thư mục mã nguồn / ` +
   `"${command}" belongs to the demo, not to the product: run \`npm start\` (the embedded demo) or \`npx ztgate-demo ${command === 'demo' ? 'start' : command} …\` from the source folder`;
 
-type Handler = CliHandler;
-
 function options(args: string[], spec: Record<string, { type: 'string' | 'boolean' }>) {
   return parseCommandLine({ args, options: spec, strict: true, allowPositionals: false }).values as Record<string, string | undefined>;
 }
@@ -93,7 +91,7 @@ export function onSignal(close: () => Promise<void>): void {
   process.once('SIGTERM', stop);
 }
 
-const commands: Record<string, Handler> = {
+const commands: Record<string, CliHandler> = {
   async start(args, io) {
     const { config: file, workers: workersArg } = options(args, { config: { type: 'string' }, workers: { type: 'string' } });
     if (!file) throw new UsageError('start needs --config FILE');
