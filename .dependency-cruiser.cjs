@@ -2,7 +2,7 @@
  * The layers of docs/architecture.md, as rules `npm run lint:deps` enforces:
  *
  *   core/ → identity/, policies/ → gateway/ (data plane) → gateway/admin/ (management plane)
- *         → composition root (gateway/server.ts, gateway/cli.ts, gateway/cli-main.ts)
+ *         → composition root (gateway/server.ts, gateway/cli.ts, gateway/cli-main.ts, gateway/cluster.ts)
  *
  * An arrow only points down. demo/, bench/ and test/ sit beside the product and may import it;
  * the product never imports them. Type-only imports count: a type is a dependency too.
@@ -11,7 +11,7 @@
 /** Where the product's own code is; everything else an import reaches is Node.js or an npm package. */
 const PRODUCT = '^(core|identity|policies|gateway)/';
 /** The files that build the planes and start the process: the only ones that wire the admin plane in. */
-const COMPOSITION_ROOT = ['^gateway/server[.]ts$', '^gateway/cli[.]ts$', '^gateway/cli-main[.]ts$'];
+const COMPOSITION_ROOT = ['^gateway/server[.]ts$', '^gateway/cli[.]ts$', '^gateway/cli-main[.]ts$', '^gateway/cluster[.]ts$'];
 /** What is not the project: Node.js built-ins are dependency type `core`, npm packages resolve into node_modules. */
 const OUTSIDE = ['(^|/)node_modules/'];
 
