@@ -77,7 +77,11 @@ export function createListenerApp({ runtime, action, logger, bodyLimitBytes, htt
     trustProxy: false,
     bodyLimit: bodyLimitBytes,
     requestTimeout: runtime.config.limits.requestTimeoutMs,
-    return503OnClosing: true,
+    // A closing listener (a worker leaving a rolling restart, a shutdown after its drain delay) still
+    // answers the requests of connections it had already taken, through the pipeline and with their
+    // decision event: Fastify's 503 would refuse a request that is allowed, and write no event.
+    // It stops taking connections right after preClose; Fastify marks these answers Connection: close.
+    return503OnClosing: false,
     // Requests the HTTP parser refuses never reach a hook or the error handler: answered here, in the same JSON shape.
     clientErrorHandler: (err: NodeJS.ErrnoException, socket: Socket) => {
       if (err.code === 'ECONNRESET' || socket.destroyed) return; // nothing was received, nobody to answer
@@ -146,6 +150,8 @@ export function createListenerApp({ runtime, action, logger, bodyLimitBytes, htt
   app.addHook('onResponse', async (request, reply) => {
     finish(request.zt ?? newDecisionContext(request.raw.socket), request, reply);
   });
+  // The operator sees when a listener stops taking connections, and that what it took is still answered.
+  app.addHook('preClose', async () => app.log.info({ plane }, 'closing: no new connections are taken; requests on those already taken are answered'));
   app.setErrorHandler((err, request, reply) => answer(request, reply, toGatewayError(err, request.log, request.zt?.trace)));
   app.setNotFoundHandler((request, reply) => answer(request, reply, new GatewayError('ZTG_ERR_ROUTE_NOT_FOUND', 'route-not-found')));
   return app;

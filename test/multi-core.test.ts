@@ -1,5 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { request as httpRequest } from 'node:http';
+import { connect, type Socket } from 'node:net';
+import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -86,6 +88,47 @@ function get(path: string): Promise<{ status: number; body: string }> {
   });
 }
 
+interface HeldConnection {
+  /** Sends the rest of the request; resolves with the whole answer once the gateway closes the connection. */
+  finish(): Promise<{ status: number; requestId: string | null; text: string }>;
+  /** Resolves when the gateway closes the connection, answered or not. */
+  readonly closed: Promise<void>;
+}
+
+/**
+ * A connection the gateway has taken whose request it has not heard in full: `sent` says how much
+ * of the request is written at once, finish() writes the rest.
+ */
+async function holdConnection(sent: 'nothing' | 'half the headers'): Promise<HeldConnection> {
+  const url = new URL(gatewayUrl);
+  const request = `GET /echo/records HTTP/1.1\r\nHost: ${url.host}\r\nAuthorization: Bearer ${token}\r\nConnection: close\r\n\r\n`;
+  const split = sent === 'nothing' ? 0 : request.indexOf('Authorization');
+  const socket: Socket = connect(Number(url.port), url.hostname);
+  let text = '';
+  socket.setEncoding('utf8');
+  socket.on('data', (c: string) => (text += c));
+  socket.on('error', () => undefined); // a reset is seen as a close with no answer
+  const closed = once(socket, 'close').then(() => undefined);
+  await once(socket, 'connect');
+  if (split > 0) socket.write(request.slice(0, split));
+  return {
+    closed,
+    async finish() {
+      if (!socket.destroyed) socket.write(request.slice(split));
+      await closed;
+      return { status: Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0), requestId: /^x-request-id: (.+)\r$/im.exec(text)?.[1] ?? null, text };
+    },
+  };
+}
+
+const chainEvents = (): Array<Record<string, unknown>> =>
+  ['chain.worker-1.log', 'chain.worker-2.log'].flatMap((name) => {
+    const file = join(dir, 'audit', name);
+    if (!existsSync(file)) return [];
+    return readFileSync(file, 'utf8').split('\n').filter((l) => l.includes('"type":"event"')).map((l) => (JSON.parse(l) as { event: Record<string, unknown> }).event);
+  });
+const eventOf = (requestId: string) => chainEvents().find((e) => (e.http as { request?: { id?: string } } | undefined)?.request?.id === requestId);
+
 const eventsIn = (file: string) => (existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter((l) => l.includes('"type":"event"')).length : 0);
 
 describe('multi-core mode: workers on one port, state in Redis, one hash chain per worker', () => {
@@ -115,6 +158,12 @@ describe('multi-core mode: workers on one port, state in Redis, one hash chain p
   });
 
   it('SIGHUP restarts the workers one at a time while the port keeps answering', async () => {
+    // Connections the workers have taken when the restart begins, whose requests come only after
+    // the first worker has been told to stop: two sent nothing yet, two half their headers. The
+    // workers take new connections in turn, so each worker holds one of each kind.
+    const held = [await holdConnection('nothing'), await holdConnection('nothing'), await holdConnection('half the headers'), await holdConnection('half the headers')];
+    // Answered only once the primary has handed every earlier connection to a worker.
+    expect((await get('/echo/records')).status).toBe(200);
     const statuses: number[] = [];
     const errors: string[] = [];
     let running = true;
@@ -127,10 +176,24 @@ describe('multi-core mode: workers on one port, state in Redis, one hash chain p
         }
       }
     })();
-    child.kill('SIGHUP');
-    await waitFor(() => stderr.includes('worker 2 restarted'), 30_000, () => `rolling restart did not finish: ${stderr}`);
-    running = false;
-    await load;
+    const stopping = new Promise<void>((resolve) => {
+      const seen = () => stderr.includes('closing: no new connections are taken') && (child.stderr!.off('data', seen), resolve());
+      child.stderr!.on('data', seen);
+    });
+    try {
+      child.kill('SIGHUP');
+      // The held requests are sent once the first worker's listener is closing, or at once if the
+      // gateway drops one of them first.
+      await Promise.race([stopping, ...held.map((h) => h.closed)]);
+      const answers = await Promise.all(held.map((h) => h.finish()));
+      expect(answers.map((a) => a.status), answers.map((a) => a.text || '(closed without an answer)').join('\n')).toEqual([200, 200, 200, 200]);
+      await waitFor(() => answers.every((a) => eventOf(a.requestId!)), 10_000, () => 'each held request should have its decision event');
+      for (const a of answers) expect(eventOf(a.requestId!)).toMatchObject({ ztgate: { decision: 'allow' }, http: { response: { status_code: 200 } } });
+      await waitFor(() => stderr.includes('worker 2 restarted'), 30_000, () => `rolling restart did not finish: ${stderr}`);
+    } finally {
+      running = false;
+      await load;
+    }
     expect(errors).toEqual([]);
     expect(statuses.length).toBeGreaterThan(0);
     expect(statuses.filter((s) => s !== 200)).toEqual([]);
