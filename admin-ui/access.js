@@ -25,12 +25,17 @@ function kindBadge(r) {
 export async function accessScreen(main) {
   const list = h('div', { 'aria-live': 'polite' });
   const unreviewed = h('div', { 'aria-live': 'polite' });
-  const filter = select(t('access.filter'), [
-    { value: 'pending', label: t('access.pending') },
-    { value: 'active', label: t('access.active') },
-    { value: 'past', label: t('access.past') },
-    { value: '', label: t('common.all') },
-  ], 'pending', { name: 'state', 'data-testid': 'access-filter' });
+  const filter = select(
+    t('access.filter'),
+    [
+      { value: 'pending', label: t('access.pending') },
+      { value: 'active', label: t('access.active') },
+      { value: 'past', label: t('access.past') },
+      { value: '', label: t('common.all') },
+    ],
+    'pending',
+    { name: 'state', 'data-testid': 'access-filter' },
+  );
   const form = /** @type {HTMLFormElement} */ (h('form', { class: 'filters' }, filter, h('div', { class: 'buttons' }, h('button', { type: 'submit' }, t('common.apply')))));
   replace(main, h('h1', {}, t('access.title')), h('p', {}, t('access.intro')), form, list, h('h2', {}, t('access.unreviewedTitle')), unreviewed);
   form.addEventListener('submit', (ev) => {
@@ -42,20 +47,46 @@ export async function accessScreen(main) {
   function actions(r) {
     const out = [];
     if (r.state === 'pending' || r.state === 'active') {
-      out.push(h('button', { type: 'button', 'data-testid': `revoke-${r.id}`, onclick: () => openDialog(`${t('access.revoke')}: ${r.requester.nationalId} · ${r.routeId}`, () => [
-        field(t('common.reason'), h('textarea', { name: 'reason', rows: 2, required: true, minlength: 3, maxlength: 500 }), t('common.reasonRequired')),
-      ], async (d) => {
-        await api('POST', `/api/v1/access-requests/${r.id}/revoke`, { body: { reason: d.get('reason') } });
-        await load();
-      }) }, t('access.revoke')));
+      out.push(
+        h(
+          'button',
+          {
+            type: 'button',
+            'data-testid': `revoke-${r.id}`,
+            onclick: () =>
+              openDialog(
+                `${t('access.revoke')}: ${r.requester.nationalId} · ${r.routeId}`,
+                () => [field(t('common.reason'), h('textarea', { name: 'reason', rows: 2, required: true, minlength: 3, maxlength: 500 }), t('common.reasonRequired'))],
+                async (d) => {
+                  await api('POST', `/api/v1/access-requests/${r.id}/revoke`, { body: { reason: d.get('reason') } });
+                  await load();
+                },
+              ),
+          },
+          t('access.revoke'),
+        ),
+      );
     }
     if (r.kind === 'break-glass' && !r.review) {
-      out.push(h('button', { type: 'button', 'data-testid': `review-${r.id}`, onclick: () => openDialog(`${t('access.review')}: ${r.requester.nationalId} · ${r.routeId}`, () => [
-        field(t('access.reviewNote'), h('textarea', { name: 'note', rows: 3, required: true, minlength: 10, maxlength: 2000 })),
-      ], async (d) => {
-        await api('POST', `/api/v1/access-requests/${r.id}/review`, { body: { note: d.get('note') } });
-        await load();
-      }) }, t('access.review')));
+      out.push(
+        h(
+          'button',
+          {
+            type: 'button',
+            'data-testid': `review-${r.id}`,
+            onclick: () =>
+              openDialog(
+                `${t('access.review')}: ${r.requester.nationalId} · ${r.routeId}`,
+                () => [field(t('access.reviewNote'), h('textarea', { name: 'note', rows: 3, required: true, minlength: 10, maxlength: 2000 }))],
+                async (d) => {
+                  await api('POST', `/api/v1/access-requests/${r.id}/review`, { body: { note: d.get('note') } });
+                  await load();
+                },
+              ),
+          },
+          t('access.review'),
+        ),
+      );
     }
     if (r.review) out.push(h('span', { class: 'badge ok' }, `${t('access.reviewed')}: ${r.review.by}`));
     return h('div', { class: 'buttons' }, out);

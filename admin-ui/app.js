@@ -41,7 +41,12 @@ function renderChrome() {
   document.documentElement.lang = currentLang();
   document.title = t('app.title');
   /** @type {[string, import('./i18n.js').Key][]} */
-  const texts = [['app-title', 'app.title'], ['app-subtitle', 'app.subtitle'], ['skip', 'app.skip'], ['synthetic', 'app.synthetic']];
+  const texts = [
+    ['app-title', 'app.title'],
+    ['app-subtitle', 'app.subtitle'],
+    ['skip', 'app.skip'],
+    ['synthetic', 'app.synthetic'],
+  ];
   for (const [id, key] of texts) {
     const el = document.getElementById(id);
     if (el) el.textContent = t(key);
@@ -55,12 +60,22 @@ function renderChrome() {
   const nav = /** @type {HTMLElement} */ (document.getElementById('nav'));
   nav.setAttribute('aria-label', t('nav.label'));
   const active = currentId();
-  replace(nav, h('ul', {}, SCREENS.map((s) => h('li', {}, h('a', { href: `#/${s.id}`, 'aria-current': s.id === active ? 'page' : null, 'data-testid': `nav-${s.id}` }, t(s.key))))));
+  replace(
+    nav,
+    h(
+      'ul',
+      {},
+      SCREENS.map((s) => h('li', {}, h('a', { href: `#/${s.id}`, 'aria-current': s.id === active ? 'page' : null, 'data-testid': `nav-${s.id}` }, t(s.key)))),
+    ),
+  );
   // Pending access requests and unreviewed break-glass uses: a number beside the screen's link.
-  accessBadgeCount().then((n) => {
-    const link = nav.querySelector('[data-testid="nav-access"]');
-    if (link && n > 0) link.append(' ', h('span', { class: 'badge warn', 'data-testid': 'access-badge', 'aria-label': `${n} ${t('access.badge')}` }, String(n)));
-  }, () => undefined);
+  accessBadgeCount().then(
+    (n) => {
+      const link = nav.querySelector('[data-testid="nav-access"]');
+      if (link && n > 0) link.append(' ', h('span', { class: 'badge warn', 'data-testid': 'access-badge', 'aria-label': `${n} ${t('access.badge')}` }, String(n)));
+    },
+    () => undefined,
+  );
 }
 
 async function renderScreen({ focus = true } = {}) {
@@ -95,8 +110,14 @@ async function showWho() {
 
 document.getElementById('lang-toggle')?.addEventListener('click', () => {
   setLang(currentLang() === 'vi' ? 'en' : 'vi');
-  void showWho().then(() => renderScreen({ focus: false }), () => undefined);
+  void showWho().then(
+    () => renderScreen({ focus: false }),
+    () => undefined,
+  );
 });
 window.addEventListener('hashchange', () => void renderScreen());
 renderChrome();
-showWho().then(() => renderScreen({ focus: false }), () => undefined);
+showWho().then(
+  () => renderScreen({ focus: false }),
+  () => undefined,
+);

@@ -31,9 +31,24 @@ export function errorBox(err) {
     if (err.reason === 'admin-role-required') return h('p', { class: 'notice error', role: 'alert' }, t('common.forbidden'));
     if (err.status === 401) return h('p', { class: 'notice error', role: 'alert' }, t('common.signin'), ' ', h('a', { href: '/' }, '↻'));
     // The gateway lists problems one per line ("\n  - row 2, column clearance: …"): one item each.
-    const [first, ...problems] = err.message.split('\n').map((l) => l.replace(/^\s*-\s*/, '')).filter((l) => l.trim());
-    return h('div', { class: 'notice error', role: 'alert', 'data-testid': 'error-box' }, h('strong', {}, `${t('common.error')} ${err.status}: `), codeLabel('reason', err.reason), ` (${err.reason}) — ${first ?? ''}`,
-      problems.length ? h('ul', {}, problems.map((p) => h('li', {}, p))) : null);
+    const [first, ...problems] = err.message
+      .split('\n')
+      .map((l) => l.replace(/^\s*-\s*/, ''))
+      .filter((l) => l.trim());
+    return h(
+      'div',
+      { class: 'notice error', role: 'alert', 'data-testid': 'error-box' },
+      h('strong', {}, `${t('common.error')} ${err.status}: `),
+      codeLabel('reason', err.reason),
+      ` (${err.reason}) — ${first ?? ''}`,
+      problems.length
+        ? h(
+            'ul',
+            {},
+            problems.map((p) => h('li', {}, p)),
+          )
+        : null,
+    );
   }
   return h('p', { class: 'notice error', role: 'alert' }, `${t('common.error')}: ${String(/** @type {any} */ (err)?.message ?? err)}`);
 }
@@ -52,8 +67,28 @@ export function table(caption, headers, rows, testId) {
       'table',
       { 'data-testid': testId },
       h('caption', {}, caption),
-      h('thead', {}, h('tr', {}, headers.map((x) => h('th', { scope: 'col' }, x)))),
-      h('tbody', {}, rows.length === 0 ? h('tr', {}, h('td', { colspan: headers.length }, t('common.none'))) : rows.map((r) => h('tr', {}, r.map((c) => h('td', {}, c))))),
+      h(
+        'thead',
+        {},
+        h(
+          'tr',
+          {},
+          headers.map((x) => h('th', { scope: 'col' }, x)),
+        ),
+      ),
+      h(
+        'tbody',
+        {},
+        rows.length === 0
+          ? h('tr', {}, h('td', { colspan: headers.length }, t('common.none')))
+          : rows.map((r) =>
+              h(
+                'tr',
+                {},
+                r.map((c) => h('td', {}, c)),
+              ),
+            ),
+      ),
     ),
   );
 }
@@ -81,13 +116,7 @@ export function openDialog(title, fields, onSubmit, renderError = errorBox) {
     dialog.remove();
     opener?.focus();
   };
-  form.append(
-    ...fields(form),
-    status,
-    h('div', { class: 'buttons' },
-      h('button', { type: 'submit', class: 'primary' }, t('common.save')),
-      h('button', { type: 'button', onclick: close }, t('common.cancel'))),
-  );
+  form.append(...fields(form), status, h('div', { class: 'buttons' }, h('button', { type: 'submit', class: 'primary' }, t('common.save')), h('button', { type: 'button', onclick: close }, t('common.cancel'))));
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     if (!form.checkValidity()) {

@@ -88,6 +88,12 @@ export function field(/** @type {string} */ label, /** @type {HTMLElement} */ co
  * @param {Attrs} [attrs]
  */
 export function select(label, options, selected = '', attrs = {}) {
-  const s = /** @type {HTMLSelectElement} */ (h('select', attrs, options.map((o) => h('option', { value: o.value, selected: o.value === selected }, o.label))));
+  const s = /** @type {HTMLSelectElement} */ (
+    h(
+      'select',
+      attrs,
+      options.map((o) => h('option', { value: o.value, selected: o.value === selected }, o.label)),
+    )
+  );
   return field(label, s);
 }

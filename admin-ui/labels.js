@@ -229,7 +229,7 @@ export const ENUMS = {
  * @param {'vi' | 'en'} lang
  */
 export function nameOf(kind, code, lang) {
-  if (kind === 'reason') return lang === 'vi' ? REASON_VI[code] ?? code : code.replaceAll('-', ' ');
+  if (kind === 'reason') return lang === 'vi' ? (REASON_VI[code] ?? code) : code.replaceAll('-', ' ');
   const entry = ENUMS[kind]?.[code];
   return entry ? entry[lang] : code;
 }

@@ -10,18 +10,42 @@ const MAX_ROWS = 200;
 
 /** @param {HTMLElement} main */
 export async function liveScreen(main) {
-  const outcome = select(t('live.outcome'), [{ value: '', label: t('common.all') }, { value: 'allow', label: nameOf('outcome', 'allow', currentLang()) }, { value: 'deny', label: nameOf('outcome', 'deny', currentLang()) }], '', { name: 'outcome' });
+  const outcome = select(
+    t('live.outcome'),
+    [
+      { value: '', label: t('common.all') },
+      { value: 'allow', label: nameOf('outcome', 'allow', currentLang()) },
+      { value: 'deny', label: nameOf('outcome', 'deny', currentLang()) },
+    ],
+    '',
+    { name: 'outcome' },
+  );
   const agency = field(t('live.agency'), h('input', { name: 'agency', size: 18, pattern: '[a-z0-9][a-z0-9\\-]{0,62}' }));
   const service = field(t('live.service'), h('input', { name: 'service', size: 14, pattern: '[a-z0-9][a-z0-9\\-]{0,62}' }));
   const official = field(t('live.official'), h('input', { name: 'official', size: 14, inputmode: 'numeric', pattern: '\\d{12}' }));
-  const exportLink = /** @type {HTMLAnchorElement} */ (h('a', { class: 'button', href: '/api/v1/decisions.csv?kind=access', download: '' , 'data-testid': 'export-decisions' }, t('live.export')));
+  const exportLink = /** @type {HTMLAnchorElement} */ (h('a', { class: 'button', href: '/api/v1/decisions.csv?kind=access', download: '', 'data-testid': 'export-decisions' }, t('live.export')));
   const form = /** @type {HTMLFormElement} */ (h('form', { class: 'filters', 'data-testid': 'live-filters' }, outcome, agency, service, official, h('div', { class: 'buttons' }, h('button', { type: 'submit', class: 'primary' }, t('common.apply')), exportLink)));
   const status = h('p', { role: 'status', 'data-testid': 'live-status' });
   const tbody = h('tbody', { 'data-testid': 'live-rows' });
-  const feed = h('div', { class: 'table-wrap' }, h('table', { 'data-testid': 'live-table' },
-    h('caption', {}, t('live.title')),
-    h('thead', {}, h('tr', {}, [t('live.time'), t('live.outcome'), t('live.official'), t('live.agency'), t('live.service'), t('live.request'), t('live.reasons')].map((x) => h('th', { scope: 'col' }, x)))),
-    tbody));
+  const feed = h(
+    'div',
+    { class: 'table-wrap' },
+    h(
+      'table',
+      { 'data-testid': 'live-table' },
+      h('caption', {}, t('live.title')),
+      h(
+        'thead',
+        {},
+        h(
+          'tr',
+          {},
+          [t('live.time'), t('live.outcome'), t('live.official'), t('live.agency'), t('live.service'), t('live.request'), t('live.reasons')].map((x) => h('th', { scope: 'col' }, x)),
+        ),
+      ),
+      tbody,
+    ),
+  );
   const year = new Date().getFullYear();
   const yearInput = /** @type {HTMLInputElement} */ (h('input', { type: 'number', name: 'year', min: 2000, max: 2999, value: year, 'data-testid': 'counts-year' }));
   const countsLink = /** @type {HTMLAnchorElement} */ (h('a', { class: 'button', href: `/api/v1/decisions/counts.csv?year=${year}`, download: '', 'data-testid': 'export-counts' }, t('live.exportCounts')));
@@ -38,14 +62,18 @@ export async function liveScreen(main) {
     return p;
   };
   /** @param {any} d */
-  const row = (d) => h('tr', { 'data-id': d.id },
-    h('td', {}, formatTime(d.time)),
-    h('td', {}, decisionBadge(d.decision)),
-    h('td', {}, d.official ?? '—'),
-    h('td', {}, d.agency ?? '—'),
-    h('td', {}, d.service ?? '—'),
-    h('td', {}, h('code', {}, `${d.method ?? ''} ${d.path ?? ''}`), ' ', h('small', {}, String(d.status ?? ''))),
-    h('td', {}, h('small', {}, reasonList(d.reasons))));
+  const row = (d) =>
+    h(
+      'tr',
+      { 'data-id': d.id },
+      h('td', {}, formatTime(d.time)),
+      h('td', {}, decisionBadge(d.decision)),
+      h('td', {}, d.official ?? '—'),
+      h('td', {}, d.agency ?? '—'),
+      h('td', {}, d.service ?? '—'),
+      h('td', {}, h('code', {}, `${d.method ?? ''} ${d.path ?? ''}`), ' ', h('small', {}, String(d.status ?? ''))),
+      h('td', {}, h('small', {}, reasonList(d.reasons))),
+    );
   const connect = () => {
     source?.close();
     replace(tbody);
@@ -70,8 +98,15 @@ export async function liveScreen(main) {
     countsLink.href = `/api/v1/decisions/counts.csv?year=${y}`;
     try {
       const c = await get(`/api/v1/decisions/counts?year=${y}`);
-      replace(countsBox, table(`${t('live.counts')} — ${c.from} → ${c.to}`, [t('live.agency'), t('live.service'), t('live.allowed'), t('live.denied'), t('live.total')],
-        c.rows.map((/** @type {any} */ r) => [r.agency, r.service, String(r.allowed), String(r.denied), String(r.allowed + r.denied)]), 'counts-table'));
+      replace(
+        countsBox,
+        table(
+          `${t('live.counts')} — ${c.from} → ${c.to}`,
+          [t('live.agency'), t('live.service'), t('live.allowed'), t('live.denied'), t('live.total')],
+          c.rows.map((/** @type {any} */ r) => [r.agency, r.service, String(r.allowed), String(r.denied), String(r.allowed + r.denied)]),
+          'counts-table',
+        ),
+      );
     } catch (err) {
       replace(countsBox, errorBox(err));
     }

@@ -20,9 +20,12 @@ export function ruleInWords(line) {
   const f = line.split(',').map((x) => x.trim());
   if (f[0] === 'p' && f.length === 7) {
     return t('policies.ruleText', {
-      subject: f[1], agency: f[2] === '*' ? t('policies.anyAgency') : f[2],
+      subject: f[1],
+      agency: f[2] === '*' ? t('policies.anyAgency') : f[2],
       effect: f[6] === 'deny' ? t('policies.deny') : t('policies.allow'),
-      methods: f[5] ?? '', path: f[4] ?? '', service: f[3] === '*' ? t('policies.anyService') : f[3] ?? '',
+      methods: f[5] ?? '',
+      path: f[4] ?? '',
+      service: f[3] === '*' ? t('policies.anyService') : (f[3] ?? ''),
     });
   }
   if (f[0] === 'g' && f.length === 3) return `${f[1]} ${t('policies.inherits')} ${f[2]}`;
@@ -32,7 +35,11 @@ export function ruleInWords(line) {
 /** @param {string} diff */
 function diffView(diff) {
   if (!diff.trim()) return h('p', { 'data-testid': 'policy-diff' }, t('policies.noDiff'));
-  return h('pre', { class: 'diff', 'data-testid': 'policy-diff' }, diff.split('\n').map((l) => h('span', { class: l.startsWith('+ ') ? 'add' : l.startsWith('- ') ? 'del' : '' }, l + '\n')));
+  return h(
+    'pre',
+    { class: 'diff', 'data-testid': 'policy-diff' },
+    diff.split('\n').map((l) => h('span', { class: l.startsWith('+ ') ? 'add' : l.startsWith('- ') ? 'del' : '' }, l + '\n')),
+  );
 }
 
 /** @param {string} state */
@@ -56,16 +63,30 @@ function policyError(err) {
 export async function policiesScreen(main) {
   const box = h('div', { 'aria-live': 'polite' });
   replace(main, h('h1', {}, t('policies.title')), h('p', {}, t('policies.fourEyes')), box);
-  const me = await whoami().then((w) => w.nationalId, () => '');
+  const me = await whoami().then(
+    (w) => w.nationalId,
+    () => '',
+  );
 
   async function load() {
     const list = await get(`${V}/versions`);
     /** @type {any[]} */
     const items = list.items;
     const active = list.active ? await get(`${V}/versions/${encodeURIComponent(list.active)}`) : null;
-    const rules = active ? String(active.sources.policy).split('\n').filter((l) => l.trim() && !l.trim().startsWith('#')) : [];
+    const rules = active
+      ? String(active.sources.policy)
+          .split('\n')
+          .filter((l) => l.trim() && !l.trim().startsWith('#'))
+      : [];
     const open = items.filter((v) => v.state === 'draft' || v.state === 'submitted').reverse();
-    const diffs = await Promise.all(open.map((v) => get(`${V}/versions/${encodeURIComponent(v.id)}/diff`).then((d) => String(d.diff), () => '')));
+    const diffs = await Promise.all(
+      open.map((v) =>
+        get(`${V}/versions/${encodeURIComponent(v.id)}/diff`).then(
+          (d) => String(d.diff),
+          () => '',
+        ),
+      ),
+    );
 
     const editor = /** @type {HTMLTextAreaElement} */ (h('textarea', { rows: 14, spellcheck: false, class: 'mono', 'data-testid': 'draft-editor', 'aria-describedby': 'draft-status' }));
     editor.value = active ? active.sources.policy : '';
@@ -84,67 +105,129 @@ export async function policiesScreen(main) {
         try {
           const r = await api('POST', `${V}/validate`, { body: { policy: editor.value } });
           if (mine !== checks) return;
-          replace(status, r.valid
-            ? h('span', { class: 'badge ok', 'data-testid': 'draft-valid' }, t('policies.valid'))
-            : h('div', { 'data-testid': 'draft-invalid' }, h('span', { class: 'badge bad' }, t('policies.invalid')), h('ul', {}, r.problems.map((/** @type {string} */ p) => h('li', { class: 'mono' }, p)))));
+          replace(
+            status,
+            r.valid
+              ? h('span', { class: 'badge ok', 'data-testid': 'draft-valid' }, t('policies.valid'))
+              : h(
+                  'div',
+                  { 'data-testid': 'draft-invalid' },
+                  h('span', { class: 'badge bad' }, t('policies.invalid')),
+                  h(
+                    'ul',
+                    {},
+                    r.problems.map((/** @type {string} */ p) => h('li', { class: 'mono' }, p)),
+                  ),
+                ),
+          );
         } catch (err) {
           if (mine === checks) replace(status, errorBox(err));
         }
       }, 300);
     });
-    const save = h('button', { type: 'button', class: 'primary', 'data-testid': 'draft-save', onclick: async () => {
-      if (!comment.reportValidity()) return;
-      try {
-        await api('POST', `${V}/versions`, { body: { comment: comment.value, policy: editor.value } });
-        await load();
-      } catch (err) {
-        replace(saveOut, errorBox(err));
-      }
-    } }, t('policies.saveDraft'));
+    const save = h(
+      'button',
+      {
+        type: 'button',
+        class: 'primary',
+        'data-testid': 'draft-save',
+        onclick: async () => {
+          if (!comment.reportValidity()) return;
+          try {
+            await api('POST', `${V}/versions`, { body: { comment: comment.value, policy: editor.value } });
+            await load();
+          } catch (err) {
+            replace(saveOut, errorBox(err));
+          }
+        },
+      },
+      t('policies.saveDraft'),
+    );
 
     /** @param {any} v @param {'approve' | 'reject' | 'rollback'} action */
     const review = (v, action) => {
-      openDialog(`${t(/** @type {any} */ (`policies.${action}`))}: ${v.id}`, () => [
-        field(t('common.comment'), h('textarea', { name: 'comment', rows: 2, required: true, minlength: 3, maxlength: 2000 })),
-      ], async (d) => {
-        await api('POST', `${V}/versions/${encodeURIComponent(v.id)}/${action}`, { body: { comment: d.get('comment') } });
-        await load();
-      }, policyError);
+      openDialog(
+        `${t(/** @type {any} */ (`policies.${action}`))}: ${v.id}`,
+        () => [field(t('common.comment'), h('textarea', { name: 'comment', rows: 2, required: true, minlength: 3, maxlength: 2000 }))],
+        async (d) => {
+          await api('POST', `${V}/versions/${encodeURIComponent(v.id)}/${action}`, { body: { comment: d.get('comment') } });
+          await load();
+        },
+        policyError,
+      );
     };
 
     /** @param {any} v @param {number} i */
-    const openVersion = (v, i) => h('section', { class: 'card', 'data-testid': `version-${v.id}`, 'aria-label': `${t('policies.version')} ${v.id}` },
-      h('h3', {}, `${t('policies.version')} ${v.id} `, stateBadge(v.state)),
-      h('p', {}, `${t('policies.author')} ${v.author} · ${formatTime(v.submittedAt ?? v.createdAt)} · ${v.comment}`),
-      h('h4', {}, t('policies.diff')),
-      diffView(diffs[i] ?? ''),
-      v.state === 'submitted' && v.author === me ? h('p', { class: 'notice' }, t('policies.yourOwn')) : null,
-      h('div', { class: 'buttons' },
-        v.state === 'draft' && v.author === me ? h('button', { type: 'button', class: 'primary', 'data-testid': 'submit', onclick: async (/** @type {Event} */ ev) => {
-          try {
-            await api('POST', `${V}/versions/${encodeURIComponent(v.id)}/submit`, { body: {} });
-            await load();
-          } catch (err) {
-            /** @type {HTMLElement} */ (ev.target).after(errorBox(err));
-          }
-        } }, t('policies.submit')) : null,
-        // Four-eyes: the author is never offered the approval the gateway would refuse them.
-        v.state === 'submitted' && v.author !== me ? h('button', { type: 'button', class: 'primary', 'data-testid': 'approve', onclick: () => review(v, 'approve') }, t('policies.approve')) : null,
-        h('button', { type: 'button', class: 'danger', 'data-testid': 'reject', onclick: () => review(v, 'reject') }, t('policies.reject'))));
+    const openVersion = (v, i) =>
+      h(
+        'section',
+        { class: 'card', 'data-testid': `version-${v.id}`, 'aria-label': `${t('policies.version')} ${v.id}` },
+        h('h3', {}, `${t('policies.version')} ${v.id} `, stateBadge(v.state)),
+        h('p', {}, `${t('policies.author')} ${v.author} · ${formatTime(v.submittedAt ?? v.createdAt)} · ${v.comment}`),
+        h('h4', {}, t('policies.diff')),
+        diffView(diffs[i] ?? ''),
+        v.state === 'submitted' && v.author === me ? h('p', { class: 'notice' }, t('policies.yourOwn')) : null,
+        h(
+          'div',
+          { class: 'buttons' },
+          v.state === 'draft' && v.author === me
+            ? h(
+                'button',
+                {
+                  type: 'button',
+                  class: 'primary',
+                  'data-testid': 'submit',
+                  onclick: async (/** @type {Event} */ ev) => {
+                    try {
+                      await api('POST', `${V}/versions/${encodeURIComponent(v.id)}/submit`, { body: {} });
+                      await load();
+                    } catch (err) {
+                      /** @type {HTMLElement} */ (ev.target).after(errorBox(err));
+                    }
+                  },
+                },
+                t('policies.submit'),
+              )
+            : null,
+          // Four-eyes: the author is never offered the approval the gateway would refuse them.
+          v.state === 'submitted' && v.author !== me ? h('button', { type: 'button', class: 'primary', 'data-testid': 'approve', onclick: () => review(v, 'approve') }, t('policies.approve')) : null,
+          h('button', { type: 'button', class: 'danger', 'data-testid': 'reject', onclick: () => review(v, 'reject') }, t('policies.reject')),
+        ),
+      );
 
-    replace(box,
+    replace(
+      box,
       h('h2', {}, `${t('policies.active')}: `, h('code', { 'data-testid': 'active-version' }, active?.id ?? '—'), active ? h('small', {}, ` · ${active.review ? `${t('policies.reviewer')} ${active.review.by}` : active.author} · ${formatTime(active.activatedAt)}`) : null),
-      h('ol', { class: 'rules', 'data-testid': 'active-rules' }, rules.map((l) => h('li', {}, ruleInWords(l), ' ', h('small', { class: 'mono' }, l)))),
+      h(
+        'ol',
+        { class: 'rules', 'data-testid': 'active-rules' },
+        rules.map((l) => h('li', {}, ruleInWords(l), ' ', h('small', { class: 'mono' }, l))),
+      ),
       h('h2', {}, t('policies.pending')),
       open.length === 0 ? h('p', {}, t('common.none')) : open.map(openVersion),
       h('h2', {}, t('policies.newDraft')),
-      field(t('policies.rules'), editor, t('policies.editorHint')), status,
-      field(t('common.comment'), comment), h('div', { class: 'buttons' }, save), saveOut,
+      field(t('policies.rules'), editor, t('policies.editorHint')),
+      status,
+      field(t('common.comment'), comment),
+      h('div', { class: 'buttons' }, save),
+      saveOut,
       h('h2', {}, t('policies.history')),
-      table(t('policies.history'), [t('policies.version'), t('common.status'), t('policies.author'), t('policies.reviewer'), t('common.comment'), t('common.actions')],
-        [...items].reverse().map((v) => [h('code', {}, v.id), stateBadge(v.state), `${v.author} · ${formatTime(v.createdAt)}`,
-          v.review ? `${v.review.by} · ${formatTime(v.review.at)}` : '—', v.review?.comment ?? v.comment,
-          v.state === 'superseded' && v.activatedAt ? h('button', { type: 'button', 'data-testid': `rollback-${v.id}`, onclick: () => review(v, 'rollback') }, t('policies.rollback')) : '']), 'policy-history'));
+      table(
+        t('policies.history'),
+        [t('policies.version'), t('common.status'), t('policies.author'), t('policies.reviewer'), t('common.comment'), t('common.actions')],
+        [...items]
+          .reverse()
+          .map((v) => [
+            h('code', {}, v.id),
+            stateBadge(v.state),
+            `${v.author} · ${formatTime(v.createdAt)}`,
+            v.review ? `${v.review.by} · ${formatTime(v.review.at)}` : '—',
+            v.review?.comment ?? v.comment,
+            v.state === 'superseded' && v.activatedAt ? h('button', { type: 'button', 'data-testid': `rollback-${v.id}`, onclick: () => review(v, 'rollback') }, t('policies.rollback')) : '',
+          ]),
+        'policy-history',
+      ),
+    );
   }
 
   try {

@@ -52,7 +52,14 @@ if (mode === 'upstream') {
       await registry.approve(id, '056179000006');
     }
   }
-  process.on('SIGTERM', () => void gateway.close().then(() => process.exit(0), () => process.exit(1)));
+  process.on(
+    'SIGTERM',
+    () =>
+      void gateway.close().then(
+        () => process.exit(0),
+        () => process.exit(1),
+      ),
+  );
   ready(gateway.url);
 } else {
   process.stderr.write(`unknown mode ${mode}\n`);

@@ -209,7 +209,9 @@ async function startNginx(nginx: string, dir: string, upstream: string): Promise
   const d = join(dir, 'nginx');
   mkdirSync(join(d, 'tmp'), { recursive: true });
   const up = new URL(upstream);
-  writeFileSync(join(d, 'nginx.conf'), `worker_processes 1;
+  writeFileSync(
+    join(d, 'nginx.conf'),
+    `worker_processes 1;
 pid ${d}/nginx.pid;
 error_log ${d}/error.log warn;
 events { worker_connections 4096; }
@@ -222,7 +224,8 @@ http {
     location /bench/ { proxy_pass http://bench/; proxy_http_version 1.1; proxy_set_header Connection ""; }
   }
 }
-`);
+`,
+  );
   const child = spawn(nginx, ['-p', d, '-c', join(d, 'nginx.conf'), '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'inherit'] });
   const url = `http://127.0.0.1:${port}`;
   for (let i = 0; i < 100; i++) {
@@ -258,7 +261,9 @@ interface LoadRun {
 function luaScript(dir: string, name: string, tokens: readonly string[]): string {
   const file = join(dir, `${name}.lua`);
   const list = tokens.map((t) => `"${t}"`).join(',\n');
-  writeFileSync(file, `local tokens = {${list}}
+  writeFileSync(
+    file,
+    `local tokens = {${list}}
 local n = #tokens
 local i = 0
 request = function()
@@ -273,7 +278,8 @@ done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format("ZTGATE-BENCH %d %d %.1f %.1f %.1f %.1f %d\\n", summary.requests, summary.duration, latency:percentile(50), latency:percentile(99), latency:percentile(99.9), latency.mean, e.connect + e.read + e.write + e.status + e.timeout))
 end
-`);
+`,
+  );
   return file;
 }
 
@@ -284,7 +290,9 @@ end
  */
 function proofLuaScript(dir: string, name: string, token: string, proofsFile: string, threads: number): string {
   const file = join(dir, `${name}.lua`);
-  writeFileSync(file, `local next_id = 0
+  writeFileSync(
+    file,
+    `local next_id = 0
 function setup(thread)
   thread:set("id", next_id)
   next_id = next_id + 1
@@ -308,7 +316,8 @@ done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format("ZTGATE-BENCH %d %d %.1f %.1f %.1f %.1f %d\\n", summary.requests, summary.duration, latency:percentile(50), latency:percentile(99), latency:percentile(99.9), latency.mean, e.connect + e.read + e.write + e.status + e.timeout))
 end
-`);
+`,
+  );
   return file;
 }
 
@@ -442,7 +451,10 @@ export async function runCompare(o: CompareOptions): Promise<CompareResult> {
     if (setups.has('gateway-redis-chain') || setups.has('gateway-multi-core')) {
       redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1, connectTimeout: 1000 });
       redis.on('error', () => undefined);
-      redisOk = await redis.connect().then(() => true, () => false);
+      redisOk = await redis.connect().then(
+        () => true,
+        () => false,
+      );
     }
     const redisState = { state: { backend: 'redis', redisUrl, keyPrefix: prefix } };
 
@@ -475,7 +487,20 @@ export async function runCompare(o: CompareOptions): Promise<CompareResult> {
       const own = process.cpuUsage(own0);
       const loadgenCpu = wrk ? childrenCpuSeconds() - gen0 : (own.user + own.system) / 1e6;
       const serverCores = (cpuSeconds(server ? server.pids() : []) - cpu0) / wall;
-      results.push({ setup, requestsPerSecond: Math.round(r.rps), latencyMs: { p50: r.p50, p99: r.p99, p999: r.p999, mean: r.mean }, errors: r.errors, requests: r.requests, serverCores: round2(serverCores), loadgenCores: round2(loadgenCpu / wall), peakRssMiB: peakRssMiB(server ? server.pids() : []), ratioToBare: null, ratioToNginx: null, addedP50Ms: null, addedP99Ms: null });
+      results.push({
+        setup,
+        requestsPerSecond: Math.round(r.rps),
+        latencyMs: { p50: r.p50, p99: r.p99, p999: r.p999, mean: r.mean },
+        errors: r.errors,
+        requests: r.requests,
+        serverCores: round2(serverCores),
+        loadgenCores: round2(loadgenCpu / wall),
+        peakRssMiB: peakRssMiB(server ? server.pids() : []),
+        ratioToBare: null,
+        ratioToNginx: null,
+        addedP50Ms: null,
+        addedP99Ms: null,
+      });
       o.log(`  ${setup}: ${Math.round(r.rps)} req/s, p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms, errors ${r.errors}`);
     };
     const skip = (setup: CompareSetup, why: string) => {
@@ -626,7 +651,9 @@ export function formatCompare(r: CompareResult): string {
       lines.push(`| ${LABELS[s.setup]} | skipped: ${s.skipped} | | | | | | | | | | |`);
       continue;
     }
-    lines.push(`| ${LABELS[s.setup]} | ${s.requestsPerSecond.toLocaleString('en')} | ${f(s.ratioToBare)} | ${f(s.ratioToNginx)} | ${f(s.latencyMs.p50)} | ${f(s.latencyMs.p99)} | ${f(s.latencyMs.p999)} | ${f(s.addedP50Ms)} / ${f(s.addedP99Ms)} | ${f(s.serverCores)} | ${f(s.loadgenCores)} | ${s.peakRssMiB.max} / ${s.peakRssMiB.sum} | ${s.errors} |`);
+    lines.push(
+      `| ${LABELS[s.setup]} | ${s.requestsPerSecond.toLocaleString('en')} | ${f(s.ratioToBare)} | ${f(s.ratioToNginx)} | ${f(s.latencyMs.p50)} | ${f(s.latencyMs.p99)} | ${f(s.latencyMs.p999)} | ${f(s.addedP50Ms)} / ${f(s.addedP99Ms)} | ${f(s.serverCores)} | ${f(s.loadgenCores)} | ${s.peakRssMiB.max} / ${s.peakRssMiB.sum} | ${s.errors} |`,
+    );
   }
   const fr = r.fixedRate;
   if (fr) {

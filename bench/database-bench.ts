@@ -99,10 +99,18 @@ export async function withBenchGateway<T>(opts: { workers?: number }, fn: (setup
       routes: [],
       databases: {
         listen: { host: '127.0.0.1', port: dbPort, tls: { certFile: tls.serverCert, keyFile: tls.serverKey } },
-        services: [{
-          id: 'bench-db', name: 'pgbench (synthetic)', upstream: { host: PG.host, port: PG.port, database: db.name }, credentials: { user: db.role },
-          ownerAgency: 'so-tu-phap', securityLevel: 3, classification: 'internal', approval: { status: 'approved', approvedBy: '056179000006', approvedAt: '2026-01-01' },
-        }],
+        services: [
+          {
+            id: 'bench-db',
+            name: 'pgbench (synthetic)',
+            upstream: { host: PG.host, port: PG.port, database: db.name },
+            credentials: { user: db.role },
+            ownerAgency: 'so-tu-phap',
+            securityLevel: 3,
+            classification: 'internal',
+            approval: { status: 'approved', approvedBy: '056179000006', approvedAt: '2026-01-01' },
+          },
+        ],
       },
     };
     const now = Math.floor(Date.now() / 1000);
@@ -136,9 +144,7 @@ export async function withBenchGateway<T>(opts: { workers?: number }, fn: (setup
       stop = () => gw.close();
     }
     const envOf = (path: 'direct' | 'gateway'): Record<string, string> =>
-      path === 'direct'
-        ? { PGHOST: PG.host, PGPORT: String(PG.port), PGUSER: PG.user, PGDATABASE: db.name, PGSSLMODE: 'disable' }
-        : { PGHOST: '127.0.0.1', PGPORT: String(port), PGUSER: OFFICIAL, PGDATABASE: 'bench-db', PGPASSWORD: token, PGSSLMODE: 'verify-full', PGSSLROOTCERT: tls.serverCa };
+      path === 'direct' ? { PGHOST: PG.host, PGPORT: String(PG.port), PGUSER: PG.user, PGDATABASE: db.name, PGSSLMODE: 'disable' } : { PGHOST: '127.0.0.1', PGPORT: String(port), PGUSER: OFFICIAL, PGDATABASE: 'bench-db', PGPASSWORD: token, PGSSLMODE: 'verify-full', PGSSLROOTCERT: tls.serverCa };
     let stopped = false;
     try {
       const result = await fn({ envOf, work, events: () => events });
@@ -183,7 +189,9 @@ export async function runDatabaseBench(opts: { seconds: number; clients: number;
       const inProcess = path === 'gateway' && (opts.workers ?? 1) === 1;
       const gatewayCpuUsPerTx = inProcess && transactions > 0 ? (used.user + used.system) / transactions : null;
       const r: PgbenchRun = { path, mode, rate, tps, transactions, failed, latencyMs: { p50: percentile(latencies, 50), p99: percentile(latencies, 99), mean: latencies.reduce((a, b) => a + b, 0) / Math.max(1, latencies.length) }, gatewayCpuUsPerTx };
-      opts.log(`database${(opts.workers ?? 1) > 1 ? ` (${opts.workers} workers)` : ''}: ${path} ${mode}${rate ? ` at ${Math.round(rate)} tps` : ''}: ${tps.toFixed(0)} tps, p50 ${r.latencyMs.p50.toFixed(2)} ms, p99 ${r.latencyMs.p99.toFixed(2)} ms${gatewayCpuUsPerTx !== null ? `, gateway CPU ${gatewayCpuUsPerTx.toFixed(0)} µs per transaction` : ''}`);
+      opts.log(
+        `database${(opts.workers ?? 1) > 1 ? ` (${opts.workers} workers)` : ''}: ${path} ${mode}${rate ? ` at ${Math.round(rate)} tps` : ''}: ${tps.toFixed(0)} tps, p50 ${r.latencyMs.p50.toFixed(2)} ms, p99 ${r.latencyMs.p99.toFixed(2)} ms${gatewayCpuUsPerTx !== null ? `, gateway CPU ${gatewayCpuUsPerTx.toFixed(0)} µs per transaction` : ''}`,
+      );
       runs.push(r);
       return r;
     };

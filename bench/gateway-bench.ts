@@ -98,14 +98,7 @@ export async function runGatewayBench(opts: GatewayBenchOptions): Promise<Gatewa
     gateway = await startReady(benchFile('./gateway-worker.ts'), gatewayArg, ['--expose-gc', ...(opts.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${opts.cpuProfileDir}`] : [])]);
     const before = await gateway.handle.call<ChildStats>('stats', { gc: true });
 
-    const token = await new SignJWT({ national_id: '001090000001', agency: 'so-bench', roles: [ROLE] })
-      .setProtectedHeader({ alg: 'ES256', kid, typ: 'at+jwt' })
-      .setIssuer(issuer)
-      .setAudience(AUDIENCE)
-      .setSubject('001090000001')
-      .setIssuedAt()
-      .setExpirationTime('2h')
-      .sign(privateKey);
+    const token = await new SignJWT({ national_id: '001090000001', agency: 'so-bench', roles: [ROLE] }).setProtectedHeader({ alg: 'ES256', kid, typ: 'at+jwt' }).setIssuer(issuer).setAudience(AUDIENCE).setSubject('001090000001').setIssuedAt().setExpirationTime('2h').sign(privateKey);
 
     const targets: Record<ScenarioName, { url: string; headers: Record<string, string>; expectStatus: number }> = {
       direct: { url: `${upstream.url}/records/12345`, headers: { accept: 'application/json' }, expectStatus: 200 },
@@ -128,9 +121,7 @@ export async function runGatewayBench(opts: GatewayBenchOptions): Promise<Gatewa
     const snapshot = async () => ({ mark: markCpu(), main: processStats().cpuMicros, up: await up.call<ChildStats>('stats'), gw: await gw.call<ChildStats>('stats') });
     if (opts.initialWarmupSeconds > 0) {
       opts.log(`  gateway warm-up: ${opts.initialWarmupSeconds}s of allowed and denied requests, 4 concurrent each`);
-      const warm = await Promise.all(
-        (['gateway-allowed', 'gateway-denied'] as const).map((name) => runLoad({ ...targets[name], concurrency: 4, seconds: opts.initialWarmupSeconds })),
-      );
+      const warm = await Promise.all((['gateway-allowed', 'gateway-denied'] as const).map((name) => runLoad({ ...targets[name], concurrency: 4, seconds: opts.initialWarmupSeconds })));
       for (const w of warm) gatewayResponses += w.responses;
     }
 
@@ -139,9 +130,7 @@ export async function runGatewayBench(opts: GatewayBenchOptions): Promise<Gatewa
     const scenarios: ScenarioResult[] = [];
     const names = opts.scenarios ?? SCENARIOS;
     for (const concurrency of opts.concurrency) {
-      const per = new Map(
-        names.map((name) => [name, { agent: createAgent(concurrency), acc: new LoadAccumulator(), cpu: { main: 0, up: 0, gw: 0 }, conns: { gw: 0, up: 0 }, otherMicros: 0, stealMicros: 0, wallMicros: 0, hasMachine: true }]),
-      );
+      const per = new Map(names.map((name) => [name, { agent: createAgent(concurrency), acc: new LoadAccumulator(), cpu: { main: 0, up: 0, gw: 0 }, conns: { gw: 0, up: 0 }, otherMicros: 0, stealMicros: 0, wallMicros: 0, hasMachine: true }]));
       opts.log(`  ${concurrency} concurrent: ${names.join(', ')} — ${opts.warmupSeconds}s warm-up each, then ${opts.rounds} interleaved rounds of ${num(opts.seconds / opts.rounds)}s each`);
       for (const name of names) {
         const warm = await runLoad({ ...targets[name], concurrency, seconds: opts.warmupSeconds, agent: per.get(name)!.agent });

@@ -40,9 +40,7 @@ const config = parseConfig(
       issuers: [{ issuer: arg.issuer, audience: arg.audience, algorithms: ['ES256'], jwksUri: arg.jwksUri }],
     },
     policy: { model: arg.model, policy: arg.policyFile },
-    routes: [
-      { id: 'bench', name: 'Dịch vụ đo (bench)', pathPrefix: '/bench', upstream: arg.upstreamUrl, ownerAgency: 'so-bench', securityLevel: 2, classification: 'internal', approval },
-    ],
+    routes: [{ id: 'bench', name: 'Dịch vụ đo (bench)', pathPrefix: '/bench', upstream: arg.upstreamUrl, ownerAgency: 'so-bench', securityLevel: 2, classification: 'internal', approval }],
   },
   'bench',
   ROOT,
@@ -60,6 +58,9 @@ serveCalls({
   },
 });
 process.on('SIGTERM', () => {
-  gateway.close().then(() => process.exit(0), () => process.exit(1));
+  gateway.close().then(
+    () => process.exit(0),
+    () => process.exit(1),
+  );
 });
 process.send!({ type: 'ready', url: gateway.url });

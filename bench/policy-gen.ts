@@ -59,22 +59,27 @@ export interface GeneratedPolicy {
   readonly csv: string;
 }
 
-const ROUTE_NAMES = [
-  'ho-tich', 'y-te', 'dat-dai', 'giao-duc', 'thue', 'bao-hiem', 'cu-tru', 'doanh-nghiep', 'giao-thong', 'xay-dung',
-  'lao-dong', 'tai-chinh', 'tu-phap', 'cong-thuong', 'van-hoa', 'noi-vu', 'nong-nghiep', 'moi-truong', 'khoa-hoc', 'thong-tin',
-];
-const RESOURCES = [
-  'records', 'citizens', 'households', 'certificates', 'parcels', 'permits', 'vehicles', 'enterprises', 'licenses', 'patients',
-  'schools', 'invoices', 'benefits', 'reports', 'documents', 'cases', 'projects', 'inspections', 'contracts', 'registrations',
-];
+const ROUTE_NAMES = ['ho-tich', 'y-te', 'dat-dai', 'giao-duc', 'thue', 'bao-hiem', 'cu-tru', 'doanh-nghiep', 'giao-thong', 'xay-dung', 'lao-dong', 'tai-chinh', 'tu-phap', 'cong-thuong', 'van-hoa', 'noi-vu', 'nong-nghiep', 'moi-truong', 'khoa-hoc', 'thong-tin'];
+const RESOURCES = ['records', 'citizens', 'households', 'certificates', 'parcels', 'permits', 'vehicles', 'enterprises', 'licenses', 'patients', 'schools', 'invoices', 'benefits', 'reports', 'documents', 'cases', 'projects', 'inspections', 'contracts', 'registrations'];
 const SUB_RESOURCES = ['notes', 'attachments', 'history', 'owners', 'members', 'status'];
 const ROLE_KINDS = ['reader', 'editor', 'auditor', 'manager', 'clerk'];
 const AGENCY_KINDS = ['so', 'ubnd-huyen', 'ubnd-xa', 'phuong', 'chi-cuc'];
 const METHOD_SETS: readonly (readonly [string, number])[] = [
-  ['GET|HEAD', 45], ['GET', 10], ['POST', 12], ['PUT|PATCH', 8], ['GET|HEAD|POST', 10], ['DELETE', 5], ['*', 10],
+  ['GET|HEAD', 45],
+  ['GET', 10],
+  ['POST', 12],
+  ['PUT|PATCH', 8],
+  ['GET|HEAD|POST', 10],
+  ['DELETE', 5],
+  ['*', 10],
 ];
 const REQUEST_METHODS: readonly (readonly [string, number])[] = [
-  ['GET', 60], ['HEAD', 5], ['POST', 20], ['PUT', 5], ['PATCH', 4], ['DELETE', 6],
+  ['GET', 60],
+  ['HEAD', 5],
+  ['POST', 20],
+  ['PUT', 5],
+  ['PATCH', 4],
+  ['DELETE', 6],
 ];
 
 function pad(n: number, width: number): string {
@@ -135,7 +140,11 @@ export function generatePolicy(opts: PolicyGenOptions): GeneratedPolicy {
   const maxAttempts = o.rules * 20 + 1000;
   for (let attempt = 0; rules.length < o.rules; attempt++) {
     if (attempt > maxAttempts) throw new Error(`cannot generate ${o.rules} distinct rules from these options`);
-    const kind = rng.weighted<'role' | 'person' | 'any'>([['role', 93], ['person', 5], ['any', 2]]);
+    const kind = rng.weighted<'role' | 'person' | 'any'>([
+      ['role', 93],
+      ['person', 5],
+      ['any', 2],
+    ]);
     const subject = kind === 'role' ? rng.pick(roles) : kind === 'person' ? rng.pick(nationalIds) : '*';
     const route = rng.chance(0.01) ? '*' : kind === 'role' && rng.chance(0.8) ? homeRoute.get(subject)! : rng.pick(routes);
     const agency = rng.chance(0.35) ? '*' : rng.pick(agencies);
@@ -213,7 +222,11 @@ export function generateRequests(policy: GeneratedPolicy, count: number, opts: R
   const targetedRatio = opts.targetedRatio ?? 0.5;
   const out: SyntheticRequest[] = [];
   for (let i = 0; i < count; i++) {
-    const roleCount = rng.weighted([[1, 50], [2, 35], [3, 15]]);
+    const roleCount = rng.weighted([
+      [1, 50],
+      [2, 35],
+      [3, 15],
+    ]);
     const roles = new Set<string>();
     let id = rng.chance(0.1) && policy.nationalIds.length > 0 ? rng.pick(policy.nationalIds) : nationalId(rng);
     let agency = rng.pick(policy.agencies);

@@ -60,8 +60,7 @@ function otherLoad(cores: number | null, steal: number | null): string {
   return `${num(cores, 2)}${cores >= 0.25 ? ' ⚠' : ''}${steal !== null && steal >= 0.05 ? ` (steal ${num(steal, 2)})` : ''}`;
 }
 
-const OTHER_LOAD_NOTE = (mark: string): string =>
-  `${mark}${mark ? ' ' : ''}Other load: average cores busy with anything but the bench (other processes, hypervisor steal) while measuring, from /proc/stat; ⚠ from 0.25 — figures measured beside other work are slower and noisier.`;
+const OTHER_LOAD_NOTE = (mark: string): string => `${mark}${mark ? ' ' : ''}Other load: average cores busy with anything but the bench (other processes, hypervisor steal) while measuring, from /proc/stat; ⚠ from 0.25 — figures measured beside other work are slower and noisier.`;
 
 function table(head: readonly string[], rows: readonly (readonly string[])[], align: readonly ('l' | 'r')[]): string {
   const sep = align.map((a) => (a === 'r' ? '---:' : ':---'));
@@ -92,8 +91,7 @@ export function renderMarkdown(r: BenchReport): string {
         'Latency: one timer pair around each `authorize()` over the measured requests (distinct, seeded; about half built from a rule so they can match it), after a warm-up on others.',
     );
     out.push('');
-    const engineName = (p: PolicyWorkerResult): string =>
-      p.variant === 'casbin' ? 'plain Casbin, no cache' : p.engine.indexed === true ? 'default: index + cache' : p.engine.indexed === false ? 'default: Casbin' : 'default';
+    const engineName = (p: PolicyWorkerResult): string => (p.variant === 'casbin' ? 'plain Casbin, no cache' : p.engine.indexed === true ? 'default: index + cache' : p.engine.indexed === false ? 'default: Casbin' : 'default');
     const rows: string[][] = [];
     for (const p of r.policy) {
       const d = p.decisions;
@@ -128,28 +126,10 @@ export function renderMarkdown(r: BenchReport): string {
       }
       if (p.repeated) {
         const x = p.repeated;
-        rows.push([
-          num(p.policy.rules, 0),
-          `″ last ${num(x.measured, 0)} again (cache hits)${x.sameDecisions ? '' : ' (DIFFERENT decisions)'}`,
-          '″',
-          '″',
-          num(x.measured, 0),
-          '″',
-          num(x.latencyMicros.p50),
-          num(x.latencyMicros.p99),
-          num(x.latencyMicros.max),
-          num(x.latencyMicros.mean),
-          otherLoad(x.otherLoadCores, null),
-        ]);
+        rows.push([num(p.policy.rules, 0), `″ last ${num(x.measured, 0)} again (cache hits)${x.sameDecisions ? '' : ' (DIFFERENT decisions)'}`, '″', '″', num(x.measured, 0), '″', num(x.latencyMicros.p50), num(x.latencyMicros.p99), num(x.latencyMicros.max), num(x.latencyMicros.mean), otherLoad(x.otherLoadCores, null)]);
       }
     }
-    out.push(
-      table(
-        ['`p` rules', 'engine', 'load ms', 'heap after load MiB (Δ)', 'decisions measured', 'allow / deny / no match', 'p50 µs', 'p99 µs', 'max µs', 'mean µs', 'other load (cores)³'],
-        rows,
-        ['r', 'l', 'r', 'r', 'r', 'l', 'r', 'r', 'r', 'r', 'r'],
-      ),
-    );
+    out.push(table(['`p` rules', 'engine', 'load ms', 'heap after load MiB (Δ)', 'decisions measured', 'allow / deny / no match', 'p50 µs', 'p99 µs', 'max µs', 'mean µs', 'other load (cores)³'], rows, ['r', 'l', 'r', 'r', 'r', 'l', 'r', 'r', 'r', 'r', 'r']));
     out.push('');
     const first = r.policy.filter((p, i, all) => all.findIndex((q) => q.policy.rules === p.policy.rules) === i);
     out.push(

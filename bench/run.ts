@@ -249,7 +249,12 @@ async function main(): Promise<void> {
   if (startup) process.stdout.write(`\n## Cold start and memory\n\n${formatStartup(startup)}\n`);
   if (compareError || startupError || startup?.some((x) => x.errors > 0)) process.exitCode = 1;
   if (compare?.setups.some((x) => x.errors > 0)) {
-    log(`errors in the comparison: ${compare.setups.filter((x) => x.errors > 0).map((x) => x.setup).join(', ')}`);
+    log(
+      `errors in the comparison: ${compare.setups
+        .filter((x) => x.errors > 0)
+        .map((x) => x.setup)
+        .join(', ')}`,
+    );
     process.exitCode = 1;
   }
   log(`results written to bench/results/latest.json (${report.durationSeconds.toFixed(1)} s)`);

@@ -275,10 +275,16 @@ export async function runStartup(o: StartupOptions): Promise<StartupResult> {
 export function formatStartup(runs: readonly StartupResult[]): string {
   const r0 = runs[0]!;
   return [
-    `Load average ${r0.loadavgStart.map((v) => v.toFixed(2)).join(' ')} at the start, ${runs.at(-1)!.loadavgEnd.map((v) => v.toFixed(2)).join(' ')} at the end.`,
+    `Load average ${r0.loadavgStart.map((v) => v.toFixed(2)).join(' ')} at the start, ${runs
+      .at(-1)!
+      .loadavgEnd.map((v) => v.toFixed(2))
+      .join(' ')} at the end.`,
     '',
     '| command | rules | roster (synthetic) | cold start to /readyz 200, median (runs) | CPU used by then, median (runs) | RSS ready | RSS after traffic | peak RSS | requests | CPU µs per request | errors |',
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
-    ...runs.map((r) => `| \`${r.command}\` | ${r.rules.toLocaleString('en')} | ${r.roster.toLocaleString('en')} | ${r.coldStartMs.median} ms (${r.coldStartMs.runs.join(', ')}) | ${r.coldStartCpuMs.median} ms (${r.coldStartCpuMs.runs.join(', ')}) | ${r.memoryMiB.readyRss} MiB | ${r.memoryMiB.afterLoadRss} MiB | ${r.memoryMiB.peakRss} MiB | ${r.requests.toLocaleString('en')} | ${r.cpuPerRequestUs} | ${r.errors} |`),
+    ...runs.map(
+      (r) =>
+        `| \`${r.command}\` | ${r.rules.toLocaleString('en')} | ${r.roster.toLocaleString('en')} | ${r.coldStartMs.median} ms (${r.coldStartMs.runs.join(', ')}) | ${r.coldStartCpuMs.median} ms (${r.coldStartCpuMs.runs.join(', ')}) | ${r.memoryMiB.readyRss} MiB | ${r.memoryMiB.afterLoadRss} MiB | ${r.memoryMiB.peakRss} MiB | ${r.requests.toLocaleString('en')} | ${r.cpuPerRequestUs} | ${r.errors} |`,
+    ),
   ].join('\n');
 }

@@ -37,12 +37,6 @@ export const SecurityLevel = () => Type.Unsafe<1 | 2 | 3 | 4 | 5>(Type.Integer({
 export const ASSURANCE_LEVELS = [0, 1, 2] as const;
 
 /** The configuration as the program reads it: frozen after parsing, so every level is read-only. */
-export type DeepReadonly<T> = T extends (...args: never[]) => unknown
-  ? T
-  : T extends readonly (infer E)[]
-    ? readonly DeepReadonly<E>[]
-    : T extends object
-      ? { readonly [K in keyof T]: DeepReadonly<T[K]> }
-      : T;
+export type DeepReadonly<T> = T extends (...args: never[]) => unknown ? T : T extends readonly (infer E)[] ? readonly DeepReadonly<E>[] : T extends object ? { readonly [K in keyof T]: DeepReadonly<T[K]> } : T;
 
 export type { Static };

@@ -56,12 +56,7 @@ export function demoPosture(compliant: boolean, nowSeconds = Math.floor(Date.now
 }
 
 /** A posture report (typ posture+jwt), as an endpoint-management signer issues it. */
-export async function signPostureReport(
-  signer: { privateKey: CryptoKey; kid: string; issuer: string; alg?: string },
-  deviceId: string,
-  claims: PostureClaims,
-  opts: { lifetimeSeconds?: number; iat?: number } = {},
-): Promise<string> {
+export async function signPostureReport(signer: { privateKey: CryptoKey; kid: string; issuer: string; alg?: string }, deviceId: string, claims: PostureClaims, opts: { lifetimeSeconds?: number; iat?: number } = {}): Promise<string> {
   const iat = opts.iat ?? Math.floor(Date.now() / 1000);
   return new SignJWT({ ...claims })
     .setProtectedHeader({ alg: signer.alg ?? 'ES256', kid: signer.kid, typ: 'posture+jwt' })
@@ -105,7 +100,11 @@ export async function startDemoPostureSigner(opts: { host: string; port: number;
   return {
     jwksUri: `http://${opts.host}:${port}/jwks.json`,
     privateKeyFile,
-    close: () => new Promise((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }),
+    close: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
   };
 }
 
@@ -138,7 +137,11 @@ export async function createDemoDevice(name: string, dir = demoDataDir('devices'
 }
 
 export async function loadDemoDevice(id: string | undefined, dir = demoDataDir('devices')): Promise<DemoDevice> {
-  const known = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.json')).map((f) => f.slice(0, -5)) : [];
+  const known = existsSync(dir)
+    ? readdirSync(dir)
+        .filter((f) => f.endsWith('.json'))
+        .map((f) => f.slice(0, -5))
+    : [];
   const chosen = id ?? (known.length === 1 ? known[0] : undefined);
   if (!chosen) {
     throw new UsageError(known.length === 0 ? 'chưa có thiết bị / no demo device yet: run `ztgate-demo device init --name NAME`' : `có nhiều thiết bị / several demo devices, choose one with --device: ${known.join(', ')}`);
@@ -157,7 +160,6 @@ async function loadDemoSigner(dir = demoDataDir('demo')) {
 
 // ---------------------------------------------------------------------------------------------
 // The command.
-
 
 export const DEVICE_USAGE = `ztgate-demo device — thiết bị giả lập cho bản trình diễn / demo device
 

@@ -50,11 +50,7 @@ export interface DemoOfficialsFile {
   officials: DemoOfficial[];
 }
 
-export type DemoLoginRefusal =
-  | 'invalid-national-id'
-  | 'unknown-official'
-  | 'wrong-password'
-  | 'account-inactive';
+export type DemoLoginRefusal = 'invalid-national-id' | 'unknown-official' | 'wrong-password' | 'account-inactive';
 
 export interface DemoIdpOptions {
   host?: string; // default 127.0.0.1
@@ -149,12 +145,7 @@ interface OidcGrant {
 interface OidcProvider {
   callback(): (req: IncomingMessage, res: ServerResponse) => Promise<void>;
   interactionDetails(req: IncomingMessage, res: ServerResponse): Promise<OidcInteraction>;
-  interactionFinished(
-    req: IncomingMessage,
-    res: ServerResponse,
-    result: Record<string, unknown>,
-    opts?: { mergeWithLastSubmission?: boolean },
-  ): Promise<void>;
+  interactionFinished(req: IncomingMessage, res: ServerResponse, result: Record<string, unknown>, opts?: { mergeWithLastSubmission?: boolean }): Promise<void>;
   Grant: {
     new (init: { accountId: string; clientId: string }): OidcGrant;
     find(id: string): Promise<OidcGrant | undefined>;
@@ -244,9 +235,7 @@ export async function startDemoIdp(opts: DemoIdpOptions = {}): Promise<DemoIdp> 
         response_types: ['code'],
         redirect_uris: [...opts.gatewayRedirectUris],
         post_logout_redirect_uris: [...(opts.postLogoutRedirectUris ?? [])],
-        ...(opts.gatewayBackchannelLogoutUri
-          ? { backchannel_logout_uri: opts.gatewayBackchannelLogoutUri, backchannel_logout_session_required: true }
-          : {}),
+        ...(opts.gatewayBackchannelLogoutUri ? { backchannel_logout_uri: opts.gatewayBackchannelLogoutUri, backchannel_logout_session_required: true } : {}),
       });
     }
     // Every demo client is first-party: consent is granted on the official's behalf.
@@ -458,10 +447,7 @@ const MAX_FORM_BYTES = 16 * 1024; // 16 KiB
 function createInteractionHandler(deps: InteractionDeps) {
   const { provider, errors, directory, byId, firstParty } = deps;
 
-  const authenticate = (
-    username: string,
-    password: string,
-  ): { official: DemoOfficial } | { refusal: DemoLoginRefusal; status: number; official?: DemoOfficial } => {
+  const authenticate = (username: string, password: string): { official: DemoOfficial } | { refusal: DemoLoginRefusal; status: number; official?: DemoOfficial } => {
     if (!isNationalId(username)) return { refusal: 'invalid-national-id', status: 401 };
     const official = byId.get(username);
     if (!official) return { refusal: 'unknown-official', status: 401 };
@@ -481,16 +467,7 @@ function createInteractionHandler(deps: InteractionDeps) {
     }
   };
 
-  const expired = (res: ServerResponse) =>
-    sendHtml(
-      res,
-      400,
-      errorPage(
-        'Phiên đăng nhập không tồn tại hoặc đã hết hạn. Hãy bắt đầu lại từ ứng dụng.',
-        'The sign-in session does not exist or has expired. Start again from the application.',
-        [],
-      ),
-    );
+  const expired = (res: ServerResponse) => sendHtml(res, 400, errorPage('Phiên đăng nhập không tồn tại hoặc đã hết hạn. Hãy bắt đầu lại từ ứng dụng.', 'The sign-in session does not exist or has expired. Start again from the application.', []));
 
   return async (req: IncomingMessage, res: ServerResponse, pathname: string): Promise<void> => {
     const match = /^\/interaction\/([A-Za-z0-9_-]{1,64})(\/login|\/abort)?$/.exec(pathname);
@@ -520,12 +497,7 @@ function createInteractionHandler(deps: InteractionDeps) {
     if (!interaction) return expired(res);
 
     if (action === '/abort') {
-      await provider.interactionFinished(
-        req,
-        res,
-        { error: 'access_denied', error_description: 'End-User aborted interaction' },
-        { mergeWithLastSubmission: false },
-      );
+      await provider.interactionFinished(req, res, { error: 'access_denied', error_description: 'End-User aborted interaction' }, { mergeWithLastSubmission: false });
       return;
     }
 
@@ -542,11 +514,7 @@ function createInteractionHandler(deps: InteractionDeps) {
     const outcome = authenticate(username, form.get('password') ?? '');
     if ('refusal' in outcome) {
       res.setHeader(DEMO_LOGIN_ERROR_HEADER, outcome.refusal);
-      sendHtml(
-        res,
-        outcome.status,
-        loginPage({ uid, directory, username, error: { refusal: outcome.refusal, status: outcome.official?.status } }),
-      );
+      sendHtml(res, outcome.status, loginPage({ uid, directory, username, error: { refusal: outcome.refusal, status: outcome.official?.status } }));
       return;
     }
     const { official } = outcome;
@@ -568,17 +536,11 @@ function createInteractionHandler(deps: InteractionDeps) {
     const clientId = interaction.params.client_id;
     const accountId = interaction.session?.accountId;
     if (typeof clientId !== 'string' || !firstParty.has(clientId) || accountId === undefined) {
-      sendHtml(
-        res,
-        403,
-        errorPage('Ứng dụng không được phép truy cập', 'This application may not be granted access', []),
-      );
+      sendHtml(res, 403, errorPage('Ứng dụng không được phép truy cập', 'This application may not be granted access', []));
       return;
     }
     const { details } = interaction.prompt;
-    const grant =
-      (interaction.grantId ? await provider.Grant.find(interaction.grantId) : undefined) ??
-      new provider.Grant({ accountId, clientId });
+    const grant = (interaction.grantId ? await provider.Grant.find(interaction.grantId) : undefined) ?? new provider.Grant({ accountId, clientId });
     const missingOIDCScope = details.missingOIDCScope as string[] | undefined;
     const missingOIDCClaims = details.missingOIDCClaims as string[] | undefined;
     const missingResourceScopes = details.missingResourceScopes as Record<string, string[]> | undefined;
@@ -676,33 +638,15 @@ function sendHtml(res: ServerResponse, status: number, html: string): void {
 }
 
 const REFUSAL_TEXT: Record<DemoLoginRefusal, (status?: string) => [vi: string, en: string]> = {
-  'invalid-national-id': () => [
-    'Số định danh cá nhân phải gồm đúng 12 chữ số.',
-    'The personal identification number must be exactly 12 digits.',
-  ],
-  'unknown-official': () => [
-    'Không tìm thấy cán bộ có số định danh này.',
-    'No official has this personal identification number.',
-  ],
+  'invalid-national-id': () => ['Số định danh cá nhân phải gồm đúng 12 chữ số.', 'The personal identification number must be exactly 12 digits.'],
+  'unknown-official': () => ['Không tìm thấy cán bộ có số định danh này.', 'No official has this personal identification number.'],
   'wrong-password': () => ['Mật khẩu không đúng.', 'Wrong password.'],
-  'account-inactive': (status) => [
-    `Tài khoản đang ở trạng thái "${status ?? ''}" nên không được đăng nhập.`,
-    `This account is "${status ?? ''}" and cannot sign in.`,
-  ],
+  'account-inactive': (status) => [`Tài khoản đang ở trạng thái "${status ?? ''}" nên không được đăng nhập.`, `This account is "${status ?? ''}" and cannot sign in.`],
 };
 
-function loginPage(input: {
-  uid: string;
-  directory: DemoOfficialsFile;
-  username?: string;
-  error?: { refusal: DemoLoginRefusal; status?: string | undefined };
-}): string {
+function loginPage(input: { uid: string; directory: DemoOfficialsFile; username?: string; error?: { refusal: DemoLoginRefusal; status?: string | undefined } }): string {
   const { uid, directory, username, error } = input;
-  const errorBlock = error
-    ? `<div class="error" role="alert" data-error="${escapeHtml(error.refusal)}">${bilingual(
-        ...REFUSAL_TEXT[error.refusal](error.status),
-      )}</div>`
-    : '';
+  const errorBlock = error ? `<div class="error" role="alert" data-error="${escapeHtml(error.refusal)}">${bilingual(...REFUSAL_TEXT[error.refusal](error.status))}</div>` : '';
   const rows = directory.officials
     .map(
       (o) => `<tr>
@@ -720,10 +664,7 @@ function loginPage(input: {
     'Đăng nhập cán bộ — Official sign-in',
     `<div class="card">
 <h1>${bilingual('Đăng nhập cán bộ, công chức', 'Official sign-in')}</h1>
-<p>${bilingual(
-      'Hệ thống định danh giả lập thay cho VNeID trong môi trường trình diễn. Không dùng cho dữ liệu thật.',
-      'A simulated identity provider standing in for VNeID in demos. Never use it with real data.',
-    )}</p>
+<p>${bilingual('Hệ thống định danh giả lập thay cho VNeID trong môi trường trình diễn. Không dùng cho dữ liệu thật.', 'A simulated identity provider standing in for VNeID in demos. Never use it with real data.')}</p>
 ${errorBlock}
 <form method="post" action="${escapeHtml(`${action}/login`)}" id="login-form" autocomplete="off">
 <label for="username">${bilingual('Số định danh cá nhân (12 chữ số)', 'Personal identification number (12 digits)')}</label>
@@ -738,10 +679,7 @@ ${errorBlock}
 </div>
 <div class="card">
 <h2>${bilingual('Tài khoản giả lập — DỮ LIỆU GIẢ LẬP', 'Synthetic accounts — SYNTHETIC DEMO DATA')}</h2>
-<p>${bilingual(
-      'Mọi tên, số định danh và đơn vị đều là giả lập; không thuộc về người thật.',
-      'Every name, ID and unit is synthetic and belongs to no real person.',
-    )}</p>
+<p>${bilingual('Mọi tên, số định danh và đơn vị đều là giả lập; không thuộc về người thật.', 'Every name, ID and unit is synthetic and belongs to no real person.')}</p>
 <p>${escapeHtml('Mật khẩu chung cho mọi tài khoản giả lập:')} <code>${escapeHtml(directory.password)}</code><span class="en" lang="en">Shared password of every synthetic account</span></p>
 <table>
 <thead><tr><th>Số định danh<span class="en">National ID</span></th><th>Họ tên<span class="en">Name</span></th><th>Cơ quan<span class="en">Agency</span></th><th>Vai trò<span class="en">Roles</span></th><th>Mức định danh<span class="en">Assurance</span></th><th>Trạng thái<span class="en">Status</span></th></tr></thead>
@@ -772,13 +710,7 @@ ${form}
 }
 
 function postLogoutPage(client: string | undefined): string {
-  return page(
-    'Đã đăng xuất — Signed out',
-    `<div class="card"><h1>${bilingual(
-      client ? `Đã đăng xuất khỏi ${client}.` : 'Đã đăng xuất.',
-      client ? `You have signed out of ${client}.` : 'You have signed out.',
-    )}</h1></div>`,
-  );
+  return page('Đã đăng xuất — Signed out', `<div class="card"><h1>${bilingual(client ? `Đã đăng xuất khỏi ${client}.` : 'Đã đăng xuất.', client ? `You have signed out of ${client}.` : 'You have signed out.')}</h1></div>`);
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {

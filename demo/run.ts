@@ -70,9 +70,7 @@ export async function startDemo(configFile = DEMO_CONFIG_FILE, opts: RuntimeOpti
 
 export function demoBanner(demo: RunningDemo): string {
   const g = demo.gateway.url;
-  const officials = demo.idp.officials
-    .map((o) => `  ${o.nationalId}  ${o.name.padEnd(28)} ${o.agency.padEnd(26)} ${o.roles.join(', ') || '(không có vai trò)'}`)
-    .join('\n');
+  const officials = demo.idp.officials.map((o) => `  ${o.nationalId}  ${o.name.padEnd(28)} ${o.agency.padEnd(26)} ${o.roles.join(', ') || '(không có vai trò)'}`).join('\n');
   return `
 ztgate — bản trình diễn / embedded demo  (DỮ LIỆU GIẢ LẬP — SYNTHETIC DATA ONLY)
 

@@ -8,13 +8,7 @@
  */
 import * as client from 'openid-client';
 import { isLoopback } from '../gateway/config.js';
-import {
-  DEMO_CLI_CLIENT_ID,
-  DEMO_CLI_REDIRECT_URI,
-  DEMO_LOGIN_ERROR_HEADER,
-  readDemoOfficials,
-  type DemoLoginRefusal,
-} from './idp.js';
+import { DEMO_CLI_CLIENT_ID, DEMO_CLI_REDIRECT_URI, DEMO_LOGIN_ERROR_HEADER, readDemoOfficials, type DemoLoginRefusal } from './idp.js';
 
 export interface ObtainDemoTokenOptions {
   issuer: string;
@@ -50,11 +44,7 @@ export class DemoTokenError extends Error {
   /** HTTP status of the response that ended the flow, when there was one. */
   readonly status: number | undefined;
 
-  constructor(
-    code: DemoTokenErrorCode,
-    message: string,
-    extra: { reason?: DemoLoginRefusal; status?: number; cause?: unknown } = {},
-  ) {
+  constructor(code: DemoTokenErrorCode, message: string, extra: { reason?: DemoLoginRefusal; status?: number; cause?: unknown } = {}) {
     super(message, extra.cause === undefined ? undefined : { cause: extra.cause });
     this.code = code;
     this.reason = extra.reason;
@@ -74,10 +64,7 @@ export async function obtainDemoToken(opts: ObtainDemoTokenOptions): Promise<Dem
   const issuerUrl = new URL(opts.issuer);
   const insecure = issuerUrl.protocol === 'http:';
   if (insecure && !isLoopback(issuerUrl.hostname)) {
-    throw new DemoTokenError(
-      'ERR_DEMO_INSECURE_ISSUER',
-      `issuer ${issuerUrl.href} uses http on a non-loopback host; https is required`,
-    );
+    throw new DemoTokenError('ERR_DEMO_INSECURE_ISSUER', `issuer ${issuerUrl.href} uses http on a non-loopback host; https is required`);
   }
   if (issuerUrl.protocol !== 'http:' && issuerUrl.protocol !== 'https:') {
     throw new DemoTokenError('ERR_DEMO_INSECURE_ISSUER', `issuer ${issuerUrl.href} is not an http(s) URL`);
@@ -87,13 +74,7 @@ export async function obtainDemoToken(opts: ObtainDemoTokenOptions): Promise<Dem
 
   let config: client.Configuration;
   try {
-    config = await client.discovery(
-      issuerUrl,
-      DEMO_CLI_CLIENT_ID,
-      undefined,
-      client.None(),
-      insecure ? { execute: [client.allowInsecureRequests] } : undefined,
-    );
+    config = await client.discovery(issuerUrl, DEMO_CLI_CLIENT_ID, undefined, client.None(), insecure ? { execute: [client.allowInsecureRequests] } : undefined);
   } catch (cause) {
     throw new DemoTokenError('ERR_DEMO_TOKEN_EXCHANGE', `discovery at ${issuerUrl.href} failed: ${errorText(cause)}`, {
       cause,
@@ -255,12 +236,12 @@ class Browser {
 
 async function unexpected(res: Response, where: string): Promise<DemoTokenError> {
   const text = await res.text().catch(() => '');
-  const snippet = text.replace(/<[^>]*>/g, ' ').replace(/\s+/g, ' ').trim().slice(0, 300);
-  return new DemoTokenError(
-    'ERR_DEMO_FLOW',
-    `unexpected response ${res.status} from ${where}${res.url ? ` (${res.url})` : ''}${snippet ? `: ${snippet}` : ''}`,
-    { status: res.status },
-  );
+  const snippet = text
+    .replace(/<[^>]*>/g, ' ')
+    .replace(/\s+/g, ' ')
+    .trim()
+    .slice(0, 300);
+  return new DemoTokenError('ERR_DEMO_FLOW', `unexpected response ${res.status} from ${where}${res.url ? ` (${res.url})` : ''}${snippet ? `: ${snippet}` : ''}`, { status: res.status });
 }
 
 function decodeHtmlAttribute(value: string): string {

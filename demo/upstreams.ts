@@ -111,9 +111,7 @@ async function loadDataset(dataset: DemoDatasetId): Promise<DatasetFile> {
     typeof (parsed as DatasetFile).title !== 'string' ||
     typeof (parsed as DatasetFile)._note !== 'string' ||
     !Array.isArray((parsed as DatasetFile).records) ||
-    !(parsed as DatasetFile).records.every(
-      (r) => typeof r === 'object' && r !== null && typeof (r as DemoRecord).id === 'string',
-    )
+    !(parsed as DatasetFile).records.every((r) => typeof r === 'object' && r !== null && typeof (r as DemoRecord).id === 'string')
   ) {
     throw new Error(`ztgate demo: ${file} is not a valid dataset file`);
   }
@@ -128,13 +126,7 @@ function singleHeader(name: string, value: string | string[] | undefined): strin
 }
 
 /** Parse an optional non-negative integer query parameter; returns an error message on failure. */
-function parseIntParam(
-  raw: unknown,
-  name: string,
-  fallback: number,
-  min: number,
-  max: number,
-): { value: number } | { error: string } {
+function parseIntParam(raw: unknown, name: string, fallback: number, min: number, max: number): { value: number } | { error: string } {
   if (raw === undefined) return { value: fallback };
   const message = `${name} must be an integer between ${min} and ${max}`;
   if (typeof raw !== 'string' || !/^\d{1,9}$/.test(raw)) return { error: message };
@@ -334,10 +326,7 @@ export async function startDemoUpstream(opts: DemoUpstreamOptions): Promise<Demo
       });
     }
     const body = request.body as unknown;
-    const note =
-      typeof body === 'object' && body !== null && !Array.isArray(body)
-        ? (body as Record<string, unknown>)['note']
-        : undefined;
+    const note = typeof body === 'object' && body !== null && !Array.isArray(body) ? (body as Record<string, unknown>)['note'] : undefined;
     if (typeof note !== 'string' || note.trim().length === 0) {
       return reply.code(400).send({
         error: 'invalid-body',

@@ -22,7 +22,20 @@ export async function buildApp(runtime: Runtime, opts: { logger?: Logger } = {})
 
   const deviceRegistry = new DeviceRegistry(runtime.store);
   const devices = createDeviceAssessor(config, runtime.store, { registry: deviceRegistry });
-  const pipeline = createPipeline({ devices, locks: runtime.locks, decisionLog: runtime.decisionLog, config, routes: runtime.services.table(createRouteTable(config.routes)), authenticator: runtime.authenticator, policy: runtime.policy, signer, store: runtime.store, access: runtime.access, recentDecisions: runtime.policies.recent, state: runtime.state });
+  const pipeline = createPipeline({
+    devices,
+    locks: runtime.locks,
+    decisionLog: runtime.decisionLog,
+    config,
+    routes: runtime.services.table(createRouteTable(config.routes)),
+    authenticator: runtime.authenticator,
+    policy: runtime.policy,
+    signer,
+    store: runtime.store,
+    access: runtime.access,
+    recentDecisions: runtime.policies.recent,
+    state: runtime.state,
+  });
   // Node answers `Expect: 100-continue` with 100 on arrival unless someone listens for it: the body
   // is asked for only once the pipeline has authorised the request; a refusal goes out without 100.
   app.server.on('checkContinue', (req, res) => app.server.emit('request', req, res));
@@ -38,10 +51,15 @@ export async function buildApp(runtime: Runtime, opts: { logger?: Logger } = {})
   registerProbeRoutes(app, runtime.observability.probes, { details: false });
   await registerAuthRoutes(app, runtime);
 
-  await registerForwarders(app, config.routes, (request) => {
-    // Unreachable unless the pipeline allowed: the proxy handler only runs after it.
-    if (!request.assertion) throw new GatewayError('ZTG_ERR_INTERNAL', 'gateway-error');
-    return request.assertion;
-  }, observeUpstream(runtime.observability.tracing, responseObligations(runtime)));
+  await registerForwarders(
+    app,
+    config.routes,
+    (request) => {
+      // Unreachable unless the pipeline allowed: the proxy handler only runs after it.
+      if (!request.assertion) throw new GatewayError('ZTG_ERR_INTERNAL', 'gateway-error');
+      return request.assertion;
+    },
+    observeUpstream(runtime.observability.tracing, responseObligations(runtime)),
+  );
   return app;
 }

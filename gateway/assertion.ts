@@ -167,7 +167,18 @@ export function generateSharedAssertionKeys(algorithms: readonly AssertionAlgori
   return keys;
 }
 
-export async function createAssertionSigner(opts: { issuer: string; ttlSeconds: number; algorithms?: readonly AssertionAlgorithm[]; keyFile?: string; mlDsaKeyFile?: string; sharedKeys?: SharedAssertionKeys; /** One of several workers: a rotation here alone would split the instance's keys. */ oneOfWorkers?: boolean; rotationIntervalSeconds?: number; now?: () => number; log?: Pick<Logger, 'info' | 'warn'> }): Promise<AssertionSigner> {
+export async function createAssertionSigner(opts: {
+  issuer: string;
+  ttlSeconds: number;
+  algorithms?: readonly AssertionAlgorithm[];
+  keyFile?: string;
+  mlDsaKeyFile?: string;
+  sharedKeys?: SharedAssertionKeys;
+  /** One of several workers: a rotation here alone would split the instance's keys. */ oneOfWorkers?: boolean;
+  rotationIntervalSeconds?: number;
+  now?: () => number;
+  log?: Pick<Logger, 'info' | 'warn'>;
+}): Promise<AssertionSigner> {
   const now = opts.now ?? Date.now;
   const algorithms = opts.algorithms ?? ['ES256'];
   const rings: KeyRing[] = await Promise.all(
@@ -184,10 +195,7 @@ export async function createAssertionSigner(opts: { issuer: string; ttlSeconds: 
     for (const ring of rings) ring.retired = ring.retired.filter((k) => now() - k.retiredAt! < keepMs);
   };
 
-  const timer =
-    opts.rotationIntervalSeconds && opts.rotationIntervalSeconds > 0
-      ? setInterval(() => void signer.rotate().catch((err: unknown) => opts.log?.warn({ err }, 'assertion signing key rotation failed; the current key stays in use')), opts.rotationIntervalSeconds * 1000)
-      : null;
+  const timer = opts.rotationIntervalSeconds && opts.rotationIntervalSeconds > 0 ? setInterval(() => void signer.rotate().catch((err: unknown) => opts.log?.warn({ err }, 'assertion signing key rotation failed; the current key stays in use')), opts.rotationIntervalSeconds * 1000) : null;
   timer?.unref();
 
   const signer: AssertionSigner = {

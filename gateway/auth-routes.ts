@@ -230,9 +230,15 @@ export async function registerAuthRoutes(app: FastifyInstance, runtime: Runtime)
       // Sign-out still ends the gateway session; the POST then lands on the signed-out page.
       request.log.warn({ err }, 'IdP discovery failed; the sign-out page allows forms to this gateway only');
     }
-    return gatewayPage(request, reply, 'Đăng xuất — Sign out', `<h1>Đăng xuất khỏi ztgate?</h1><p lang="en">Sign out of ztgate?</p>
+    return gatewayPage(
+      request,
+      reply,
+      'Đăng xuất — Sign out',
+      `<h1>Đăng xuất khỏi ztgate?</h1><p lang="en">Sign out of ztgate?</p>
 <form method="post" action="${AUTH_PATHS.logout}"><button type="submit">Đăng xuất / Sign out</button></form>
-<p><a href="/">Ở lại / Stay signed in</a></p>`, endSession && endSession !== ownOrigin ? [endSession] : []);
+<p><a href="/">Ở lại / Stay signed in</a></p>`,
+      endSession && endSession !== ownOrigin ? [endSession] : [],
+    );
   }
 
   async function logout(request: FastifyRequest, reply: FastifyReply) {

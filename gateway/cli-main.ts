@@ -85,7 +85,10 @@ export function onSignal(close: () => Promise<void>): void {
   const stop = () => {
     if (closing) process.exit(130);
     closing = true;
-    close().then(() => process.exit(0), () => process.exit(1));
+    close().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
   };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
@@ -114,7 +117,10 @@ const commands: Record<string, CliHandler> = {
       io.err.write(`ztgate listening on ${primary.url} (${workers} workers)\n`);
       let restarting: Promise<void> | null = null;
       process.on('SIGHUP', () => {
-        restarting ??= primary.restart().catch((err: Error) => void io.err.write(`ztgate: restart stopped: ${err.message}\n`)).finally(() => (restarting = null));
+        restarting ??= primary
+          .restart()
+          .catch((err: Error) => void io.err.write(`ztgate: restart stopped: ${err.message}\n`))
+          .finally(() => (restarting = null));
       });
       onSignal(primary.close);
       return -1;

@@ -135,7 +135,10 @@ export function runWorker(load: () => Promise<GatewayConfig>): void {
   const stop = (drain: boolean) => {
     if (stopping) return;
     stopping = true;
-    void ((drain ? gateway?.shutdown() : gateway?.close()) ?? Promise.resolve()).then(() => process.exit(0), () => process.exit(1));
+    void ((drain ? gateway?.shutdown() : gateway?.close()) ?? Promise.resolve()).then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
   };
   process.on('message', (m: ToWorker | { type: 'ztgate-stop'; drain: boolean }) => {
     if (m?.type === 'ztgate-stop') return stop(m.drain);

@@ -11,8 +11,14 @@ export function withLines(text: string, problems: readonly string[]): string[] {
   const lineOf = (node: Node | null | undefined) => (node?.range ? lineCounter.linePos(node.range[0]).line : null);
   return problems.map((problem) => {
     const m = /^([^\s:]+): (.*)$/s.exec(problem);
-    if (!m || m[1] === '(root)' && !/unknown key "/.test(m[2]!)) return problem;
-    const path = m[1] === '(root)' ? [] : m[1]!.split(/\.|\[(\d+)\]/).filter((p) => p !== undefined && p !== '').map((p) => (/^\d+$/.test(p) ? Number(p) : p));
+    if (!m || (m[1] === '(root)' && !/unknown key "/.test(m[2]!))) return problem;
+    const path =
+      m[1] === '(root)'
+        ? []
+        : m[1]!
+            .split(/\.|\[(\d+)\]/)
+            .filter((p) => p !== undefined && p !== '')
+            .map((p) => (/^\d+$/.test(p) ? Number(p) : p));
     let line: number | null = null;
     // An unknown key: its own line.
     const unknown = /unknown key "([^"]+)"/.exec(m[2]!)?.[1];
@@ -21,7 +27,7 @@ export function withLines(text: string, problems: readonly string[]): string[] {
     // Else the deepest part of the path that exists.
     for (let n = path.length; line === null && n > 0; n--) {
       const node = doc.getIn(path.slice(0, n), true) as Node | undefined;
-      if (node && (typeof node === 'object')) line = lineOf(node);
+      if (node && typeof node === 'object') line = lineOf(node);
     }
     if (line === null && (isMap(parent) || isSeq(parent))) line = lineOf(parent);
     return line === null ? problem : `line ${line}: ${problem}`;

@@ -140,10 +140,7 @@ export const PROTECTED_HEADERS = ['authorization', 'cookie', 'proxy-authorizatio
 const HOP_BY_HOP_HEADERS = ['host', 'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade'];
 
 /** Headers that make an upstream act on another method, path, host or client than the one decided. */
-const DECISION_OVERRIDING_HEADERS = [
-  'x-http-method-override', 'x-http-method', 'x-method-override', 'x-original-method', 'x-original-url', 'x-rewrite-url',
-  'x-forwarded-host', 'x-forwarded-proto', 'x-forwarded-prefix', 'x-forwarded-port', 'x-real-ip', 'true-client-ip', 'x-client-ip',
-];
+const DECISION_OVERRIDING_HEADERS = ['x-http-method-override', 'x-http-method', 'x-method-override', 'x-original-method', 'x-original-url', 'x-rewrite-url', 'x-forwarded-host', 'x-forwarded-proto', 'x-forwarded-prefix', 'x-forwarded-port', 'x-real-ip', 'true-client-ip', 'x-client-ip'];
 
 function keyPath(instancePath: string): string {
   const parts = instancePath.split('/').slice(1);
@@ -198,7 +195,10 @@ function checkSemantics(raw: ConfigDocument): string[] {
     const upstream = checkUrl(problems, `${at}.upstream`, route.upstream, { requireHttpsUnlessLoopback: false });
     // URL.port is '' for the scheme's default port; a wildcard listener also answers on loopback.
     const upstreamPort = upstream && (upstream.port || (upstream.protocol === 'https:' ? '443' : '80'));
-    for (const [name, listen] of [['gateway', raw.listen], ['management', raw.admin?.listen]] as const) {
+    for (const [name, listen] of [
+      ['gateway', raw.listen],
+      ['management', raw.admin?.listen],
+    ] as const) {
       if (!upstream || !listen) continue;
       const listensOnLoopback = isLoopback(listen.host) || ['0.0.0.0', '::', '[::]'].includes(listen.host);
       if (upstreamPort === String(listen.port) && (upstream.hostname === listen.host || (isLoopback(upstream.hostname) && listensOnLoopback))) {
@@ -241,7 +241,19 @@ export function parseConfig(doc: unknown, source: string, baseDir: string): Gate
   if (!isValid(raw)) {
     throw new ConfigError(source, (validate.errors ?? []).map(describeSchemaError));
   }
-  const problems = [...checkSemantics(raw), ...checkStateSemantics(raw), ...checkLimits(raw), ...checkWorkers(raw), ...checkAuditSemantics(raw), ...checkAccessSemantics(raw), ...checkObservabilitySemantics(raw), ...checkListenerTls(raw, baseDir), ...checkSessionKeyFile(raw.identity, baseDir), ...checkDatabases(raw, baseDir), ...checkBrowserClientFiles(raw.identity, baseDir)];
+  const problems = [
+    ...checkSemantics(raw),
+    ...checkStateSemantics(raw),
+    ...checkLimits(raw),
+    ...checkWorkers(raw),
+    ...checkAuditSemantics(raw),
+    ...checkAccessSemantics(raw),
+    ...checkObservabilitySemantics(raw),
+    ...checkListenerTls(raw, baseDir),
+    ...checkSessionKeyFile(raw.identity, baseDir),
+    ...checkDatabases(raw, baseDir),
+    ...checkBrowserClientFiles(raw.identity, baseDir),
+  ];
   if (problems.length > 0) throw new ConfigError(source, problems);
 
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));

@@ -45,13 +45,9 @@ export function sendError(request: FastifyRequest, reply: FastifyReply, err: Gat
   else if (LOGGED_REFUSALS.has(err.reason)) request.log.warn({ reason: err.reason, requestId: request.id, source: request.socket.remoteAddress, detail: err.message, trace_id: request.zt.trace?.traceId }, 'request refused: attack signal');
   // 5xx details stay in the log; 4xx say what was wrong with the request.
   const message = err.statusCode >= 500 ? ERROR_CODES[err.code as ErrorCode].message : err.message;
-  reply
-    .code(err.statusCode)
-    .headers({ ...err.headers, 'x-ztgate-error': err.code, 'cache-control': 'no-store', 'x-content-type-options': 'nosniff', 'x-request-id': request.id });
+  reply.code(err.statusCode).headers({ ...err.headers, 'x-ztgate-error': err.code, 'cache-control': 'no-store', 'x-content-type-options': 'nosniff', 'x-request-id': request.id });
   if (page !== undefined) {
-    return reply
-      .headers({ 'content-type': 'text/html; charset=utf-8', 'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'" })
-      .send(page);
+    return reply.headers({ 'content-type': 'text/html; charset=utf-8', 'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'" }).send(page);
   }
   return reply.send({ error: { code: err.code, reason: err.reason, message }, requestId: request.id });
 }

@@ -59,7 +59,28 @@ export interface DecisionContext {
 
 export function newDecisionContext(socket?: { remoteAddress?: string | undefined; remotePort?: number | undefined } | null): DecisionContext {
   return {
-    source: { ip: socket?.remoteAddress ?? null, port: socket?.remotePort ?? null }, startedAt: process.hrtime.bigint(), route: null, principal: null, decision: null, policyVersion: null, allowedWithoutPolicy: false, admin: null, reasons: [], errorCode: null, presented: null, strippedHeaders: [], device: null, purpose: null, records: null, grant: null, access: null, emitted: false, trace: null, steps: null, upstreamStatus: 0 };
+    source: { ip: socket?.remoteAddress ?? null, port: socket?.remotePort ?? null },
+    startedAt: process.hrtime.bigint(),
+    route: null,
+    principal: null,
+    decision: null,
+    policyVersion: null,
+    allowedWithoutPolicy: false,
+    admin: null,
+    reasons: [],
+    errorCode: null,
+    presented: null,
+    strippedHeaders: [],
+    device: null,
+    purpose: null,
+    records: null,
+    grant: null,
+    access: null,
+    emitted: false,
+    trace: null,
+    steps: null,
+    upstreamStatus: 0,
+  };
 }
 
 export type { EventAction };
@@ -89,10 +110,7 @@ export function loggablePath(target: string): string {
  * oversized headers, smuggling attempts, timeouts): no path, no identity, only where it came from.
  */
 export function emitUnparsedRequest(log: DecisionLog, action: EventAction, input: { requestId: string; source: DecisionContext['source']; statusCode: number; reason: Reason; errorCode: string }): AuditEvent {
-  const event = buildDecisionEvent(
-    { ...NOTHING_KNOWN, id: input.requestId, action, reasons: [input.reason], errorCode: input.errorCode, source: input.source },
-    { fields: { http: { request: { id: input.requestId, method: '' }, response: { status_code: input.statusCode } }, url: { path: '' } } },
-  );
+  const event = buildDecisionEvent({ ...NOTHING_KNOWN, id: input.requestId, action, reasons: [input.reason], errorCode: input.errorCode, source: input.source }, { fields: { http: { request: { id: input.requestId, method: '' }, response: { status_code: input.statusCode } }, url: { path: '' } } });
   log.write(event);
   return event;
 }

@@ -64,8 +64,7 @@ export function createListenerApp({ runtime, action, logger, bodyLimitBytes, htt
   }
   const finish = (ctx: DecisionContext, request: FastifyRequest, reply: FastifyReply): void => writeDecisionEvent(ctx, { request, reply });
   // Every refusal of this listener is answered here (gateway/error-response.ts).
-  const answer = (request: FastifyRequest, reply: FastifyReply, err: GatewayError): FastifyReply =>
-    sendError(request, reply, err, errorPage && err.statusCode >= 400 && isPageLoad(request) ? errorPage(err, request.id) : undefined);
+  const answer = (request: FastifyRequest, reply: FastifyReply, err: GatewayError): FastifyReply => sendError(request, reply, err, errorPage && err.statusCode >= 400 && isPageLoad(request) ? errorPage(err, request.id) : undefined);
   const app = Fastify({
     ...(https ? { https: { ...https, ...timeouts } } : { http: timeouts }),
     keepAliveTimeout: limits.idleTimeoutMs,
@@ -85,28 +84,19 @@ export function createListenerApp({ runtime, action, logger, bodyLimitBytes, htt
     // Requests the HTTP parser refuses never reach a hook or the error handler: answered here, in the same JSON shape.
     clientErrorHandler: (err: NodeJS.ErrnoException, socket: Socket) => {
       if (err.code === 'ECONNRESET' || socket.destroyed) return; // nothing was received, nobody to answer
-      const [code, reason]: [ErrorCode, Reason] =
-        err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? ['ZTG_ERR_REQUEST_TIMEOUT', 'request-timeout']
-        : err.code === 'HPE_HEADER_OVERFLOW' ? ['ZTG_ERR_HEADERS_TOO_LARGE', 'headers-too-large']
-        : ['ZTG_ERR_BAD_REQUEST', 'request-malformed'];
+      const [code, reason]: [ErrorCode, Reason] = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? ['ZTG_ERR_REQUEST_TIMEOUT', 'request-timeout'] : err.code === 'HPE_HEADER_OVERFLOW' ? ['ZTG_ERR_HEADERS_TOO_LARGE', 'headers-too-large'] : ['ZTG_ERR_BAD_REQUEST', 'request-malformed'];
       const requestId = randomUUID();
       const { status, message } = ERROR_CODES[code];
       const body = JSON.stringify({ error: { code, reason, message }, requestId });
       if (socket.writable) {
-        socket.write(
-          `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
-            `X-Ztgate-Error: ${code}\r\nX-Request-Id: ${requestId}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n${body}`,
-        );
+        socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` + `X-Ztgate-Error: ${code}\r\nX-Request-Id: ${requestId}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n${body}`);
       }
       writeDecisionEvent(newDecisionContext(socket), { unparsed: { requestId, source: { ip: socket.remoteAddress ?? null, port: socket.remotePort ?? null }, statusCode: status, reason, errorCode: code } });
       socket.destroy(err);
     },
     // Errors raised by the router before any hook runs, e.g. undecodable paths.
     frameworkErrors: (err, request, reply) => {
-      const gatewayError =
-        err.code === 'FST_ERR_BAD_URL'
-          ? new GatewayError('ZTG_ERR_PATH_AMBIGUOUS', 'path-ambiguous', { detail: 'Đường dẫn không rõ ràng / ambiguous path: invalid percent-encoding', cause: err })
-          : new GatewayError('ZTG_ERR_BAD_REQUEST', 'request-malformed', { cause: err });
+      const gatewayError = err.code === 'FST_ERR_BAD_URL' ? new GatewayError('ZTG_ERR_PATH_AMBIGUOUS', 'path-ambiguous', { detail: 'Đường dẫn không rõ ràng / ambiguous path: invalid percent-encoding', cause: err }) : new GatewayError('ZTG_ERR_BAD_REQUEST', 'request-malformed', { cause: err });
       answer(request, reply, gatewayError);
       // These requests bypass the hooks, onResponse included: the event is written here.
       reply.raw.once('close', () => finish(request.zt, request, reply));
@@ -128,7 +118,9 @@ export function createListenerApp({ runtime, action, logger, bodyLimitBytes, htt
     if (now - lastDropReport < 60_000) return;
     lastDropReport = now;
     app.log.warn({ maxConnections: limits.maxConnections, remoteAddress: data?.remoteAddress }, 'connection cap reached: new connections are refused');
-    runtime.decisionLog.write(auditAlert('connection-limit-reached', `Đạt giới hạn ${limits.maxConnections} kết nối: kết nối mới bị từ chối / connection cap of ${limits.maxConnections} reached: new connections are refused`, { max_connections: limits.maxConnections, action, remote_address: data?.remoteAddress ?? null }));
+    runtime.decisionLog.write(
+      auditAlert('connection-limit-reached', `Đạt giới hạn ${limits.maxConnections} kết nối: kết nối mới bị từ chối / connection cap of ${limits.maxConnections} reached: new connections are refused`, { max_connections: limits.maxConnections, action, remote_address: data?.remoteAddress ?? null }),
+    );
   });
 
   app.decorateRequest('zt', null as never);

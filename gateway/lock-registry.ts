@@ -46,11 +46,7 @@ export const MAX_LOCK_SECONDS = 365 * 86_400;
 export function checkLockValue(kind: string, value: unknown): asserts kind is LockKind {
   if (!(LOCK_KINDS as readonly string[]).includes(kind)) throw new LockInputError('kind', `kind phải là một trong / must be one of ${LOCK_KINDS.join(', ')}`);
   if (typeof value !== 'string') throw new LockInputError('value', 'value phải là chuỗi / must be a string');
-  const ok =
-    kind === 'user' ? isNationalId(value)
-    : kind === 'device' ? /^[A-Za-z0-9_-]{16,128}$/.test(value)
-    : kind === 'session' ? /^[0-9a-f]{32}$/.test(value)
-    : isIP(value) !== 0;
+  const ok = kind === 'user' ? isNationalId(value) : kind === 'device' ? /^[A-Za-z0-9_-]{16,128}$/.test(value) : kind === 'session' ? /^[0-9a-f]{32}$/.test(value) : isIP(value) !== 0;
   if (!ok) {
     const what = { user: 'a 12-digit national ID', device: 'a device id (JWK thumbprint)', session: 'a session digest (32 hex, ztgate.session.id_digest)', address: 'an IPv4 or IPv6 address' }[kind as LockKind];
     throw new LockInputError('value', `value không hợp lệ / value must be ${what}`);

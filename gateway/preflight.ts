@@ -26,7 +26,10 @@ function filesOf(config: GatewayConfig): Named[] {
   add('assertion.mlDsaKeyFile', config.assertion.mlDsaKeyFile);
   add('identity.roster.file', config.identity.roster.file);
   add('identity.session.encryptionKeyFile', config.identity.session.encryptionKeyFile);
-  for (const [at, tls] of [['listen.tls', config.listen.tls], ['admin.listen.tls', config.admin?.listen.tls]] as const) {
+  for (const [at, tls] of [
+    ['listen.tls', config.listen.tls],
+    ['admin.listen.tls', config.admin?.listen.tls],
+  ] as const) {
     add(`${at}.certFile`, tls?.certFile);
     add(`${at}.keyFile`, tls?.keyFile);
     add(`${at}.clientCaFile`, tls?.clientCaFile);

@@ -162,7 +162,5 @@ export async function createRuntime(config: GatewayConfig, opts: RuntimeOptions 
 }
 
 function openStore(state: GatewayConfig['state']): Promise<Store> | Store {
-  return state.backend === 'redis'
-    ? createRedisStore({ url: state.redisUrl, sentinel: state.sentinel, cluster: state.cluster, keyPrefix: state.keyPrefix, commandTimeoutMs: state.commandTimeoutMs })
-    : createMemoryStore();
+  return state.backend === 'redis' ? createRedisStore({ url: state.redisUrl, sentinel: state.sentinel, cluster: state.cluster, keyPrefix: state.keyPrefix, commandTimeoutMs: state.commandTimeoutMs }) : createMemoryStore();
 }

@@ -41,16 +41,7 @@ function urlOf(app: FastifyInstance, host: string, tls = false): string {
 }
 
 /** Management API modules, in the order their routes are registered. */
-export const ADMIN_MODULES: AdminModule[] = [
-  servicesModule,
-  liveModule,
-  uiModule(),
-  deviceAdmin,
-  locksModule,
-  accessModule,
-  identityModule,
-  policiesModule,
-];
+export const ADMIN_MODULES: AdminModule[] = [servicesModule, liveModule, uiModule(), deviceAdmin, locksModule, accessModule, identityModule, policiesModule];
 
 export async function startGateway(config: GatewayConfig, opts: RuntimeOptions & { logger?: Logger } = {}): Promise<RunningGateway> {
   // One operator log for the runtime and every listener.

@@ -158,23 +158,23 @@ export async function createServiceRegistry(routes: readonly RouteConfig[], stor
     }
   }
   async function write(id: string, patch: ServicePatch, by: string, now: Date, proposedBy?: string): Promise<RouteConfig> {
-      check(id, patch);
-      const reason = patch.approval?.reason?.trim();
-      const previous = parseOverride(await store.get(KEY(id)));
-      const at = now.toISOString();
-      const next: ServiceOverride = {
-        ...previous,
-        ...(patch.securityLevel !== undefined ? { securityLevel: patch.securityLevel } : {}),
-        ...(patch.classification !== undefined ? { classification: patch.classification } : {}),
-        ...(patch.ownerAgency !== undefined ? { ownerAgency: patch.ownerAgency } : {}),
-        ...(patch.approval ? { approval: { status: patch.approval.status, approvedBy: by, approvedAt: at, reason: reason!, ...(proposedBy && proposedBy !== by ? { proposedBy } : {}) } } : {}),
-        updatedBy: by,
-        updatedAt: at,
-      };
-      await store.set(KEY(id), JSON.stringify(next));
-      apply(id, next);
-      await store.publish(CHANNEL, id);
-      return merged.get(id)!.route;
+    check(id, patch);
+    const reason = patch.approval?.reason?.trim();
+    const previous = parseOverride(await store.get(KEY(id)));
+    const at = now.toISOString();
+    const next: ServiceOverride = {
+      ...previous,
+      ...(patch.securityLevel !== undefined ? { securityLevel: patch.securityLevel } : {}),
+      ...(patch.classification !== undefined ? { classification: patch.classification } : {}),
+      ...(patch.ownerAgency !== undefined ? { ownerAgency: patch.ownerAgency } : {}),
+      ...(patch.approval ? { approval: { status: patch.approval.status, approvedBy: by, approvedAt: at, reason: reason!, ...(proposedBy && proposedBy !== by ? { proposedBy } : {}) } } : {}),
+      updatedBy: by,
+      updatedAt: at,
+    };
+    await store.set(KEY(id), JSON.stringify(next));
+    apply(id, next);
+    await store.publish(CHANNEL, id);
+    return merged.get(id)!.route;
   }
   async function readChange(serviceId: string, changeId: string): Promise<PendingServiceChange> {
     const change = parseChange(await store.get(CHANGE_KEY(changeId)));
@@ -205,14 +205,16 @@ export async function createServiceRegistry(routes: readonly RouteConfig[], stor
     weakens(id, patch) {
       const route = merged.get(id)?.route;
       if (!route) return false;
-      return (patch.classification !== undefined && rank(patch.classification) < rank(route.classification))
-        || (patch.securityLevel !== undefined && patch.securityLevel < route.securityLevel)
-        || patch.approval?.status === 'approved';
+      return (patch.classification !== undefined && rank(patch.classification) < rank(route.classification)) || (patch.securityLevel !== undefined && patch.securityLevel < route.securityLevel) || patch.approval?.status === 'approved';
     },
     async propose(id, patch, by, now = new Date()) {
       check(id, patch);
       const change: PendingServiceChange = {
-        id: randomUUID(), serviceId: id, patch, proposedBy: by, proposedAt: now.toISOString(),
+        id: randomUUID(),
+        serviceId: id,
+        patch,
+        proposedBy: by,
+        proposedAt: now.toISOString(),
         reason: patch.approval?.reason?.trim() ?? null,
       };
       await store.set(CHANGE_KEY(change.id), JSON.stringify(change));
@@ -222,9 +224,7 @@ export async function createServiceRegistry(routes: readonly RouteConfig[], stor
     async pending(serviceId) {
       const ids = await store.smembers(CHANGES);
       const changes = await Promise.all(ids.map(async (cid) => parseChange(await store.get(CHANGE_KEY(cid)))));
-      return changes
-        .filter((c): c is PendingServiceChange => c !== null && (!serviceId || c.serviceId === serviceId))
-        .sort((a, b) => a.proposedAt.localeCompare(b.proposedAt) || a.id.localeCompare(b.id));
+      return changes.filter((c): c is PendingServiceChange => c !== null && (!serviceId || c.serviceId === serviceId)).sort((a, b) => a.proposedAt.localeCompare(b.proposedAt) || a.id.localeCompare(b.id));
     },
     async confirm(serviceId, changeId, by, now = new Date()) {
       const change = await readChange(serviceId, changeId);

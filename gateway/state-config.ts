@@ -71,7 +71,10 @@ export function checkStateSemantics(raw: { readonly state: RawState }): string[]
     if (where.length !== 1) problems.push(`state: with backend "redis" set exactly one of redisUrl, sentinel or cluster (found ${where.length === 0 ? 'none' : where.join(', ')})`);
     if (state.redisUrl !== undefined && !/^rediss?:\/\//.test(state.redisUrl)) problems.push(`state.redisUrl: "${String(state.redisUrl).replace(/:[^:@/]*@/, ':***@')}" must be a redis:// or rediss:// URL`);
     if (state.cluster && !/^\{[^{}]+\}/.test(state.keyPrefix ?? '')) problems.push(`state.keyPrefix: with state.cluster it must start with a hash tag such as "{ztgate}:" so that every key is in one slot (is "${state.keyPrefix}")`);
-    for (const [k, list] of [['sentinel.sentinels', state.sentinel?.sentinels], ['cluster.nodes', state.cluster?.nodes]] as const) {
+    for (const [k, list] of [
+      ['sentinel.sentinels', state.sentinel?.sentinels],
+      ['cluster.nodes', state.cluster?.nodes],
+    ] as const) {
       list?.forEach((n, i) => {
         const port = parseNode(n).port;
         if (!(port >= 1 && port <= 65_535)) problems.push(`state.${k}[${i}]: "${n}" has no valid port`);

@@ -62,9 +62,7 @@ export function createStateKeeper(opts: StateKeeperOptions): StateKeeper {
     condition = 'lost';
     lostSince = Date.now();
     const detail = { epoch, how, durable: durable !== null };
-    opts.log.error(detail, durable
-      ? 'shared state lost (Redis has no state marker): refusing requests until the governance records are rebuilt from the durable store'
-      : 'shared state lost (Redis has no state marker) and no durable store is configured: refusing requests until Redis is restored');
+    opts.log.error(detail, durable ? 'shared state lost (Redis has no state marker): refusing requests until the governance records are rebuilt from the durable store' : 'shared state lost (Redis has no state marker) and no durable store is configured: refusing requests until Redis is restored');
     opts.alert('state-lost', 'Trạng thái dùng chung bị mất (Redis mất dữ liệu): cổng từ chối yêu cầu cho đến khi khôi phục / shared state lost (Redis lost its data): the gateway refuses requests until it is restored', detail);
   };
 

@@ -131,16 +131,19 @@ function connectRedis(opts: RedisStoreOptions, role: 'commands' | 'subscriber'):
   // The subscriber queues its SUBSCRIBE until connected and subscribes again after a failover.
   const enableOfflineQueue = !commands;
   if (opts.cluster) {
-    return new Cluster(opts.cluster.nodes.map((n) => ({ ...n })), {
-      lazyConnect: true,
-      enableOfflineQueue,
-      ...(commands ? { keyPrefix: opts.keyPrefix, enableAutoPipelining: true } : {}),
-      // Reads from masters only: a replica may lag behind a lock just set.
-      scaleReads: 'master',
-      retryDelayOnClusterDown: 100,
-      retryDelayOnFailover: 100,
-      redisOptions: { ...common, keyPrefix: undefined, password: opts.cluster.password },
-    });
+    return new Cluster(
+      opts.cluster.nodes.map((n) => ({ ...n })),
+      {
+        lazyConnect: true,
+        enableOfflineQueue,
+        ...(commands ? { keyPrefix: opts.keyPrefix, enableAutoPipelining: true } : {}),
+        // Reads from masters only: a replica may lag behind a lock just set.
+        scaleReads: 'master',
+        retryDelayOnClusterDown: 100,
+        retryDelayOnFailover: 100,
+        redisOptions: { ...common, keyPrefix: undefined, password: opts.cluster.password },
+      },
+    );
   }
   if (opts.sentinel) {
     return new Redis({
@@ -189,11 +192,7 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<Store> 
     get: (key) => wrap(client.get(key)),
     mget: (keys) => (keys.length === 0 ? Promise.resolve([]) : wrap(client.mget(...keys))),
     async set(key, value, o = {}) {
-      const op =
-        o.ttlMs && o.ifAbsent ? client.set(key, value, 'PX', o.ttlMs, 'NX')
-        : o.ttlMs ? client.set(key, value, 'PX', o.ttlMs)
-        : o.ifAbsent ? client.set(key, value, 'NX')
-        : client.set(key, value);
+      const op = o.ttlMs && o.ifAbsent ? client.set(key, value, 'PX', o.ttlMs, 'NX') : o.ttlMs ? client.set(key, value, 'PX', o.ttlMs) : o.ifAbsent ? client.set(key, value, 'NX') : client.set(key, value);
       return (await wrap(op)) === 'OK';
     },
     del: (...keys) => wrap(client.del(...keys)),

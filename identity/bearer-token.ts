@@ -160,9 +160,7 @@ export function createBearerTokenVerifier(identity: IdentityConfig, deps: Bearer
     const evidence = { acr: payload[config.claims.acr], amr: payload.amr, level: levelClaim ? payload[levelClaim] : undefined };
     // A token that says nothing about assurance (LemonLDAP::NG access tokens) gets what the operator configured for its issuer, 0 unless set.
     const silent = evidence.acr == null && evidence.level == null && !(Array.isArray(evidence.amr) && evidence.amr.length > 0);
-    const built: Principal = silent
-      ? { ...principal, assuranceLevel: config.defaultAssuranceLevel ?? 0, assuranceFrom: 'issuer-default' }
-      : { ...principal, assuranceLevel: assuranceLevelOf(evidence, config.assurance ?? {}), assuranceFrom: 'token' };
+    const built: Principal = silent ? { ...principal, assuranceLevel: config.defaultAssuranceLevel ?? 0, assuranceFrom: 'issuer-default' } : { ...principal, assuranceLevel: assuranceLevelOf(evidence, config.assurance ?? {}), assuranceFrom: 'token' };
     subjects.set(built, subOf(payload));
     return built;
   }
@@ -227,9 +225,7 @@ export function createBearerTokenVerifier(identity: IdentityConfig, deps: Bearer
       } catch {
         isJwt = false;
       }
-      const principal = !isJwt && introspecting
-        ? principalOf(await introspectToken(token, introspecting, { fetch: fetchImpl, store, timeoutMs: identity.jwksTimeoutMs, clockSkewSeconds: identity.clockSkewSeconds }), introspecting)
-        : await verifyJwt(token, digest);
+      const principal = !isJwt && introspecting ? principalOf(await introspectToken(token, introspecting, { fetch: fetchImpl, store, timeoutMs: identity.jwksTimeoutMs, clockSkewSeconds: identity.clockSkewSeconds }), introspecting) : await verifyJwt(token, digest);
       return fromRoster(principal);
     },
   };

@@ -43,14 +43,7 @@ export interface DeviceRecord {
   readonly retired?: DeviceAction;
 }
 
-export type DeviceRegistryErrorCode =
-  | 'ERR_DEVICE_KEY_INVALID'
-  | 'ERR_DEVICE_INPUT_INVALID'
-  | 'ERR_DEVICE_ALREADY_ENROLLED'
-  | 'ERR_DEVICE_NOT_FOUND'
-  | 'ERR_DEVICE_STATE'
-  | 'ERR_DEVICE_SELF_APPROVAL'
-  | 'ERR_DEVICE_BUSY';
+export type DeviceRegistryErrorCode = 'ERR_DEVICE_KEY_INVALID' | 'ERR_DEVICE_INPUT_INVALID' | 'ERR_DEVICE_ALREADY_ENROLLED' | 'ERR_DEVICE_NOT_FOUND' | 'ERR_DEVICE_STATE' | 'ERR_DEVICE_SELF_APPROVAL' | 'ERR_DEVICE_BUSY';
 
 export class DeviceRegistryError extends CodedError {
   constructor(
@@ -172,17 +165,22 @@ export class DeviceRegistry {
       throw new DeviceRegistryError('ERR_DEVICE_INPUT_INVALID', 'hardwareKey must be true or false', 'hardwareKey');
     }
     const reason = checkReason(opts.reason, false);
-    return this.transition(id, ['pending', 'quarantined'], (r, action) => {
-      if (opts.fourEyes && r.ownerNationalId === by) {
-        throw new DeviceRegistryError('ERR_DEVICE_SELF_APPROVAL', `device ${id} belongs to ${by}: another admin must approve it`);
-      }
-      return {
-      ...r,
-      status: 'approved',
-      hardwareKey: (opts.hardwareKey as boolean | undefined) ?? r.hardwareKey,
-      approved: { ...action, ...(reason ? { reason } : {}) },
-      };
-    }, by);
+    return this.transition(
+      id,
+      ['pending', 'quarantined'],
+      (r, action) => {
+        if (opts.fourEyes && r.ownerNationalId === by) {
+          throw new DeviceRegistryError('ERR_DEVICE_SELF_APPROVAL', `device ${id} belongs to ${by}: another admin must approve it`);
+        }
+        return {
+          ...r,
+          status: 'approved',
+          hardwareKey: (opts.hardwareKey as boolean | undefined) ?? r.hardwareKey,
+          approved: { ...action, ...(reason ? { reason } : {}) },
+        };
+      },
+      by,
+    );
   }
 
   /** pending or approved → quarantined; a reason is required (it is what the SOC and the owner read). */

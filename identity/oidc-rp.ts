@@ -117,14 +117,7 @@ async function clientAuthentication(browser: BrowserSignInConfig): Promise<oidc.
   }
 }
 
-export function createRelyingParty(opts: {
-  browser: BrowserSignInConfig;
-  publicUrl: string;
-  clockSkewSeconds: number;
-  timeoutMs: number;
-  jwksCacheMaxAgeMs: number;
-  jwksCooldownMs: number;
-}): RelyingParty {
+export function createRelyingParty(opts: { browser: BrowserSignInConfig; publicUrl: string; clockSkewSeconds: number; timeoutMs: number; jwksCacheMaxAgeMs: number; jwksCooldownMs: number }): RelyingParty {
   const { browser } = opts;
   const redirectUri = `${opts.publicUrl}/.ztgate/auth/callback`;
   const issuerUrl = new URL(browser.issuer);
@@ -132,17 +125,11 @@ export function createRelyingParty(opts: {
 
   const configure = () => {
     configuring ??= (async () => {
-      const config = await oidc.discovery(
-        issuerUrl,
-        browser.clientId,
-        { client_secret: browser.clientSecret, id_token_signed_response_alg: browser.idTokenSigningAlgorithm, [oidc.clockTolerance]: opts.clockSkewSeconds },
-        await clientAuthentication(browser),
-        {
-          timeout: Math.ceil(opts.timeoutMs / 1000),
-          // Plain http only reaches this far on a loopback issuer (config.ts refuses it elsewhere).
-          execute: [oidc.enableNonRepudiationChecks, ...(issuerUrl.protocol === 'http:' ? [oidc.allowInsecureRequests] : [])],
-        },
-      );
+      const config = await oidc.discovery(issuerUrl, browser.clientId, { client_secret: browser.clientSecret, id_token_signed_response_alg: browser.idTokenSigningAlgorithm, [oidc.clockTolerance]: opts.clockSkewSeconds }, await clientAuthentication(browser), {
+        timeout: Math.ceil(opts.timeoutMs / 1000),
+        // Plain http only reaches this far on a loopback issuer (config.ts refuses it elsewhere).
+        execute: [oidc.enableNonRepudiationChecks, ...(issuerUrl.protocol === 'http:' ? [oidc.allowInsecureRequests] : [])],
+      });
       const jwksUri = config.serverMetadata().jwks_uri;
       if (!jwksUri) throw new Error('the IdP publishes no jwks_uri');
       const jwks = createRemoteJWKSet(new URL(jwksUri), { cacheMaxAge: opts.jwksCacheMaxAgeMs, cooldownDuration: opts.jwksCooldownMs, timeoutDuration: opts.timeoutMs });
@@ -220,13 +207,18 @@ export function createRelyingParty(opts: {
     async exchangeCode(callbackUrl, checks) {
       const { config } = await configure();
       try {
-        const tokens = await oidc.authorizationCodeGrant(config, callbackUrl, {
-          pkceCodeVerifier: checks.codeVerifier,
-          expectedState: checks.state,
-          expectedNonce: checks.nonce,
-          idTokenExpected: true,
-          ...(checks.maxAgeSeconds !== null ? { maxAge: checks.maxAgeSeconds } : {}),
-        }, browser.resource ? { resource: browser.resource } : undefined);
+        const tokens = await oidc.authorizationCodeGrant(
+          config,
+          callbackUrl,
+          {
+            pkceCodeVerifier: checks.codeVerifier,
+            expectedState: checks.state,
+            expectedNonce: checks.nonce,
+            idTokenExpected: true,
+            ...(checks.maxAgeSeconds !== null ? { maxAge: checks.maxAgeSeconds } : {}),
+          },
+          browser.resource ? { resource: browser.resource } : undefined,
+        );
         const result = resultOf(tokens);
         if (!result.idClaims || !result.idToken) throw new RpError('ERR_ID_TOKEN_INVALID', 'the token response carries no usable ID token');
         // OIDC Core §3.1.3.7 step 10: an ID token issued in the future means the clocks disagree.
@@ -270,7 +262,10 @@ export function createRelyingParty(opts: {
       let payload: JWTPayload;
       let typ: string | undefined;
       try {
-        ({ payload, protectedHeader: { typ } } = await jwtVerify(token, jwks, {
+        ({
+          payload,
+          protectedHeader: { typ },
+        } = await jwtVerify(token, jwks, {
           issuer: browser.issuer,
           audience: browser.clientId,
           algorithms: [browser.idTokenSigningAlgorithm],

@@ -31,15 +31,7 @@ export interface PostureReport {
   readonly riskScore: number;
 }
 
-export type PostureFailure =
-  | 'posture-stale'
-  | 'posture-signer-unknown'
-  | 'posture-signature-invalid'
-  | 'posture-device-mismatch'
-  | 'posture-replayed'
-  | 'posture-invalid'
-  | 'posture-signer-unavailable'
-  | 'device-registry-unavailable';
+export type PostureFailure = 'posture-stale' | 'posture-signer-unknown' | 'posture-signature-invalid' | 'posture-device-mismatch' | 'posture-replayed' | 'posture-invalid' | 'posture-signer-unavailable' | 'device-registry-unavailable';
 
 /** The stable code of each posture failure (the failure itself is the reason the gateway records). */
 export const POSTURE_ERROR_CODES = {
@@ -73,9 +65,7 @@ export interface PostureVerifier {
 }
 
 function keysOf(signer: PostureSignerConfig, timeoutMs: number): JWTVerifyGetKey {
-  return signer.jwksUri
-    ? createRemoteJWKSet(new URL(signer.jwksUri), { timeoutDuration: timeoutMs, cooldownDuration: 30_000, cacheMaxAge: 10 * 60_000 })
-    : createLocalJWKSet(structuredClone(signer.jwks) as unknown as JSONWebKeySet);
+  return signer.jwksUri ? createRemoteJWKSet(new URL(signer.jwksUri), { timeoutDuration: timeoutMs, cooldownDuration: 30_000, cacheMaxAge: 10 * 60_000 }) : createLocalJWKSet(structuredClone(signer.jwks) as unknown as JSONWebKeySet);
 }
 
 function failureOf(err: unknown): PostureError {

@@ -44,10 +44,15 @@ const NON_ASCII = /[^\u0000-\u007f]/;
 
 /** Vietnamese labels accepted for clearance, as HR exports write them. */
 const CLEARANCE_LABELS: Record<string, Clearance> = {
-  none: 'none', 'không': 'none', '': 'none',
-  mat: 'mat', 'mật': 'mat',
-  'toi-mat': 'toi-mat', 'tối mật': 'toi-mat',
-  'tuyet-mat': 'tuyet-mat', 'tuyệt mật': 'tuyet-mat',
+  none: 'none',
+  không: 'none',
+  '': 'none',
+  mat: 'mat',
+  mật: 'mat',
+  'toi-mat': 'toi-mat',
+  'tối mật': 'toi-mat',
+  'tuyet-mat': 'tuyet-mat',
+  'tuyệt mật': 'tuyet-mat',
 };
 
 export class RosterError extends CodedError {
@@ -97,7 +102,11 @@ function checkEntry(raw: Record<string, unknown>, at: (column: string) => string
   let roles: string[] = [];
   const rawRoles = raw.roles;
   if (Array.isArray(rawRoles)) roles = rawRoles.map(String);
-  else if (typeof rawRoles === 'string') roles = rawRoles.split('|').map((r) => r.trim()).filter(Boolean);
+  else if (typeof rawRoles === 'string')
+    roles = rawRoles
+      .split('|')
+      .map((r) => r.trim())
+      .filter(Boolean);
   else if (rawRoles !== undefined) problems.push(`${at('roles')}: must be a list of role names (CSV: separated by |)`);
   for (const role of roles) if (!ROLE.test(role)) problems.push(`${at('roles')}: "${role}" is not a role name (lower case, starting with a letter)`);
   if (roles.length > 64) problems.push(`${at('roles')}: more than 64 roles`);
@@ -243,7 +252,13 @@ export function parseRosterJson(doc: unknown, source = 'JSON'): RosterEntry[] {
     for (const key of Object.keys(item)) if (!(ROSTER_COLUMNS as readonly string[]).includes(key)) problems.push(`officials[${i}]: unknown key "${key}" / khóa không được hỗ trợ`);
     return checkEntry(item as Record<string, unknown>, at, problems);
   });
-  return finish(source, entries, list.map((_, i) => i), problems, (i) => `officials[${i}]`);
+  return finish(
+    source,
+    entries,
+    list.map((_, i) => i),
+    problems,
+    (i) => `officials[${i}]`,
+  );
 }
 
 export function parseRoster(text: string, format: 'csv' | 'json', source: string): RosterEntry[] {

@@ -9,11 +9,7 @@ import { sha256hex } from './digest.js';
  * whether the token is active, and the answer is cached (in the shared store) no longer than the
  * token lives. Returns the answer's claims once they show an active access token for this gateway.
  */
-export async function introspectToken(
-  token: string,
-  config: IssuerConfig,
-  opts: { fetch: typeof fetch; store: Store | undefined; timeoutMs: number; clockSkewSeconds: number },
-): Promise<JWTPayload> {
+export async function introspectToken(token: string, config: IssuerConfig, opts: { fetch: typeof fetch; store: Store | undefined; timeoutMs: number; clockSkewSeconds: number }): Promise<JWTPayload> {
   const { endpoint, clientId, clientSecret, cacheMaxAgeSeconds } = config.introspection!;
   const { store } = opts;
   const cacheKey = `introspection:${sha256hex(token)}`;

@@ -59,8 +59,7 @@ export async function createPolicyService(config: PolicyContext, store: Store, l
   const settings = config.policy;
   const knownRoutes = knownServices(config);
   const cacheEntries = settings.decisionCacheEntries;
-  const build = (sources: PolicySources, label: string) =>
-    PolicyEngine.fromSources(sources, { model: `${label}/model.conf`, policy: `${label}/policy.csv`, conditions: `${label}/conditions.yaml` }, knownRoutes, { cacheEntries });
+  const build = (sources: PolicySources, label: string) => PolicyEngine.fromSources(sources, { model: `${label}/model.conf`, policy: `${label}/policy.csv`, conditions: `${label}/conditions.yaml` }, knownRoutes, { cacheEntries });
 
   const fileSources = readPolicySources(settings);
   // The files are checked even when the store already has an active version: a broken file never starts.

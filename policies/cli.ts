@@ -15,13 +15,7 @@ import { CasesError, runPolicyCases } from './test-runner.js';
  * CI can gate a policy change on them. `loadConfig` is the gateway's configuration loader: it
  * throws a ConfigError listing every problem of the file.
  */
-export async function policyCommand(
-  sub: string | undefined,
-  opts: { config?: string; cases?: string; samples?: string },
-  out: NodeJS.WritableStream,
-  err: NodeJS.WritableStream,
-  loadConfig: (file: string) => PolicyContext,
-): Promise<number> {
+export async function policyCommand(sub: string | undefined, opts: { config?: string; cases?: string; samples?: string }, out: NodeJS.WritableStream, err: NodeJS.WritableStream, loadConfig: (file: string) => PolicyContext): Promise<number> {
   if (sub !== 'lint' && sub !== 'test') throw new UsageError(`policy needs "lint" or "test"${sub ? `, not "${sub}"${didYouMean(sub, ['lint', 'test'])}` : ''}`);
   if (!opts.config) throw new UsageError(`policy ${sub} needs --config FILE`);
   const write = (f: LintFinding) => err.write(`${f.at}: ${f.level === 'error' ? 'lỗi / error' : 'cảnh báo / warning'}: ${f.message}\n`);
@@ -65,4 +59,3 @@ export async function policyCommand(
   out.write(`${casesFile}: ${results.length - failed}/${results.length} đạt / passed, policy ${engine.version}\n`);
   return failed === 0 ? 0 : 1;
 }
-

@@ -17,15 +17,7 @@ import type { Obligation } from '../core/principal.js';
  * (mat, toi-mat, tuyet-mat) always need clearance >= classification and an allowed network.
  */
 
-export type ConditionReason =
-  | 'clearance-insufficient'
-  | 'network-not-allowed'
-  | 'assurance-insufficient'
-  | 'authentication-too-old'
-  | 'device-tier-insufficient'
-  | 'outside-time-window'
-  | 'purpose-required'
-  | 'purpose-invalid';
+export type ConditionReason = 'clearance-insufficient' | 'network-not-allowed' | 'assurance-insufficient' | 'authentication-too-old' | 'device-tier-insufficient' | 'outside-time-window' | 'purpose-required' | 'purpose-invalid';
 
 export interface ConditionEntry {
   readonly name: string;
@@ -290,7 +282,10 @@ export function parseConditions(text: string, file: string, knownRoutes: Readonl
   }
   const raw: unknown = doc.toJS() ?? {};
   const nodeAt = (instancePath: string): YamlNode | null => {
-    const path = instancePath.split('/').slice(1).map((p) => (/^\d+$/.test(p) ? Number(p) : p));
+    const path = instancePath
+      .split('/')
+      .slice(1)
+      .map((p) => (/^\d+$/.test(p) ? Number(p) : p));
     for (let n = path.length; n >= 0; n--) {
       const node = n === 0 ? doc.contents : doc.getIn(path.slice(0, n), true);
       if (node && (isMap(node) || isSeq(node) || (node as YamlNode).range)) return node as YamlNode;
@@ -307,7 +302,10 @@ export function parseConditions(text: string, file: string, knownRoutes: Readonl
   const at = (path: (string | number)[]) => `${file}:${lineOf(doc.getIn(path, true) as YamlNode)}`;
   const networks = new Map<string, BlockList>();
   for (const [name, cidrs] of Object.entries(raw.networks)) {
-    networks.set(name, blockList(cidrs, (cidr) => problems.push(`${at(['networks', name])}: networks.${name}: "${cidr}" is not an address/prefix (CIDR)`)));
+    networks.set(
+      name,
+      blockList(cidrs, (cidr) => problems.push(`${at(['networks', name])}: networks.${name}: "${cidr}" is not an address/prefix (CIDR)`)),
+    );
   }
   for (const n of raw.stateSecretNetworks) if (!networks.has(n)) problems.push(`${at(['stateSecretNetworks'])}: stateSecretNetworks: network "${n}" is not defined under networks`);
   let caseRefPattern = EMPTY_CONDITIONS.caseRefPattern;
@@ -328,7 +326,10 @@ export function parseConditions(text: string, file: string, knownRoutes: Readonl
   const communes = new Set<string>(raw.communes);
 
   const grants = new Map<GrantKind, Map<string, Set<string>>>();
-  for (const [key, kind] of [['accessRequest', 'access-request'], ['breakGlass', 'break-glass']] as const) {
+  for (const [key, kind] of [
+    ['accessRequest', 'access-request'],
+    ['breakGlass', 'break-glass'],
+  ] as const) {
     const byRoute = new Map<string, Set<string>>();
     for (const [route, list] of Object.entries(raw.grants[key])) {
       if (!knownRoutes.has(route)) problems.push(`${at(['grants', key, route])}: grants.${key}: route "${route}" is not a configured route`);

@@ -388,10 +388,7 @@ export class PolicyEngine {
     // A grant is one more role for this service, where the policy lets that kind of grant unlock it;
     // the conditions (state-secret clearance and networks first) then hold as for any other role.
     const grant = input.grant;
-    const request: AccessRequest =
-      grant && !input.principal.roles.includes(grant.role) && grantUnlocks(this.conditions, grant, input.route.id)
-        ? { ...input, principal: { ...input.principal, roles: [...input.principal.roles, grant.role] } }
-        : input;
+    const request: AccessRequest = grant && !input.principal.roles.includes(grant.role) && grantUnlocks(this.conditions, grant, input.route.id) ? { ...input, principal: { ...input.principal, roles: [...input.principal.roles, grant.role] } } : input;
     // Every caller (data plane, admin decide tool, policy tests, what-if) decides on the canonical path.
     const base = this.authorize(request.principal, { routeId: request.route.id, path: canonicalPolicyPath(request.path) }, request.method);
     if (base.effect !== 'allow') return base;

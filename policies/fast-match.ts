@@ -18,8 +18,7 @@
  */
 
 /** The matcher of policies/model.conf this index implements, whitespace-insensitive. */
-export const CANONICAL_MATCHER =
-  '(p.sub=="*"||g(r.sub,p.sub))&&(p.dom=="*"||r.dom==p.dom)&&(p.route=="*"||r.route==p.route)&&keyMatch2(r.path,p.path)&&methodMatch(r.act,p.act)';
+export const CANONICAL_MATCHER = '(p.sub=="*"||g(r.sub,p.sub))&&(p.dom=="*"||r.dom==p.dom)&&(p.route=="*"||r.route==p.route)&&keyMatch2(r.path,p.path)&&methodMatch(r.act,p.act)';
 
 /** DefaultRoleManager's maxHierarchyLevel in node-casbin 5. */
 export const MAX_HIERARCHY_LEVEL = 10;

@@ -122,12 +122,7 @@ export async function lintPolicy(config: PolicyContext, sources: PolicySources, 
     return walk(role, 0);
   };
   // D applies to everyone A applies to: same or wider subject, agency, service, methods and paths.
-  const covers = (d: Rule, a: Rule) =>
-    (d.sub === '*' || d.sub === a.sub || (a.sub !== '*' && inherits(a.sub, d.sub))) &&
-    (d.dom === '*' || d.dom === a.dom) &&
-    (d.route === '*' || d.route === a.route) &&
-    methodsCover(d.methods, a.methods) &&
-    pathCovers(d.path, a.path);
+  const covers = (d: Rule, a: Rule) => (d.sub === '*' || d.sub === a.sub || (a.sub !== '*' && inherits(a.sub, d.sub))) && (d.dom === '*' || d.dom === a.dom) && (d.route === '*' || d.route === a.route) && methodsCover(d.methods, a.methods) && pathCovers(d.path, a.path);
 
   const routeOf = new Map(config.routes.map((r) => [r.id, r]));
   for (const a of rules) {

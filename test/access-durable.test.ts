@@ -13,7 +13,6 @@ import { createTestDatabase, type TestDatabase } from './helpers/postgres.js';
 
 const REQUESTER = '056085000001';
 
-
 let h: Harness;
 let redis: OwnRedis;
 let admin: Redis;
@@ -80,6 +79,5 @@ describe('grants survive the loss of Redis', () => {
     expect(ttl).toBeGreaterThan(0);
     expect(ttl).toBeLessThanOrEqual(Date.parse(approved.expiresAt!) - Date.now() + 1000);
     expect((await rt.access.list({ state: 'active' })).map((r) => r.id)).toContain(created.id);
-
   });
 });

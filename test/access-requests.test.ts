@@ -61,7 +61,11 @@ async function startReceiver(secret: Buffer): Promise<Hook> {
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   hook.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hooks/ztgate`;
-  hook.close = () => new Promise((r) => { server.closeAllConnections(); server.close(() => r()); });
+  hook.close = () =>
+    new Promise((r) => {
+      server.closeAllConnections();
+      server.close(() => r());
+    });
   return hook;
 }
 
@@ -393,10 +397,17 @@ describe('webhook and page', () => {
     const created = await request(REQUESTER, { route: 'echo', role: 'ho-so-reader', durationSeconds: 60 });
     const id = created.body.request.id;
     await call(A(), 'POST', `/.ztgate/access/requests/${id}/cancel`, REQUESTER, {});
-    const got = await until('webhook deliveries', async () => {
-      const ok = hook.attempts.slice(hook.failFirst).map((a) => JSON.parse(a.body)).filter((n) => n.request.id === id);
-      return ok.length >= 2 ? ok : null;
-    }, 8000);
+    const got = await until(
+      'webhook deliveries',
+      async () => {
+        const ok = hook.attempts
+          .slice(hook.failFirst)
+          .map((a) => JSON.parse(a.body))
+          .filter((n) => n.request.id === id);
+        return ok.length >= 2 ? ok : null;
+      },
+      8000,
+    );
     expect(got.map((n) => n.type)).toEqual(['ztgate.access.requested', 'ztgate.access.cancelled']);
     expect(hook.attempts.every((a) => a.signatureOk)).toBe(true);
     // The first notifications were refused (503) and sent again: the same delivery id more than once.

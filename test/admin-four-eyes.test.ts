@@ -32,8 +32,14 @@ beforeAll(async () => {
       doc.identity.roster = { source: 'file', file: join(ROOT, 'demo', 'roster.csv') };
       doc.policy = { model: 'policies/model.conf', policy: 'test/fixtures/four-eyes-policy.csv' };
       doc.routes.push({
-        id: 'mat', name: 'Dịch vụ mật (giả lập)', pathPrefix: '/mat', upstream: 'http://127.0.0.1:9', ownerAgency: 'cong-an-tinh',
-        securityLevel: 4, classification: 'toi-mat', approval: { status: 'approved', approvedBy: ADMIN_A, approvedAt: '2026-01-01' },
+        id: 'mat',
+        name: 'Dịch vụ mật (giả lập)',
+        pathPrefix: '/mat',
+        upstream: 'http://127.0.0.1:9',
+        ownerAgency: 'cong-an-tinh',
+        securityLevel: 4,
+        classification: 'toi-mat',
+        approval: { status: 'approved', approvedBy: ADMIN_A, approvedAt: '2026-01-01' },
       });
       doc.devices.defaultMinTierBySecurityLevel = { '3': 'unknown', '4': 'unknown' };
     },
@@ -106,7 +112,9 @@ describe('roster: nobody changes their own entry', () => {
   });
 
   it('attack: an admin removes themselves from the roster or reactivates their own status → 403 roster-self-change', async () => {
-    const without = DEMO_ROSTER.split('\n').filter((l) => !l.startsWith(`${ADMIN_A},`)).join('\n');
+    const without = DEMO_ROSTER.split('\n')
+      .filter((l) => !l.startsWith(`${ADMIN_A},`))
+      .join('\n');
     const gone = await call(ADMIN_A, 'PUT', '/api/v1/roster', without, 'text/csv');
     expect(gone.status).toBe(403);
     expect(gone.event.ztgate.admin.detail.own).toEqual({ nationalId: ADMIN_A, change: 'removed' });
@@ -155,7 +163,8 @@ describe('services: a change that weakens protection needs a second security adm
     expect(confirmed.status).toBe(200);
     expect(confirmed.body).toMatchObject({ approval: { status: 'approved', approvedBy: ADMIN_B, proposedBy: ADMIN_A, reason: 'Đã đánh giá (kiểm thử)' } });
     expect(confirmed.event.ztgate.admin).toMatchObject({
-      operation: 'services.change.confirm', target: 'cong-thuong',
+      operation: 'services.change.confirm',
+      target: 'cong-thuong',
       detail: { proposedBy: ADMIN_A, before: { approvalStatus: 'pending' }, after: { approvalStatus: 'approved' }, comment: 'Đồng ý (kiểm thử)' },
     });
     expect((await call(OFFICIAL, 'GET', '/cong-thuong/x')).event.ztgate.reasons).not.toContain('route-not-approved');
@@ -192,7 +201,7 @@ describe('devices: nobody approves their own device, and a quarantine is never l
     expect(other.body.device).toMatchObject({ status: 'approved', hardwareKey: true, approved: { by: ADMIN_B } });
   });
 
-  it('attack: the SOC quarantines an admin\'s device; the admin cannot re-approve it themselves', async () => {
+  it("attack: the SOC quarantines an admin's device; the admin cannot re-approve it themselves", async () => {
     const id = await enrol(ADMIN_A);
     expect((await call(ADMIN_B, 'POST', `/api/v1/devices/${id}/approve`, {})).status).toBe(200);
     expect((await call(ADMIN_B, 'POST', `/api/v1/devices/${id}/quarantine`, { reason: 'Phát hiện mã độc (kiểm thử)' })).status).toBe(200);
@@ -205,10 +214,7 @@ describe('devices: nobody approves their own device, and a quarantine is never l
   it('attack: a quarantine racing an approve is never overwritten (transitions are serialised)', async () => {
     for (let i = 0; i < 25; i++) {
       const id = await enrol(OFFICIAL);
-      const [approved, quarantined] = await Promise.all([
-        call(ADMIN_A, 'POST', `/api/v1/devices/${id}/approve`, {}),
-        call(ADMIN_B, 'POST', `/api/v1/devices/${id}/quarantine`, { reason: 'Cảnh báo SOC (kiểm thử)' }),
-      ]);
+      const [approved, quarantined] = await Promise.all([call(ADMIN_A, 'POST', `/api/v1/devices/${id}/approve`, {}), call(ADMIN_B, 'POST', `/api/v1/devices/${id}/quarantine`, { reason: 'Cảnh báo SOC (kiểm thử)' })]);
       expect([approved.status, quarantined.status]).toEqual([200, 200]);
       const final = (await registry.get(id)) as DeviceRecord;
       // Whichever ran last saw the other's write: nothing either of them wrote is lost.

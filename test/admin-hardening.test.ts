@@ -143,7 +143,10 @@ describe('regression: admin pages and API answers are never cached nor sniffed',
 describe('attack: two session cookies in one request (cookie tossing, session fixation)', () => {
   const tossed = 'A'.repeat(43);
 
-  for (const [listener, url] of [['admin', () => `${adminUrl}/api/v1/whoami`], ['data plane', () => `${h.gateway.url}/echo/records`]] as const) {
+  for (const [listener, url] of [
+    ['admin', () => `${adminUrl}/api/v1/whoami`],
+    ['data plane', () => `${h.gateway.url}/echo/records`],
+  ] as const) {
     for (const order of ['valid first', 'tossed first'] as const) {
       it(`${listener}, ${order}: 400 cookie-duplicate, one decision event, and a warning in the operator log`, async () => {
         const pair = order === 'valid first' ? [session, tossed] : [tossed, session];

@@ -136,7 +136,10 @@ describe('services: run-time attributes', () => {
       expect(c.current(base).approval.status).toBe('suspended');
       await c.close();
     } finally {
-      await clearServiceOverrides(storeA, routes.map((r) => r.id));
+      await clearServiceOverrides(
+        storeA,
+        routes.map((r) => r.id),
+      );
       await Promise.all([a.close(), b.close()]);
       await Promise.all([storeA.close(), storeB.close()]);
     }

@@ -47,7 +47,10 @@ describe('admin API reference', () => {
       const inPath = [...path.matchAll(/\{(\w+)\}/g)].map((m) => m[1]).sort();
       for (const [method, op] of Object.entries<Record<string, any>>(methods)) {
         if (op['x-ztgate-undocumented']) continue;
-        const declared = op.parameters.filter((p: any) => p.in === 'path').map((p: any) => p.name).sort();
+        const declared = op.parameters
+          .filter((p: any) => p.in === 'path')
+          .map((p: any) => p.name)
+          .sort();
         expect(declared, `${method.toUpperCase()} ${path}`).toEqual(inPath);
       }
     }

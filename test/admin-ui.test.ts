@@ -461,7 +461,11 @@ describe('admin UI in a browser', () => {
     // One font for the whole line (no per-letter fallback), and one fontconfig says covers
     // Vietnamese: DejaVu Sans Mono and Liberation Mono do not, and misplace stacked marks (ẫ, ặ).
     expect(fonts).toHaveLength(1);
-    const vietnameseMono = execFileSync('fc-list', [':lang=vi', 'family'], { encoding: 'utf8' }).split('\n').flatMap((l) => l.split(',')).map((f) => f.trim()).filter(Boolean);
+    const vietnameseMono = execFileSync('fc-list', [':lang=vi', 'family'], { encoding: 'utf8' })
+      .split('\n')
+      .flatMap((l) => l.split(','))
+      .map((f) => f.trim())
+      .filter(Boolean);
     expect(vietnameseMono).toContain(fonts[0]!.familyName);
     expect(fonts[0]!.familyName).toBe('Noto Sans Mono');
     await line.scrollIntoViewIfNeeded();

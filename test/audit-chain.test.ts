@@ -129,7 +129,10 @@ describe('hash-chained local log', () => {
       if (i > 2) recs[i].prev_hash = recs[i - 1].hash;
       recs[i].hash = recordHash(recs[i]);
     }
-    save(file, recs.map((r) => JSON.stringify(r)));
+    save(
+      file,
+      recs.map((r) => JSON.stringify(r)),
+    );
     const r = verifyFile(file);
     expect(r.problem?.kind).toBe('rewritten');
     expect(recs[r.problem!.line - 1].type).toBe('checkpoint');
@@ -168,7 +171,9 @@ describe('hash-chained local log', () => {
     void w.close();
     const r = verifyFile(file);
     expect(r.ok).toBe(true);
-    const open = lines(file).map((l) => JSON.parse(l)).filter((x) => x.checkpoint?.reason === 'open');
+    const open = lines(file)
+      .map((l) => JSON.parse(l))
+      .filter((x) => x.checkpoint?.reason === 'open');
     expect(open).toHaveLength(2);
     expect(open[1].checkpoint.truncated_bytes).toBe(Buffer.byteLength('{"seq":99,"type":"ev'));
   });
@@ -208,7 +213,10 @@ describe('rotation and retention', () => {
     const r = verifyChain(readFilesForVerify(left), { keys: [signer.publicJwk] });
     expect(r.ok).toBe(true);
     expect(r.warnings.join('\n')).toContain('deleted by retention');
-    const retention = left.flatMap((p) => (p.endsWith('.gz') ? [] : lines(p))).map((l) => JSON.parse(l)).find((x) => x.checkpoint?.reason === 'retention');
+    const retention = left
+      .flatMap((p) => (p.endsWith('.gz') ? [] : lines(p)))
+      .map((l) => JSON.parse(l))
+      .find((x) => x.checkpoint?.reason === 'retention');
     expect(retention.checkpoint.deleted.map((d: any) => d.file)).toEqual(['decisions-2026-01-10.log.gz', 'decisions-2026-01-11.log.gz']);
   });
 });
@@ -284,4 +292,3 @@ describe('ztgate audit (command line)', () => {
     expect(cli(['export', '--from', 'x']).status).toBe(2);
   });
 });
-

@@ -49,7 +49,11 @@ async function call(path: string) {
   return { status: res.status, id: res.headers.get('x-request-id')!, event: await h.sink.forRequest(res.headers.get('x-request-id')) };
 }
 
-const chainRecords = () => readFileSync(chainFile(), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+const chainRecords = () =>
+  readFileSync(chainFile(), 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l));
 
 describe(`a full disk under the audit chain and the SOC spool (${disk.injected ? 'INJECTED ENOSPC: tmpfs could not be mounted' : 'a real tmpfs of 512 KiB'})`, () => {
   it('before: served, recorded, delivered', async () => {
@@ -78,7 +82,10 @@ describe(`a full disk under the audit chain and the SOC spool (${disk.injected ?
     const after: Awaited<ReturnType<typeof call>>[] = [];
     for (let i = 0; i < 5; i++) after.push(await call('/ho-tich/records?limit=1'));
     await until('events written after the disk was freed, at the SOC', () => after.every((r) => receiver.ids().includes(r.event.event.id)));
-    const alerts = receiver.messages.map((m) => m.event).filter((e) => e.event.kind === 'alert').map((e) => e.rule.id);
+    const alerts = receiver.messages
+      .map((m) => m.event)
+      .filter((e) => e.event.kind === 'alert')
+      .map((e) => e.rule.id);
     expect(alerts).toContain('audit-spool-write-failed');
     expect(alerts).toContain('audit-chain-gap');
     expect(h.gateway.runtime.decisionLog.status().sinks[0]!.failed).toBeGreaterThan(0);
@@ -146,7 +153,11 @@ describe('forward records of audit-required requests', () => {
     expect(r.ok).toBe(true);
     expect(r.complete).toBe(false);
     expect(r.gaps.map((g) => g.message)).toEqual([expect.stringMatching(/request in-flight was forwarded but has no event \(the gateway stopped before writing it\)/)]);
-    const fwd = readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)).find((rec) => rec.type === 'forward');
+    const fwd = readFileSync(file, 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l))
+      .find((rec) => rec.type === 'forward');
     expect(fwd.forward).toMatchObject({ request_id: 'served', route: 'y-te', user_id: OFFICIAL, method: 'GET', policy_version: 'v1' });
   });
 });

@@ -173,9 +173,7 @@ function dedup(ids: string[]): string[] {
 }
 
 const suite = RSYSLOGD ? describe : describe.skip;
-const title = RSYSLOGD
-  ? `syslog sink against a real rsyslogd (${RSYSLOGD})`
-  : `syslog sink against a real rsyslogd — SKIPPED: rsyslogd is not installed; install it with: ${INSTALL}`;
+const title = RSYSLOGD ? `syslog sink against a real rsyslogd (${RSYSLOGD})` : `syslog sink against a real rsyslogd — SKIPPED: rsyslogd is not installed; install it with: ${INSTALL}`;
 if (!RSYSLOGD) console.warn(`[audit-rsyslog] rsyslogd not found on PATH (nor /usr/sbin, /sbin): these tests are skipped. Install: ${INSTALL}`);
 
 suite(title, () => {
@@ -225,7 +223,8 @@ suite(title, () => {
       ['/ho-tich/records', undefined], // 401
       ['/cong-thuong/records', token], // route not approved
       ['/nowhere', token], // 404
-    ] as const) sent.push(await call(p, t));
+    ] as const)
+      sent.push(await call(p, t));
     const ids = sent.map((s) => s.id);
     await until('both sinks', () => ids.every((id) => rsyslog.read('json').some((r) => r.id === id) && rsyslog.read('cef').some((r) => r.id === id)));
 

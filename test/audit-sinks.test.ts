@@ -37,11 +37,7 @@ beforeAll(async () => {
     configure(doc) {
       doc.state = { backend: 'redis', redisUrl: url, keyPrefix: prefix };
       doc.audit = {
-        sinks: [
-          { type: 'stdout' },
-          { type: 'syslog', name: 'siem', host: '127.0.0.1', port: receiver.port, transport: 'tcp', format: 'json', confirmAfterMs: 300, reconnectMaxMs: 200 },
-          { type: 'redis-stream', name: 'soc', stream, group: 'soc', maxLen: 10_000 },
-        ],
+        sinks: [{ type: 'stdout' }, { type: 'syslog', name: 'siem', host: '127.0.0.1', port: receiver.port, transport: 'tcp', format: 'json', confirmAfterMs: 300, reconnectMaxMs: 200 }, { type: 'redis-stream', name: 'soc', stream, group: 'soc', maxLen: 10_000 }],
         spoolDir: join(dir, 'spool'),
         chain: { file: join(dir, 'audit', 'decisions.log'), checkpointEvery: 10 },
       };

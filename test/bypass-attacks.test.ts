@@ -70,20 +70,22 @@ beforeAll(async () => {
   });
   // Headers that are the gateway's to set, not the upstream's.
   leaky = createServer((_req, res) => {
-    res.writeHead(200, [
-      ['content-type', 'application/json'],
-      ['set-cookie', 'ztgate-session=attacker-chosen; Path=/leaky; HttpOnly'],
-      ['set-cookie', '__Host-ztgate-session=attacker-chosen; Path=/; Secure'],
-      ['set-cookie', 'app-pref=vi; Path=/leaky'],
-      ['access-control-allow-origin', '*'],
-      ['access-control-allow-credentials', 'true'],
-      ['x-ztgate-error', 'forged'],
-      ['x-ztgate-decision', 'allow'],
-      ['x-request-id', 'forged-id'],
-      ['server', 'Apache/2.4.1 (Ubuntu)'],
-      ['x-powered-by', 'Express'],
-      ['x-app-version', '1.2.3'],
-    ]).end('{"ok":true}');
+    res
+      .writeHead(200, [
+        ['content-type', 'application/json'],
+        ['set-cookie', 'ztgate-session=attacker-chosen; Path=/leaky; HttpOnly'],
+        ['set-cookie', '__Host-ztgate-session=attacker-chosen; Path=/; Secure'],
+        ['set-cookie', 'app-pref=vi; Path=/leaky'],
+        ['access-control-allow-origin', '*'],
+        ['access-control-allow-credentials', 'true'],
+        ['x-ztgate-error', 'forged'],
+        ['x-ztgate-decision', 'allow'],
+        ['x-request-id', 'forged-id'],
+        ['server', 'Apache/2.4.1 (Ubuntu)'],
+        ['x-powered-by', 'Express'],
+        ['x-app-version', '1.2.3'],
+      ])
+      .end('{"ok":true}');
   });
   const [rogueUrl, leakyUrl] = await Promise.all([listen(rogue), listen(leaky)]);
   writeFileSync(join(tmp, 'policy.csv'), POLICY);

@@ -209,7 +209,11 @@ describe('option values', () => {
 
 describe('help and version', () => {
   it('regression: ztgate-demo device --help prints the device usage and exits 0 (it was an error)', async () => {
-    for (const args of [['device', '--help'], ['device', '-h'], ['device', 'enrol', '--help']]) {
+    for (const args of [
+      ['device', '--help'],
+      ['device', '-h'],
+      ['device', 'enrol', '--help'],
+    ]) {
       const run = await demoCli(args);
       expect(run.code, args.join(' ')).toBe(0);
       expect(run.stderr).toBe('');
@@ -233,7 +237,7 @@ describe('help and version', () => {
   });
 });
 
-describe('the product and the demo: ztgate carries no demo command, ztgate-demo adds them to the product\'s', () => {
+describe("the product and the demo: ztgate carries no demo command, ztgate-demo adds them to the product's", () => {
   it('ztgate --help lists no demo command', async () => {
     const run = await cli(['--help']);
     expect(run.code).toBe(0);
@@ -242,7 +246,11 @@ describe('the product and the demo: ztgate carries no demo command, ztgate-demo 
   });
 
   it('ztgate demo, token and device say where they are (npm start, ztgate-demo), Vietnamese first, and exit 2', async () => {
-    for (const [command, where] of [['demo', 'npx ztgate-demo start'], ['token', 'npx ztgate-demo token'], ['device', 'npx ztgate-demo device']] as const) {
+    for (const [command, where] of [
+      ['demo', 'npx ztgate-demo start'],
+      ['token', 'npx ztgate-demo token'],
+      ['device', 'npx ztgate-demo device'],
+    ] as const) {
       const run = await cli([command, '--user', '056085000001']);
       expect(run.code, command).toBe(2);
       expect(run.stdout).toBe('');
@@ -253,13 +261,13 @@ describe('the product and the demo: ztgate carries no demo command, ztgate-demo 
     }
   });
 
-  it('ztgate-demo --help lists the demo\'s commands and then the product\'s', async () => {
+  it("ztgate-demo --help lists the demo's commands and then the product's", async () => {
     const run = await demoCli(['--help']);
     expect(run.code).toBe(0);
     expect(run.stdout).toMatch(/ztgate-demo \[start\][\s\S]*ztgate-demo token --user[\s\S]*ztgate-demo device init[\s\S]*ztgate start --config FILE[\s\S]*ztgate audit verify/);
   });
 
-  it('ztgate-demo runs the product\'s commands as ztgate does', async () => {
+  it("ztgate-demo runs the product's commands as ztgate does", async () => {
     const run = await demoCli(['check', '--config', 'demo/ztgate.demo.yaml', '--offline']);
     expect(run.stderr).toBe('');
     expect(run.code).toBe(0);
@@ -315,10 +323,7 @@ describe('the compiled command line (dist/)', () => {
     const { version } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
     const ok = await run(process.execPath, [COMPILED, '--version'], { cwd: ROOT });
     expect(ok.stdout).toBe(`ztgate ${version} (Node.js ${process.versions.node})\n`);
-    const [usage, config] = await Promise.all([
-      run(process.execPath, [COMPILED, 'frobnicate'], { cwd: ROOT }).then(() => 0, status),
-      run(process.execPath, [COMPILED, 'check', '--config', badConfig], { cwd: ROOT }).then(() => 0, status),
-    ]);
+    const [usage, config] = await Promise.all([run(process.execPath, [COMPILED, 'frobnicate'], { cwd: ROOT }).then(() => 0, status), run(process.execPath, [COMPILED, 'check', '--config', badConfig], { cwd: ROOT }).then(() => 0, status)]);
     expect(usage).toBe(2);
     expect(config).toBe(78);
   });

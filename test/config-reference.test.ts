@@ -27,7 +27,9 @@ describe('the configuration reference in the README', () => {
 
   it('documents no key the schema does not have', () => {
     const keys = new Set(schemaKeys(CONFIG_SCHEMA));
-    const rows = configurationSection().split('\n').filter((l) => l.startsWith('| `'));
+    const rows = configurationSection()
+      .split('\n')
+      .filter((l) => l.startsWith('| `'));
     const named = rows.flatMap((r) => [...r.split('|')[1]!.matchAll(/`([A-Za-z0-9_.[\]]+)`/g)].map((m) => m[1]!));
     const unknown = named.filter((k) => !keys.has(k) && !/^state\.(sentinel|cluster|durable|checkIntervalMs)/.test(k));
     expect(unknown).toEqual([]);
@@ -59,10 +61,7 @@ describe('the production example config (docs/ztgate.production.yaml)', () => {
     writeFileSync(join(etc, 'device-ca.crt'), readFileSync(dbTls.deviceCa));
     dbTls.remove();
     writeFileSync(join(secrets, 'hotich-db-password'), 'synthetic-password\n');
-    const text = readFileSync(join(ROOT, 'docs/ztgate.production.yaml'), 'utf8')
-      .replaceAll('/etc/ztgate/', `${etc}/`)
-      .replaceAll('/run/secrets/', `${secrets}/`)
-      .replaceAll('/data/', `${tmp}/data/`);
+    const text = readFileSync(join(ROOT, 'docs/ztgate.production.yaml'), 'utf8').replaceAll('/etc/ztgate/', `${etc}/`).replaceAll('/run/secrets/', `${secrets}/`).replaceAll('/data/', `${tmp}/data/`);
     const file = join(etc, 'ztgate.yaml');
     writeFileSync(file, text);
     const config = loadConfigFile(file);

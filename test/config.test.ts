@@ -43,7 +43,10 @@ function problemsOf(fn: () => unknown): readonly string[] {
 function expectProblem(problems: readonly string[], key: string, expected: RegExp): void {
   const about = problems.filter((p) => p.startsWith(`${key}: `));
   expect(about, `no problem names "${key}"; got:\n${problems.join('\n')}`).not.toHaveLength(0);
-  expect(about.some((p) => expected.test(p)), `no problem about "${key}" matches ${expected}; got:\n${about.join('\n')}`).toBe(true);
+  expect(
+    about.some((p) => expected.test(p)),
+    `no problem about "${key}" matches ${expected}; got:\n${about.join('\n')}`,
+  ).toBe(true);
 }
 
 function writeTmp(name: string, text: string): string {
@@ -116,16 +119,10 @@ describe('a valid configuration', () => {
   });
 
   it('resolves relative policy and key paths against the config file’s folder, not the working directory', () => {
-    const file = writeTmp('etc/ztgate/gateway.yaml', [
-      'publicUrl: https://gw.khanhhoa.gov.vn',
-      'identity:',
-      '  issuers: [{ issuer: "https://idp.khanhhoa.gov.vn", audience: urn:ztgate:data }]',
-      'assertion: { keyFile: keys/assertion.jwk }',
-      'policy:',
-      '  model: ../shared/model.conf',
-      '  policy: /srv/policy/policy.csv',
-      'routes: []',
-    ].join('\n'));
+    const file = writeTmp(
+      'etc/ztgate/gateway.yaml',
+      ['publicUrl: https://gw.khanhhoa.gov.vn', 'identity:', '  issuers: [{ issuer: "https://idp.khanhhoa.gov.vn", audience: urn:ztgate:data }]', 'assertion: { keyFile: keys/assertion.jwk }', 'policy:', '  model: ../shared/model.conf', '  policy: /srv/policy/policy.csv', 'routes: []'].join('\n'),
+    );
     const config = loadConfigFile(file);
     expect(config.policy.model).toBe(join(tmp, 'etc/shared/model.conf'));
     expect(config.policy.policy).toBe('/srv/policy/policy.csv');
@@ -170,11 +167,16 @@ const badDocuments: Case[] = [
   ['"none" among the token algorithms', (d) => (d.identity.issuers[0].algorithms = ['none']), 'identity.issuers[0].algorithms[0]', /"none" is not allowed/],
   ['a duplicate route id', (d) => d.routes.push({ ...d.routes[0], pathPrefix: '/ho-tich-2' }), 'routes[2].id', /"ho-tich" is used by another route/],
   ['two host-less routes on one path prefix', (d) => (d.routes[1].pathPrefix = '/ho-tich'), 'routes[1].pathPrefix', /"\/ho-tich" is already served by route "ho-tich"/],
-  ['two routes on one host and path prefix', (d) => {
-    d.routes[0].host = 'tinh.khanhhoa.gov.vn';
-    d.routes[1].host = 'tinh.khanhhoa.gov.vn';
-    d.routes[1].pathPrefix = '/ho-tich';
-  }, 'routes[1].pathPrefix', /is already served by route "ho-tich"/],
+  [
+    'two routes on one host and path prefix',
+    (d) => {
+      d.routes[0].host = 'tinh.khanhhoa.gov.vn';
+      d.routes[1].host = 'tinh.khanhhoa.gov.vn';
+      d.routes[1].pathPrefix = '/ho-tich';
+    },
+    'routes[1].pathPrefix',
+    /is already served by route "ho-tich"/,
+  ],
   ['a path prefix with a trailing slash', (d) => (d.routes[0].pathPrefix = '/ho-tich/'), 'routes[0].pathPrefix', /must match/],
   ['a path prefix in upper case', (d) => (d.routes[0].pathPrefix = '/Ho-Tich'), 'routes[0].pathPrefix', /must match/],
   ['a path prefix with a .. segment', (d) => (d.routes[0].pathPrefix = '/ho-tich/..'), 'routes[0].pathPrefix', /must match/],
@@ -184,7 +186,15 @@ const badDocuments: Case[] = [
   ['forwarding the authorization header', (d) => (d.routes[0].forwardRequestHeaders = ['x-purpose', 'authorization']), 'routes[0].forwardRequestHeaders[1]', /"authorization" carries identity or credentials/],
   ['forwarding an x-ztgate- header', (d) => (d.routes[0].forwardRequestHeaders = ['x-ztgate-foo']), 'routes[0].forwardRequestHeaders[0]', /"x-ztgate-foo" carries identity or credentials/],
   ['forwarding a header in upper case', (d) => (d.routes[0].forwardRequestHeaders = ['X-Purpose']), 'routes[0].forwardRequestHeaders[0]', /must match/],
-  ['an upstream that is the management listener', (d) => { d.admin = { listen: { host: '127.0.0.1', port: 8081 } }; d.routes[0].upstream = 'http://127.0.0.1:8081'; }, 'routes[0].upstream', /points back at the management listener/],
+  [
+    'an upstream that is the management listener',
+    (d) => {
+      d.admin = { listen: { host: '127.0.0.1', port: 8081 } };
+      d.routes[0].upstream = 'http://127.0.0.1:8081';
+    },
+    'routes[0].upstream',
+    /points back at the management listener/,
+  ],
   ['a method-override header in forwardRequestHeaders', (d) => (d.routes[0].forwardRequestHeaders = ['x-http-method-override']), 'routes[0].forwardRequestHeaders[0]', /change the method, path, host or address/],
   ['a URL-rewrite header in forwardRequestHeaders', (d) => (d.routes[0].forwardRequestHeaders = ['x-original-url']), 'routes[0].forwardRequestHeaders[0]', /change the method, path, host or address/],
   ['a hop-by-hop header in forwardRequestHeaders', (d) => (d.routes[0].forwardRequestHeaders = ['transfer-encoding']), 'routes[0].forwardRequestHeaders[0]', /hop-by-hop/],
@@ -192,14 +202,24 @@ const badDocuments: Case[] = [
   ['an approval date with trailing text', (d) => (d.routes[0].approval.approvedAt = '2026-01-15xyz'), 'routes[0].approval.approvedAt', /must match/],
   ['an upstream that is the gateway itself', (d) => (d.routes[0].upstream = 'http://127.0.0.1:8080/api'), 'routes[0].upstream', /points back at the gateway listener \(127\.0\.0\.1:8080\)/],
   ['an upstream that is the gateway itself, by another loopback name', (d) => (d.routes[0].upstream = 'http://localhost:8080'), 'routes[0].upstream', /points back at the gateway listener/],
-  ['an upstream that is the gateway itself, on the default port', (d) => {
-    d.listen = { port: 80 };
-    d.routes[0].upstream = 'http://127.0.0.1/api';
-  }, 'routes[0].upstream', /points back at the gateway listener/],
-  ['an upstream on loopback while the gateway listens on every address', (d) => {
-    d.listen = { host: '0.0.0.0', port: 8080 };
-    d.routes[0].upstream = 'http://127.0.0.1:8080';
-  }, 'routes[0].upstream', /points back at the gateway listener/],
+  [
+    'an upstream that is the gateway itself, on the default port',
+    (d) => {
+      d.listen = { port: 80 };
+      d.routes[0].upstream = 'http://127.0.0.1/api';
+    },
+    'routes[0].upstream',
+    /points back at the gateway listener/,
+  ],
+  [
+    'an upstream on loopback while the gateway listens on every address',
+    (d) => {
+      d.listen = { host: '0.0.0.0', port: 8080 };
+      d.routes[0].upstream = 'http://127.0.0.1:8080';
+    },
+    'routes[0].upstream',
+    /points back at the gateway listener/,
+  ],
   ['a duplicate issuer', (d) => d.identity.issuers.push({ issuer: 'https://idp.khanhhoa.gov.vn', audience: 'other' }), 'identity.issuers[1].issuer', /is configured twice/],
   ['an empty issuer list', (d) => (d.identity.issuers = []), 'identity.issuers', /must NOT have fewer than 1 items/],
   ['a publicUrl that is not a URL', (d) => (d.publicUrl = 'gw.khanhhoa.gov.vn'), 'publicUrl', /is not an absolute URL/],
@@ -209,7 +229,11 @@ describe('a bad configuration is refused, naming the key and what is expected', 
   it.each(badDocuments)('%s', (_name, mutate, key, expected) => {
     const doc = minimalDoc();
     mutate(doc);
-    expectProblem(problemsOf(() => parse(doc)), key, expected);
+    expectProblem(
+      problemsOf(() => parse(doc)),
+      key,
+      expected,
+    );
   });
 
   it('reports every schema problem at once, not just the first', () => {
@@ -256,16 +280,12 @@ describe('a configuration file that cannot be read as a document is refused', ()
   });
 
   it('every problem of a file names its line, and a mistyped key gets a "did you mean"', () => {
-    const text = readFileSync(join(ROOT, 'demo/ztgate.demo.yaml'), 'utf8')
-      .replace('clockSkewSeconds: 30', 'clockSkewSecond: 30')
-      .replace('securityLevel: 4', 'securityLevel: 9')
-      .replaceAll('../', `${ROOT}/`).replace('file: roster.csv', `file: ${ROOT}/demo/roster.csv`);
+    const text = readFileSync(join(ROOT, 'demo/ztgate.demo.yaml'), 'utf8').replace('clockSkewSeconds: 30', 'clockSkewSecond: 30').replace('securityLevel: 4', 'securityLevel: 9').replaceAll('../', `${ROOT}/`).replace('file: roster.csv', `file: ${ROOT}/demo/roster.csv`);
     const lineOf = (needle: string) => text.split('\n').findIndex((l) => l.includes(needle)) + 1;
     const problems = problemsOf(() => loadConfigFile(writeTmp('typo.yaml', text)));
-    expect(problems).toEqual(expect.arrayContaining([
-      `line ${lineOf('clockSkewSecond: 30')}: identity: unknown key "clockSkewSecond" / khóa không được hỗ trợ — có phải ý bạn là / did you mean "clockSkewSeconds"?`,
-      expect.stringMatching(new RegExp(`^line ${lineOf('securityLevel: 9')}: routes\\[\\d\\]\\.securityLevel: must be <= 5$`)),
-    ]));
+    expect(problems).toEqual(
+      expect.arrayContaining([`line ${lineOf('clockSkewSecond: 30')}: identity: unknown key "clockSkewSecond" / khóa không được hỗ trợ — có phải ý bạn là / did you mean "clockSkewSeconds"?`, expect.stringMatching(new RegExp(`^line ${lineOf('securityLevel: 9')}: routes\\[\\d\\]\\.securityLevel: must be <= 5$`))]),
+    );
     expect(problems).toHaveLength(2);
   });
 
@@ -290,7 +310,11 @@ describe('a configuration file that cannot be read as a document is refused', ()
     const doc = minimalDoc();
     doc.routes[0].securityLevel = 7;
     const file = writeTmp('gateway.json', JSON.stringify(doc));
-    expectProblem(problemsOf(() => loadConfigFile(file)), 'routes[0].securityLevel', /must be <= 5/);
+    expectProblem(
+      problemsOf(() => loadConfigFile(file)),
+      'routes[0].securityLevel',
+      /must be <= 5/,
+    );
   });
 
   it('a missing file', () => {
@@ -300,12 +324,20 @@ describe('a configuration file that cannot be read as a document is refused', ()
 
   it('a document that is a list, not a mapping', () => {
     const file = writeTmp('list.yaml', '- publicUrl: https://gw.khanhhoa.gov.vn\n- routes: []\n');
-    expectProblem(problemsOf(() => loadConfigFile(file)), '(root)', /must be a mapping/);
+    expectProblem(
+      problemsOf(() => loadConfigFile(file)),
+      '(root)',
+      /must be a mapping/,
+    );
   });
 
   it('an empty file', () => {
     const file = writeTmp('empty.yaml', '# nothing here\n');
-    expectProblem(problemsOf(() => loadConfigFile(file)), '(root)', /must be a mapping/);
+    expectProblem(
+      problemsOf(() => loadConfigFile(file)),
+      '(root)',
+      /must be a mapping/,
+    );
   });
 });
 
@@ -326,14 +358,30 @@ describe('identity.session.encryptionKeyFile', () => {
 
   it('a key of the wrong length is refused, naming the key', () => {
     const short = writeTmp('keys/session-short.key', Buffer.alloc(16, 1).toString('base64'));
-    expectProblem(problemsOf(() => parse(withKeyFile(short))), 'identity.session.encryptionKeyFile', /exactly 32 random bytes/);
+    expectProblem(
+      problemsOf(() => parse(withKeyFile(short))),
+      'identity.session.encryptionKeyFile',
+      /exactly 32 random bytes/,
+    );
     const long = writeTmp('keys/session-long.key', 'ab'.repeat(33));
-    expectProblem(problemsOf(() => parse(withKeyFile(long))), 'identity.session.encryptionKeyFile', /exactly 32 random bytes/);
+    expectProblem(
+      problemsOf(() => parse(withKeyFile(long))),
+      'identity.session.encryptionKeyFile',
+      /exactly 32 random bytes/,
+    );
   });
 
   it('a key file that is missing or not hex/base64 is refused, naming the key', () => {
-    expectProblem(problemsOf(() => parse(withKeyFile(join(tmp, 'keys/none.key')))), 'identity.session.encryptionKeyFile', /cannot read .*ENOENT/);
+    expectProblem(
+      problemsOf(() => parse(withKeyFile(join(tmp, 'keys/none.key')))),
+      'identity.session.encryptionKeyFile',
+      /cannot read .*ENOENT/,
+    );
     const text = writeTmp('keys/session-text.key', 'not a key, just words!');
-    expectProblem(problemsOf(() => parse(withKeyFile(text))), 'identity.session.encryptionKeyFile', /exactly 32 random bytes/);
+    expectProblem(
+      problemsOf(() => parse(withKeyFile(text))),
+      'identity.session.encryptionKeyFile',
+      /exactly 32 random bytes/,
+    );
   });
 });

@@ -25,8 +25,15 @@ function doc(databases: Record<string, any>): Record<string, any> {
 }
 
 const service = (over: Record<string, any> = {}) => ({
-  id: 'ho-tich-db', name: 'Hộ tịch (SQL)', upstream: { host: '127.0.0.1', database: 'hotich' }, credentials: { user: 'ztgate' },
-  ownerAgency: 'so-tu-phap', securityLevel: 3, classification: 'personal-data', approval, ...over,
+  id: 'ho-tich-db',
+  name: 'Hộ tịch (SQL)',
+  upstream: { host: '127.0.0.1', database: 'hotich' },
+  credentials: { user: 'ztgate' },
+  ownerAgency: 'so-tu-phap',
+  securityLevel: 3,
+  classification: 'personal-data',
+  approval,
+  ...over,
 });
 const listen = () => ({ host: '127.0.0.1', port: 0, tls: { certFile: tls.serverCert, keyFile: tls.serverKey } });
 
@@ -53,19 +60,17 @@ describe('databases configuration', () => {
     writeFileSync(join(tls.dir, 'pw'), 'x');
     const p = problems({
       listen: listen(),
-      services: [
-        service({ credentials: { user: 'z', passwordFile: '/nonexistent/pw' } }),
-        service({ id: 'ho-tich', credentials: { user: 'z', passwordFile: join(tls.dir, 'pw'), passwordEnv: 'PW' } }),
-        service({ id: 'ho-tich-db', approval: { status: 'approved' } }),
-      ],
+      services: [service({ credentials: { user: 'z', passwordFile: '/nonexistent/pw' } }), service({ id: 'ho-tich', credentials: { user: 'z', passwordFile: join(tls.dir, 'pw'), passwordEnv: 'PW' } }), service({ id: 'ho-tich-db', approval: { status: 'approved' } })],
     });
-    expect(p).toEqual(expect.arrayContaining([
-      expect.stringContaining('databases.services[0].credentials.passwordFile: /nonexistent/pw does not exist'),
-      expect.stringContaining('databases.services[1].id: "ho-tich" is also a route id'),
-      expect.stringContaining('databases.services[1].credentials: passwordFile or passwordEnv, not both'),
-      expect.stringContaining('databases.services[2].id: "ho-tich-db" is used by another database service'),
-      expect.stringContaining('databases.services[2].approval: an approved service must record approvedBy and approvedAt'),
-    ]));
+    expect(p).toEqual(
+      expect.arrayContaining([
+        expect.stringContaining('databases.services[0].credentials.passwordFile: /nonexistent/pw does not exist'),
+        expect.stringContaining('databases.services[1].id: "ho-tich" is also a route id'),
+        expect.stringContaining('databases.services[1].credentials: passwordFile or passwordEnv, not both'),
+        expect.stringContaining('databases.services[2].id: "ho-tich-db" is used by another database service'),
+        expect.stringContaining('databases.services[2].approval: an approved service must record approvedBy and approvedAt'),
+      ]),
+    );
   });
 
   it('policy rules on db: objects take statement kinds, never HTTP methods, and name configured services', async () => {
@@ -82,15 +87,9 @@ describe('databases configuration', () => {
     expect(config.databases!.services[0]!.tls).toEqual({ mode: 'verify-full', caFile: tls.serverCa });
     const p = problems({
       listen: listen(),
-      services: [
-        service({ tls: { caFile: '/nonexistent/ca.crt' } }),
-        service({ id: 'b', tls: { mode: 'require', caFile: tls.serverCa } }),
-      ],
+      services: [service({ tls: { caFile: '/nonexistent/ca.crt' } }), service({ id: 'b', tls: { mode: 'require', caFile: tls.serverCa } })],
     });
-    expect(p).toEqual(expect.arrayContaining([
-      expect.stringContaining('databases.services[0].tls.caFile: /nonexistent/ca.crt does not exist'),
-      expect.stringContaining('databases.services[1].tls.caFile: only verify-full checks the certificate'),
-    ]));
+    expect(p).toEqual(expect.arrayContaining([expect.stringContaining('databases.services[0].tls.caFile: /nonexistent/ca.crt does not exist'), expect.stringContaining('databases.services[1].tls.caFile: only verify-full checks the certificate')]));
     // libpq's prefer would fall back to plain TCP: only modes that insist on TLS exist.
     expect(problems({ listen: listen(), services: [service({ tls: { mode: 'prefer' } })] })).toEqual([expect.stringContaining('databases.services[0].tls.mode')]);
   });

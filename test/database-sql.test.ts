@@ -9,15 +9,19 @@ describe('statement classification', () => {
   it('names the kind and every table, resolving unqualified names to public and skipping CTE names', () => {
     const c = classify('WITH recent AS (SELECT id FROM ho_tich.khai_sinh) SELECT r.id, d.ten FROM recent r JOIN dia_ban d ON true');
     expect(c.kind).toBe('SELECT');
-    expect(c.tables).toEqual([{ schema: 'ho_tich', table: 'khai_sinh' }, { schema: 'public', table: 'dia_ban' }]);
+    expect(c.tables).toEqual([
+      { schema: 'ho_tich', table: 'khai_sinh' },
+      { schema: 'public', table: 'dia_ban' },
+    ]);
     expect(classify("UPDATE citizens SET ho_ten = 'x' WHERE id = 1").tables).toEqual([{ schema: 'public', table: 'citizens' }]);
-    expect(classify('INSERT INTO a.b SELECT * FROM c').tables).toEqual([{ schema: 'a', table: 'b' }, { schema: 'public', table: 'c' }]);
+    expect(classify('INSERT INTO a.b SELECT * FROM c').tables).toEqual([
+      { schema: 'a', table: 'b' },
+      { schema: 'public', table: 'c' },
+    ]);
   });
 
   it('the normalised text keeps no literal, comment or parameter value', () => {
-    expect(normalise("SELECT * FROM t WHERE cccd = '056085000001' AND n = 4.5 /* 056085000002 */ -- 056085000003\n AND b = x'ff' AND d = $$056085000004$$ AND p = $1")).toBe(
-      'SELECT * FROM t WHERE cccd = ? AND n = ? AND b = ? AND d = ? AND p = ?',
-    );
+    expect(normalise("SELECT * FROM t WHERE cccd = '056085000001' AND n = 4.5 /* 056085000002 */ -- 056085000003\n AND b = x'ff' AND d = $$056085000004$$ AND p = $1")).toBe('SELECT * FROM t WHERE cccd = ? AND n = ? AND b = ? AND d = ? AND p = ?');
   });
 
   it('a repeated statement shape is a cache lookup: values inlined or bound share one classification', () => {

@@ -34,8 +34,11 @@ beforeAll(async () => {
   cluster.sql(`SET password_encryption = 'scram-sha-256'; CREATE ROLE gw_scram LOGIN PASSWORD '${SCRAM_PASSWORD}';
     SET password_encryption = 'md5'; CREATE ROLE gw_md5 LOGIN PASSWORD '${MD5_PASSWORD}';`);
   cluster.sql('CREATE DATABASE so_lieu');
-  cluster.sql(`CREATE TABLE danh_muc (id int, ten text); INSERT INTO danh_muc VALUES (1, 'Danh mục giả lập');
-    GRANT SELECT ON danh_muc TO gw_scram, gw_md5;`, 'so_lieu');
+  cluster.sql(
+    `CREATE TABLE danh_muc (id int, ten text); INSERT INTO danh_muc VALUES (1, 'Danh mục giả lập');
+    GRANT SELECT ON danh_muc TO gw_scram, gw_md5;`,
+    'so_lieu',
+  );
   // The password hashes are what the server checks: SCRAM for one role, MD5 for the other.
   expect(cluster.sql("SELECT rolname || ' ' || left(rolpassword, 5) FROM pg_authid WHERE rolname LIKE 'gw_%' ORDER BY 1").trim().split('\n')).toEqual([expect.stringMatching(/^gw_md5 md5/), 'gw_scram SCRAM']);
 
@@ -59,26 +62,34 @@ beforeAll(async () => {
   writeFileSync(join(work, 'policy.csv'), `${policy}\n`);
   const approval = { status: 'approved', approvedBy: '056179000006', approvedAt: '2026-01-01' };
   const common = { ownerAgency: 'so-tu-phap', securityLevel: 3, classification: 'internal', approval };
-  const config = parseConfig({
-    listen: { host: '127.0.0.1', port: 0 },
-    publicUrl: 'http://127.0.0.1:1',
-    identity: { clockSkewSeconds: 30, issuers: [{ issuer: issuer.issuer, audience: TEST_AUDIENCE, algorithms: ['ES256'] }] },
-    policy: { model: join(ROOT, 'policies/model.conf'), policy: join(work, 'policy.csv') },
-    devices: { defaultMinTierBySecurityLevel: { '3': 'unknown' } },
-    routes: [],
-    databases: {
-      listen: { host: '127.0.0.1', port: 0, tls: { certFile: tls.serverCert, keyFile: tls.serverKey } },
-      upstreamConnectTimeoutMs: 5000,
-      services: [
-        ...services.map(([id, user, file, upstreamTls]) => ({
-          id, name: `${id} (synthetic)`, upstream: { host: '127.0.0.1', port: cluster.port, database: 'so_lieu' },
-          credentials: { user, passwordFile: join(work, file) }, ...common, ...(upstreamTls ? { tls: upstreamTls } : {}),
-        })),
-        // The machine's PostgreSQL does not speak TLS: a service that requires it must not fall back to plain TCP.
-        { id: 'plain-db', name: 'no TLS (synthetic)', upstream: { host: PG.host, port: PG.port, database: 'postgres' }, credentials: { user: PG.user }, ...common, tls: { mode: 'require' } },
-      ],
+  const config = parseConfig(
+    {
+      listen: { host: '127.0.0.1', port: 0 },
+      publicUrl: 'http://127.0.0.1:1',
+      identity: { clockSkewSeconds: 30, issuers: [{ issuer: issuer.issuer, audience: TEST_AUDIENCE, algorithms: ['ES256'] }] },
+      policy: { model: join(ROOT, 'policies/model.conf'), policy: join(work, 'policy.csv') },
+      devices: { defaultMinTierBySecurityLevel: { '3': 'unknown' } },
+      routes: [],
+      databases: {
+        listen: { host: '127.0.0.1', port: 0, tls: { certFile: tls.serverCert, keyFile: tls.serverKey } },
+        upstreamConnectTimeoutMs: 5000,
+        services: [
+          ...services.map(([id, user, file, upstreamTls]) => ({
+            id,
+            name: `${id} (synthetic)`,
+            upstream: { host: '127.0.0.1', port: cluster.port, database: 'so_lieu' },
+            credentials: { user, passwordFile: join(work, file) },
+            ...common,
+            ...(upstreamTls ? { tls: upstreamTls } : {}),
+          })),
+          // The machine's PostgreSQL does not speak TLS: a service that requires it must not fall back to plain TCP.
+          { id: 'plain-db', name: 'no TLS (synthetic)', upstream: { host: PG.host, port: PG.port, database: 'postgres' }, credentials: { user: PG.user }, ...common, tls: { mode: 'require' } },
+        ],
+      },
     },
-  }, 'database-upstream-test', ROOT);
+    'database-upstream-test',
+    ROOT,
+  );
   gw = await startGateway(config, {
     decisionLog: new Writable({
       write(chunk: Buffer, _enc, done) {
@@ -152,7 +163,7 @@ describe('the gateway logs in to the database with credentials only it holds', (
     }
   });
 
-  it('a wrong password: the client is told the database refused the gateway, the operator log has the database\'s words', async () => {
+  it("a wrong password: the client is told the database refused the gateway, the operator log has the database's words", async () => {
     const { err, events: evs } = await refusal('own-wrong');
     expect(err?.code).toBe('08006');
     expect(err?.message).toContain('upstream-unavailable');

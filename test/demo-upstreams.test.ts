@@ -51,11 +51,7 @@ async function sign(o: SignOptions = {}): Promise<string> {
     .sign(o.key ?? gatewayKey);
 }
 
-async function call(
-  dataset: DemoDatasetId,
-  path: string,
-  init: { token?: string; method?: string; body?: unknown } = {},
-): Promise<{ status: number; body: any }> {
+async function call(dataset: DemoDatasetId, path: string, init: { token?: string; method?: string; body?: unknown } = {}): Promise<{ status: number; body: any }> {
   const headers: Record<string, string> = {};
   if (init.token !== undefined) headers['x-ztgate-assertion'] = init.token;
   if (init.body !== undefined) headers['content-type'] = 'application/json';

@@ -55,8 +55,7 @@ interface Violation {
   readonly rule: { readonly name: string };
 }
 
-const depcruise = (...args: string[]) =>
-  spawnSync(process.execPath, [join(ROOT, 'node_modules/dependency-cruiser/bin/dependency-cruiser.mjs'), 'core', 'identity', 'policies', 'gateway', 'demo', '--config', '.dependency-cruiser.cjs', ...args], { cwd: dir, encoding: 'utf8' });
+const depcruise = (...args: string[]) => spawnSync(process.execPath, [join(ROOT, 'node_modules/dependency-cruiser/bin/dependency-cruiser.mjs'), 'core', 'identity', 'policies', 'gateway', 'demo', '--config', '.dependency-cruiser.cjs', ...args], { cwd: dir, encoding: 'utf8' });
 
 describe('the dependency rules (npm run lint:deps)', () => {
   it('report each forbidden arrow by its rule, and none of the arrows the layers allow', () => {

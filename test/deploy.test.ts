@@ -18,8 +18,14 @@ const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
 /** The instructions of the Dockerfile's last stage (the image that runs). */
 function finalStage(): { op: string; args: string }[] {
   const joined = dockerfile.replace(/\\\n\s*/g, ' ');
-  const lines = joined.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
-  const from = lines.map((l, i) => (l.startsWith('FROM ') ? i : -1)).filter((i) => i >= 0).at(-1)!;
+  const lines = joined
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'));
+  const from = lines
+    .map((l, i) => (l.startsWith('FROM ') ? i : -1))
+    .filter((i) => i >= 0)
+    .at(-1)!;
   return lines.slice(from).map((l) => ({ op: l.split(' ')[0]!, args: l.slice(l.indexOf(' ') + 1) }));
 }
 
@@ -34,7 +40,10 @@ describe('the container image (Dockerfile)', () => {
     expect(user).toBeDefined();
     expect(user).not.toMatch(/^(root|0)(:|$)/);
     expect(stage.some((i) => i.op === 'VOLUME' && i.args.includes('/data'))).toBe(true);
-    const run = stage.filter((i) => i.op === 'RUN').map((i) => i.args).join(' && ');
+    const run = stage
+      .filter((i) => i.op === 'RUN')
+      .map((i) => i.args)
+      .join(' && ');
     expect(run).toMatch(new RegExp(`chown ${user}(:${user})? /data`));
     // The demo writes under <repo>/.data: that must be the volume, not the read-only image.
     expect(run).toMatch(/ln -s \/data \/app\/\.data/);
@@ -124,7 +133,9 @@ describe('the production topology (docker-compose.yml, profile production)', () 
     const port = /^port (\d+)$/m.exec(sentinelConf)![1];
     expect(production.state.redisUrl, 'a single Redis would not follow a failover').toBeUndefined();
     expect(production.state.sentinel.masterName).toBe(monitored);
-    const sentinelServices = Object.entries(compose.services).filter(([, s]) => inProduction(s) && JSON.stringify(s.command ?? '').includes('redis-sentinel')).map(([n]) => n);
+    const sentinelServices = Object.entries(compose.services)
+      .filter(([, s]) => inProduction(s) && JSON.stringify(s.command ?? '').includes('redis-sentinel'))
+      .map(([n]) => n);
     expect([...production.state.sentinel.sentinels].sort()).toEqual(sentinelServices.map((n) => `${n}:${port}`).sort());
     const durable = new URL(production.state.durable.postgresUrl);
     expect(durable.password, 'the password comes from PGPASSFILE, not the config').toBe('');

@@ -246,4 +246,3 @@ describe('a rule locks the official, and the lock holds on a second instance sha
     expect(alert.ztgate.alert.count).toBe(2);
   });
 });
-

@@ -133,7 +133,7 @@ describe('locks hold on the management plane', () => {
     expect((await admin('/api/v1/whoami', { who: ADMIN_A })).status).toBe(200);
   });
 
-  it("a locked device is refused there, locked-device; its owner cannot lift that lock from another device (lock-self-lift), another admin can", async () => {
+  it('a locked device is refused there, locked-device; its owner cannot lift that lock from another device (lock-self-lift), another admin can', async () => {
     const first = await approved(ADMIN_A);
     expect((await lock('device', first.id)).status).toBe(201);
     const refused = await admin('/api/v1/whoami', { who: ADMIN_A, device: first });

@@ -86,8 +86,19 @@ describe('tiers and compliance', () => {
   const compliance = parseConfig(doc(), 'test', ROOT).devices.compliance;
   const now = 1_800_000_000;
   const report = (over: Partial<PostureReport> = {}): PostureReport => ({
-    issuer: 'urn:edr', deviceId: 'd', issuedAt: now, expiresAt: now + 600, jti: 'j', os: { name: 'Linux', version: '6.8' },
-    patchAgeDays: 30, diskEncrypted: true, screenLock: true, edrRunning: true, lastMalwareScan: now - 7 * 86_400, riskScore: 40, ...over,
+    issuer: 'urn:edr',
+    deviceId: 'd',
+    issuedAt: now,
+    expiresAt: now + 600,
+    jti: 'j',
+    os: { name: 'Linux', version: '6.8' },
+    patchAgeDays: 30,
+    diskEncrypted: true,
+    screenLock: true,
+    edrRunning: true,
+    lastMalwareScan: now - 7 * 86_400,
+    riskScore: 40,
+    ...over,
   });
 
   it('a report exactly at every threshold is compliant; one step beyond each fails that claim', () => {

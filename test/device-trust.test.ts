@@ -253,7 +253,13 @@ describe('refused devices, each with its own reason', () => {
       expect(event.ztgate.reasons).toEqual(['device-proof-invalid']);
     }
     const good = await createDpopProof(device, 'GET', claims.htu, token);
-    const res = await fetch(`${h.gateway.url}/ho-tich/records`, { headers: [['authorization', `Bearer ${token}`], ['dpop', good], ['dpop', good]] });
+    const res = await fetch(`${h.gateway.url}/ho-tich/records`, {
+      headers: [
+        ['authorization', `Bearer ${token}`],
+        ['dpop', good],
+        ['dpop', good],
+      ],
+    });
     expect(res.status).toBe(401);
     expect((await h.sink.forRequest(res.headers.get('x-request-id'))).ztgate.reasons).toEqual(['device-proof-invalid']);
   });
@@ -407,10 +413,7 @@ describe('posture reports', () => {
   it('attack: a report from an unknown signer, or with a key the signer never published, is refused, posture-signer-unknown', async () => {
     const device = await approvedDevice();
     const { privateKey } = await generateKeyPair('ES256');
-    const reports = [
-      await signPostureReport({ issuer: 'urn:test:rogue-edr', kid: 'edr-1', privateKey }, device.id, demoPosture(true)),
-      await signPostureReport({ ...signer, kid: 'edr-unpublished', privateKey }, device.id, demoPosture(true)),
-    ];
+    const reports = [await signPostureReport({ issuer: 'urn:test:rogue-edr', kid: 'edr-1', privateKey }, device.id, demoPosture(true)), await signPostureReport({ ...signer, kid: 'edr-unpublished', privateKey }, device.id, demoPosture(true))];
     for (const report of reports) {
       const { res, event } = await call('/echo/things', { token: await h.token(OWNER), device, posture: report });
       expect(res.status).toBe(403);

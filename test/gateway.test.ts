@@ -433,19 +433,16 @@ describe('edge hygiene', () => {
 });
 
 describe('one event per request, whatever happens to the connection', () => {
-  it.each(['application/json', 'application/x-www-form-urlencoded', 'application/octet-stream'])(
-    'an allowed upload (%s) streamed to the upstream writes exactly one event, with the client address',
-    async (contentType) => {
-      const before = h.upstreams.recording.received.length;
-      const body = contentType === 'application/json' ? JSON.stringify({ note: 'ghi chú' }) : 'a=1&b=2';
-      const { res, event } = await call('/echo/uploads', { token: await h.token(ALLOWED), method: 'POST', headers: { 'content-type': contentType }, body });
-      expect(res.status).toBe(200);
-      expect(h.upstreams.recording.received[before]!.body).toBe(body);
-      expect(event.ztgate).toMatchObject({ decision: 'allow', reasons: ['policy-allowed'] });
-      expect(event.source.ip).toBe('127.0.0.1');
-      expect(event.source.port).toBeGreaterThan(0);
-    },
-  );
+  it.each(['application/json', 'application/x-www-form-urlencoded', 'application/octet-stream'])('an allowed upload (%s) streamed to the upstream writes exactly one event, with the client address', async (contentType) => {
+    const before = h.upstreams.recording.received.length;
+    const body = contentType === 'application/json' ? JSON.stringify({ note: 'ghi chú' }) : 'a=1&b=2';
+    const { res, event } = await call('/echo/uploads', { token: await h.token(ALLOWED), method: 'POST', headers: { 'content-type': contentType }, body });
+    expect(res.status).toBe(200);
+    expect(h.upstreams.recording.received[before]!.body).toBe(body);
+    expect(event.ztgate).toMatchObject({ decision: 'allow', reasons: ['policy-allowed'] });
+    expect(event.source.ip).toBe('127.0.0.1');
+    expect(event.source.port).toBeGreaterThan(0);
+  });
 
   it('a client that gives up after the request was forwarded still leaves one event (client-aborted)', async () => {
     const before = h.upstreams.recording.received.length;

@@ -253,7 +253,7 @@ describe('attacks on sign-in', () => {
     await callbackRefused(b, callback, 'auth-state-invalid');
   });
 
-  it("a forged callback carried to another browser (login CSRF) → 400 auth-state-invalid", async () => {
+  it('a forged callback carried to another browser (login CSRF) → 400 auth-state-invalid', async () => {
     const { callback } = await toCallback();
     const victim = new Browser();
     await victim.open(`${g0}/.ztgate/auth/login`); // the victim has a sign-in of its own under way

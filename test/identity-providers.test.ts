@@ -71,7 +71,7 @@ describe('access tokens typed JWT (RFC 9068 §4): an ID token never passes as on
     expect((await present(await h.testIssuer.sign({ ...base(), client_id: 'x' }, { typ: undefined }))).event.ztgate.reasons).toEqual(['token-type-invalid']);
   });
 
-  it("a Keycloak-shaped access token (typ JWT, azp, no client_id, its typ claim Bearer) is accepted; a Keycloak ID token (typ claim ID) is not", async () => {
+  it('a Keycloak-shaped access token (typ JWT, azp, no client_id, its typ claim Bearer) is accepted; a Keycloak ID token (typ claim ID) is not', async () => {
     const at = await present(await h.testIssuer.sign({ ...base(), azp: 'app-ho-tich', typ: 'Bearer', scope: 'openid' }, { typ: 'JWT' }));
     expect(at.res.status).toBe(200);
     const id = await present(await h.testIssuer.sign({ ...base(), azp: 'app-ho-tich', typ: 'ID' }, { typ: 'JWT' }));

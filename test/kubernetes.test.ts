@@ -204,7 +204,11 @@ describe('the production topology', () => {
     expect([...allowed.keys()].sort()).toEqual([8080, 8081, 9464]);
     expect(allowed.get(8080)!.every((s) => s === 'ns:load-balancer' || s.startsWith('ip:'))).toBe(true);
     expect(allowed.get(8080)).not.toContain('ns:ops');
-    for (const p of [8081, 9464]) expect(allowed.get(p)!.every((s) => s === 'ns:ops' || s.startsWith('ip:')), String(p)).toBe(true);
+    for (const p of [8081, 9464])
+      expect(
+        allowed.get(p)!.every((s) => s === 'ns:ops' || s.startsWith('ip:')),
+        String(p),
+      ).toBe(true);
     // No address range is shared between the load balancer and the ops network.
     const ips = (p: number) => allowed.get(p)!.filter((s) => s.startsWith('ip:'));
     for (const ip of ips(8080)) expect(ips(8081)).not.toContain(ip);

@@ -106,30 +106,33 @@ beforeAll(async () => {
   b.stderr!.on('data', (c) => (bErr += c));
   await waitFor(`instance b (${bErr})`, async () => (await fetch(`${bUrl}/healthz`)).ok);
 
-  writeFileSync(join(dir, 'haproxy.cfg'), [
-    'global',
-    '  maxconn 2000',
-    'defaults',
-    '  mode http',
-    '  timeout connect 500ms',
-    '  timeout client 10s',
-    '  timeout server 10s',
-    // A request whose instance died (refused connection, connection reset before any answer) goes to
-    // another instance; haproxy retries only idempotent methods after the request was sent.
-    '  retries 3',
-    '  option redispatch 1',
-    '  retry-on conn-failure empty-response response-timeout',
-    'backend gateways',
-    '  balance roundrobin',
-    '  option httpchk GET /readyz',
-    '  default-server inter 300ms fall 2 rise 1',
-    `  server a 127.0.0.1:${aPort} check`,
-    `  server b 127.0.0.1:${bPort} check`,
-    'frontend public',
-    `  bind 127.0.0.1:${frontPort}`,
-    '  default_backend gateways',
-    '',
-  ].join('\n'));
+  writeFileSync(
+    join(dir, 'haproxy.cfg'),
+    [
+      'global',
+      '  maxconn 2000',
+      'defaults',
+      '  mode http',
+      '  timeout connect 500ms',
+      '  timeout client 10s',
+      '  timeout server 10s',
+      // A request whose instance died (refused connection, connection reset before any answer) goes to
+      // another instance; haproxy retries only idempotent methods after the request was sent.
+      '  retries 3',
+      '  option redispatch 1',
+      '  retry-on conn-failure empty-response response-timeout',
+      'backend gateways',
+      '  balance roundrobin',
+      '  option httpchk GET /readyz',
+      '  default-server inter 300ms fall 2 rise 1',
+      `  server a 127.0.0.1:${aPort} check`,
+      `  server b 127.0.0.1:${bPort} check`,
+      'frontend public',
+      `  bind 127.0.0.1:${frontPort}`,
+      '  default_backend gateways',
+      '',
+    ].join('\n'),
+  );
   haproxy = spawn(HAPROXY, ['-f', join(dir, 'haproxy.cfg'), '-db'], { stdio: ['ignore', 'ignore', 'pipe'] });
   await waitFor('haproxy', async () => (await fetch(`${front}/healthz`)).ok);
 }, 60_000);

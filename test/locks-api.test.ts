@@ -7,7 +7,11 @@ const OFFICIAL = '056085000001'; // Nguyễn Văn An, ho-tich-reader
 let h: Harness;
 beforeAll(async () => {
   // The SOC analyst's token comes from the test issuer, without acr: this suite is about locks, not assurance.
-  h = await startHarness({ configure: (doc) => { doc.admin.minAssuranceLevel = 0; } });
+  h = await startHarness({
+    configure: (doc) => {
+      doc.admin.minAssuranceLevel = 0;
+    },
+  });
 });
 afterAll(async () => {
   await h?.close();

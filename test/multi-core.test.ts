@@ -39,22 +39,32 @@ beforeAll(async () => {
   const port = await freePort();
   gatewayUrl = `http://127.0.0.1:${port}`;
   const url = await redisUrl();
-  writeFileSync(configFile, JSON.stringify({
-    listen: { host: '127.0.0.1', port },
-    publicUrl: gatewayUrl,
-    identity: { issuers: [{ issuer: issuer.issuer, audience: TEST_AUDIENCE, algorithms: ['ES256'] }] },
-    policy: { model: join(ROOT, 'policies/model.conf'), policy: join(ROOT, 'test/fixtures/gateway-policy.csv') },
-    state: { backend: 'redis', redisUrl: url, keyPrefix: prefix },
-    audit: { chain: { file: chainFile, checkpointEvery: 5 } },
-    devices: { defaultMinTierBySecurityLevel: { '3': 'unknown' } },
-    routes: [{ id: 'ho-tich', name: 'Hộ tịch', pathPrefix: '/ho-tich', upstream: `${upstream.url}/api`, ownerAgency: 'so-tu-phap', securityLevel: 3, classification: 'personal-data', approval: { status: 'approved', approvedBy: '056179000006', approvedAt: '2026-01-01' } }, { id: 'echo', name: 'Dịch vụ ghi nhận (kiểm thử)', pathPrefix: '/echo', upstream: `${upstream.url}/api`, ownerAgency: 'so-tu-phap', securityLevel: 3, classification: 'internal', approval: { status: 'approved', approvedBy: '056179000006', approvedAt: '2026-01-01' } }],
-  }));
+  writeFileSync(
+    configFile,
+    JSON.stringify({
+      listen: { host: '127.0.0.1', port },
+      publicUrl: gatewayUrl,
+      identity: { issuers: [{ issuer: issuer.issuer, audience: TEST_AUDIENCE, algorithms: ['ES256'] }] },
+      policy: { model: join(ROOT, 'policies/model.conf'), policy: join(ROOT, 'test/fixtures/gateway-policy.csv') },
+      state: { backend: 'redis', redisUrl: url, keyPrefix: prefix },
+      audit: { chain: { file: chainFile, checkpointEvery: 5 } },
+      devices: { defaultMinTierBySecurityLevel: { '3': 'unknown' } },
+      routes: [
+        { id: 'ho-tich', name: 'Hộ tịch', pathPrefix: '/ho-tich', upstream: `${upstream.url}/api`, ownerAgency: 'so-tu-phap', securityLevel: 3, classification: 'personal-data', approval: { status: 'approved', approvedBy: '056179000006', approvedAt: '2026-01-01' } },
+        { id: 'echo', name: 'Dịch vụ ghi nhận (kiểm thử)', pathPrefix: '/echo', upstream: `${upstream.url}/api`, ownerAgency: 'so-tu-phap', securityLevel: 3, classification: 'internal', approval: { status: 'approved', approvedBy: '056179000006', approvedAt: '2026-01-01' } },
+      ],
+    }),
+  );
   const now = Math.floor(Date.now() / 1000);
   token = await issuer.sign({ iss: issuer.issuer, aud: TEST_AUDIENCE, sub: AN, national_id: AN, agency: 'so-tu-phap', roles: ['ho-tich-reader'], iat: now, exp: now + 600 });
   store = await createRedisStore({ url, keyPrefix: prefix, commandTimeoutMs: 2000 });
   child = spawn(process.execPath, ['--import', 'tsx', 'gateway/cli.ts', 'start', '--config', configFile, '--workers', '2'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
   child.stderr!.on('data', (c: Buffer) => (stderr += c));
-  await waitFor(() => stderr.includes('listening on') || child.exitCode !== null, 30_000, () => `gateway did not start: ${stderr}`);
+  await waitFor(
+    () => stderr.includes('listening on') || child.exitCode !== null,
+    30_000,
+    () => `gateway did not start: ${stderr}`,
+  );
   if (child.exitCode !== null) throw new Error(`gateway exited: ${stderr}`);
 }, 40_000);
 
@@ -125,11 +135,19 @@ const chainEvents = (): Array<Record<string, unknown>> =>
   ['chain.worker-1.log', 'chain.worker-2.log'].flatMap((name) => {
     const file = join(dir, 'audit', name);
     if (!existsSync(file)) return [];
-    return readFileSync(file, 'utf8').split('\n').filter((l) => l.includes('"type":"event"')).map((l) => (JSON.parse(l) as { event: Record<string, unknown> }).event);
+    return readFileSync(file, 'utf8')
+      .split('\n')
+      .filter((l) => l.includes('"type":"event"'))
+      .map((l) => (JSON.parse(l) as { event: Record<string, unknown> }).event);
   });
 const eventOf = (requestId: string) => chainEvents().find((e) => (e.http as { request?: { id?: string } } | undefined)?.request?.id === requestId);
 
-const eventsIn = (file: string) => (existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter((l) => l.includes('"type":"event"')).length : 0);
+const eventsIn = (file: string) =>
+  existsSync(file)
+    ? readFileSync(file, 'utf8')
+        .split('\n')
+        .filter((l) => l.includes('"type":"event"')).length
+    : 0;
 
 describe('multi-core mode: workers on one port, state in Redis, one hash chain per worker', () => {
   it('every worker serves the port, each writes its own chain, and all sign with one key', async () => {
@@ -139,7 +157,11 @@ describe('multi-core mode: workers on one port, state in Redis, one hash chain p
     const received = upstream.received.slice(before);
     // The upstream fetched the JWKS once, from whichever worker answered: every assertion verifies.
     expect(received.filter((r) => r.assertion === null).map((r) => r.assertionError)).toEqual([]);
-    await waitFor(() => eventsIn(join(dir, 'audit', 'chain.worker-1.log')) > 0 && eventsIn(join(dir, 'audit', 'chain.worker-2.log')) > 0, 5000, () => 'both workers should have written events to their own chains');
+    await waitFor(
+      () => eventsIn(join(dir, 'audit', 'chain.worker-1.log')) > 0 && eventsIn(join(dir, 'audit', 'chain.worker-2.log')) > 0,
+      5000,
+      () => 'both workers should have written events to their own chains',
+    );
     expect(existsSync(chainFile)).toBe(false);
   });
 
@@ -186,10 +208,21 @@ describe('multi-core mode: workers on one port, state in Redis, one hash chain p
       // gateway drops one of them first.
       await Promise.race([stopping, ...held.map((h) => h.closed)]);
       const answers = await Promise.all(held.map((h) => h.finish()));
-      expect(answers.map((a) => a.status), answers.map((a) => a.text || '(closed without an answer)').join('\n')).toEqual([200, 200, 200, 200]);
-      await waitFor(() => answers.every((a) => eventOf(a.requestId!)), 10_000, () => 'each held request should have its decision event');
+      expect(
+        answers.map((a) => a.status),
+        answers.map((a) => a.text || '(closed without an answer)').join('\n'),
+      ).toEqual([200, 200, 200, 200]);
+      await waitFor(
+        () => answers.every((a) => eventOf(a.requestId!)),
+        10_000,
+        () => 'each held request should have its decision event',
+      );
       for (const a of answers) expect(eventOf(a.requestId!)).toMatchObject({ ztgate: { decision: 'allow' }, http: { response: { status_code: 200 } } });
-      await waitFor(() => stderr.includes('worker 2 restarted'), 30_000, () => `rolling restart did not finish: ${stderr}`);
+      await waitFor(
+        () => stderr.includes('worker 2 restarted'),
+        30_000,
+        () => `rolling restart did not finish: ${stderr}`,
+      );
     } finally {
       running = false;
       await load;

@@ -113,7 +113,11 @@ async function startJwksServer(): Promise<{ url: string; server: Server; stop():
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     server,
-    stop: () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }),
+    stop: () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
   };
 }
 

@@ -44,7 +44,11 @@ async function startOtlpReceiver(): Promise<{ url: string; spans: ReceivedSpan[]
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/traces`,
     spans,
     resources,
-    close: () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }),
+    close: () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
   };
 }
 
@@ -194,7 +198,10 @@ describe('a collector that refuses spans', () => {
   });
   afterAll(async () => {
     await h?.close();
-    await new Promise<void>((r) => { collector.closeAllConnections(); collector.close(() => r()); });
+    await new Promise<void>((r) => {
+      collector.closeAllConnections();
+      collector.close(() => r());
+    });
   });
 
   it('is one operator log line while it refuses, and one when it accepts again', async () => {

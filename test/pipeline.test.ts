@@ -91,7 +91,10 @@ describe('the order of the steps', () => {
   });
 
   it('an unknown or unapproved service is refused before anyone is authenticated', async () => {
-    for (const [url, reason] of [['/nowhere/x', 'route-not-found'], ['/cong-thuong/x', 'route-not-approved']] as const) {
+    for (const [url, reason] of [
+      ['/nowhere/x', 'route-not-found'],
+      ['/cong-thuong/x', 'route-not-approved'],
+    ] as const) {
       const calls: string[] = [];
       const req = request('GET', url, await bearer(OFFICIAL));
       expect((await refusalOf(() => recordingPipeline(calls)(req, {} as never))).reason).toBe(reason);

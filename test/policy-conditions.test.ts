@@ -205,7 +205,10 @@ describe('a bad conditions file is refused naming file and line; nothing loads',
     );
     expect(err).toBeInstanceOf(PolicyError);
     const problems = (err as PolicyError).problems;
-    expect(problems.some((p) => p.startsWith(`conditions.yaml:${line}: `) && expected.test(p)), problems.join('\n')).toBe(true);
+    expect(
+      problems.some((p) => p.startsWith(`conditions.yaml:${line}: `) && expected.test(p)),
+      problems.join('\n'),
+    ).toBe(true);
   });
 });
 
@@ -221,7 +224,10 @@ describe('ztgate policy lint', () => {
       'lint-test',
       ROOT,
     );
-  const cfg = config([['ho-tich', 'personal-data'], ['bi-mat', 'mat']]);
+  const cfg = config([
+    ['ho-tich', 'personal-data'],
+    ['bi-mat', 'mat'],
+  ]);
   const lint = (policy: string, conditions: string | null = 'roles: [reader, editor, boss]\nagencies: [so-a]\ncommunes: [xa-b]\n') => lintPolicy(cfg, { model: MODEL, policy, conditions }, NAMES);
 
   it('the demo policy is clean, its masks included, over the demo data', async () => {
@@ -233,10 +239,15 @@ describe('ztgate policy lint', () => {
     const dir = mkdtempSync(join(tmpdir(), 'ztgate-samples-'));
     afterAll(() => rmSync(dir, { recursive: true, force: true }));
     // Synthetic: a health insurance card number ends with the last 10 digits of the national ID.
-    writeFileSync(join(dir, 'ho-tich.json'), JSON.stringify({ records: [
-      { id: 'R1', soDinhDanh: '056185976201', soTheBHYT: 'GD4566185976201', nguoiThan: { soDinhDanh: '056090000123', ghiChu: 'CCCD 056090000123' } },
-      { id: 'R2', soDinhDanh: '056094948878', soTheBHYT: 'GD4566094948878', ngaySinh: '1994-01-01' },
-    ] }));
+    writeFileSync(
+      join(dir, 'ho-tich.json'),
+      JSON.stringify({
+        records: [
+          { id: 'R1', soDinhDanh: '056185976201', soTheBHYT: 'GD4566185976201', nguoiThan: { soDinhDanh: '056090000123', ghiChu: 'CCCD 056090000123' } },
+          { id: 'R2', soDinhDanh: '056094948878', soTheBHYT: 'GD4566094948878', ngaySinh: '1994-01-01' },
+        ],
+      }),
+    );
     const conditions = (fields: string) => `roles: [reader]\nconditions:\n  - name: che\n    when: { routes: [ho-tich] }\n    obligations: { maskFields: [${fields}] }\n`;
     const lintMasks = (fields: string) => lintPolicy(cfg, { model: MODEL, policy: 'p, reader, *, ho-tich, /records, GET, allow\n', conditions: conditions(fields) }, NAMES, { samplesDir: dir });
 
@@ -255,12 +266,9 @@ describe('ztgate policy lint', () => {
   it('reports every problem in one run: a syntax error does not hide the catalogue errors of other lines', async () => {
     const findings = await lint('p, reader, *, ho-tich, records, GET, allow\np, writer, *, ho-tich, /records, GET, allow\np, reader, so-zz, nope, /x, GET, allow\n');
     const at = findings.map((f) => `${f.at} ${f.message}`);
-    expect(at).toEqual(expect.arrayContaining([
-      expect.stringMatching(/^policy\.csv:1 .*path "records"/),
-      expect.stringMatching(/^policy\.csv:2 role "writer" is not in the roles catalogue/),
-      expect.stringMatching(/^policy\.csv:3 service "nope" is not a configured route/),
-      expect.stringMatching(/^policy\.csv:3 agency "so-zz"/),
-    ]));
+    expect(at).toEqual(
+      expect.arrayContaining([expect.stringMatching(/^policy\.csv:1 .*path "records"/), expect.stringMatching(/^policy\.csv:2 role "writer" is not in the roles catalogue/), expect.stringMatching(/^policy\.csv:3 service "nope" is not a configured route/), expect.stringMatching(/^policy\.csv:3 agency "so-zz"/)]),
+    );
   });
 
   const cases: [string, string, string, RegExp][] = [
@@ -274,7 +282,10 @@ describe('ztgate policy lint', () => {
   ];
   it.each(cases)('finds %s, with file:line', async (_what, policy, at, message) => {
     const findings = await lint(policy);
-    expect(findings.some((f) => f.level === 'error' && f.at === at && message.test(f.message)), JSON.stringify(findings)).toBe(true);
+    expect(
+      findings.some((f) => f.level === 'error' && f.at === at && message.test(f.message)),
+      JSON.stringify(findings),
+    ).toBe(true);
   });
 
   it('warns about an allow rule an earlier allow rule covers', async () => {
@@ -320,11 +331,7 @@ describe('ztgate policy test (the demo table runs in CI)', () => {
     it('passing table and clean lint exit 0; a wrong expectation exits 1 naming the case', async () => {
       const wrong = join(tmp, 'wrong.test.yaml');
       writeFileSync(wrong, readFileSync(join(ROOT, 'policies/demo-policy.test.yaml'), 'utf8').replace('expect: { decision: deny, reason: policy-no-match }', 'expect: { decision: allow }'));
-      const [ok, lint, failing] = await Promise.all([
-        cli(['policy', 'test', '--config', 'demo/ztgate.demo.yaml']),
-        cli(['policy', 'lint', '--config', 'demo/ztgate.demo.yaml']),
-        cli(['policy', 'test', '--config', 'demo/ztgate.demo.yaml', '--cases', wrong]),
-      ]);
+      const [ok, lint, failing] = await Promise.all([cli(['policy', 'test', '--config', 'demo/ztgate.demo.yaml']), cli(['policy', 'lint', '--config', 'demo/ztgate.demo.yaml']), cli(['policy', 'test', '--config', 'demo/ztgate.demo.yaml', '--cases', wrong])]);
       expect(ok.code, ok.stderr).toBe(0);
       expect(ok.stdout).toMatch(/đạt \/ passed/);
       expect(lint.code, lint.stderr).toBe(0);

@@ -80,10 +80,7 @@ describe('the indexed engine decides exactly as plain Casbin', () => {
 
   it('role inheritance deeper than Casbin’s 10 levels is cut where Casbin cuts it', async () => {
     const chain = Array.from({ length: 14 }, (_, i) => `role-${i}`);
-    const csv = [
-      ...chain.map((r) => `p, ${r}, *, a, /${r}, GET, allow`),
-      ...chain.slice(1).map((r, i) => `g, ${chain[i]}, ${r}`),
-    ].join('\n');
+    const csv = [...chain.map((r) => `p, ${r}, *, a, /${r}, GET, allow`), ...chain.slice(1).map((r, i) => `g, ${chain[i]}, ${r}`)].join('\n');
     const engine = await engineFor(csv, ['a']);
     for (const target of chain) {
       const p = who('056085000001', null, ['role-0']);
@@ -96,17 +93,7 @@ describe('the indexed engine decides exactly as plain Casbin', () => {
   });
 
   it('hand-picked edge cases: dots, trailing slashes, wildcards in the first segment, route *, cycles', async () => {
-    const csv = [
-      'p, r1, *, a, /v1.0/records/:id, GET, allow',
-      'p, r1, *, a, /records, GET, allow',
-      'p, r1, *, a, /:kind/list, GET, allow',
-      'p, r1, dom1, *, /*, POST, allow',
-      'p, r2, *, *, /records/*, *, deny',
-      'p, *, *, a, /, HEAD, allow',
-      'p, r2, *, a, /records/:id, GET, allow',
-      'g, r1, r2',
-      'g, r2, r1',
-    ].join('\n');
+    const csv = ['p, r1, *, a, /v1.0/records/:id, GET, allow', 'p, r1, *, a, /records, GET, allow', 'p, r1, *, a, /:kind/list, GET, allow', 'p, r1, dom1, *, /*, POST, allow', 'p, r2, *, *, /records/*, *, deny', 'p, *, *, a, /, HEAD, allow', 'p, r2, *, a, /records/:id, GET, allow', 'g, r1, r2', 'g, r2, r1'].join('\n');
     const engine = await engineFor(csv, ['a', 'b']);
     const rng = createPrng(7);
     const paths = ['/', '', '/v1.0/records/1', '/v1x0/records/1', '/records', '/records/', '/records/1', '/records/1/x', '/x/list', '/list', '/a/b/list', 'records', '//records'];

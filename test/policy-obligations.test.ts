@@ -56,8 +56,7 @@ let sink: EventSink;
 let redis: Redis;
 const prefix = `ztgate-test-${randomBytes(6).toString('hex')}:`;
 const tmp = mkdtempSync(join(tmpdir(), 'ztgate-obligations-'));
-const records = (n: number, commune: string) =>
-  Array.from({ length: n }, (_, i) => ({ id: `R-${i}`, noiDangKy: commune, soDinhDanh: `05622499${String(1000 + i)}`, hoTen: 'Giả Lập' }));
+const records = (n: number, commune: string) => Array.from({ length: n }, (_, i) => ({ id: `R-${i}`, noiDangKy: commune, soDinhDanh: `05622499${String(1000 + i)}`, hoTen: 'Giả Lập' }));
 
 async function listen(server: Server): Promise<string> {
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));

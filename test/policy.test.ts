@@ -78,10 +78,7 @@ const demoRows: Row[] = [
 ];
 
 // The demo policy plus a second civil-status role and a rule for one person.
-const EXTRA = [
-  'p, ho-tich-editor, *, ho-tich, /records/:id/notes, POST, allow',
-  'p, 056080000005, so-tu-phap, ho-tich, /records/:id, GET, allow',
-];
+const EXTRA = ['p, ho-tich-editor, *, ho-tich, /records/:id/notes, POST, allow', 'p, 056080000005, so-tu-phap, ho-tich, /records/:id, GET, allow'];
 const R2 = { editorNotes: `p, ${EXTRA[0]!.slice(3)}`, person: `p, ${EXTRA[1]!.slice(3)}` };
 
 const extendedRows: Row[] = [
@@ -189,13 +186,7 @@ describe('a bad policy file is refused, naming file and line', () => {
   });
 
   it('reports every problem of the file together, and each problem of one line', async () => {
-    const file = writeTmp([
-      'p, ho-tich-reader, *, ho-tich, /records, GET|HEAD, allow',
-      'p, ho-tich-reader, *, thue, /records, GET, allow',
-      'x, whatever',
-      'p, ho-tich-reader, *, ho-tich, records, FETCH, maybe',
-      'g, only-one',
-    ].join('\n'));
+    const file = writeTmp(['p, ho-tich-reader, *, ho-tich, /records, GET|HEAD, allow', 'p, ho-tich-reader, *, thue, /records, GET, allow', 'x, whatever', 'p, ho-tich-reader, *, ho-tich, records, FETCH, maybe', 'g, only-one'].join('\n'));
     const problems = await policyProblems(file);
     expect(problems).toEqual([
       expect.stringMatching(new RegExp(`^${file}:2: service "thue"`)),

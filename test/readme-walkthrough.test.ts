@@ -38,10 +38,11 @@ interface Step {
 function shellWords(line: string, vars: Record<string, string>): { words: string[]; comment: string } {
   const words: string[] = [];
   let word: string | null = null;
-  const expand = (s: string) => s.replace(/\$([A-Z_][A-Z0-9_]*)/g, (_m, v: string) => {
-    if (!(v in vars)) throw new Error(`$${v} is not set`);
-    return vars[v]!;
-  });
+  const expand = (s: string) =>
+    s.replace(/\$([A-Z_][A-Z0-9_]*)/g, (_m, v: string) => {
+      if (!(v in vars)) throw new Error(`$${v} is not set`);
+      return vars[v]!;
+    });
   let i = 0;
   for (; i < line.length; i++) {
     const c = line[i]!;

@@ -45,9 +45,7 @@ async function failoverUnderTraffic(h: IdentityHarness, kill: () => Promise<void
 
   const outcomes: Outcome[] = [];
   const one = async (what: Outcome['what'], gateway: string): Promise<Outcome> => {
-    const res =
-      what === 'session' ? await browser.request(`${gateway}/echo/x`)
-      : await fetch(`${gateway}/echo/${what === 'v2' ? 'secret' : 'x'}`, { headers: { authorization: `Bearer ${what === 'v2' ? anToken : cuongToken}` } });
+    const res = what === 'session' ? await browser.request(`${gateway}/echo/x`) : await fetch(`${gateway}/echo/${what === 'v2' ? 'secret' : 'x'}`, { headers: { authorization: `Bearer ${what === 'v2' ? anToken : cuongToken}` } });
     await res.arrayBuffer();
     const o = { what, status: res.status, id: res.headers.get('x-request-id')! };
     outcomes.push(o);
@@ -61,7 +59,7 @@ async function failoverUnderTraffic(h: IdentityHarness, kill: () => Promise<void
   const correct = (o: Outcome) => (o.what === 'session' ? o.status === 200 : o.status === 403);
 
   const first = await round();
-  expect(first.map((o) => [o.what, o.status])).toEqual(first.map((o) => [o.what, o.what === "session" ? 200 : 403]));
+  expect(first.map((o) => [o.what, o.status])).toEqual(first.map((o) => [o.what, o.what === 'session' ? 200 : 403]));
   const traffic = (async () => {
     for (let i = 0; i < 5; i++) await round();
   })();

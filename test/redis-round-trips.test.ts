@@ -99,7 +99,13 @@ const ofRequest = (c: readonly string[]) => c[0]!.toUpperCase() === 'MGET' || c.
 /** The request's writes to Redis, each as its commands in alphabetical order: `GET+MGET+SET`. */
 const commands = (writes: readonly string[]) =>
   writes
-    .map((w) => parseCommands(w).filter(ofRequest).map((c) => c[0]!.toUpperCase()).sort().join('+'))
+    .map((w) =>
+      parseCommands(w)
+        .filter(ofRequest)
+        .map((c) => c[0]!.toUpperCase())
+        .sort()
+        .join('+'),
+    )
     .filter((w) => w !== '');
 
 async function quietRequest(url: string, headers: () => Promise<Record<string, string>>) {

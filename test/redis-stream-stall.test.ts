@@ -111,10 +111,14 @@ describe('Redis-stream SOC sink after a Redis stall', () => {
     const after = await call(token);
 
     // Everything written during the stall and after it arrives, without restarting Redis.
-    await until('the events of the stall in the stream', async () => {
-      const ids = await streamIds();
-      return [...during, after].every((id) => ids.has(id));
-    }, 8000);
+    await until(
+      'the events of the stall in the stream',
+      async () => {
+        const ids = await streamIds();
+        return [...during, after].every((id) => ids.has(id));
+      },
+      8000,
+    );
     // Once delivery works again the sink stays on its one connection: no reconnect loop.
     await new Promise((r) => setTimeout(r, 1500));
     const storm = (await connectionsReceived(reader)) - connectionsAtResume;

@@ -51,7 +51,16 @@ describe('a roster of 100,000 officials', () => {
 describe('the roster kept compact', () => {
   it('CSV rows without quotes and rows with them parse alike, with their line numbers', () => {
     const csv = 'a,b\r\n\n1,2\n"x, ""y""",3\n"multi\nline",4\n5,6\n';
-    expect(parseCsv(csv)).toEqual({ rows: [['a', 'b'], ['1', '2'], ['x, "y"', '3'], ['multi\nline', '4'], ['5', '6']], lines: [1, 3, 4, 5, 7] });
+    expect(parseCsv(csv)).toEqual({
+      rows: [
+        ['a', 'b'],
+        ['1', '2'],
+        ['x, "y"', '3'],
+        ['multi\nline', '4'],
+        ['5', '6'],
+      ],
+      lines: [1, 3, 4, 5, 7],
+    });
   });
 
   const entry: RosterEntry = { nationalId: '056085000001', name: 'Nguyễn Thị Ánh 🌸 (giả lập)', agency: 'so-tu-phap', unit: 'Phòng Hộ tịch', position: 'Chuyên viên', roles: ['ho-tich-reader', 'b'], clearance: 'toi-mat', status: 'active' };

@@ -24,7 +24,10 @@ function problemsOf(state: Record<string, unknown>): readonly string[] {
 describe('state configuration', () => {
   it('Sentinel and Cluster are parsed into host and port; the durable store gets its default timeout', () => {
     const s = parseConfig(doc({ backend: 'redis', sentinel: { masterName: 'ztgate', sentinels: ['10.0.0.11:26379', '[::1]:26380'] }, durable: { postgresUrl: 'postgres://ztgate@db/ztgate' } }), 't', '/').state;
-    expect(s.sentinel!.sentinels).toEqual([{ host: '10.0.0.11', port: 26379 }, { host: '::1', port: 26380 }]);
+    expect(s.sentinel!.sentinels).toEqual([
+      { host: '10.0.0.11', port: 26379 },
+      { host: '::1', port: 26380 },
+    ]);
     expect(s.durable).toEqual({ postgresUrl: 'postgres://ztgate@db/ztgate', timeoutMs: 3000 });
     expect(s.checkIntervalMs).toBe(500);
     const c = parseConfig(doc({ backend: 'redis', cluster: { nodes: ['10.0.0.21:6379'] }, keyPrefix: '{ztgate}:' }), 't', '/').state;

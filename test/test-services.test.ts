@@ -14,7 +14,10 @@ describe('test services', () => {
     const port = (server.address() as { port: number }).port;
     await new Promise((resolve) => server.close(resolve));
     const url = `redis://127.0.0.1:${port}`;
-    const err = await findRedis(url, { containers: false }).then(() => null, (e: Error) => e);
+    const err = await findRedis(url, { containers: false }).then(
+      () => null,
+      (e: Error) => e,
+    );
     expect(err?.message).toMatch(new RegExp(`^Redis is not reachable at ${url.replaceAll('.', '\\.')} \\(ECONNREFUSED\\)`));
     expect(err?.message).toContain('redis-server --daemonize yes');
     expect(err?.message).toContain('REDIS_URL');

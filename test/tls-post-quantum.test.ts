@@ -94,7 +94,11 @@ describe('post-quantum TLS key exchange (X25519MLKEM768) by default', () => {
         socket.write(`GET /.well-known/jwks.json HTTP/1.1\r\nhost: ${hostname}\r\nconnection: close\r\n\r\n`);
       });
       let text = '';
-      socket.setEncoding('utf8').on('data', (d: string) => (text += d)).on('end', () => resolve(text)).on('error', reject);
+      socket
+        .setEncoding('utf8')
+        .on('data', (d: string) => (text += d))
+        .on('end', () => resolve(text))
+        .on('error', reject);
     });
     expect(body).toMatch(/^HTTP\/1\.1 200/);
     expect(body).toContain('"keys"');

@@ -15,7 +15,6 @@ export const ACCESS_USAGE = `  ztgate access request --gateway URL --route ID --
                                   truy cập theo yêu cầu và khẩn cấp (token: --token hoặc ZTGATE_TOKEN) / just-in-time access and break-glass
 `;
 
-
 interface Io {
   readonly out: { write(s: string): unknown };
   readonly err: { write(s: string): unknown };

@@ -69,14 +69,7 @@ export interface ActiveGrant {
   readonly confirmed: boolean;
 }
 
-export type AccessErrorCode =
-  | 'ERR_ACCESS_INPUT'
-  | 'ERR_ACCESS_NOT_FOUND'
-  | 'ERR_ACCESS_STATE'
-  | 'ERR_ACCESS_SELF_APPROVAL'
-  | 'ERR_ACCESS_NOT_REVIEWER'
-  | 'ERR_BREAK_GLASS_NOT_ELIGIBLE'
-  | 'ERR_GRANT_NOT_UNLOCKABLE';
+export type AccessErrorCode = 'ERR_ACCESS_INPUT' | 'ERR_ACCESS_NOT_FOUND' | 'ERR_ACCESS_STATE' | 'ERR_ACCESS_SELF_APPROVAL' | 'ERR_ACCESS_NOT_REVIEWER' | 'ERR_BREAK_GLASS_NOT_ELIGIBLE' | 'ERR_GRANT_NOT_UNLOCKABLE';
 
 export class AccessError extends CodedError {
   constructor(
@@ -354,26 +347,47 @@ export function createAccessService(deps: AccessServiceDeps) {
 
   const deny = (p: Principal, id: string, reason: unknown) => {
     const why = text(reason, 'reason', 3, 500, 'cần nêu lý do từ chối / a reason is required');
-    return end(id, p.nationalId, why, (r) => {
-      requireState(r, 'pending', 'access-request');
-      if (p.nationalId === r.requester.nationalId) throw new AccessError('ERR_ACCESS_STATE', 'Người yêu cầu hủy yêu cầu, không từ chối / the requester cancels, not denies');
-      if (!reviews(p, r)) throw new AccessError('ERR_ACCESS_NOT_REVIEWER', `Chỉ người duyệt của cơ quan chủ quản ${r.ownerAgency} được từ chối / only approvers of ${r.ownerAgency} deny this request`);
-    }, 'denied', 'denied');
+    return end(
+      id,
+      p.nationalId,
+      why,
+      (r) => {
+        requireState(r, 'pending', 'access-request');
+        if (p.nationalId === r.requester.nationalId) throw new AccessError('ERR_ACCESS_STATE', 'Người yêu cầu hủy yêu cầu, không từ chối / the requester cancels, not denies');
+        if (!reviews(p, r)) throw new AccessError('ERR_ACCESS_NOT_REVIEWER', `Chỉ người duyệt của cơ quan chủ quản ${r.ownerAgency} được từ chối / only approvers of ${r.ownerAgency} deny this request`);
+      },
+      'denied',
+      'denied',
+    );
   };
 
   const cancel = (p: Principal, id: string) =>
-    end(id, p.nationalId, 'người yêu cầu hủy / cancelled by the requester', (r) => {
-      if (r.requester.nationalId !== p.nationalId) throw new AccessError('ERR_ACCESS_NOT_FOUND', `không có yêu cầu ${id} của bạn / no request ${id} of yours`);
-      // A pending request is withdrawn; an active grant ends early.
-      if (!LIVE_STATES.includes(r.state)) throw new AccessError('ERR_ACCESS_STATE', `Yêu cầu đã kết thúc (${r.state}) / the request already ended (${r.state})`);
-    }, 'cancelled', 'cancelled');
+    end(
+      id,
+      p.nationalId,
+      'người yêu cầu hủy / cancelled by the requester',
+      (r) => {
+        if (r.requester.nationalId !== p.nationalId) throw new AccessError('ERR_ACCESS_NOT_FOUND', `không có yêu cầu ${id} của bạn / no request ${id} of yours`);
+        // A pending request is withdrawn; an active grant ends early.
+        if (!LIVE_STATES.includes(r.state)) throw new AccessError('ERR_ACCESS_STATE', `Yêu cầu đã kết thúc (${r.state}) / the request already ended (${r.state})`);
+      },
+      'cancelled',
+      'cancelled',
+    );
 
   /** An admin or the SOC ends a live grant or request at once. */
   const revoke = (by: string, id: string, reason: unknown) => {
     const why = text(reason, 'reason', 3, 500, 'cần nêu lý do thu hồi / a reason is required');
-    return end(id, by, why, (r) => {
-      if (!LIVE_STATES.includes(r.state)) throw new AccessError('ERR_ACCESS_STATE', `Yêu cầu đã kết thúc (${r.state}) / the request already ended (${r.state})`);
-    }, 'revoked', 'revoked');
+    return end(
+      id,
+      by,
+      why,
+      (r) => {
+        if (!LIVE_STATES.includes(r.state)) throw new AccessError('ERR_ACCESS_STATE', `Yêu cầu đã kết thúc (${r.state}) / the request already ended (${r.state})`);
+      },
+      'revoked',
+      'revoked',
+    );
   };
 
   function eligible(p: Principal): boolean {
@@ -485,10 +499,7 @@ export function createAccessService(deps: AccessServiceDeps) {
         await store.srem(LIVE, id);
         continue;
       }
-      const due =
-        r.state === 'pending' ? Date.parse(r.createdAt) + config.pendingMaxMinutes * 60_000 <= t
-        : r.kind === 'break-glass' && r.confirmedBy === null ? Date.parse(r.confirmBy!) <= t
-        : r.state === 'active' && Date.parse(r.expiresAt!) <= t;
+      const due = r.state === 'pending' ? Date.parse(r.createdAt) + config.pendingMaxMinutes * 60_000 <= t : r.kind === 'break-glass' && r.confirmedBy === null ? Date.parse(r.confirmBy!) <= t : r.state === 'active' && Date.parse(r.expiresAt!) <= t;
       if (!due) continue;
       // Only the instance that takes the mutex reports it; the grant key's TTL has already ended the access.
       if (!(await store.set(mutexKey(id), '1', { ttlMs: 5000, ifAbsent: true }))) continue;

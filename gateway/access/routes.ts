@@ -144,12 +144,30 @@ export function registerAccessRoutes(app: FastifyInstance, access: AccessService
         throw accessFailure(err);
       }
     });
-    scope.post(`${ACCESS_PATH_PREFIX}/requests`, step('create', (p, b) => access.create(p, { route: b.route, role: b.role, purpose: b.purpose, caseRef: b.caseRef, durationSeconds: b.durationSeconds })));
-    scope.post(`${ACCESS_PATH_PREFIX}/requests/:id/approve`, step('approve', (p, b, id) => access.approve(p, id, b.note)));
-    scope.post(`${ACCESS_PATH_PREFIX}/requests/:id/deny`, step('deny', (p, b, id) => access.deny(p, id, b.reason)));
-    scope.post(`${ACCESS_PATH_PREFIX}/requests/:id/cancel`, step('cancel', (p, _b, id) => access.cancel(p, id)));
-    scope.post(`${ACCESS_PATH_PREFIX}/break-glass`, step('break-glass', (p, b) => access.openBreakGlass(p, { route: b.route, role: b.role, reason: b.reason, durationSeconds: b.durationSeconds })));
-    scope.post(`${ACCESS_PATH_PREFIX}/break-glass/:id/confirm`, step('confirm', (p, _b, id) => access.confirm(p, id)));
+    scope.post(
+      `${ACCESS_PATH_PREFIX}/requests`,
+      step('create', (p, b) => access.create(p, { route: b.route, role: b.role, purpose: b.purpose, caseRef: b.caseRef, durationSeconds: b.durationSeconds })),
+    );
+    scope.post(
+      `${ACCESS_PATH_PREFIX}/requests/:id/approve`,
+      step('approve', (p, b, id) => access.approve(p, id, b.note)),
+    );
+    scope.post(
+      `${ACCESS_PATH_PREFIX}/requests/:id/deny`,
+      step('deny', (p, b, id) => access.deny(p, id, b.reason)),
+    );
+    scope.post(
+      `${ACCESS_PATH_PREFIX}/requests/:id/cancel`,
+      step('cancel', (p, _b, id) => access.cancel(p, id)),
+    );
+    scope.post(
+      `${ACCESS_PATH_PREFIX}/break-glass`,
+      step('break-glass', (p, b) => access.openBreakGlass(p, { route: b.route, role: b.role, reason: b.reason, durationSeconds: b.durationSeconds })),
+    );
+    scope.post(
+      `${ACCESS_PATH_PREFIX}/break-glass/:id/confirm`,
+      step('confirm', (p, _b, id) => access.confirm(p, id)),
+    );
 
     scope.get(ACCESS_PATH_PREFIX, async (request, reply) => {
       request.zt.access = { operation: 'page' };
@@ -159,12 +177,7 @@ export function registerAccessRoutes(app: FastifyInstance, access: AccessService
       } catch (err) {
         throw accessFailure(err);
       }
-      return reply
-        .type('text/html; charset=utf-8')
-        .header('cache-control', 'no-store')
-        .header('content-security-policy', "default-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
-        .header('x-content-type-options', 'nosniff')
-        .send(renderPage(request.zt.principal!, view));
+      return reply.type('text/html; charset=utf-8').header('cache-control', 'no-store').header('content-security-policy', "default-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'").header('x-content-type-options', 'nosniff').send(renderPage(request.zt.principal!, view));
     });
   });
 }
@@ -174,8 +187,7 @@ function row(r: AccessRecord, actions: string): string {
   return `<tr><td>${kind}</td><td>${esc(r.routeId)}</td><td>${esc(r.role)}</td><td>${esc(r.purpose)}${r.caseRef ? `<br>Số hồ sơ: ${esc(r.caseRef)}` : ''}</td><td>${esc(r.requester.nationalId)}</td><td data-state="${esc(r.state)}">${esc(STATE_LABELS[r.state])}${r.state === 'pending' ? ` (${r.approvals.length}/${r.requiredApprovals} phê duyệt)` : ''}${r.kind === 'break-glass' && r.state === 'active' && !r.confirmedBy ? `<br>Cần xác nhận trước ${esc(vnTime(r.confirmBy))}` : ''}</td><td>${esc(vnTime(r.expiresAt))}</td><td>${actions}</td></tr>`;
 }
 
-const table = (rows: string[]) =>
-  rows.length === 0 ? '<p>Không có / none.</p>' : `<table><thead><tr><th>Loại</th><th>Dịch vụ</th><th>Vai trò</th><th>Mục đích</th><th>Người yêu cầu</th><th>Trạng thái</th><th>Hết hạn</th><th></th></tr></thead><tbody>${rows.join('')}</tbody></table>`;
+const table = (rows: string[]) => (rows.length === 0 ? '<p>Không có / none.</p>' : `<table><thead><tr><th>Loại</th><th>Dịch vụ</th><th>Vai trò</th><th>Mục đích</th><th>Người yêu cầu</th><th>Trạng thái</th><th>Hết hạn</th><th></th></tr></thead><tbody>${rows.join('')}</tbody></table>`);
 
 const form = (action: string, fields: string, button: string) => `<form method="post" action="${action}">${fields}<button type="submit">${button}</button></form>`;
 

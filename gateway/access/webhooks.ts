@@ -87,10 +87,11 @@ export function createAccessWebhooks(config: AccessConfig, log: Pick<Logger, 'wa
       if (result !== 'ok') log.error({ route: record.routeId, step, result }, 'access webhook notification could not be spooled');
       else sink.notify();
     },
-    status: () => [...sinks.entries()].map(([route, s]) => {
-      const st = s.status();
-      return { route, backlogBytes: st.backlogBytes, delivered: st.delivered, lastError: st.lastError, dropped: st.dropped };
-    }),
+    status: () =>
+      [...sinks.entries()].map(([route, s]) => {
+        const st = s.status();
+        return { route, backlogBytes: st.backlogBytes, delivered: st.delivered, lastError: st.lastError, dropped: st.dropped };
+      }),
     start() {
       for (const s of sinks.values()) s.start();
     },

@@ -75,16 +75,20 @@ export async function buildAdminApp(runtime: Runtime, opts: { logger?: Logger; m
     ctx.allowedWithoutPolicy = true;
   });
 
-  app.get(`${ADMIN_API_PREFIX}/whoami`, {
-    schema: {
-      summary: 'Ai đang đăng nhập / Who is calling',
-      tags: ['session'],
-      response: { 200: Reply({ nationalId: Type.String(), agency: NullableString(), roles: Type.Array(Type.String()), assuranceLevel: Type.Integer() }) },
+  app.get(
+    `${ADMIN_API_PREFIX}/whoami`,
+    {
+      schema: {
+        summary: 'Ai đang đăng nhập / Who is calling',
+        tags: ['session'],
+        response: { 200: Reply({ nationalId: Type.String(), agency: NullableString(), roles: Type.Array(Type.String()), assuranceLevel: Type.Integer() }) },
+      },
     },
-  }, async (request) => {
-    const p = request.zt.principal!;
-    return { nationalId: p.nationalId, agency: p.agency, roles: p.roles, assuranceLevel: p.assuranceLevel };
-  });
+    async (request) => {
+      const p = request.zt.principal!;
+      return { nationalId: p.nationalId, agency: p.agency, roles: p.roles, assuranceLevel: p.assuranceLevel };
+    },
+  );
 
   registerCsrfRoute(app, csrf);
   await registerAdminSignIn(app, runtime);

@@ -43,7 +43,10 @@ export function createCsrfGuard(store: Store): CsrfGuard {
     });
     return key;
   };
-  const tokenFor = async (sessionId: string) => createHmac('sha256', await loadKey()).update(`csrf:${sessionId}`).digest('base64url');
+  const tokenFor = async (sessionId: string) =>
+    createHmac('sha256', await loadKey())
+      .update(`csrf:${sessionId}`)
+      .digest('base64url');
   const refuse = (detail: string) => new GatewayError('ZTG_ERR_FORBIDDEN', 'csrf-token-invalid', { detail: `Yêu cầu thay đổi thiếu mã chống giả mạo hợp lệ / ${detail}` });
 
   return {
@@ -89,16 +92,20 @@ function hostOf(url: string): string | null {
 }
 
 export function registerCsrfRoute(app: FastifyInstance, guard: CsrfGuard): void {
-  app.get(`${ADMIN_API_PREFIX}/csrf`, {
-    schema: {
-      summary: 'Mã chống giả mạo yêu cầu / CSRF token for this session',
-      description: 'The token to send as X-CSRF-Token with every change made with the session cookie; null for bearer-token callers, who need none.',
-      tags: ['session'],
-      response: { 200: Reply({ token: NullableString(), header: Type.String() }) },
+  app.get(
+    `${ADMIN_API_PREFIX}/csrf`,
+    {
+      schema: {
+        summary: 'Mã chống giả mạo yêu cầu / CSRF token for this session',
+        description: 'The token to send as X-CSRF-Token with every change made with the session cookie; null for bearer-token callers, who need none.',
+        tags: ['session'],
+        response: { 200: Reply({ token: NullableString(), header: Type.String() }) },
+      },
     },
-  }, async (request, reply) => {
-    const sessionId = request.zt.principal?.sessionId;
-    reply.header('cache-control', 'no-store');
-    return { token: sessionId ? await guard.tokenFor(sessionId) : null, header: 'X-CSRF-Token' };
-  });
+    async (request, reply) => {
+      const sessionId = request.zt.principal?.sessionId;
+      reply.header('cache-control', 'no-store');
+      return { token: sessionId ? await guard.tokenFor(sessionId) : null, header: 'X-CSRF-Token' };
+    },
+  );
 }

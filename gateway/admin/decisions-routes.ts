@@ -77,7 +77,6 @@ const CountsReply = Reply({
   rows: Type.Array(Reply({ agency: Type.String(), service: Type.String(), allowed: Type.Integer(), denied: Type.Integer() })),
 });
 
-
 function range(q: { year?: number; from?: string; to?: string }): { fromMonth: string; toMonth: string } {
   const year = q.year ?? Number(monthOf(new Date().toISOString()).slice(0, 4));
   const fromMonth = q.from ?? `${year}-01`;
@@ -93,99 +92,109 @@ export const liveModule: AdminModule = (app: FastifyInstance, runtime) => {
   const feed = runtime.decisionFeed;
   useStrictValidation(app);
   {
-    app.get(`${ADMIN_API_PREFIX}/decisions`, {
-      schema: {
-        summary: 'Quyết định gần đây / Recent decisions',
-        description: 'The most recent decision events this instance wrote, oldest first, filtered.',
-        tags: ['decisions'],
-        querystring: FilterQuery,
-        response: { 200: Items(DecisionSummaryReply) },
+    app.get(
+      `${ADMIN_API_PREFIX}/decisions`,
+      {
+        schema: {
+          summary: 'Quyết định gần đây / Recent decisions',
+          description: 'The most recent decision events this instance wrote, oldest first, filtered.',
+          tags: ['decisions'],
+          querystring: FilterQuery,
+          response: { 200: Items(DecisionSummaryReply) },
+        },
       },
-    }, async (request: FastifyRequest<{ Querystring: Static<typeof FilterQuery> }>) => {
-      const { limit, ...filter } = request.query;
-      return { items: feed.recent(filter, limit) };
-    });
+      async (request: FastifyRequest<{ Querystring: Static<typeof FilterQuery> }>) => {
+        const { limit, ...filter } = request.query;
+        return { items: feed.recent(filter, limit) };
+      },
+    );
 
-    app.get(`${ADMIN_API_PREFIX}/decisions.csv`, {
-      schema: {
-        summary: 'Xuất quyết định gần đây (CSV) / Export recent decisions (CSV)',
-        tags: ['decisions'],
-        querystring: FilterQuery,
-        response: { 200: { description: 'CSV (UTF-8 with BOM)', content: { 'text/csv': { schema: { type: 'string' } } } } },
+    app.get(
+      `${ADMIN_API_PREFIX}/decisions.csv`,
+      {
+        schema: {
+          summary: 'Xuất quyết định gần đây (CSV) / Export recent decisions (CSV)',
+          tags: ['decisions'],
+          querystring: FilterQuery,
+          response: { 200: { description: 'CSV (UTF-8 with BOM)', content: { 'text/csv': { schema: { type: 'string' } } } } },
+        },
       },
-    }, async (request: FastifyRequest<{ Querystring: Static<typeof FilterQuery> }>, reply) => {
-      const { limit, ...filter } = request.query;
-      const rows = feed.recent(filter, limit).map((d) => [d.time, d.decision, d.reasons.join(' '), d.official, d.agency, d.service, d.method, d.path, d.status, d.rule, d.policyVersion, d.id]);
-      request.zt.admin = { operation: 'decisions.export', detail: { rows: rows.length, ...filter } };
-      return reply
-        .type('text/csv; charset=utf-8')
-        .header('content-disposition', 'attachment; filename="ztgate-decisions.csv"')
-        .send(toCsv(CSV_DECISIONS_HEADER, rows));
-    });
+      async (request: FastifyRequest<{ Querystring: Static<typeof FilterQuery> }>, reply) => {
+        const { limit, ...filter } = request.query;
+        const rows = feed.recent(filter, limit).map((d) => [d.time, d.decision, d.reasons.join(' '), d.official, d.agency, d.service, d.method, d.path, d.status, d.rule, d.policyVersion, d.id]);
+        request.zt.admin = { operation: 'decisions.export', detail: { rows: rows.length, ...filter } };
+        return reply.type('text/csv; charset=utf-8').header('content-disposition', 'attachment; filename="ztgate-decisions.csv"').send(toCsv(CSV_DECISIONS_HEADER, rows));
+      },
+    );
 
-    app.get(`${ADMIN_API_PREFIX}/decisions/stream`, {
-      schema: {
-        summary: 'Luồng quyết định trực tiếp (SSE) / Live decision stream (SSE)',
-        description: 'text/event-stream: first the recent decisions matching the filter, then each new one as `event: decision`.',
-        tags: ['decisions'],
-        querystring: FilterQuery,
-        response: { 200: { description: 'Server-Sent Events', content: { 'text/event-stream': { schema: { type: 'string' } } } } },
+    app.get(
+      `${ADMIN_API_PREFIX}/decisions/stream`,
+      {
+        schema: {
+          summary: 'Luồng quyết định trực tiếp (SSE) / Live decision stream (SSE)',
+          description: 'text/event-stream: first the recent decisions matching the filter, then each new one as `event: decision`.',
+          tags: ['decisions'],
+          querystring: FilterQuery,
+          response: { 200: { description: 'Server-Sent Events', content: { 'text/event-stream': { schema: { type: 'string' } } } } },
+        },
       },
-    }, async (request: FastifyRequest<{ Querystring: Static<typeof FilterQuery> }>, reply) => {
-      if (feed.subscribers >= MAX_STREAMS) throw new GatewayError('ZTG_ERR_BAD_REQUEST', 'request-malformed', { detail: 'Quá nhiều luồng đang mở / too many open streams' });
-      const { limit, ...filter } = request.query;
-      const out = new PassThrough();
-      const send = (d: DecisionSummary) => out.write(`event: decision\nid: ${d.id}\ndata: ${JSON.stringify(d)}\n\n`);
-      out.write(': ztgate live decisions\nretry: 3000\n\n');
-      for (const d of feed.recent(filter, Math.min(limit, 200))) send(d);
-      const unsubscribe = feed.subscribe((d) => {
-        // An admin's own stream would otherwise show itself when it ends.
-        if (d.id !== request.id && matches(d, filter)) send(d);
-      });
-      const heartbeat = setInterval(() => out.write(': heartbeat\n\n'), HEARTBEAT_MS);
-      heartbeat.unref();
-      const stop = () => {
-        clearInterval(heartbeat);
-        unsubscribe();
-        out.end();
-      };
-      request.raw.once('close', stop);
-      app.server.once('close', stop);
-      return reply
-        .type('text/event-stream; charset=utf-8')
-        .header('cache-control', 'no-store')
-        .header('x-accel-buffering', 'no')
-        .send(out);
-    });
+      async (request: FastifyRequest<{ Querystring: Static<typeof FilterQuery> }>, reply) => {
+        if (feed.subscribers >= MAX_STREAMS) throw new GatewayError('ZTG_ERR_BAD_REQUEST', 'request-malformed', { detail: 'Quá nhiều luồng đang mở / too many open streams' });
+        const { limit, ...filter } = request.query;
+        const out = new PassThrough();
+        const send = (d: DecisionSummary) => out.write(`event: decision\nid: ${d.id}\ndata: ${JSON.stringify(d)}\n\n`);
+        out.write(': ztgate live decisions\nretry: 3000\n\n');
+        for (const d of feed.recent(filter, Math.min(limit, 200))) send(d);
+        const unsubscribe = feed.subscribe((d) => {
+          // An admin's own stream would otherwise show itself when it ends.
+          if (d.id !== request.id && matches(d, filter)) send(d);
+        });
+        const heartbeat = setInterval(() => out.write(': heartbeat\n\n'), HEARTBEAT_MS);
+        heartbeat.unref();
+        const stop = () => {
+          clearInterval(heartbeat);
+          unsubscribe();
+          out.end();
+        };
+        request.raw.once('close', stop);
+        app.server.once('close', stop);
+        return reply.type('text/event-stream; charset=utf-8').header('cache-control', 'no-store').header('x-accel-buffering', 'no').send(out);
+      },
+    );
 
-    app.get(`${ADMIN_API_PREFIX}/decisions/counts`, {
-      schema: {
-        summary: 'Thống kê theo cơ quan / Per-agency counts',
-        description: 'Data-plane decisions per agency and service over whole months (Vietnam time), for the yearly report. Default: the current calendar year.',
-        tags: ['decisions'],
-        querystring: CountsQuery,
-        response: { 200: CountsReply },
+    app.get(
+      `${ADMIN_API_PREFIX}/decisions/counts`,
+      {
+        schema: {
+          summary: 'Thống kê theo cơ quan / Per-agency counts',
+          description: 'Data-plane decisions per agency and service over whole months (Vietnam time), for the yearly report. Default: the current calendar year.',
+          tags: ['decisions'],
+          querystring: CountsQuery,
+          response: { 200: CountsReply },
+        },
       },
-    }, async (request: FastifyRequest<{ Querystring: Static<typeof CountsQuery> }>) => {
-      const r = range(request.query);
-      return { from: r.fromMonth, to: r.toMonth, rows: await feed.counts(r) };
-    });
+      async (request: FastifyRequest<{ Querystring: Static<typeof CountsQuery> }>) => {
+        const r = range(request.query);
+        return { from: r.fromMonth, to: r.toMonth, rows: await feed.counts(r) };
+      },
+    );
 
-    app.get(`${ADMIN_API_PREFIX}/decisions/counts.csv`, {
-      schema: {
-        summary: 'Xuất thống kê theo cơ quan (CSV) / Export per-agency counts (CSV)',
-        tags: ['decisions'],
-        querystring: CountsQuery,
-        response: { 200: { description: 'CSV (UTF-8 with BOM)', content: { 'text/csv': { schema: { type: 'string' } } } } },
+    app.get(
+      `${ADMIN_API_PREFIX}/decisions/counts.csv`,
+      {
+        schema: {
+          summary: 'Xuất thống kê theo cơ quan (CSV) / Export per-agency counts (CSV)',
+          tags: ['decisions'],
+          querystring: CountsQuery,
+          response: { 200: { description: 'CSV (UTF-8 with BOM)', content: { 'text/csv': { schema: { type: 'string' } } } } },
+        },
       },
-    }, async (request: FastifyRequest<{ Querystring: Static<typeof CountsQuery> }>, reply) => {
-      const r = range(request.query);
-      const rows = (await feed.counts(r)).map((c) => [r.fromMonth, r.toMonth, c.agency, c.service, c.allowed, c.denied, c.allowed + c.denied]);
-      request.zt.admin = { operation: 'decisions.counts.export', detail: { from: r.fromMonth, to: r.toMonth, rows: rows.length } };
-      return reply
-        .type('text/csv; charset=utf-8')
-        .header('content-disposition', `attachment; filename="ztgate-thong-ke-${r.fromMonth}_${r.toMonth}.csv"`)
-        .send(toCsv(CSV_COUNTS_HEADER, rows));
-    });
+      async (request: FastifyRequest<{ Querystring: Static<typeof CountsQuery> }>, reply) => {
+        const r = range(request.query);
+        const rows = (await feed.counts(r)).map((c) => [r.fromMonth, r.toMonth, c.agency, c.service, c.allowed, c.denied, c.allowed + c.denied]);
+        request.zt.admin = { operation: 'decisions.counts.export', detail: { from: r.fromMonth, to: r.toMonth, rows: rows.length } };
+        return reply.type('text/csv; charset=utf-8').header('content-disposition', `attachment; filename="ztgate-thong-ke-${r.fromMonth}_${r.toMonth}.csv"`).send(toCsv(CSV_COUNTS_HEADER, rows));
+      },
+    );
   }
 };

@@ -62,89 +62,108 @@ export const deviceAdmin: AdminModule = (app, runtime) => {
     request.zt.admin = { operation, target: record.id, detail: { owner: record.ownerNationalId, status: record.status, ...detail } };
   };
 
-  app.get(base, {
-    schema: {
-      summary: 'Danh sách thiết bị / List devices',
-      tags: ['devices'],
-      querystring: ListQuery,
-      response: { 200: Reply({ devices: Type.Array(Device) }) },
+  app.get(
+    base,
+    {
+      schema: {
+        summary: 'Danh sách thiết bị / List devices',
+        tags: ['devices'],
+        querystring: ListQuery,
+        response: { 200: Reply({ devices: Type.Array(Device) }) },
+      },
     },
-  }, async (request) => {
-    const query = request.query as Record<string, unknown>;
-    const status = query.status;
-    const owner = query.owner;
-    if (status !== undefined && !(DEVICE_STATUSES as readonly unknown[]).includes(status)) {
-      throw new GatewayError('ZTG_ERR_BAD_REQUEST', 'request-malformed', { detail: `status: phải là / must be one of ${DEVICE_STATUSES.join(', ')}` });
-    }
-    if (owner !== undefined && !isNationalId(owner)) {
-      throw new GatewayError('ZTG_ERR_BAD_REQUEST', 'request-malformed', { detail: 'owner: phải là số định danh 12 chữ số / must be a 12-digit national ID' });
-    }
-    const devices = await run(() => registry.list({ ...(status ? { status: status as DeviceStatus } : {}), ...(owner ? { ownerNationalId: owner as string } : {}) }));
-    request.zt.admin = { operation: 'device.list', detail: { count: devices.length, ...(status ? { status } : {}), ...(owner ? { owner } : {}) } };
-    return { devices };
-  });
-
-  app.get(`${base}/:id`, {
-    schema: { summary: 'Một thiết bị / One device', tags: ['devices'], params: IdParams, response: OneDevice },
-  }, async (request) => {
-    const { id } = request.params as { id: string };
-    const device = await run(() => registry.get(id));
-    if (!device) throw new GatewayError('ZTG_ERR_DEVICE_NOT_FOUND', 'device-not-found');
-    request.zt.admin = { operation: 'device.get', target: id };
-    return { device };
-  });
-
-  app.post(`${base}/:id/approve`, {
-    schema: {
-      summary: 'Phê duyệt thiết bị / Approve a device',
-      description: 'pending or quarantined → approved. A hardware-bound key (attested by the approving admin) is one of the two ways to the high-assurance tier. ' +
-        'Four-eyes: an admin cannot approve (or release from quarantine) a device they own: 403 ZTG_ERR_DEVICE_SELF_APPROVAL.',
-      tags: ['devices'],
-      params: IdParams,
-      body: ApproveBody,
-      response: OneDevice,
+    async (request) => {
+      const query = request.query as Record<string, unknown>;
+      const status = query.status;
+      const owner = query.owner;
+      if (status !== undefined && !(DEVICE_STATUSES as readonly unknown[]).includes(status)) {
+        throw new GatewayError('ZTG_ERR_BAD_REQUEST', 'request-malformed', { detail: `status: phải là / must be one of ${DEVICE_STATUSES.join(', ')}` });
+      }
+      if (owner !== undefined && !isNationalId(owner)) {
+        throw new GatewayError('ZTG_ERR_BAD_REQUEST', 'request-malformed', { detail: 'owner: phải là số định danh 12 chữ số / must be a 12-digit national ID' });
+      }
+      const devices = await run(() => registry.list({ ...(status ? { status: status as DeviceStatus } : {}), ...(owner ? { ownerNationalId: owner as string } : {}) }));
+      request.zt.admin = { operation: 'device.list', detail: { count: devices.length, ...(status ? { status } : {}), ...(owner ? { owner } : {}) } };
+      return { devices };
     },
-  }, async (request) => {
-    const { id } = request.params as { id: string };
-    const body = bodyObject(request);
-    // Audited also when refused: the SOC sees an admin trying to approve their own device.
-    request.zt.admin = { operation: 'device.approve', target: id, detail: { hardwareKey: body.hardwareKey === true } };
-    const device = await run(() => registry.approve(id, adminId(request), { reason: body.reason, hardwareKey: body.hardwareKey, fourEyes: true }));
-    audit(request, 'device.approve', device, { hardwareKey: device.hardwareKey });
-    return { device };
-  });
+  );
 
-  app.post(`${base}/:id/quarantine`, {
-    schema: {
-      summary: 'Cách ly thiết bị / Quarantine a device',
-      description: 'Refuses the device\'s next request on every instance. A reason is required: it is what the SOC and the owner read.',
-      tags: ['devices'],
-      params: IdParams,
-      body: QuarantineBody,
-      response: OneDevice,
+  app.get(
+    `${base}/:id`,
+    {
+      schema: { summary: 'Một thiết bị / One device', tags: ['devices'], params: IdParams, response: OneDevice },
     },
-  }, async (request) => {
-    const { id } = request.params as { id: string };
-    const body = bodyObject(request);
-    const device = await run(() => registry.quarantine(id, adminId(request), body.reason));
-    audit(request, 'device.quarantine', device, { reason: device.quarantined?.reason });
-    return { device };
-  });
+    async (request) => {
+      const { id } = request.params as { id: string };
+      const device = await run(() => registry.get(id));
+      if (!device) throw new GatewayError('ZTG_ERR_DEVICE_NOT_FOUND', 'device-not-found');
+      request.zt.admin = { operation: 'device.get', target: id };
+      return { device };
+    },
+  );
 
-  app.post(`${base}/:id/retire`, {
-    schema: {
-      summary: 'Thu hồi thiết bị / Retire a device',
-      description: 'Final: a retired device is never accepted again; its owner enrols a new key.',
-      tags: ['devices'],
-      params: IdParams,
-      body: RetireBody,
-      response: OneDevice,
+  app.post(
+    `${base}/:id/approve`,
+    {
+      schema: {
+        summary: 'Phê duyệt thiết bị / Approve a device',
+        description: 'pending or quarantined → approved. A hardware-bound key (attested by the approving admin) is one of the two ways to the high-assurance tier. ' + 'Four-eyes: an admin cannot approve (or release from quarantine) a device they own: 403 ZTG_ERR_DEVICE_SELF_APPROVAL.',
+        tags: ['devices'],
+        params: IdParams,
+        body: ApproveBody,
+        response: OneDevice,
+      },
     },
-  }, async (request) => {
-    const { id } = request.params as { id: string };
-    const body = bodyObject(request);
-    const device = await run(() => registry.retire(id, adminId(request), body.reason));
-    audit(request, 'device.retire', device, { reason: device.retired?.reason });
-    return { device };
-  });
+    async (request) => {
+      const { id } = request.params as { id: string };
+      const body = bodyObject(request);
+      // Audited also when refused: the SOC sees an admin trying to approve their own device.
+      request.zt.admin = { operation: 'device.approve', target: id, detail: { hardwareKey: body.hardwareKey === true } };
+      const device = await run(() => registry.approve(id, adminId(request), { reason: body.reason, hardwareKey: body.hardwareKey, fourEyes: true }));
+      audit(request, 'device.approve', device, { hardwareKey: device.hardwareKey });
+      return { device };
+    },
+  );
+
+  app.post(
+    `${base}/:id/quarantine`,
+    {
+      schema: {
+        summary: 'Cách ly thiết bị / Quarantine a device',
+        description: "Refuses the device's next request on every instance. A reason is required: it is what the SOC and the owner read.",
+        tags: ['devices'],
+        params: IdParams,
+        body: QuarantineBody,
+        response: OneDevice,
+      },
+    },
+    async (request) => {
+      const { id } = request.params as { id: string };
+      const body = bodyObject(request);
+      const device = await run(() => registry.quarantine(id, adminId(request), body.reason));
+      audit(request, 'device.quarantine', device, { reason: device.quarantined?.reason });
+      return { device };
+    },
+  );
+
+  app.post(
+    `${base}/:id/retire`,
+    {
+      schema: {
+        summary: 'Thu hồi thiết bị / Retire a device',
+        description: 'Final: a retired device is never accepted again; its owner enrols a new key.',
+        tags: ['devices'],
+        params: IdParams,
+        body: RetireBody,
+        response: OneDevice,
+      },
+    },
+    async (request) => {
+      const { id } = request.params as { id: string };
+      const body = bodyObject(request);
+      const device = await run(() => registry.retire(id, adminId(request), body.reason));
+      audit(request, 'device.retire', device, { reason: device.retired?.reason });
+      return { device };
+    },
+  );
 };

@@ -73,49 +73,61 @@ export const locksModule: AdminModule = (app: FastifyInstance, runtime: Runtime)
   const { locks } = runtime;
   const registry = new DeviceRegistry(runtime.store);
 
-  app.get(`${ADMIN_API_PREFIX}/locks`, {
-    config: soc,
-    schema: { summary: 'Danh sách khóa đang hiệu lực / Active locks', tags: ['locks'], response: { 200: Items(LockReply) } },
-  }, async (request) => {
-    request.zt.admin = { operation: 'locks.list' };
-    return { items: await locks.list() };
-  });
+  app.get(
+    `${ADMIN_API_PREFIX}/locks`,
+    {
+      config: soc,
+      schema: { summary: 'Danh sách khóa đang hiệu lực / Active locks', tags: ['locks'], response: { 200: Items(LockReply) } },
+    },
+    async (request) => {
+      request.zt.admin = { operation: 'locks.list' };
+      return { items: await locks.list() };
+    },
+  );
 
-  app.post(`${ADMIN_API_PREFIX}/locks`, {
-    config: soc,
-    schema: { summary: 'Đặt khóa / Set a lock', description: 'Locks an official, device, session or source address on every instance, until it expires or is lifted.', tags: ['locks'], body: SetBody, response: { 201: LockReply } },
-  }, async (request: FastifyRequest<{ Body: Static<typeof SetBody> }>, reply) => {
-    const { kind, reason, expiresInSeconds } = request.body;
-    const value = kind === 'address' ? normalizeAddress(request.body.value)! : request.body.value;
-    let lock: Lock;
-    try {
-      checkLockValue(kind, value);
-      lock = await locks.set({ kind, value, reason, seconds: expiresInSeconds, lockedBy: request.zt.principal!.nationalId });
-    } catch (err) {
-      badInput(err);
-    }
-    request.zt.admin = { operation: 'locks.set', target: `${kind}:${value}`, detail: { reason: lock.reason, expiresAt: lock.expiresAt } };
-    return reply.code(201).send(lock);
-  });
+  app.post(
+    `${ADMIN_API_PREFIX}/locks`,
+    {
+      config: soc,
+      schema: { summary: 'Đặt khóa / Set a lock', description: 'Locks an official, device, session or source address on every instance, until it expires or is lifted.', tags: ['locks'], body: SetBody, response: { 201: LockReply } },
+    },
+    async (request: FastifyRequest<{ Body: Static<typeof SetBody> }>, reply) => {
+      const { kind, reason, expiresInSeconds } = request.body;
+      const value = kind === 'address' ? normalizeAddress(request.body.value)! : request.body.value;
+      let lock: Lock;
+      try {
+        checkLockValue(kind, value);
+        lock = await locks.set({ kind, value, reason, seconds: expiresInSeconds, lockedBy: request.zt.principal!.nationalId });
+      } catch (err) {
+        badInput(err);
+      }
+      request.zt.admin = { operation: 'locks.set', target: `${kind}:${value}`, detail: { reason: lock.reason, expiresAt: lock.expiresAt } };
+      return reply.code(201).send(lock);
+    },
+  );
 
-  app.delete(`${ADMIN_API_PREFIX}/locks/:kind/:value`, {
-    config: soc,
-    schema: { summary: 'Gỡ khóa / Lift a lock', tags: ['locks'], params: LockParams, body: LiftBody, response: { 200: LockReply } },
-  }, async (request: FastifyRequest<{ Params: Static<typeof LockParams>; Body: Static<typeof LiftBody> }>) => {
-    const { kind } = request.params;
-    const value = kind === 'address' ? normalizeAddress(request.params.value)! : request.params.value;
-    try {
-      checkLockValue(kind, value);
-    } catch (err) {
-      badInput(err);
-    }
-    if (await targetsCaller(request, registry, kind, value)) {
-      request.zt.admin = { operation: 'locks.lift', target: `${kind}:${value}`, detail: { refused: 'self' } };
-      throw new GatewayError('ZTG_ERR_LOCK_SELF_LIFT', 'lock-self-lift');
-    }
-    const lifted = await locks.lift(kind, value);
-    if (!lifted) throw new GatewayError('ZTG_ERR_LOCK_NOT_FOUND', 'lock-not-found');
-    request.zt.admin = { operation: 'locks.lift', target: `${kind}:${value}`, detail: { reason: request.body.reason, lockedBy: lifted.lockedBy, lockReason: lifted.reason } };
-    return lifted;
-  });
+  app.delete(
+    `${ADMIN_API_PREFIX}/locks/:kind/:value`,
+    {
+      config: soc,
+      schema: { summary: 'Gỡ khóa / Lift a lock', tags: ['locks'], params: LockParams, body: LiftBody, response: { 200: LockReply } },
+    },
+    async (request: FastifyRequest<{ Params: Static<typeof LockParams>; Body: Static<typeof LiftBody> }>) => {
+      const { kind } = request.params;
+      const value = kind === 'address' ? normalizeAddress(request.params.value)! : request.params.value;
+      try {
+        checkLockValue(kind, value);
+      } catch (err) {
+        badInput(err);
+      }
+      if (await targetsCaller(request, registry, kind, value)) {
+        request.zt.admin = { operation: 'locks.lift', target: `${kind}:${value}`, detail: { refused: 'self' } };
+        throw new GatewayError('ZTG_ERR_LOCK_SELF_LIFT', 'lock-self-lift');
+      }
+      const lifted = await locks.lift(kind, value);
+      if (!lifted) throw new GatewayError('ZTG_ERR_LOCK_NOT_FOUND', 'lock-not-found');
+      request.zt.admin = { operation: 'locks.lift', target: `${kind}:${value}`, detail: { reason: request.body.reason, lockedBy: lifted.lockedBy, lockReason: lifted.reason } };
+      return lifted;
+    },
+  );
 };

@@ -78,13 +78,17 @@ export function registerOpenApi(app: FastifyInstance): void {
       routes.push({ method: method.toLowerCase(), url: opts.url, schema: opts.schema as RouteSchema | undefined });
     }
   });
-  app.get(`${ADMIN_API_PREFIX}/openapi.json`, {
-    schema: {
-      summary: 'Tài liệu OpenAPI của API quản trị / This OpenAPI document',
-      tags: ['meta'],
-      response: { 200: { description: 'OpenAPI 3.1', content: { 'application/json': { schema: { type: 'object', additionalProperties: true } } } } },
+  app.get(
+    `${ADMIN_API_PREFIX}/openapi.json`,
+    {
+      schema: {
+        summary: 'Tài liệu OpenAPI của API quản trị / This OpenAPI document',
+        tags: ['meta'],
+        response: { 200: { description: 'OpenAPI 3.1', content: { 'application/json': { schema: { type: 'object', additionalProperties: true } } } } },
+      },
     },
-  }, async (_request, reply) => reply.type('application/json; charset=utf-8').send(JSON.stringify(openApiDocument(app))));
+    async (_request, reply) => reply.type('application/json; charset=utf-8').send(JSON.stringify(openApiDocument(app))),
+  );
 }
 
 /**
@@ -111,7 +115,10 @@ const toOpenApiPath = (url: string) => url.replace(/:([A-Za-z0-9_]+)/g, '{$1}');
 
 function parameters(schema: RouteSchema | undefined): Parameter[] {
   const out: Parameter[] = [];
-  for (const [where, key] of [['path', 'params'], ['query', 'querystring']] as const) {
+  for (const [where, key] of [
+    ['path', 'params'],
+    ['query', 'querystring'],
+  ] as const) {
     const s = schema?.[key];
     if (!s?.properties) continue;
     for (const [name, prop] of Object.entries(s.properties)) {
@@ -165,10 +172,7 @@ export function openApiDocument(app: FastifyInstance): OpenApiDocument {
     info: {
       title: 'ztgate admin API',
       version: '1',
-      description:
-        'API quản trị của cổng Zero Trust / the management API of the Zero Trust gateway. Served on the management listener only; ' +
-        'every call needs a security admin (bearer access token, or the admin UI session cookie plus the X-CSRF-Token header on changes) ' +
-        'and is one audited event.',
+      description: 'API quản trị của cổng Zero Trust / the management API of the Zero Trust gateway. Served on the management listener only; ' + 'every call needs a security admin (bearer access token, or the admin UI session cookie plus the X-CSRF-Token header on changes) ' + 'and is one audited event.',
     },
     servers: [{ url: '/' }],
     security: [{ bearerAuth: [] }, { sessionCookie: [], csrfToken: [] }],
@@ -202,8 +206,7 @@ export function renderMarkdown(doc: OpenApiDocument): string {
     '## Authentication',
     '',
     '- `Authorization: Bearer <access token>` for scripts: no CSRF token needed.',
-    '- The admin UI session cookie for browsers: every `POST`, `PUT`, `PATCH` and `DELETE` also needs `X-CSRF-Token` ' +
-      '(from `GET /api/v1/csrf`) and a same-origin `Origin`; otherwise `403 csrf-token-invalid`.',
+    '- The admin UI session cookie for browsers: every `POST`, `PUT`, `PATCH` and `DELETE` also needs `X-CSRF-Token` ' + '(from `GET /api/v1/csrf`) and a same-origin `Origin`; otherwise `403 csrf-token-invalid`.',
     '',
     'Errors use the gateway\'s one shape (`{"error":{"code","reason","message"},"requestId"}`), see the README tables.',
     '',
@@ -236,5 +239,10 @@ export function renderMarkdown(doc: OpenApiDocument): string {
       lines.push('');
     }
   }
-  return lines.join('\n').replace(/\n{3,}/g, '\n\n').trimEnd() + '\n';
+  return (
+    lines
+      .join('\n')
+      .replace(/\n{3,}/g, '\n\n')
+      .trimEnd() + '\n'
+  );
 }

@@ -152,164 +152,212 @@ export const policiesModule: AdminModule = (app: FastifyInstance, runtime: Runti
   const { policies } = runtime;
   const who = (request: FastifyRequest) => request.zt.principal!.nationalId;
 
-  app.get(P + '/versions', {
-    schema: { summary: 'Các phiên bản chính sách / Policy versions', tags: ['policies'], response: { 200: Reply({ active: NullableString(), inForceHere: Type.String(), items: Type.Array(VersionSummary) }) } },
-  }, async (request) => {
-    request.zt.admin = { operation: 'policy.list' };
-    const [items, active] = await Promise.all([policies.versions.list(), policies.versions.activeId()]).catch(translate);
-    return { active, inForceHere: policies.currentId(), items: items.map(summary) };
-  });
-
-  app.get(P + '/versions/:id', {
-    schema: { summary: 'Một phiên bản: nội dung, tác giả, diff / One version: texts, author, diff', tags: ['policies'], params: IdParams, response: { 200: Version } },
-  }, async (request: WithId) => {
-    request.zt.admin = { operation: 'policy.get', target: request.params.id };
-    return policies.versions.get(request.params.id).catch(translate);
-  });
-
-  app.post(P + '/versions', {
-    schema: {
-      summary: 'Tạo bản nháp / Create a draft',
-      description: 'Checks the texts completely (errors name file:line) before storing anything; the active version stays in force.',
-      tags: ['policies'],
-      body: DraftBody,
-      response: { 201: Version },
+  app.get(
+    P + '/versions',
+    {
+      schema: { summary: 'Các phiên bản chính sách / Policy versions', tags: ['policies'], response: { 200: Reply({ active: NullableString(), inForceHere: Type.String(), items: Type.Array(VersionSummary) }) } },
     },
-  }, async (request: FastifyRequest<{ Body: Static<typeof DraftBody> }>, reply) => {
-    const active = policies.current().sources;
-    const body = request.body;
-    const sources: PolicySources = { model: body.model ?? active.model, policy: body.policy ?? active.policy, conditions: body.conditions === undefined ? active.conditions : body.conditions };
-    try {
-      await policies.build(sources, 'draft');
-    } catch (err) {
-      request.zt.admin = { operation: 'policy.draft-refused', detail: { comment: body.comment } };
-      translate(err);
-    }
-    const draft = await policies.versions.createDraft({ author: who(request), comment: body.comment, sources }).catch(translate);
-    request.zt.admin = { operation: 'policy.draft', target: draft.id, detail: { hash: draft.hash, parent: draft.parent, comment: draft.comment } };
-    return reply.code(201).send(draft);
-  });
+    async (request) => {
+      request.zt.admin = { operation: 'policy.list' };
+      const [items, active] = await Promise.all([policies.versions.list(), policies.versions.activeId()]).catch(translate);
+      return { active, inForceHere: policies.currentId(), items: items.map(summary) };
+    },
+  );
 
-  app.get(P + '/versions/:id/diff', {
-    schema: { summary: 'So với phiên bản đang áp dụng / Diff against the active version', tags: ['policies'], params: IdParams, response: { 200: Reply({ id: Type.String(), against: Type.String(), diff: Type.String() }) } },
-  }, async (request: WithId) => {
-    const v = await policies.versions.get(request.params.id).catch(translate);
-    request.zt.admin = { operation: 'policy.diff', target: v.id };
-    return { id: v.id, against: policies.currentId(), diff: diffSources(policies.current().sources, v.sources) };
-  });
+  app.get(
+    P + '/versions/:id',
+    {
+      schema: { summary: 'Một phiên bản: nội dung, tác giả, diff / One version: texts, author, diff', tags: ['policies'], params: IdParams, response: { 200: Version } },
+    },
+    async (request: WithId) => {
+      request.zt.admin = { operation: 'policy.get', target: request.params.id };
+      return policies.versions.get(request.params.id).catch(translate);
+    },
+  );
 
-  for (const review of REVIEWS) {
-    app.post(`${P}/versions/:id/${review.step}`, {
-      schema: { ...review.schema, tags: ['policies'], params: IdParams, ...(review.step === 'submit' ? {} : { body: CommentBody }), response: { 200: VersionSummary } },
-    }, async (request: FastifyRequest<{ Params: Static<typeof IdParams>; Body: Static<typeof CommentBody> | undefined }>) => {
-      const comment = request.body?.comment ?? '';
-      const target = review.activates ? await policies.versions.get(request.params.id).catch(translate) : null;
-      if (target) await policies.build(target.sources, target.id).catch(translate);
-      let v: PolicyVersion;
+  app.post(
+    P + '/versions',
+    {
+      schema: {
+        summary: 'Tạo bản nháp / Create a draft',
+        description: 'Checks the texts completely (errors name file:line) before storing anything; the active version stays in force.',
+        tags: ['policies'],
+        body: DraftBody,
+        response: { 201: Version },
+      },
+    },
+    async (request: FastifyRequest<{ Body: Static<typeof DraftBody> }>, reply) => {
+      const active = policies.current().sources;
+      const body = request.body;
+      const sources: PolicySources = { model: body.model ?? active.model, policy: body.policy ?? active.policy, conditions: body.conditions === undefined ? active.conditions : body.conditions };
       try {
-        v = await review.run(policies.versions, target?.id ?? request.params.id, who(request), comment);
+        await policies.build(sources, 'draft');
       } catch (err) {
-        if (review.auditRefusal && target) {
-          request.zt.admin = { operation: `policy.${review.step}-refused`, target: request.params.id, detail: { author: target.author, error: (err as { code?: string }).code } };
-        }
+        request.zt.admin = { operation: 'policy.draft-refused', detail: { comment: body.comment } };
         translate(err);
       }
-      if (review.activates) await policies.announce(v);
-      request.zt.admin = { operation: `policy.${review.step}`, target: v.id, detail: review.detail(v, comment, target) };
-      return summary(v);
-    });
+      const draft = await policies.versions.createDraft({ author: who(request), comment: body.comment, sources }).catch(translate);
+      request.zt.admin = { operation: 'policy.draft', target: draft.id, detail: { hash: draft.hash, parent: draft.parent, comment: draft.comment } };
+      return reply.code(201).send(draft);
+    },
+  );
+
+  app.get(
+    P + '/versions/:id/diff',
+    {
+      schema: { summary: 'So với phiên bản đang áp dụng / Diff against the active version', tags: ['policies'], params: IdParams, response: { 200: Reply({ id: Type.String(), against: Type.String(), diff: Type.String() }) } },
+    },
+    async (request: WithId) => {
+      const v = await policies.versions.get(request.params.id).catch(translate);
+      request.zt.admin = { operation: 'policy.diff', target: v.id };
+      return { id: v.id, against: policies.currentId(), diff: diffSources(policies.current().sources, v.sources) };
+    },
+  );
+
+  for (const review of REVIEWS) {
+    app.post(
+      `${P}/versions/:id/${review.step}`,
+      {
+        schema: { ...review.schema, tags: ['policies'], params: IdParams, ...(review.step === 'submit' ? {} : { body: CommentBody }), response: { 200: VersionSummary } },
+      },
+      async (request: FastifyRequest<{ Params: Static<typeof IdParams>; Body: Static<typeof CommentBody> | undefined }>) => {
+        const comment = request.body?.comment ?? '';
+        const target = review.activates ? await policies.versions.get(request.params.id).catch(translate) : null;
+        if (target) await policies.build(target.sources, target.id).catch(translate);
+        let v: PolicyVersion;
+        try {
+          v = await review.run(policies.versions, target?.id ?? request.params.id, who(request), comment);
+        } catch (err) {
+          if (review.auditRefusal && target) {
+            request.zt.admin = { operation: `policy.${review.step}-refused`, target: request.params.id, detail: { author: target.author, error: (err as { code?: string }).code } };
+          }
+          translate(err);
+        }
+        if (review.activates) await policies.announce(v);
+        request.zt.admin = { operation: `policy.${review.step}`, target: v.id, detail: review.detail(v, comment, target) };
+        return summary(v);
+      },
+    );
   }
 
-  app.post(P + '/versions/:id/what-if', {
-    schema: {
-      summary: 'Thử trên các quyết định gần đây / What-if over recent decisions',
-      description: 'Evaluates the version against the last N decision inputs and lists the requests whose decision would flip.',
-      tags: ['policies'],
-      params: IdParams,
-      body: WhatIfBody,
-      response: { 200: Reply({ id: Type.String(), evaluated: Type.Integer(), flips: Type.Array(AnyObject()) }) },
+  app.post(
+    P + '/versions/:id/what-if',
+    {
+      schema: {
+        summary: 'Thử trên các quyết định gần đây / What-if over recent decisions',
+        description: 'Evaluates the version against the last N decision inputs and lists the requests whose decision would flip.',
+        tags: ['policies'],
+        params: IdParams,
+        body: WhatIfBody,
+        response: { 200: Reply({ id: Type.String(), evaluated: Type.Integer(), flips: Type.Array(AnyObject()) }) },
+      },
     },
-  }, async (request: FastifyRequest<{ Params: Static<typeof IdParams>; Body: Static<typeof WhatIfBody> | undefined }>) => {
-    const v = await policies.versions.get(request.params.id).catch(translate);
-    const engine = await policies.build(v.sources, v.id).catch(translate);
-    const recorded = await policies.recent.list(request.body?.limit);
-    const result = whatIf(engine, recorded);
-    request.zt.admin = { operation: 'policy.what-if', target: v.id, detail: { evaluated: result.evaluated, flips: result.flips.length } };
-    return { id: v.id, ...result };
-  });
+    async (request: FastifyRequest<{ Params: Static<typeof IdParams>; Body: Static<typeof WhatIfBody> | undefined }>) => {
+      const v = await policies.versions.get(request.params.id).catch(translate);
+      const engine = await policies.build(v.sources, v.id).catch(translate);
+      const recorded = await policies.recent.list(request.body?.limit);
+      const result = whatIf(engine, recorded);
+      request.zt.admin = { operation: 'policy.what-if', target: v.id, detail: { evaluated: result.evaluated, flips: result.flips.length } };
+      return { id: v.id, ...result };
+    },
+  );
 
-  app.post(P + '/validate', {
-    schema: {
-      summary: 'Kiểm tra bản nháp, không lưu / Check draft texts without storing them',
-      description: 'Parses the texts exactly as an approval would load them (omitted texts: the active ones). Answers 200 either way; problems name file:line.',
-      tags: ['policies'],
-      body: TextsBody,
-      response: { 200: Reply({ valid: Type.Boolean(), problems: Type.Array(Type.String()) }) },
+  app.post(
+    P + '/validate',
+    {
+      schema: {
+        summary: 'Kiểm tra bản nháp, không lưu / Check draft texts without storing them',
+        description: 'Parses the texts exactly as an approval would load them (omitted texts: the active ones). Answers 200 either way; problems name file:line.',
+        tags: ['policies'],
+        body: TextsBody,
+        response: { 200: Reply({ valid: Type.Boolean(), problems: Type.Array(Type.String()) }) },
+      },
     },
-  }, async (request: FastifyRequest<{ Body: Static<typeof TextsBody> | undefined }>) => {
-    const active = policies.current().sources;
-    const body = request.body ?? {};
-    const sources: PolicySources = { model: body.model ?? active.model, policy: body.policy ?? active.policy, conditions: body.conditions === undefined ? active.conditions : body.conditions };
-    let problems: readonly string[] = [];
-    try {
-      await policies.build(sources, 'draft');
-    } catch (err) {
-      if (!(err instanceof PolicyError)) throw err;
-      problems = err.problems;
-    }
-    request.zt.admin = { operation: 'policy.validate', detail: { valid: problems.length === 0, problems: problems.length } };
-    return { valid: problems.length === 0, problems };
-  });
+    async (request: FastifyRequest<{ Body: Static<typeof TextsBody> | undefined }>) => {
+      const active = policies.current().sources;
+      const body = request.body ?? {};
+      const sources: PolicySources = { model: body.model ?? active.model, policy: body.policy ?? active.policy, conditions: body.conditions === undefined ? active.conditions : body.conditions };
+      let problems: readonly string[] = [];
+      try {
+        await policies.build(sources, 'draft');
+      } catch (err) {
+        if (!(err instanceof PolicyError)) throw err;
+        problems = err.problems;
+      }
+      request.zt.admin = { operation: 'policy.validate', detail: { valid: problems.length === 0, problems: problems.length } };
+      return { valid: problems.length === 0, problems };
+    },
+  );
 
-  app.post(P + '/decide', {
-    schema: {
-      summary: 'Thử một quyết định / What would the policy decide for this request',
-      description:
-        'Evaluates one request (official, device tier, service, method, path) against the version in force or a named version, ' +
-        'and answers the decision, the matched rule and the reasons. Only the policy decides here: locks, quotas and the service approval are not evaluated.',
-      tags: ['policies'],
-      body: DecideBody,
-      response: { 200: DecideReply },
+  app.post(
+    P + '/decide',
+    {
+      schema: {
+        summary: 'Thử một quyết định / What would the policy decide for this request',
+        description: 'Evaluates one request (official, device tier, service, method, path) against the version in force or a named version, ' + 'and answers the decision, the matched rule and the reasons. Only the policy decides here: locks, quotas and the service approval are not evaluated.',
+        tags: ['policies'],
+        body: DecideBody,
+        response: { 200: DecideReply },
+      },
     },
-  }, async (request: FastifyRequest<{ Body: Static<typeof DecideBody> }>) => {
-    const body = request.body;
-    const route = runtime.services.get(body.routeId)?.route;
-    if (!route) throw new GatewayError('ZTG_ERR_BAD_REQUEST', 'request-malformed', { detail: `routeId: không có dịch vụ "${body.routeId}" / no service "${body.routeId}"` });
-    let principal: Principal = {
-      nationalId: body.nationalId, agency: body.agency ?? null, unit: null, roles: body.roles ?? [], clearance: 'none',
-      assuranceLevel: 2, sessionId: null, acr: null, issuer: 'what-if', authTime: null,
-    };
-    // The roster is who the official is; explicit roles or agency ask "what if they were …".
-    const entry = runtime.identity.roster ? await runtime.identity.roster.lookup(body.nationalId).catch((err: unknown) => {
-      throw new GatewayError('ZTG_ERR_IDP_UNAVAILABLE', 'roster-unavailable', { cause: err });
-    }) : null;
-    if (entry) principal = withRosterEntry(principal, entry);
-    if (body.roles) principal = { ...principal, roles: body.roles };
-    if (body.agency) principal = { ...principal, agency: body.agency };
-    if (!entry && !body.roles) {
-      throw new GatewayError('ZTG_ERR_BAD_REQUEST', 'request-malformed', { detail: `roles: cán bộ ${body.nationalId} không có trong danh sách, hãy nêu vai trò / not on the roster: name the roles` });
-    }
-    const engine = body.version
-      ? await policies.versions.get(body.version).then((v) => policies.build(v.sources, v.id)).catch(translate)
-      : policies.current();
-    const access: AccessRequest = {
-      principal,
-      route: { id: route.id, securityLevel: route.securityLevel, classification: route.classification },
-      // The same normal form the data plane decides on (gateway/steps/decide.ts), or the answer
-      // here would differ from what /Admin gets in production.
-      path: body.path,
-      method: body.method,
-      device: { tier: body.deviceTier },
-      purpose: body.purpose ?? null,
-      sourceIp: request.ip,
-      timeMs: Date.now(),
-    };
-    const d = engine.decide(access);
-    request.zt.admin = { operation: 'policy.decide', target: body.version ?? policies.currentId(), detail: { nationalId: body.nationalId, route: route.id, method: body.method, path: body.path, effect: d.effect } };
-    return {
-      version: body.version ?? policies.currentId(), policyVersion: d.policyVersion, effect: d.effect, rule: d.rule, reasons: d.reasons,
-      ...(d.condition ? { condition: d.condition } : {}), obligations: d.obligations,
-      principal: { nationalId: principal.nationalId, agency: principal.agency, roles: principal.roles },
-    };
-  });
+    async (request: FastifyRequest<{ Body: Static<typeof DecideBody> }>) => {
+      const body = request.body;
+      const route = runtime.services.get(body.routeId)?.route;
+      if (!route) throw new GatewayError('ZTG_ERR_BAD_REQUEST', 'request-malformed', { detail: `routeId: không có dịch vụ "${body.routeId}" / no service "${body.routeId}"` });
+      let principal: Principal = {
+        nationalId: body.nationalId,
+        agency: body.agency ?? null,
+        unit: null,
+        roles: body.roles ?? [],
+        clearance: 'none',
+        assuranceLevel: 2,
+        sessionId: null,
+        acr: null,
+        issuer: 'what-if',
+        authTime: null,
+      };
+      // The roster is who the official is; explicit roles or agency ask "what if they were …".
+      const entry = runtime.identity.roster
+        ? await runtime.identity.roster.lookup(body.nationalId).catch((err: unknown) => {
+            throw new GatewayError('ZTG_ERR_IDP_UNAVAILABLE', 'roster-unavailable', { cause: err });
+          })
+        : null;
+      if (entry) principal = withRosterEntry(principal, entry);
+      if (body.roles) principal = { ...principal, roles: body.roles };
+      if (body.agency) principal = { ...principal, agency: body.agency };
+      if (!entry && !body.roles) {
+        throw new GatewayError('ZTG_ERR_BAD_REQUEST', 'request-malformed', { detail: `roles: cán bộ ${body.nationalId} không có trong danh sách, hãy nêu vai trò / not on the roster: name the roles` });
+      }
+      const engine = body.version
+        ? await policies.versions
+            .get(body.version)
+            .then((v) => policies.build(v.sources, v.id))
+            .catch(translate)
+        : policies.current();
+      const access: AccessRequest = {
+        principal,
+        route: { id: route.id, securityLevel: route.securityLevel, classification: route.classification },
+        // The same normal form the data plane decides on (gateway/steps/decide.ts), or the answer
+        // here would differ from what /Admin gets in production.
+        path: body.path,
+        method: body.method,
+        device: { tier: body.deviceTier },
+        purpose: body.purpose ?? null,
+        sourceIp: request.ip,
+        timeMs: Date.now(),
+      };
+      const d = engine.decide(access);
+      request.zt.admin = { operation: 'policy.decide', target: body.version ?? policies.currentId(), detail: { nationalId: body.nationalId, route: route.id, method: body.method, path: body.path, effect: d.effect } };
+      return {
+        version: body.version ?? policies.currentId(),
+        policyVersion: d.policyVersion,
+        effect: d.effect,
+        rule: d.rule,
+        reasons: d.reasons,
+        ...(d.condition ? { condition: d.condition } : {}),
+        obligations: d.obligations,
+        principal: { nationalId: principal.nationalId, agency: principal.agency, roles: principal.roles },
+      };
+    },
+  );
 };

@@ -115,118 +115,150 @@ export const servicesModule: AdminModule = (app: FastifyInstance, runtime: Runti
   const { services } = runtime;
   useStrictValidation(app);
 
-  app.get(`${ADMIN_API_PREFIX}/services`, {
-    schema: {
-      summary: 'Danh sách dịch vụ / List shared database services',
-      tags: ['services'],
-      response: { 200: Items(Service) },
-    },
-  }, async () => {
-    const pending = await services.pending();
-    return { items: services.list().map((s) => view(s.route, s.override, pending.filter((c) => c.serviceId === s.route.id))) };
-  });
-
-  app.get(`${ADMIN_API_PREFIX}/services/:id`, {
-    schema: { summary: 'Một dịch vụ / One service', tags: ['services'], params: IdParams, response: { 200: Service } },
-  }, async (request: FastifyRequest<{ Params: Static<typeof IdParams> }>) => {
-    const s = services.get(request.params.id);
-    if (!s) throw new GatewayError('ZTG_ERR_ROUTE_NOT_FOUND', 'route-not-found');
-    return view(s.route, s.override, await services.pending(s.route.id));
-  });
-
-  app.patch(`${ADMIN_API_PREFIX}/services/:id`, {
-    schema: {
-      summary: 'Sửa thuộc tính dịch vụ / Change a service',
-      description:
-        'Changes security level, classification, owner agency or approval status at run time, on every instance. ' +
-        'An approval change must carry a reason; who and when are recorded from the session. Upstream, path and new services come from the configuration. ' +
-        'Four-eyes: a change that weakens protection (classification or security level lowered, or approval set to approved) is not applied: ' +
-        'it answers 202 with the pending change, which ANOTHER security admin confirms (POST …/changes/{changeId}/confirm) or rejects. Other changes apply at once (200).',
-      tags: ['services'],
-      params: IdParams,
-      body: PatchBody,
-      response: { 200: Service, 202: Reply({ pending: Pending }) },
-    },
-  }, async (request: FastifyRequest<{ Params: Static<typeof IdParams>; Body: Static<typeof PatchBody> }>, reply) => {
-    const { id } = request.params;
-    const before = services.get(id);
-    if (!before) throw new GatewayError('ZTG_ERR_ROUTE_NOT_FOUND', 'route-not-found');
-    const by = request.zt.principal!.nationalId;
-    if (services.weakens(id, request.body)) {
-      const pending = await services.propose(id, request.body, by).catch(translateChange);
-      request.zt.admin = {
-        operation: 'services.change.propose',
-        target: id,
-        detail: { changeId: pending.id, before: attributes(before.route), patch: request.body, ...(pending.reason ? { reason: pending.reason } : {}) },
-      };
-      return reply.code(202).send({ pending });
-    }
-    const route = await services.update(id, request.body, by).catch(translateChange);
-    request.zt.admin = {
-      operation: request.body.approval ? 'services.approval' : 'services.update',
-      target: id,
-      detail: {
-        before: attributes(before.route),
-        after: attributes(route),
-        ...(request.body.approval ? { reason: request.body.approval.reason } : {}),
+  app.get(
+    `${ADMIN_API_PREFIX}/services`,
+    {
+      schema: {
+        summary: 'Danh sách dịch vụ / List shared database services',
+        tags: ['services'],
+        response: { 200: Items(Service) },
       },
-    };
-    return view(route, services.get(id)!.override, await services.pending(id));
-  });
-
-  app.get(`${ADMIN_API_PREFIX}/services/:id/changes`, {
-    schema: {
-      summary: 'Thay đổi đang chờ xác nhận / Pending changes of a service',
-      tags: ['services'],
-      params: IdParams,
-      response: { 200: Items(Pending) },
     },
-  }, async (request: FastifyRequest<{ Params: Static<typeof IdParams> }>) => {
-    if (!services.get(request.params.id)) throw new GatewayError('ZTG_ERR_ROUTE_NOT_FOUND', 'route-not-found');
-    return { items: await services.pending(request.params.id) };
-  });
-
-  app.post(`${ADMIN_API_PREFIX}/services/:id/changes/:changeId/confirm`, {
-    schema: {
-      summary: 'Xác nhận thay đổi (bốn mắt) / Confirm a pending change (four-eyes)',
-      description: 'By a security admin OTHER than the proposer (the proposer gets 403 ZTG_ERR_FOUR_EYES_REQUIRED); the change then applies on every instance. Body: {"comment": "…"} (required, audited).',
-      tags: ['services'],
-      params: ChangeParams,
-      body: ChangeCommentBody,
-      response: { 200: Service },
+    async () => {
+      const pending = await services.pending();
+      return {
+        items: services.list().map((s) =>
+          view(
+            s.route,
+            s.override,
+            pending.filter((c) => c.serviceId === s.route.id),
+          ),
+        ),
+      };
     },
-  }, async (request: FastifyRequest<{ Params: Static<typeof ChangeParams>; Body: Static<typeof ChangeCommentBody> }>) => {
-    const { id, changeId } = request.params;
-    const before = services.get(id);
-    if (!before) throw new GatewayError('ZTG_ERR_ROUTE_NOT_FOUND', 'route-not-found');
-    const comment = request.body.comment.trim();
-    if (!comment) throw new GatewayError('ZTG_ERR_BAD_REQUEST', 'request-malformed', { detail: 'comment: bắt buộc / a comment is required' });
-    // Audited also when refused: the SOC sees who tried to confirm their own change.
-    request.zt.admin = { operation: 'services.change.confirm', target: id, detail: { changeId, comment } };
-    const { change, route } = await services.confirm(id, changeId, request.zt.principal!.nationalId).catch(translateChange);
-    request.zt.admin = {
-      operation: 'services.change.confirm',
-      target: id,
-      detail: { changeId, proposedBy: change.proposedBy, before: attributes(before.route), after: attributes(route), ...(change.reason ? { reason: change.reason } : {}), comment },
-    };
-    return view(route, services.get(id)!.override, await services.pending(id));
-  });
+  );
 
-  app.post(`${ADMIN_API_PREFIX}/services/:id/changes/:changeId/reject`, {
-    schema: {
-      summary: 'Từ chối thay đổi đang chờ / Reject a pending change',
-      description: 'Another security admin refuses it, or its proposer withdraws it; nothing changes. Body: {"comment": "…"} (required, audited).',
-      tags: ['services'],
-      params: ChangeParams,
-      body: ChangeCommentBody,
-      response: { 200: Reply({ rejected: Pending }) },
+  app.get(
+    `${ADMIN_API_PREFIX}/services/:id`,
+    {
+      schema: { summary: 'Một dịch vụ / One service', tags: ['services'], params: IdParams, response: { 200: Service } },
     },
-  }, async (request: FastifyRequest<{ Params: Static<typeof ChangeParams>; Body: Static<typeof ChangeCommentBody> }>) => {
-    const { id, changeId } = request.params;
-    const comment = request.body.comment.trim();
-    if (!comment) throw new GatewayError('ZTG_ERR_BAD_REQUEST', 'request-malformed', { detail: 'comment: bắt buộc / a comment is required' });
-    const rejected = await services.reject(id, changeId).catch(translateChange);
-    request.zt.admin = { operation: 'services.change.reject', target: id, detail: { changeId, proposedBy: rejected.proposedBy, patch: rejected.patch, comment } };
-    return { rejected };
-  });
+    async (request: FastifyRequest<{ Params: Static<typeof IdParams> }>) => {
+      const s = services.get(request.params.id);
+      if (!s) throw new GatewayError('ZTG_ERR_ROUTE_NOT_FOUND', 'route-not-found');
+      return view(s.route, s.override, await services.pending(s.route.id));
+    },
+  );
+
+  app.patch(
+    `${ADMIN_API_PREFIX}/services/:id`,
+    {
+      schema: {
+        summary: 'Sửa thuộc tính dịch vụ / Change a service',
+        description:
+          'Changes security level, classification, owner agency or approval status at run time, on every instance. ' +
+          'An approval change must carry a reason; who and when are recorded from the session. Upstream, path and new services come from the configuration. ' +
+          'Four-eyes: a change that weakens protection (classification or security level lowered, or approval set to approved) is not applied: ' +
+          'it answers 202 with the pending change, which ANOTHER security admin confirms (POST …/changes/{changeId}/confirm) or rejects. Other changes apply at once (200).',
+        tags: ['services'],
+        params: IdParams,
+        body: PatchBody,
+        response: { 200: Service, 202: Reply({ pending: Pending }) },
+      },
+    },
+    async (request: FastifyRequest<{ Params: Static<typeof IdParams>; Body: Static<typeof PatchBody> }>, reply) => {
+      const { id } = request.params;
+      const before = services.get(id);
+      if (!before) throw new GatewayError('ZTG_ERR_ROUTE_NOT_FOUND', 'route-not-found');
+      const by = request.zt.principal!.nationalId;
+      if (services.weakens(id, request.body)) {
+        const pending = await services.propose(id, request.body, by).catch(translateChange);
+        request.zt.admin = {
+          operation: 'services.change.propose',
+          target: id,
+          detail: { changeId: pending.id, before: attributes(before.route), patch: request.body, ...(pending.reason ? { reason: pending.reason } : {}) },
+        };
+        return reply.code(202).send({ pending });
+      }
+      const route = await services.update(id, request.body, by).catch(translateChange);
+      request.zt.admin = {
+        operation: request.body.approval ? 'services.approval' : 'services.update',
+        target: id,
+        detail: {
+          before: attributes(before.route),
+          after: attributes(route),
+          ...(request.body.approval ? { reason: request.body.approval.reason } : {}),
+        },
+      };
+      return view(route, services.get(id)!.override, await services.pending(id));
+    },
+  );
+
+  app.get(
+    `${ADMIN_API_PREFIX}/services/:id/changes`,
+    {
+      schema: {
+        summary: 'Thay đổi đang chờ xác nhận / Pending changes of a service',
+        tags: ['services'],
+        params: IdParams,
+        response: { 200: Items(Pending) },
+      },
+    },
+    async (request: FastifyRequest<{ Params: Static<typeof IdParams> }>) => {
+      if (!services.get(request.params.id)) throw new GatewayError('ZTG_ERR_ROUTE_NOT_FOUND', 'route-not-found');
+      return { items: await services.pending(request.params.id) };
+    },
+  );
+
+  app.post(
+    `${ADMIN_API_PREFIX}/services/:id/changes/:changeId/confirm`,
+    {
+      schema: {
+        summary: 'Xác nhận thay đổi (bốn mắt) / Confirm a pending change (four-eyes)',
+        description: 'By a security admin OTHER than the proposer (the proposer gets 403 ZTG_ERR_FOUR_EYES_REQUIRED); the change then applies on every instance. Body: {"comment": "…"} (required, audited).',
+        tags: ['services'],
+        params: ChangeParams,
+        body: ChangeCommentBody,
+        response: { 200: Service },
+      },
+    },
+    async (request: FastifyRequest<{ Params: Static<typeof ChangeParams>; Body: Static<typeof ChangeCommentBody> }>) => {
+      const { id, changeId } = request.params;
+      const before = services.get(id);
+      if (!before) throw new GatewayError('ZTG_ERR_ROUTE_NOT_FOUND', 'route-not-found');
+      const comment = request.body.comment.trim();
+      if (!comment) throw new GatewayError('ZTG_ERR_BAD_REQUEST', 'request-malformed', { detail: 'comment: bắt buộc / a comment is required' });
+      // Audited also when refused: the SOC sees who tried to confirm their own change.
+      request.zt.admin = { operation: 'services.change.confirm', target: id, detail: { changeId, comment } };
+      const { change, route } = await services.confirm(id, changeId, request.zt.principal!.nationalId).catch(translateChange);
+      request.zt.admin = {
+        operation: 'services.change.confirm',
+        target: id,
+        detail: { changeId, proposedBy: change.proposedBy, before: attributes(before.route), after: attributes(route), ...(change.reason ? { reason: change.reason } : {}), comment },
+      };
+      return view(route, services.get(id)!.override, await services.pending(id));
+    },
+  );
+
+  app.post(
+    `${ADMIN_API_PREFIX}/services/:id/changes/:changeId/reject`,
+    {
+      schema: {
+        summary: 'Từ chối thay đổi đang chờ / Reject a pending change',
+        description: 'Another security admin refuses it, or its proposer withdraws it; nothing changes. Body: {"comment": "…"} (required, audited).',
+        tags: ['services'],
+        params: ChangeParams,
+        body: ChangeCommentBody,
+        response: { 200: Reply({ rejected: Pending }) },
+      },
+    },
+    async (request: FastifyRequest<{ Params: Static<typeof ChangeParams>; Body: Static<typeof ChangeCommentBody> }>) => {
+      const { id, changeId } = request.params;
+      const comment = request.body.comment.trim();
+      if (!comment) throw new GatewayError('ZTG_ERR_BAD_REQUEST', 'request-malformed', { detail: 'comment: bắt buộc / a comment is required' });
+      const rejected = await services.reject(id, changeId).catch(translateChange);
+      request.zt.admin = { operation: 'services.change.reject', target: id, detail: { changeId, proposedBy: rejected.proposedBy, patch: rejected.patch, comment } };
+      return { rejected };
+    },
+  );
 };

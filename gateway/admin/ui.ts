@@ -27,8 +27,7 @@ const FILE = /^[a-z][a-z0-9-]*\.(html|js|css|svg)$/;
  */
 function securityHeaders(idpOrigin: string | null) {
   return {
-    'content-security-policy':
-      `default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; form-action 'self'${idpOrigin ? ` ${idpOrigin}` : ''}; base-uri 'none'; frame-ancestors 'none'`,
+    'content-security-policy': `default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; form-action 'self'${idpOrigin ? ` ${idpOrigin}` : ''}; base-uri 'none'; frame-ancestors 'none'`,
     'x-content-type-options': 'nosniff',
     'x-frame-options': 'DENY',
     // Nothing to other sites; to itself, the origin: with no-referrer a browser sends `Origin: null`

@@ -136,7 +136,9 @@ export function readChainText(path: string): string {
 }
 
 function lastRecordOf(path: string): ChainRecord | null {
-  const lines = readChainText(path).split('\n').filter((l) => l.trim());
+  const lines = readChainText(path)
+    .split('\n')
+    .filter((l) => l.trim());
   for (let i = lines.length - 1; i >= 0; i--) {
     try {
       return JSON.parse(lines[i]!) as ChainRecord;
@@ -446,7 +448,10 @@ function tailOf(file: string): { record: ChainRecord | null; validBytes: number;
       const text = buf.toString('utf8');
       const lastNl = text.lastIndexOf('\n');
       const validBytes = lastNl === -1 ? total - span : total - span + Buffer.byteLength(text.slice(0, lastNl + 1));
-      const lines = text.slice(0, lastNl + 1).split('\n').filter((l) => l.trim());
+      const lines = text
+        .slice(0, lastNl + 1)
+        .split('\n')
+        .filter((l) => l.trim());
       // The first line of a partial window may be cut; only trust it when the window is the whole file.
       const candidates = span === total ? lines : lines.slice(1);
       for (let i = candidates.length - 1; i >= 0; i--) {

@@ -21,7 +21,6 @@ export const AUDIT_USAGE = `  ztgate audit verify FILE… [--keys JWKS]     ki�
                                   xuất gói chứng cứ / write an evidence bundle
 `;
 
-
 function readKeys(path: string | undefined): PublicJwk[] | undefined {
   if (!path) return undefined;
   const doc = JSON.parse(readFileSync(path, 'utf8'));
@@ -63,7 +62,9 @@ export async function runAuditCommand(args: string[], out: NodeJS.WritableStream
     if (!values.config) return null;
     const chain = loadConfigFile(values.config).audit.chain;
     if (!chain) throw new UsageError(`${values.config}: audit.chain is not configured`);
-    return chainBases(chain.file).map((b) => ({ name: b.name, files: chainFiles(b.file) })).filter((c, i) => i === 0 || c.files.length > 0);
+    return chainBases(chain.file)
+      .map((b) => ({ name: b.name, files: chainFiles(b.file) }))
+      .filter((c, i) => i === 0 || c.files.length > 0);
   };
   const configuredFiles = () => {
     const chains = configuredChains();

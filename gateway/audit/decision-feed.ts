@@ -110,13 +110,7 @@ export function summarise(e: unknown): DecisionSummary | null {
 }
 
 export function matches(d: DecisionSummary, f: DecisionFilter): boolean {
-  return (
-    (!f.outcome || d.decision === f.outcome) &&
-    (!f.agency || d.agency === f.agency) &&
-    (!f.service || d.service === f.service) &&
-    (!f.official || d.official === f.official) &&
-    (!f.kind || (f.kind === 'admin' ? d.action === 'admin-request' : d.action !== 'admin-request'))
-  );
+  return (!f.outcome || d.decision === f.outcome) && (!f.agency || d.agency === f.agency) && (!f.service || d.service === f.service) && (!f.official || d.official === f.official) && (!f.kind || (f.kind === 'admin' ? d.action === 'admin-request' : d.action !== 'admin-request'));
 }
 
 const COUNT_KEY = (month: string, member: string) => `decisions:count:${month}:${member}`;

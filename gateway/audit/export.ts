@@ -16,12 +16,7 @@ import { CodedError } from '../../core/errors.js';
 export const BUNDLE_FILES = { records: 'chain.jsonl', events: 'events.jsonl', keys: 'keys.jwks.json', manifest: 'manifest.json', readme: 'README.txt' } as const;
 
 /** Why an evidence bundle is not written (export) or not read (verify --bundle). */
-export type ExportErrorCode =
-  | 'ERR_AUDIT_EXPORT_RANGE_INVALID'
-  | 'ERR_AUDIT_EXPORT_OUT_NOT_EMPTY'
-  | 'ERR_AUDIT_EXPORT_SOURCE_INVALID'
-  | 'ERR_AUDIT_EXPORT_NO_EVENTS'
-  | 'ERR_AUDIT_BUNDLE_FILE_MISSING';
+export type ExportErrorCode = 'ERR_AUDIT_EXPORT_RANGE_INVALID' | 'ERR_AUDIT_EXPORT_OUT_NOT_EMPTY' | 'ERR_AUDIT_EXPORT_SOURCE_INVALID' | 'ERR_AUDIT_EXPORT_NO_EVENTS' | 'ERR_AUDIT_BUNDLE_FILE_MISSING';
 
 export class ExportError extends CodedError {
   constructor(
@@ -37,7 +32,6 @@ export class ExportError extends CodedError {
 export function chainFiles(file: string): string[] {
   return [...rotatedFiles(file).map((f) => f.path), ...(existsSync(file) ? [file] : [])];
 }
-
 
 export interface ExportResult {
   readonly dir: string;
@@ -76,7 +70,11 @@ export function exportBundle(opts: { files: readonly string[]; from: Date; to: D
   const signedEnd = recs[end]!.type === 'checkpoint';
 
   const chainText = `${lines.slice(start, end + 1).join('\n')}\n`;
-  const eventsText = `${recs.slice(first, last + 1).filter(inRange).map((r) => JSON.stringify(r.event)).join('\n')}\n`;
+  const eventsText = `${recs
+    .slice(first, last + 1)
+    .filter(inRange)
+    .map((r) => JSON.stringify(r.event))
+    .join('\n')}\n`;
   const keys = opts.keys ?? embeddedKeys(entries);
   const keysText = `${JSON.stringify({ keys }, null, 2)}\n`;
   const manifest = {
@@ -147,7 +145,11 @@ export function verifyBundle(dir: string, opts: { keys?: readonly PublicJwk[] } 
   const eventsText = read(BUNDLE_FILES.events);
   const keysText = read(BUNDLE_FILES.keys);
   const problems: string[] = [];
-  for (const [name, text] of [[BUNDLE_FILES.records, chainText], [BUNDLE_FILES.events, eventsText], [BUNDLE_FILES.keys, keysText]] as const) {
+  for (const [name, text] of [
+    [BUNDLE_FILES.records, chainText],
+    [BUNDLE_FILES.events, eventsText],
+    [BUNDLE_FILES.keys, keysText],
+  ] as const) {
     if (manifest.sha256?.[name] !== sha256hex(text)) problems.push(`${name}: SHA-256 không khớp manifest / does not match the manifest`);
   }
   const keys = opts.keys ?? (JSON.parse(keysText).keys as PublicJwk[]);

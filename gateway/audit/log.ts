@@ -113,7 +113,15 @@ export function createDecisionLog(destination: DestinationStream, opts: Decision
     const spool = new Spool(join(audit!.spoolDir!, made.name), { maxBytes: audit!.spoolMaxBytes, segmentBytes: audit!.spoolSegmentBytes }).open();
     remotes.push(
       new RemoteSink({ name: made.name, type: sink.type, reconnectMaxMs: made.reconnectMaxMs }, spool, made.transport, opts.log, (sink, detail) =>
-        raise(auditAlert('audit-spool-record-skipped', `Bản ghi hỏng trong hàng đợi gửi SOC "${sink.cfg.name}" đã bị bỏ qua / torn or corrupted records in the spool of SOC sink "${sink.cfg.name}" were skipped`, { sink: sink.cfg.name, records: detail.records, bytes: detail.bytes, segment: detail.segment, offset: detail.offset })),
+        raise(
+          auditAlert('audit-spool-record-skipped', `Bản ghi hỏng trong hàng đợi gửi SOC "${sink.cfg.name}" đã bị bỏ qua / torn or corrupted records in the spool of SOC sink "${sink.cfg.name}" were skipped`, {
+            sink: sink.cfg.name,
+            records: detail.records,
+            bytes: detail.bytes,
+            segment: detail.segment,
+            offset: detail.offset,
+          }),
+        ),
       ),
     );
   }
@@ -146,12 +154,16 @@ export function createDecisionLog(destination: DestinationStream, opts: Decision
 
   function spoolAlert(sink: RemoteSink, state: 'near-full' | 'full'): void {
     raise(
-      auditAlert(`audit-spool-${state}`, state === 'full' ? `Hàng đợi gửi SOC "${sink.cfg.name}" đã đầy: sự kiện mới chỉ còn trong nhật ký cục bộ / spool of SOC sink "${sink.cfg.name}" is full: new events are kept in the local log only` : `Hàng đợi gửi SOC "${sink.cfg.name}" sắp đầy / spool of SOC sink "${sink.cfg.name}" is nearly full`, {
-        sink: sink.cfg.name,
-        spool_bytes: sink.spool.bytes,
-        spool_max_bytes: sink.spool.maxBytes,
-        dropped: sink.spool.dropped,
-      }),
+      auditAlert(
+        `audit-spool-${state}`,
+        state === 'full' ? `Hàng đợi gửi SOC "${sink.cfg.name}" đã đầy: sự kiện mới chỉ còn trong nhật ký cục bộ / spool of SOC sink "${sink.cfg.name}" is full: new events are kept in the local log only` : `Hàng đợi gửi SOC "${sink.cfg.name}" sắp đầy / spool of SOC sink "${sink.cfg.name}" is nearly full`,
+        {
+          sink: sink.cfg.name,
+          spool_bytes: sink.spool.bytes,
+          spool_max_bytes: sink.spool.maxBytes,
+          dropped: sink.spool.dropped,
+        },
+      ),
     );
   }
 
@@ -173,7 +185,15 @@ export function createDecisionLog(destination: DestinationStream, opts: Decision
         if (result === 'ok') {
           // Told once the spool takes events again, so the alert itself reaches the SOC.
           const stretch = sink.spool.takeFailedStretch();
-          if (stretch) raise(auditAlert('audit-spool-write-failed', `${stretch.events} sự kiện không ghi được vào hàng đợi gửi SOC "${key}" (đĩa đầy hoặc lỗi I/O) / ${stretch.events} event(s) could not be written to the spool of SOC sink "${key}" (disk full or I/O error); they are in the local chain`, { sink: key, events: stretch.events, first_at: stretch.first_at, last_at: stretch.last_at }));
+          if (stretch)
+            raise(
+              auditAlert('audit-spool-write-failed', `${stretch.events} sự kiện không ghi được vào hàng đợi gửi SOC "${key}" (đĩa đầy hoặc lỗi I/O) / ${stretch.events} event(s) could not be written to the spool of SOC sink "${key}" (disk full or I/O error); they are in the local chain`, {
+                sink: key,
+                events: stretch.events,
+                first_at: stretch.first_at,
+                last_at: stretch.last_at,
+              }),
+            );
         }
         if (result === 'full' && alertArmed.get(`${key}:full`) !== false) {
           alertArmed.set(`${key}:full`, false);

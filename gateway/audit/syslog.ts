@@ -8,7 +8,10 @@ import type { EventFields } from './event-fields.js';
  */
 
 const VERSION = process.env.npm_package_version ?? '0.1.0';
-const HOST = hostname().replace(/[^\x21-\x7e]/g, '').slice(0, 255) || '-';
+const HOST =
+  hostname()
+    .replace(/[^\x21-\x7e]/g, '')
+    .slice(0, 255) || '-';
 
 /** The message formats of a syslog sink (`audit.sinks[].format`). */
 export const SYSLOG_FORMATS = ['cef', 'json'] as const;
@@ -29,9 +32,17 @@ function cefSeverity(e: Ev): number {
 }
 
 /** CEF header fields: backslash and pipe escaped. */
-const cefHeader = (v: unknown) => String(v ?? '').replace(/\\/g, '\\\\').replace(/\|/g, '\\|').replace(/[\r\n]+/g, ' ');
+const cefHeader = (v: unknown) =>
+  String(v ?? '')
+    .replace(/\\/g, '\\\\')
+    .replace(/\|/g, '\\|')
+    .replace(/[\r\n]+/g, ' ');
 /** CEF extension values: backslash, equals sign and line breaks escaped. */
-const cefValue = (v: unknown) => String(v).replace(/\\/g, '\\\\').replace(/=/g, '\\=').replace(/\r?\n|\r/g, '\\n');
+const cefValue = (v: unknown) =>
+  String(v)
+    .replace(/\\/g, '\\\\')
+    .replace(/=/g, '\\=')
+    .replace(/\r?\n|\r/g, '\\n');
 
 export function toCef(e: Ev): string {
   const alert = e.event?.kind === 'alert';
@@ -82,7 +93,10 @@ export function toCef(e: Ev): string {
 /** One RFC 5424 message: `<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID - MSG`. */
 export function toSyslog(e: Ev, opts: { facility: number; format: SyslogFormat }): string {
   const pri = opts.facility * 8 + syslogSeverity(e);
-  const msgid = String(e.event?.action ?? '-').replace(/[^\x21-\x7e]/g, '').slice(0, 32) || '-';
+  const msgid =
+    String(e.event?.action ?? '-')
+      .replace(/[^\x21-\x7e]/g, '')
+      .slice(0, 32) || '-';
   const msg = opts.format === 'cef' ? toCef(e) : JSON.stringify(e);
   return `<${pri}>1 ${e['@timestamp']} ${HOST} ztgate ${process.pid} ${msgid} - ${msg}`;
 }

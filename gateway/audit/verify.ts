@@ -142,8 +142,7 @@ export function verifyChain(files: readonly { name: string; text: string }[], op
     gaps,
     complete: problem === null && gaps.length === 0,
   });
-  const problem = (kind: ProblemKind, e: Entry, message: string, at: Entry = e): VerifyResult =>
-    result({ kind, file: at.file, line: at.line, seq: at.rec?.seq ?? null, message: `${at.file}:${at.line}: ${message}` });
+  const problem = (kind: ProblemKind, e: Entry, message: string, at: Entry = e): VerifyResult => result({ kind, file: at.file, line: at.line, seq: at.rec?.seq ?? null, message: `${at.file}:${at.line}: ${message}` });
 
   const laterIndexOfSeq = (seq: number, from: number): number => entries.findIndex((x, j) => j > from && x.rec?.seq === seq);
 

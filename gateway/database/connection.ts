@@ -55,7 +55,6 @@ export interface DatabasePlaneDeps {
   readonly classify: (text: string) => Classified;
 }
 
-
 /** SQLSTATE of each gateway refusal on the wire (PostgreSQL Appendix A). */
 function sqlstate(code: ErrorCode, startup: boolean): string {
   switch (code) {

@@ -87,12 +87,7 @@ function statementInputs(service: DatabaseServiceConfig, statement: Classified):
   return inputs;
 }
 
-export function decideStatement(
-  engine: PolicyEngine,
-  input: { service: DatabaseServiceConfig; statement: Classified; principal: Principal; device: DeviceTrust | null; purpose: Purpose | null; sourceIp: string | null },
-  onDecision: (d: StatementDecision) => void,
-  recent?: RecentDecisions,
-): StatementDecision {
+export function decideStatement(engine: PolicyEngine, input: { service: DatabaseServiceConfig; statement: Classified; principal: Principal; device: DeviceTrust | null; purpose: Purpose | null; sourceIp: string | null }, onDecision: (d: StatementDecision) => void, recent?: RecentDecisions): StatementDecision {
   const { service, statement } = input;
   const { tables, classification } = statementInputs(service, statement);
   const decisions: Decision[] = [];
@@ -100,15 +95,20 @@ export function decideStatement(
     let denied: GatewayError | null = null;
     let seen: Decision | null = null;
     try {
-      decide(engine, {
-        route: t.route,
-        path: t.path,
-        method: statement.kind!,
-        principal: input.principal,
-        deviceTier: input.device?.tier ?? null,
-        purpose: input.purpose,
-        sourceIp: input.sourceIp,
-      }, (d) => (seen = d), recent);
+      decide(
+        engine,
+        {
+          route: t.route,
+          path: t.path,
+          method: statement.kind!,
+          principal: input.principal,
+          deviceTier: input.device?.tier ?? null,
+          purpose: input.purpose,
+          sourceIp: input.sourceIp,
+        },
+        (d) => (seen = d),
+        recent,
+      );
     } catch (err) {
       if (!(err instanceof GatewayError)) throw err;
       denied = err;

@@ -58,9 +58,24 @@ export async function startDatabaseListener(runtime: Runtime, databases: Databas
 
   const refusePlain = (socket: Socket, err: GatewayError) => {
     emitStatement(runtime.decisionLog, {
-      id: crypto.randomUUID(), startedAt: process.hrtime.bigint(), service: null, classification: null, principal: null, device: null, purpose: null,
-      source: { ip: socket.remoteAddress ?? null, port: socket.remotePort ?? null }, connectionId: crypto.randomUUID(), statement: null, decision: null,
-      policyVersion: runtime.policy().version, allowedWithoutPolicy: false, reasons: [err.reason], errorCode: err.code, rows: 0, bytes: 0, upstreamError: null,
+      id: crypto.randomUUID(),
+      startedAt: process.hrtime.bigint(),
+      service: null,
+      classification: null,
+      principal: null,
+      device: null,
+      purpose: null,
+      source: { ip: socket.remoteAddress ?? null, port: socket.remotePort ?? null },
+      connectionId: crypto.randomUUID(),
+      statement: null,
+      decision: null,
+      policyVersion: runtime.policy().version,
+      allowedWithoutPolicy: false,
+      reasons: [err.reason],
+      errorCode: err.code,
+      rows: 0,
+      bytes: 0,
+      upstreamError: null,
     });
     socket.end(wire.errorResponse(errorFields(err, 'FATAL', true)));
   };

@@ -27,7 +27,10 @@ export interface UpstreamConnection {
 export class UpstreamError extends CodedError {
   readonly code = 'ERR_UPSTREAM';
   /** What failed: the gateway's credentials, TLS to the database, or reaching it at all. */
-  constructor(message: string, readonly kind: 'credentials' | 'tls' | 'network' = 'network') {
+  constructor(
+    message: string,
+    readonly kind: 'credentials' | 'tls' | 'network' = 'network',
+  ) {
     super(message);
   }
 }
@@ -141,14 +144,16 @@ function login(service: DatabaseServiceConfig, socket: Socket, timeoutMs: number
     const timer = setTimeout(() => fail(new UpstreamError(`no answer from ${service.upstream.host}:${service.upstream.port} within ${timeoutMs} ms`)), timeoutMs);
     socket.once('error', (err) => fail(new UpstreamError(`${service.upstream.host}:${service.upstream.port}: ${err.message}`)));
     socket.once('close', () => fail(new UpstreamError('the database closed the connection during startup')));
-    socket.write(serialize.startup({
-      ...extra,
-      user: service.credentials.user,
-      database: service.upstream.database,
-      application_name: 'ztgate',
-      client_encoding: 'UTF8',
-      options: '-c search_path=public -c standard_conforming_strings=on',
-    }));
+    socket.write(
+      serialize.startup({
+        ...extra,
+        user: service.credentials.user,
+        database: service.upstream.database,
+        application_name: 'ztgate',
+        client_encoding: 'UTF8',
+        options: '-c search_path=public -c standard_conforming_strings=on',
+      }),
+    );
     const onData = (chunk: Buffer) => {
       parser.parse(chunk, (received) => {
         const msg = received as StartupMessage;

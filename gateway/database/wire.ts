@@ -31,7 +31,10 @@ export interface Message {
 export class MessageSplitter {
   private buffer: Buffer = Buffer.alloc(0);
   typed: boolean;
-  constructor(private readonly maxBytes: number, typed: boolean) {
+  constructor(
+    private readonly maxBytes: number,
+    typed: boolean,
+  ) {
     this.typed = typed;
   }
 
@@ -77,11 +80,7 @@ function cstrings(r: BufferReader, end: number, buf: Buffer): Record<string, str
   return out;
 }
 
-export type StartupPacket =
-  | { readonly kind: 'ssl' }
-  | { readonly kind: 'gssenc' }
-  | { readonly kind: 'cancel'; readonly processId: number; readonly secretKey: number }
-  | { readonly kind: 'startup'; readonly parameters: Readonly<Record<string, string>> };
+export type StartupPacket = { readonly kind: 'ssl' } | { readonly kind: 'gssenc' } | { readonly kind: 'cancel'; readonly processId: number; readonly secretKey: number } | { readonly kind: 'startup'; readonly parameters: Readonly<Record<string, string>> };
 
 export function readStartup(m: Message): StartupPacket {
   if (m.raw.length < 8) throw new ProtocolViolation('startup packet too short');

@@ -63,15 +63,18 @@ export function createDetector(opts: { config: DetectionConfig; store: Store; lo
   const inflight = new Set<Promise<void>>();
   let closed = false;
 
-  const unsubscribe = rules.length === 0 ? () => undefined : opts.log.subscribe((event) => {
-    if (closed || event.event.kind !== 'event' || event.event.action !== 'access-decision') return;
-    for (const rule of rules) {
-      const p: Promise<void> = evaluate(rule, event as Ev)
-        .catch((err) => opts.opLog?.error({ err, rule: rule.id }, 'detection rule failed'))
-        .finally(() => inflight.delete(p));
-      inflight.add(p);
-    }
-  });
+  const unsubscribe =
+    rules.length === 0
+      ? () => undefined
+      : opts.log.subscribe((event) => {
+          if (closed || event.event.kind !== 'event' || event.event.action !== 'access-decision') return;
+          for (const rule of rules) {
+            const p: Promise<void> = evaluate(rule, event as Ev)
+              .catch((err) => opts.opLog?.error({ err, rule: rule.id }, 'detection rule failed'))
+              .finally(() => inflight.delete(p));
+            inflight.add(p);
+          }
+        });
 
   /** Adds `by` in the rule's current window; true when this increment crossed the threshold. */
   async function crossed(rule: DetectionRuleConfig, subject: string, by: number): Promise<{ count: number } | null> {
@@ -148,7 +151,13 @@ export function createDetector(opts: { config: DetectionConfig; store: Store; lo
       const kind = rule.action.slice('lock-'.length) as LockKind;
       const value = kind === 'user' ? e.user?.id : kind === 'device' ? e.ztgate?.device?.id : kind === 'session' ? e.ztgate?.session?.id_digest : normalizeAddress(e.source?.ip);
       if (typeof value === 'string' && value) {
-        const set = await opts.locks.set({ kind, value, seconds: rule.lockSeconds, lockedBy: `rule:${rule.id}`, reason: `Quy tắc phát hiện ${rule.id} (${rule.kind}): ${hit.count} ≥ ${rule.threshold} trong ${rule.windowSeconds} giây / detection rule ${rule.id}: ${hit.count} >= ${rule.threshold} within ${rule.windowSeconds} s` });
+        const set = await opts.locks.set({
+          kind,
+          value,
+          seconds: rule.lockSeconds,
+          lockedBy: `rule:${rule.id}`,
+          reason: `Quy tắc phát hiện ${rule.id} (${rule.kind}): ${hit.count} ≥ ${rule.threshold} trong ${rule.windowSeconds} giây / detection rule ${rule.id}: ${hit.count} >= ${rule.threshold} within ${rule.windowSeconds} s`,
+        });
         lock = { kind, value, expires_at: set.expiresAt };
       } else {
         lock = { kind, skipped: `the event has no ${kind} to lock` };

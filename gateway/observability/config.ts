@@ -90,7 +90,10 @@ export function checkObservabilitySemantics(raw: { readonly ops?: OpsConfig; rea
   const problems: string[] = [];
   const ops = raw.ops;
   if (ops && ops.listen.port !== 0) {
-    for (const [name, listen] of [['gateway', raw.listen], ['management', raw.admin?.listen]] as const) {
+    for (const [name, listen] of [
+      ['gateway', raw.listen],
+      ['management', raw.admin?.listen],
+    ] as const) {
       if (listen && listen.port === ops.listen.port && listen.host === ops.listen.host) {
         problems.push(`ops.listen: the ops listener must not share the ${name} address ${listen.host}:${listen.port}`);
       }

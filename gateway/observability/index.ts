@@ -76,11 +76,17 @@ export function registerProbeRoutes(app: FastifyInstance, probes: Probes, opts: 
   app.get('/livez', async (_request, reply) => reply.headers(noStore).send({ status: 'ok' }));
   app.get('/startupz', async (_request, reply) => {
     const started = probes.phase() !== 'starting';
-    return reply.code(started ? 200 : 503).headers(noStore).send({ status: started ? 'started' : 'starting' });
+    return reply
+      .code(started ? 200 : 503)
+      .headers(noStore)
+      .send({ status: started ? 'started' : 'starting' });
   });
   app.get('/readyz', async (_request, reply) => {
     const report = await probes.readiness();
-    return reply.code(report.ready ? 200 : 503).headers(noStore).send(readinessBody(report, opts.details));
+    return reply
+      .code(report.ready ? 200 : 503)
+      .headers(noStore)
+      .send(readinessBody(report, opts.details));
   });
 }
 

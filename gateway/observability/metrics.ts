@@ -70,47 +70,103 @@ export function createMetrics(opts: { agencies: readonly string[]; timeoutMs: nu
   const upstreamResponses = new Counter({ name: 'ztgate_upstream_responses_total', help: 'Upstream responses by service and status class (2xx, 3xx, 4xx, 5xx).', labelNames: ['service', 'status_class'], registers: [registry] });
   const upstreamErrors = new Counter({ name: 'ztgate_upstream_errors_total', help: 'Upstream exchanges that failed (upstream-timeout, upstream-unavailable), by service.', labelNames: ['service', 'reason'], registers: [registry] });
 
-  const bounded = <T>(p: Promise<T>): Promise<T> =>
-    Promise.race([p, new Promise<T>((_, reject) => setTimeout(() => reject(new Error('timed out')), opts.timeoutMs).unref())]);
+  const bounded = <T>(p: Promise<T>): Promise<T> => Promise.race([p, new Promise<T>((_, reject) => setTimeout(() => reject(new Error('timed out')), opts.timeoutMs).unref())]);
 
   new Gauge({
-    name: 'ztgate_ready', help: '1 when /readyz answers 200 (every readiness check passes and not draining).', registers: [registry],
-    collect() { const r = sources?.readiness(); this.set(r?.ready ? 1 : 0); },
+    name: 'ztgate_ready',
+    help: '1 when /readyz answers 200 (every readiness check passes and not draining).',
+    registers: [registry],
+    collect() {
+      const r = sources?.readiness();
+      this.set(r?.ready ? 1 : 0);
+    },
   });
   new Gauge({
-    name: 'ztgate_readiness_check', help: 'Each readiness check by name: 1 passing, 0 failing.', labelNames: ['check'], registers: [registry],
-    collect() { this.reset(); for (const c of sources?.readiness()?.checks ?? []) this.set({ check: c.name }, c.ok ? 1 : 0); },
+    name: 'ztgate_readiness_check',
+    help: 'Each readiness check by name: 1 passing, 0 failing.',
+    labelNames: ['check'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const c of sources?.readiness()?.checks ?? []) this.set({ check: c.name }, c.ok ? 1 : 0);
+    },
   });
   new Gauge({
-    name: 'ztgate_state_store_up', help: 'Shared state store (Redis) answered the last readiness check: 1 yes, 0 no.', labelNames: ['backend'], registers: [registry],
-    collect() { this.reset(); const s = sources?.state(); if (s && s.up !== null) this.set({ backend: s.backend }, s.up ? 1 : 0); },
+    name: 'ztgate_state_store_up',
+    help: 'Shared state store (Redis) answered the last readiness check: 1 yes, 0 no.',
+    labelNames: ['backend'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const s = sources?.state();
+      if (s && s.up !== null) this.set({ backend: s.backend }, s.up ? 1 : 0);
+    },
   });
   new Gauge({
-    name: 'ztgate_idp_up', help: "Issuer's signing keys (discovery and JWKS) fetched at the last readiness check: 1 yes, 0 no.", labelNames: ['issuer'], registers: [registry],
-    collect() { this.reset(); for (const i of sources?.issuers() ?? []) if (i.up !== null) this.set({ issuer: i.issuer }, i.up ? 1 : 0); },
+    name: 'ztgate_idp_up',
+    help: "Issuer's signing keys (discovery and JWKS) fetched at the last readiness check: 1 yes, 0 no.",
+    labelNames: ['issuer'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const i of sources?.issuers() ?? []) if (i.up !== null) this.set({ issuer: i.issuer }, i.up ? 1 : 0);
+    },
   });
   new Gauge({
-    name: 'ztgate_idp_jwks_keys', help: "Signing keys in the issuer's JWKS usable with its configured algorithms.", labelNames: ['issuer'], registers: [registry],
-    collect() { this.reset(); for (const i of sources?.issuers() ?? []) if (i.up !== null) this.set({ issuer: i.issuer }, i.keys); },
+    name: 'ztgate_idp_jwks_keys',
+    help: "Signing keys in the issuer's JWKS usable with its configured algorithms.",
+    labelNames: ['issuer'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const i of sources?.issuers() ?? []) if (i.up !== null) this.set({ issuer: i.issuer }, i.keys);
+    },
   });
   new Gauge({
-    name: 'ztgate_audit_sink_up', help: 'SOC sink connected: 1 yes, 0 no (events wait in its spool).', labelNames: ['sink', 'type'], registers: [registry],
-    collect() { this.reset(); for (const s of sources?.audit().sinks ?? []) this.set({ sink: s.name, type: s.type }, s.connected ? 1 : 0); },
+    name: 'ztgate_audit_sink_up',
+    help: 'SOC sink connected: 1 yes, 0 no (events wait in its spool).',
+    labelNames: ['sink', 'type'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const s of sources?.audit().sinks ?? []) this.set({ sink: s.name, type: s.type }, s.connected ? 1 : 0);
+    },
   });
   new Gauge({
-    name: 'ztgate_audit_spool_bytes', help: 'Bytes in the SOC sink spool on disk.', labelNames: ['sink'], registers: [registry],
-    collect() { this.reset(); for (const s of sources?.audit().sinks ?? []) this.set({ sink: s.name }, s.spoolBytes); },
+    name: 'ztgate_audit_spool_bytes',
+    help: 'Bytes in the SOC sink spool on disk.',
+    labelNames: ['sink'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const s of sources?.audit().sinks ?? []) this.set({ sink: s.name }, s.spoolBytes);
+    },
   });
   new Gauge({
-    name: 'ztgate_audit_spool_max_bytes', help: 'Spool capacity (audit.spoolMaxBytes); past it new events stay in the local log only.', labelNames: ['sink'], registers: [registry],
-    collect() { this.reset(); for (const s of sources?.audit().sinks ?? []) this.set({ sink: s.name }, s.maxBytes); },
+    name: 'ztgate_audit_spool_max_bytes',
+    help: 'Spool capacity (audit.spoolMaxBytes); past it new events stay in the local log only.',
+    labelNames: ['sink'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const s of sources?.audit().sinks ?? []) this.set({ sink: s.name }, s.maxBytes);
+    },
   });
   new Gauge({
-    name: 'ztgate_audit_spool_backlog_bytes', help: 'Bytes not yet confirmed delivered to the SOC sink (spool depth).', labelNames: ['sink'], registers: [registry],
-    collect() { this.reset(); for (const s of sources?.audit().sinks ?? []) this.set({ sink: s.name }, s.backlogBytes); },
+    name: 'ztgate_audit_spool_backlog_bytes',
+    help: 'Bytes not yet confirmed delivered to the SOC sink (spool depth).',
+    labelNames: ['sink'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const s of sources?.audit().sinks ?? []) this.set({ sink: s.name }, s.backlogBytes);
+    },
   });
   new Gauge({
-    name: 'ztgate_audit_spool_oldest_age_seconds', help: 'Age of the oldest event waiting for the SOC sink; 0 when none waits.', labelNames: ['sink'], registers: [registry],
+    name: 'ztgate_audit_spool_oldest_age_seconds',
+    help: 'Age of the oldest event waiting for the SOC sink; 0 when none waits.',
+    labelNames: ['sink'],
+    registers: [registry],
     async collect() {
       this.reset();
       if (!sources) return;
@@ -122,15 +178,26 @@ export function createMetrics(opts: { agencies: readonly string[]; timeoutMs: nu
   monotonic('ztgate_audit_sink_delivered_total', 'Events delivered to the SOC sink since start.', (s) => s.delivered);
   monotonic('ztgate_audit_spool_dropped_total', 'Events refused by a full spool since start (they remain in the local chain).', (s) => s.dropped);
   new Gauge({
-    name: 'ztgate_audit_chain_healthy', help: 'Local hash-chained audit log accepts writes: 1 yes, 0 no (audit-required routes are refused).', registers: [registry],
-    collect() { const c = sources?.audit().chain; this.set(c ? (c.healthy ? 1 : 0) : 1); },
+    name: 'ztgate_audit_chain_healthy',
+    help: 'Local hash-chained audit log accepts writes: 1 yes, 0 no (audit-required routes are refused).',
+    registers: [registry],
+    collect() {
+      const c = sources?.audit().chain;
+      this.set(c ? (c.healthy ? 1 : 0) : 1);
+    },
   });
   new Gauge({
-    name: 'ztgate_audit_chain_records', help: 'Sequence number of the last record in the local audit chain.', registers: [registry],
-    collect() { this.set(sources?.audit().chain?.headSeq ?? 0); },
+    name: 'ztgate_audit_chain_records',
+    help: 'Sequence number of the last record in the local audit chain.',
+    registers: [registry],
+    collect() {
+      this.set(sources?.audit().chain?.headSeq ?? 0);
+    },
   });
   new Gauge({
-    name: 'ztgate_audit_chain_last_checkpoint_age_seconds', help: 'Seconds since this instance last wrote a signed chain checkpoint.', registers: [registry],
+    name: 'ztgate_audit_chain_last_checkpoint_age_seconds',
+    help: 'Seconds since this instance last wrote a signed chain checkpoint.',
+    registers: [registry],
     collect() {
       this.reset();
       const at = sources?.audit().chain?.lastCheckpointAtMs;
@@ -138,7 +205,10 @@ export function createMetrics(opts: { agencies: readonly string[]; timeoutMs: nu
     },
   });
   new Gauge({
-    name: 'ztgate_locks_active', help: 'Locks in force (SOC, admins, detection rules), by kind.', labelNames: ['kind'], registers: [registry],
+    name: 'ztgate_locks_active',
+    help: 'Locks in force (SOC, admins, detection rules), by kind.',
+    labelNames: ['kind'],
+    registers: [registry],
     async collect() {
       this.reset();
       if (!sources) return;
@@ -150,7 +220,9 @@ export function createMetrics(opts: { agencies: readonly string[]; timeoutMs: nu
     },
   });
   new Gauge({
-    name: 'ztgate_sessions_active', help: 'Browser sessions that made a request through this instance within the session idle timeout.', registers: [registry],
+    name: 'ztgate_sessions_active',
+    help: 'Browser sessions that made a request through this instance within the session idle timeout.',
+    registers: [registry],
     collect() {
       const cutoff = Date.now() - (sources?.sessionIdleMs ?? 0);
       for (const [id, at] of sessionsSeen) if (at < cutoff) sessionsSeen.delete(id);
@@ -158,11 +230,20 @@ export function createMetrics(opts: { agencies: readonly string[]; timeoutMs: nu
     },
   });
   new Gauge({
-    name: 'ztgate_policy_info', help: 'The policy version in force on this instance (always 1; the version is in the labels).', labelNames: ['version_id', 'version'], registers: [registry],
-    collect() { this.reset(); const p = sources?.policy(); if (p) this.set({ version_id: p.id, version: p.version }, 1); },
+    name: 'ztgate_policy_info',
+    help: 'The policy version in force on this instance (always 1; the version is in the labels).',
+    labelNames: ['version_id', 'version'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const p = sources?.policy();
+      if (p) this.set({ version_id: p.id, version: p.version }, 1);
+    },
   });
   new Gauge({
-    name: 'ztgate_policy_propagation_delay_seconds', help: 'For the last policy activation this instance followed: seconds from activation to the switch here.', registers: [registry],
+    name: 'ztgate_policy_propagation_delay_seconds',
+    help: 'For the last policy activation this instance followed: seconds from activation to the switch here.',
+    registers: [registry],
     collect() {
       this.reset();
       const s = sources?.policy().lastSwitch;
@@ -170,15 +251,24 @@ export function createMetrics(opts: { agencies: readonly string[]; timeoutMs: nu
     },
   });
   new Gauge({
-    name: 'ztgate_policy_last_switch_timestamp_seconds', help: 'When this instance last switched to a newly activated policy version (Unix time).', registers: [registry],
-    collect() { this.reset(); const s = sources?.policy().lastSwitch; if (s) this.set(s.switchedAtMs / 1000); },
+    name: 'ztgate_policy_last_switch_timestamp_seconds',
+    help: 'When this instance last switched to a newly activated policy version (Unix time).',
+    registers: [registry],
+    collect() {
+      this.reset();
+      const s = sources?.policy().lastSwitch;
+      if (s) this.set(s.switchedAtMs / 1000);
+    },
   });
 
   /** A counter mirrored from a sink's own running total (it only grows within a process). */
   function monotonic(name: string, help: string, read: (s: ReturnType<ScrapeSources['audit']>['sinks'][number]) => number): void {
     const seen = new Map<string, number>();
     new Counter({
-      name, help, labelNames: ['sink'], registers: [registry],
+      name,
+      help,
+      labelNames: ['sink'],
+      registers: [registry],
       collect() {
         for (const s of sources?.audit().sinks ?? []) {
           const value = read(s);

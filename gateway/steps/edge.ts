@@ -14,7 +14,8 @@ export const METHODS: ReadonlySet<string> = new Set(HTTP_METHODS);
  * Identity and assertion headers a client could forge to impersonate someone to an upstream,
  * or to the gateway itself. Removed on arrival, before anything reads them.
  */
-const FORGEABLE_IDENTITY_HEADER = /^(x-ztgate-.*|x-forwarded-(user|email|preferred-username|groups|access-token)|x-auth-request-.*|x-remote-(user|group)s?|remote-user|x-user(-id|name)?|x-national-id|x-so-dinh-danh|x-pomerium-.*|x-jwt-assertion|x-id-token|x-access-token|x-client-cert.*|x-ssl-client-.*|ssl-client-.*|x-client-verify|x-amzn-oidc-.*|x-goog-authenticated-user-.*|x-ms-client-principal.*|cf-access-.*)$/;
+const FORGEABLE_IDENTITY_HEADER =
+  /^(x-ztgate-.*|x-forwarded-(user|email|preferred-username|groups|access-token)|x-auth-request-.*|x-remote-(user|group)s?|remote-user|x-user(-id|name)?|x-national-id|x-so-dinh-danh|x-pomerium-.*|x-jwt-assertion|x-id-token|x-access-token|x-client-cert.*|x-ssl-client-.*|ssl-client-.*|x-client-verify|x-amzn-oidc-.*|x-goog-authenticated-user-.*|x-ms-client-principal.*|cf-access-.*)$/;
 
 export function stripForgeableIdentityHeaders(headers: IncomingHttpHeaders): string[] {
   const stripped: string[] = [];

@@ -11,10 +11,7 @@ import { HTTP_METHODS } from '../../policies/access.js';
  * and the request id. Credentials (Authorization, cookies) stay at the gateway: the upstream
  * learns who the official is from the assertion alone.
  */
-const FORWARDED_BY_DEFAULT = [
-  'accept', 'accept-encoding', 'accept-language', 'cache-control', 'content-encoding', 'content-length', 'content-type',
-  'if-match', 'if-modified-since', 'if-none-match', 'if-unmodified-since', 'pragma', 'range', 'user-agent',
-];
+const FORWARDED_BY_DEFAULT = ['accept', 'accept-encoding', 'accept-language', 'cache-control', 'content-encoding', 'content-length', 'content-type', 'if-match', 'if-modified-since', 'if-none-match', 'if-unmodified-since', 'pragma', 'range', 'user-agent'];
 
 /** The path an upstream URL puts before the service's inner path (the proxy's rewritePrefix). */
 const basePaths = new Map<string, string>();
@@ -57,7 +54,11 @@ function gatewayCookie(setCookie: string): boolean {
 }
 
 export function filterResponseHeaders(headers: IncomingHttpHeaders): IncomingHttpHeaders {
-  const named = String(headers.connection ?? '').toLowerCase().split(',').map((h) => h.trim()).filter(Boolean);
+  const named = String(headers.connection ?? '')
+    .toLowerCase()
+    .split(',')
+    .map((h) => h.trim())
+    .filter(Boolean);
   const out: IncomingHttpHeaders = {};
   for (const [name, value] of Object.entries(headers)) {
     const lower = name.toLowerCase();

@@ -25,10 +25,7 @@ export function normalizeAddress(address: string | undefined | null): string | n
  * detection rule is refused now. Read from the shared Store on every request (no cache), so a lock
  * set on any instance holds on the next request everywhere; a Store that cannot answer denies.
  */
-export async function checkLocks(
-  locks: Locks,
-  subject: { nationalId: string | null; deviceId: string | null | undefined; sessionId: string | null | undefined; address: string | null | undefined },
-): Promise<void> {
+export async function checkLocks(locks: Locks, subject: { nationalId: string | null; deviceId: string | null | undefined; sessionId: string | null | undefined; address: string | null | undefined }): Promise<void> {
   let lock;
   try {
     lock = await locks.firstActive([

@@ -22,9 +22,7 @@ export function requireApproved(route: RouteConfig): void {
 }
 
 export function createRouteTable(routes: readonly RouteConfig[]): RouteTable {
-  const ordered = [...routes].sort(
-    (a, b) => b.pathPrefix.length - a.pathPrefix.length || Number(b.host !== undefined) - Number(a.host !== undefined),
-  );
+  const ordered = [...routes].sort((a, b) => b.pathPrefix.length - a.pathPrefix.length || Number(b.host !== undefined) - Number(a.host !== undefined));
   return {
     match(host, path) {
       const hostname = host?.toLowerCase();

@@ -196,12 +196,7 @@ export async function startIdentityHarness(opts: IdentityHarnessOptions = {}): P
         },
         policy: { model: 'policies/model.conf', policy: 'test/fixtures/identity-policy.csv' },
         devices: { defaultMinTierBySecurityLevel: { '3': 'unknown' } },
-        routes: [
-          { id: 'ho-tich', name: 'Hộ tịch', pathPrefix: '/ho-tich', upstream: hoTich.url, ownerAgency: 'so-tu-phap', securityLevel: 3, classification: 'personal-data', approval },
-          echo('echo'),
-          echo('strong', { minAssuranceLevel: 2 }),
-          echo('fresh', { maxAuthAgeSeconds: 300 }),
-        ],
+        routes: [{ id: 'ho-tich', name: 'Hộ tịch', pathPrefix: '/ho-tich', upstream: hoTich.url, ownerAgency: 'so-tu-phap', securityLevel: 3, classification: 'personal-data', approval }, echo('echo'), echo('strong', { minAssuranceLevel: 2 }), echo('fresh', { maxAuthAgeSeconds: 300 })],
       };
       opts.configure?.(doc, i);
       const config = parseConfig(doc, `identity-harness[${i}]`, ROOT);

@@ -114,10 +114,15 @@ export interface PsqlResult {
 /** Runs the real psql; the access token goes in PGPASSWORD, as a reporting tool would pass it. */
 export function psql(conninfo: string, args: string[], password: string | null, input?: string): Promise<PsqlResult> {
   return new Promise((resolve) => {
-    const child = execFile('psql', [conninfo, '-X', '-v', 'ON_ERROR_STOP=1', '-A', '-t', ...args], {
-      env: { PATH: process.env.PATH, ...(password !== null ? { PGPASSWORD: password } : {}), PGCONNECT_TIMEOUT: '10' },
-      timeout: 20_000,
-    }, (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }));
+    const child = execFile(
+      'psql',
+      [conninfo, '-X', '-v', 'ON_ERROR_STOP=1', '-A', '-t', ...args],
+      {
+        env: { PATH: process.env.PATH, ...(password !== null ? { PGPASSWORD: password } : {}), PGCONNECT_TIMEOUT: '10' },
+        timeout: 20_000,
+      },
+      (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    );
     if (input !== undefined) child.stdin!.end(input);
   });
 }

@@ -21,9 +21,7 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-const validateEvent = new Ajv2020({ allErrors: true, strict: false }).compile(
-  JSON.parse(readFileSync(new URL('../../gateway/audit/decision-event.schema.json', import.meta.url), 'utf8')),
-);
+const validateEvent = new Ajv2020({ allErrors: true, strict: false }).compile(JSON.parse(readFileSync(new URL('../../gateway/audit/decision-event.schema.json', import.meta.url), 'utf8')));
 
 /** Every event a test looks at must match the published schema (gateway/audit/decision-event.schema.json). */
 export function assertEventMatchesSchema(event: Record<string, unknown>): void {
@@ -100,7 +98,11 @@ export async function startRecordingUpstream(gatewayUrl: () => string, audience:
   return {
     url: `http://127.0.0.1:${port}`,
     received,
-    close: () => new Promise((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }),
+    close: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
   };
 }
 
@@ -132,9 +134,12 @@ export async function startTestIssuer(): Promise<TestIssuer> {
     privateKey,
     publicJwk,
     kid,
-    sign: (claims, header = {}, key = privateKey) =>
-      new SignJWT(claims).setProtectedHeader({ alg: 'ES256', kid, typ: 'at+jwt', ...header } as never).sign(key),
-    close: () => new Promise((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }),
+    sign: (claims, header = {}, key = privateKey) => new SignJWT(claims).setProtectedHeader({ alg: 'ES256', kid, typ: 'at+jwt', ...header } as never).sign(key),
+    close: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
   };
 }
 

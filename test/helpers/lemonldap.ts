@@ -68,8 +68,7 @@ const perlString = (s: string) => {
 };
 
 function configDoc(dir: string, portal: string, cfgNum: number, opts: LemonLdapOptions, key: { priv: string; pub: string; kid: string }) {
-  const byUser = (map: Readonly<Record<string, string>>) =>
-    `${LLNG_USERS.map((u) => `$uid eq ${perlString(u)} ? ${perlString(map[u]!)} : `).join('')}""`;
+  const byUser = (map: Readonly<Record<string, string>>) => `${LLNG_USERS.map((u) => `$uid eq ${perlString(u)} ? ${perlString(map[u]!)} : `).join('')}""`;
   return {
     authentication: 'Demo',
     userDB: 'Same',
@@ -132,9 +131,7 @@ function configDoc(dir: string, portal: string, cfgNum: number, opts: LemonLdapO
         oidcRPMetaDataOptionsLogoutBypassConfirm: 1,
         oidcRPMetaDataOptionsUserIDAttr: 'uid',
         oidcRPMetaDataOptionsAccessTokenExpiration: 60,
-        ...(opts.frontchannelLogoutUri
-          ? { oidcRPMetaDataOptionsLogoutUrl: opts.frontchannelLogoutUri, oidcRPMetaDataOptionsLogoutType: 'front', oidcRPMetaDataOptionsLogoutSessionRequired: 1 }
-          : {}),
+        ...(opts.frontchannelLogoutUri ? { oidcRPMetaDataOptionsLogoutUrl: opts.frontchannelLogoutUri, oidcRPMetaDataOptionsLogoutType: 'front', oidcRPMetaDataOptionsLogoutSessionRequired: 1 } : {}),
       },
     },
     oidcRPMetaDataExportedVars: { ztgate: { national_id: 'national_id', agency: 'agency', name: 'cn', email: 'mail' } },
@@ -254,7 +251,12 @@ export async function startLemonLdap(opts: LemonLdapOptions): Promise<LemonLdap>
     });
     fcgi.stdout!.on('data', append);
     fcgi.stderr!.on('data', append);
-    await waitFor(async () => existsSync(join(dir, 'llng.sock')), 'the FastCGI socket', 20_000, () => logText);
+    await waitFor(
+      async () => existsSync(join(dir, 'llng.sock')),
+      'the FastCGI socket',
+      20_000,
+      () => logText,
+    );
   };
   const nginx = spawn('/usr/sbin/nginx', ['-c', join(dir, 'nginx.conf'), '-p', dir, '-e', 'stderr'], { stdio: ['ignore', 'pipe', 'pipe'] });
   nginx.stdout.on('data', append);
@@ -297,11 +299,16 @@ export async function startLemonLdap(opts: LemonLdapOptions): Promise<LemonLdap>
       await stop(fcgi);
       rmSync(join(dir, 'llng.sock'), { force: true });
       await startFcgi();
-      await waitFor(async () => {
-        if (!(await discovered())) return false;
-        const jwks = (await (await fetch(`${portal}oauth2/jwks`)).json()) as { keys: { kid: string }[] };
-        return jwks.keys.some((k) => k.kid === key.kid);
-      }, 'the new configuration', 30_000, () => logText);
+      await waitFor(
+        async () => {
+          if (!(await discovered())) return false;
+          const jwks = (await (await fetch(`${portal}oauth2/jwks`)).json()) as { keys: { kid: string }[] };
+          return jwks.keys.some((k) => k.kid === key.kid);
+        },
+        'the new configuration',
+        30_000,
+        () => logText,
+      );
     },
     async passwordGrant(user, scope = 'openid profile email ztgate') {
       const res = await fetch(`${portal}oauth2/token`, {

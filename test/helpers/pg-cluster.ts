@@ -65,14 +65,31 @@ export async function startOwnCluster(hba: string): Promise<OwnCluster> {
   writeFileSync(join(data, 'pg_hba.conf'), `local all postgres trust\n${hba}`);
   const port = await freePort();
   const [postgres, args] = runAs(join(BIN, 'postgres'), [
-    '-D', data, '-p', String(port), '-k', socketDir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'shared_buffers=16MB', '-c', 'max_connections=20',
-    '-c', 'ssl=on', '-c', `ssl_cert_file=${join(pki, 'server.crt')}`, '-c', `ssl_key_file=${join(pki, 'server.key')}`,
+    '-D',
+    data,
+    '-p',
+    String(port),
+    '-k',
+    socketDir,
+    '-c',
+    'listen_addresses=127.0.0.1',
+    '-c',
+    'fsync=off',
+    '-c',
+    'shared_buffers=16MB',
+    '-c',
+    'max_connections=20',
+    '-c',
+    'ssl=on',
+    '-c',
+    `ssl_cert_file=${join(pki, 'server.crt')}`,
+    '-c',
+    `ssl_key_file=${join(pki, 'server.key')}`,
   ]);
   const child: ChildProcess = spawn(postgres, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
-  const sql = (statements: string, database = 'postgres') =>
-    execFileSync('psql', ['-X', '-qAt', '-v', 'ON_ERROR_STOP=1', '-h', socketDir, '-p', String(port), '-U', 'postgres', '-d', database, '-c', statements], { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
+  const sql = (statements: string, database = 'postgres') => execFileSync('psql', ['-X', '-qAt', '-v', 'ON_ERROR_STOP=1', '-h', socketDir, '-p', String(port), '-U', 'postgres', '-d', database, '-c', statements], { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
   const deadline = Date.now() + 30_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`postgres exited: ${stderr}`);

@@ -33,9 +33,7 @@ export async function startRedis(opts: { args?: string[]; sentinel?: boolean; se
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'ztgate-redis-'));
   const bin = opts.sentinel ? 'redis-sentinel' : 'redis-server';
   // A sentinel needs a writable config file of its own; a server runs without persistence unless told otherwise.
-  const args = opts.sentinel
-    ? [join(dir, 'sentinel.conf'), '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, ...(opts.args ?? [])]
-    : ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', ...(opts.args ?? [])];
+  const args = opts.sentinel ? [join(dir, 'sentinel.conf'), '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, ...(opts.args ?? [])] : ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', ...(opts.args ?? [])];
   if (opts.sentinel) writeFileSync(join(dir, 'sentinel.conf'), opts.sentinelConf ?? '');
   const proc = spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
@@ -109,14 +107,15 @@ export async function startSentinelTopology(): Promise<SentinelTopology> {
   const second = await startRedis({ args: ['--replicaof', '127.0.0.1', String(first.port)] });
   const sentinel = await startRedis({
     sentinel: true,
-    sentinelConf: [
-      `sentinel monitor ${masterName} 127.0.0.1 ${first.port} 1`,
-      `sentinel down-after-milliseconds ${masterName} 400`,
-      `sentinel failover-timeout ${masterName} 2000`,
-      `sentinel parallel-syncs ${masterName} 1`,
-      // Known from the start, instead of from the master's INFO up to ten seconds later.
-      `sentinel known-replica ${masterName} 127.0.0.1 ${second.port}`,
-    ].join('\n') + '\n',
+    sentinelConf:
+      [
+        `sentinel monitor ${masterName} 127.0.0.1 ${first.port} 1`,
+        `sentinel down-after-milliseconds ${masterName} 400`,
+        `sentinel failover-timeout ${masterName} 2000`,
+        `sentinel parallel-syncs ${masterName} 1`,
+        // Known from the start, instead of from the master's INFO up to ten seconds later.
+        `sentinel known-replica ${masterName} 127.0.0.1 ${second.port}`,
+      ].join('\n') + '\n',
   });
   const nodes = [first, second];
   const ask = sentinel.client();

@@ -56,4 +56,3 @@ export async function until<T>(what: string, fn: () => Promise<T | undefined> | 
     await new Promise((r) => setTimeout(r, 50));
   }
 }
-

@@ -8,7 +8,14 @@ import { inProcessConfig, inProcessIssuer, refusalOf } from '../helpers/in-proce
 const { identity } = inProcessConfig(await inProcessIssuer());
 const now = Date.parse('2026-06-01T08:00:00Z');
 const official = (assuranceLevel: 0 | 1 | 2, authAgeSeconds: number | null): Principal => ({
-  nationalId: '056080000001', agency: 'so-tu-phap', roles: [], clearance: 'none', assuranceLevel, sessionId: null, acr: null, issuer: identity.issuers[0]!.issuer,
+  nationalId: '056080000001',
+  agency: 'so-tu-phap',
+  roles: [],
+  clearance: 'none',
+  assuranceLevel,
+  sessionId: null,
+  acr: null,
+  issuer: identity.issuers[0]!.issuer,
   authTime: authAgeSeconds === null ? null : now / 1000 - authAgeSeconds,
 });
 const api = { identity, browser: false, returnTo: '/echo/x', nowMs: now };

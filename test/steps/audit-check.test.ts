@@ -25,7 +25,10 @@ describe('audit check', () => {
   });
 
   it('refuses an audit-required route when the record cannot be written, or the log is already failing (503 audit-unavailable)', async () => {
-    for (const state of [{ healthy: true, durable: false }, { healthy: false, durable: true }]) {
+    for (const state of [
+      { healthy: true, durable: false },
+      { healthy: false, durable: true },
+    ]) {
       const err = await refusalOf(() => requireAuditRecord({ ...route, auditRequired: true }, withChain, logThat(state).log, entry));
       expect([err.statusCode, err.code, err.reason]).toEqual([503, 'ZTG_ERR_AUDIT_UNAVAILABLE', 'audit-unavailable']);
     }

@@ -15,12 +15,12 @@ describe('forward', () => {
     expect(headers).toEqual({ accept: 'application/json', 'x-ztgate-assertion': 'signed.jwt.here', 'x-request-id': 'req-1' });
   });
 
-  it('puts the upstream URL\'s own path before the inner path', () => {
+  it("puts the upstream URL's own path before the inner path", () => {
     expect(upstreamBasePath({ upstream: 'http://127.0.0.1:9/api/' })).toBe('/api');
     expect(upstreamBasePath({ upstream: 'http://127.0.0.1:9' })).toBe('');
   });
 
-  it('keeps the gateway\'s cookies, CORS, decision headers and request id out of the upstream\'s answer', () => {
+  it("keeps the gateway's cookies, CORS, decision headers and request id out of the upstream's answer", () => {
     const out = filterResponseHeaders({
       'content-type': 'application/json',
       'set-cookie': ['ztgate-session=forged; Path=/', '__Host-ztgate-csrf=x', 'app=1'],

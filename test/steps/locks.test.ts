@@ -30,7 +30,11 @@ describe('locks', () => {
   });
 
   it('refuses a locked official, device or address (403, the kind in the reason); an IPv4-mapped address is the same address', async () => {
-    for (const [kind, value, reason] of [['user', subject.nationalId, 'locked-user'], ['device', DEVICE, 'locked-device'], ['address', '10.0.0.7', 'locked-address']] as const) {
+    for (const [kind, value, reason] of [
+      ['user', subject.nationalId, 'locked-user'],
+      ['device', DEVICE, 'locked-device'],
+      ['address', '10.0.0.7', 'locked-address'],
+    ] as const) {
       const locks = createLocks(await intactStore());
       await locks.set({ kind, value, reason: 'SOC yêu cầu', lockedBy: 'soc', seconds: 60 });
       const err = await refusalOf(() => checkLocks(locks, subject));

@@ -16,7 +16,7 @@ describe('daily record quota', () => {
     await expect(checkDailyQuota(undefined, allow([]), OFFICIAL)).resolves.toBeUndefined();
   });
 
-  it('allows below the quota and refuses once today\'s records reach it (429 quota-exceeded)', async () => {
+  it("allows below the quota and refuses once today's records reach it (429 quota-exceeded)", async () => {
     const store = createMemoryStore();
     await store.incr(dailyQuotaKey(OFFICIAL, Date.now()), 2);
     await expect(checkDailyQuota(store, quotaOf(3), OFFICIAL)).resolves.toBeUndefined();

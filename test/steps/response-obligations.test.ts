@@ -27,7 +27,11 @@ describe('response obligations', () => {
   it('withholds what it cannot check (502 obligation-failed): a body that is not JSON, a record outside the commune, records beside the container', async () => {
     const scope = allow([{ type: 'commune-scope', recordField: 'xa', commune: 'phuong-nha-trang' }]);
     const notJson = { statusCode: 200, headers: { 'content-type': 'text/html' }, body: Buffer.from('<p>hi</p>') };
-    for (const [decision, res] of [[scope, notJson], [scope, json({ items: [{ xa: 'phuong-khac' }] })], [scope, json({ items: [], other: [{ xa: 'phuong-khac' }] })]] as const) {
+    for (const [decision, res] of [
+      [scope, notJson],
+      [scope, json({ items: [{ xa: 'phuong-khac' }] })],
+      [scope, json({ items: [], other: [{ xa: 'phuong-khac' }] })],
+    ] as const) {
       const err = await refusalOf(() => run(decision, res));
       expect([err.statusCode, err.reason]).toEqual([502, 'obligation-failed']);
     }
