@@ -6,10 +6,6 @@ import tseslint from 'typescript-eslint';
 
 const PRODUCT = ['core/**/*.ts', 'identity/**/*.ts', 'policies/**/*.ts', 'gateway/**/*.ts', 'demo/**/*.ts', 'admin-ui/**/*.js'];
 
-// Config checks that still read the raw, defaulted document as `any`. Each section is getting its
-// types from its TypeBox schema; a file leaves this list when its section has.
-const UNTYPED_CONFIG_CHECKS = ['gateway/config.ts', 'gateway/access/config.ts', 'gateway/audit/config.ts', 'gateway/database/config.ts', 'gateway/identity-config.ts', 'gateway/observability/config.ts', 'gateway/state-config.ts', 'gateway/limits.ts', 'gateway/workers.ts', 'gateway/tls.ts', 'gateway/assertion.ts'];
-
 export default tseslint.config(
   { ignores: ['dist/**', 'coverage/**', 'bench/results/**'] },
   js.configs.recommended,
@@ -37,10 +33,6 @@ export default tseslint.config(
   {
     files: PRODUCT,
     rules: { '@typescript-eslint/no-explicit-any': 'error' },
-  },
-  {
-    files: UNTYPED_CONFIG_CHECKS,
-    rules: { '@typescript-eslint/no-explicit-any': 'off' },
   },
   {
     // Tests and benchmarks poke at raw JSON and private shapes; `any` there is a convenience, not an interface.

@@ -101,7 +101,7 @@ function validTimeZone(tz: string): boolean {
 }
 
 /** Cross-field checks of `audit`, `detection` and `routes[].auditRequired`; `raw` is the defaulted document. */
-export function checkAuditSemantics(raw: Record<string, any>): string[] {
+export function checkAuditSemantics(raw: { readonly audit: Static<typeof AUDIT_SCHEMA>; readonly detection: Static<typeof DETECTION_SCHEMA>; readonly state?: { readonly redisUrl?: string }; readonly routes?: readonly { readonly auditRequired?: boolean }[] }): string[] {
   const problems: string[] = [];
   const audit = raw.audit;
   const names = new Set<string>();
@@ -121,7 +121,7 @@ export function checkAuditSemantics(raw: Record<string, any>): string[] {
   const spooled = SINK_KINDS.filter((k) => k.delivery === 'spooled').map((k) => k.type);
   if (audit.sinks.some((s: SinkConfig) => spooled.includes(s.type)) && !audit.spoolDir) problems.push(`audit.spoolDir: required with a ${spooled.join(' or ')} sink (events wait there while the SOC is unreachable)`);
   if (audit.chain && !validTimeZone(audit.chain.timeZone)) problems.push(`audit.chain.timeZone: "${audit.chain.timeZone}" is not a time zone`);
-  (raw.routes ?? []).forEach((route: any, i: number) => {
+  (raw.routes ?? []).forEach((route, i) => {
     if (route.auditRequired === true && !audit.chain) problems.push(`routes[${i}].auditRequired: needs audit.chain.file (the local log a refused write is detected on)`);
   });
 
@@ -129,7 +129,7 @@ export function checkAuditSemantics(raw: Record<string, any>): string[] {
   if (!validTimeZone(detection.officeHours.timeZone)) problems.push(`detection.officeHours.timeZone: "${detection.officeHours.timeZone}" is not a time zone`);
   if (detection.officeHours.start >= detection.officeHours.end) problems.push('detection.officeHours: start must be before end');
   const ids = new Set<string>();
-  detection.rules.forEach((rule: any, i: number) => {
+  detection.rules.forEach((rule, i) => {
     const at = `detection.rules[${i}]`;
     if (ids.has(rule.id)) problems.push(`${at}.id: "${rule.id}" is used by another rule`);
     ids.add(rule.id);
@@ -139,7 +139,7 @@ export function checkAuditSemantics(raw: Record<string, any>): string[] {
 }
 
 /** Makes the file paths of `audit` absolute. */
-export function resolveAuditPaths(raw: Record<string, any>, abs: (p: string) => string): void {
+export function resolveAuditPaths(raw: { readonly audit: Static<typeof AUDIT_SCHEMA> }, abs: (p: string) => string): void {
   const audit = raw.audit;
   if (audit.spoolDir) audit.spoolDir = abs(audit.spoolDir);
   if (audit.chain) {
@@ -147,7 +147,12 @@ export function resolveAuditPaths(raw: Record<string, any>, abs: (p: string) => 
     if (audit.chain.signingKeyFile) audit.chain.signingKeyFile = abs(audit.chain.signingKeyFile);
   }
   for (const sink of audit.sinks) {
-    for (const k of sinkKind(sink.type)!.filePaths) if (sink[k]) sink[k] = abs(sink[k]);
+    // A kind names its own file-path keys; the sink's type is the union of every kind's shape.
+    const paths = sink as unknown as Record<string, string | undefined>;
+    for (const k of sinkKind(sink.type)!.filePaths) {
+      const value = paths[k];
+      if (value) paths[k] = abs(value);
+    }
   }
 }
 
