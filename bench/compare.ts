@@ -1,4 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { IMAGE_NODE_OPTIONS } from './startup.js';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { existsSync, mkdirSync, readFileSync, writeFileSync, openSync, closeSync } from 'node:fs';
@@ -178,7 +179,7 @@ function startNode(mode: string, arg: unknown): Promise<Server_> {
   return new Promise((resolve, reject) => {
     // BENCH_CPU_PROF=1: the gateway writes a V8 CPU profile to bench/results/profiles/ when it stops.
     const profile = mode === 'gateway' && process.env.BENCH_CPU_PROF === '1' ? ['--cpu-prof', `--cpu-prof-dir=${join(ROOT, 'bench/results/profiles')}`] : [];
-    const child = spawn(process.execPath, [...profile, '--import', 'tsx', join(ROOT, 'bench/compare-servers.ts'), mode, JSON.stringify(arg)], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [...IMAGE_NODE_OPTIONS, ...profile, '--import', 'tsx', join(ROOT, 'bench/compare-servers.ts'), mode, JSON.stringify(arg)], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     child.stdout!.on('data', (c: Buffer) => {
       out += c;
@@ -192,7 +193,7 @@ function startNode(mode: string, arg: unknown): Promise<Server_> {
 function startCli(configFile: string, workers: number, eventsFile: string): Promise<Server_> {
   return new Promise((resolve, reject) => {
     const events = openSync(eventsFile, 'a');
-    const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'gateway/cli.ts'), 'start', '--config', configFile, '--workers', String(workers)], { cwd: ROOT, stdio: ['ignore', events, 'pipe'], env: { ...process.env, NODE_ENV: 'production' } });
+    const child = spawn(process.execPath, [...IMAGE_NODE_OPTIONS, '--import', 'tsx', join(ROOT, 'gateway/cli.ts'), 'start', '--config', configFile, '--workers', String(workers)], { cwd: ROOT, stdio: ['ignore', events, 'pipe'], env: { ...process.env, NODE_ENV: 'production' } });
     closeSync(events);
     let err = '';
     child.stderr!.on('data', (c: Buffer) => {

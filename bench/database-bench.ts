@@ -16,6 +16,7 @@ import { startGateway } from '../gateway/server.js';
 import { freePort, startTestIssuer, TEST_AUDIENCE } from '../test/helpers/harness.js';
 import { deleteKeysWithPrefix, redisUrl } from '../test/helpers/redis.js';
 import { createTestDatabase, makeTlsMaterial, PG } from '../test/helpers/database.js';
+import { IMAGE_NODE_OPTIONS } from './startup.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const OFFICIAL = '056085009999'; // synthetic
@@ -120,7 +121,7 @@ export async function withBenchGateway<T>(opts: { workers?: number }, fn: (setup
     if (workers > 1) {
       const prefix = `ztgate-bench-db-${process.pid}:`;
       writeFileSync(join(work, 'ztgate.json'), JSON.stringify({ ...doc, state: { backend: 'redis', redisUrl: await redisUrl(), keyPrefix: prefix } }));
-      const child = spawn(process.execPath, ['--import', 'tsx', 'gateway/cli.ts', 'start', '--config', join(work, 'ztgate.json'), '--workers', String(workers)], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, [...IMAGE_NODE_OPTIONS, '--import', 'tsx', 'gateway/cli.ts', 'start', '--config', join(work, 'ztgate.json'), '--workers', String(workers)], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
       // The workers write their events to the stdout they share with the primary (the default sink).
       child.stdout!.pipe(sink);
       let stderr = '';

@@ -64,7 +64,7 @@ export function syntheticRosterCsv(count: number): string {
 }
 
 /** The node options the container image starts the gateway with (Dockerfile ENTRYPOINT). */
-export const IMAGE_NODE_OPTIONS = ['--max-semi-space-size=8', '--heap-growing-percent=20'] as const;
+export const IMAGE_NODE_OPTIONS = ['--max-semi-space-size=8'] as const;
 
 export const nationalIdOf = (i: number): string => `0010${String(90000000 + i).slice(-8)}`;
 
