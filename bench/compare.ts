@@ -12,6 +12,7 @@ import { Redis } from 'ioredis';
 import { generatePolicy } from './policy-gen.js';
 import { createAgent, LoadAccumulator } from './loadgen.js';
 import { deleteKeysByPrefix } from '../test/helpers/redis.js';
+import { freePort } from '../test/helpers/harness.js';
 import { FALLBACK_FRACTIONS, fixedRateRun, type FixedRateRun } from './fixed-rate.js';
 
 /**
@@ -241,14 +242,6 @@ http {
   throw new Error('nginx did not start');
 }
 
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address() as AddressInfo;
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
 interface LoadRun {
   readonly rps: number;
   readonly p50: number;
@@ -258,6 +251,13 @@ interface LoadRun {
   readonly errors: number;
   readonly requests: number;
 }
+
+/** What every wrk script prints at the end, parsed by the bench: requests, duration, p50, p99, p99.9, mean, errors. */
+const WRK_REPORT_LUA = `done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("ZTGATE-BENCH %d %d %.1f %.1f %.1f %.1f %d\\n", summary.requests, summary.duration, latency:percentile(50), latency:percentile(99), latency:percentile(99.9), latency.mean, e.connect + e.read + e.write + e.status + e.timeout))
+end
+`;
 
 function luaScript(dir: string, name: string, tokens: readonly string[]): string {
   const file = join(dir, `${name}.lua`);
@@ -275,11 +275,7 @@ request = function()
   end
   return wrk.format("GET", nil, headers)
 end
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format("ZTGATE-BENCH %d %d %.1f %.1f %.1f %.1f %d\\n", summary.requests, summary.duration, latency:percentile(50), latency:percentile(99), latency:percentile(99.9), latency.mean, e.connect + e.read + e.write + e.status + e.timeout))
-end
-`,
+${WRK_REPORT_LUA}`,
   );
   return file;
 }
@@ -313,11 +309,7 @@ request = function()
   if used <= #proofs then headers["DPoP"] = proofs[used] end
   return wrk.format("GET", nil, headers)
 end
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format("ZTGATE-BENCH %d %d %.1f %.1f %.1f %.1f %d\\n", summary.requests, summary.duration, latency:percentile(50), latency:percentile(99), latency:percentile(99.9), latency.mean, e.connect + e.read + e.write + e.status + e.timeout))
-end
-`,
+${WRK_REPORT_LUA}`,
   );
   return file;
 }

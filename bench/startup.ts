@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { generatePolicy } from './policy-gen.js';
 import { createAgent } from './loadgen.js';
+import { freePort } from '../test/helpers/harness.js';
 
 /**
  * Start-up and memory of one gateway process as it runs in production: `node dist/gateway/cli.js
@@ -86,14 +87,6 @@ export function ensureDist(log: (line: string) => void): void {
   log('  building dist/ (tsc -p tsconfig.build.json)');
   const r = spawnSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(ROOT, 'tsconfig.build.json')], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`tsc failed: ${r.stdout}${r.stderr}`);
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address() as AddressInfo;
-  await new Promise((r) => s.close(r));
-  return port;
 }
 
 function get(url: string, headers: Record<string, string> = {}, agent?: ReturnType<typeof createAgent>): Promise<number> {
